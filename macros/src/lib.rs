@@ -1,0 +1,42 @@
+//! Procedural macros of [tenantry](https://docs.rs/tenantry). An implementation detail: depend on
+//! the `tenantry` crate, which re-exports these with their documentation.
+//!
+//! Each macro is a one-line entry point that calls an `expand` function returning
+//! `syn::Result<TokenStream>`, so that unit tests can call it directly.
+
+use proc_macro::TokenStream;
+
+mod bypass;
+mod tenant_table;
+
+fn into_tokens(result: syn::Result<proc_macro2::TokenStream>, item: Option<TokenStream>) -> TokenStream {
+    match result {
+        Ok(tokens) => tokens.into(),
+        Err(err) => {
+            // Emit the item untouched beside the error, so users see only the real problem.
+            let mut out: TokenStream = err.to_compile_error().into();
+            if let Some(item) = item {
+                out.extend(item);
+            }
+            out
+        }
+    }
+}
+
+/// Declares a tenant table; see `tenantry::tenant_table`.
+#[proc_macro_attribute]
+pub fn tenant_table(args: TokenStream, item: TokenStream) -> TokenStream {
+    into_tokens(tenant_table::tenant_table(args.into(), item.clone().into()), Some(item))
+}
+
+/// Declares a global table; see `tenantry::global_table`.
+#[proc_macro_attribute]
+pub fn global_table(args: TokenStream, item: TokenStream) -> TokenStream {
+    into_tokens(tenant_table::global_table(args.into(), item.clone().into()), Some(item))
+}
+
+/// Opens an audited bypass with a literal reason; see `tenantry::no_tenant_scope!`.
+#[proc_macro]
+pub fn no_tenant_scope(input: TokenStream) -> TokenStream {
+    into_tokens(bypass::expand(input.into()), None)
+}

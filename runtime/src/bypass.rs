@@ -1,0 +1,119 @@
+//! Audited bypass: the only way to work across tenants or to run raw SQL.
+
+use std::borrow::Cow;
+use std::panic::Location;
+
+use crate::ctx::Actor;
+use crate::error::ScopeError;
+
+/// Who may lift tenant isolation. Implemented by named system jobs ([`SystemJob`]) and by the
+/// identity layer's Owner proof; not by partners or viewers.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` may not open a cross-tenant bypass",
+    label = "only an Owner or a named system job may call `no_tenant_scope!`",
+    note = "require `Owner` on the handler (`#[requires_role(Owner)]`) and pass its proof, or run the work as a `SystemJob`"
+)]
+pub trait BypassActor {
+    /// The actor recorded in the audit row.
+    fn bypass_actor(&self) -> Actor;
+}
+
+/// A named background job, the non-human actor of audited work (`audit_log.actor_email` is
+/// `job:<name>`).
+#[derive(Debug, Clone)]
+pub struct SystemJob {
+    name: Cow<'static, str>,
+}
+
+impl SystemJob {
+    /// A job named `name` (for example `"nightly-invoice-reminders"`).
+    pub fn named(name: impl Into<Cow<'static, str>>) -> Self {
+        Self { name: name.into() }
+    }
+
+    /// The job's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl BypassActor for SystemJob {
+    fn bypass_actor(&self) -> Actor {
+        Actor::job(&self.name)
+    }
+}
+
+/// Permission to work outside tenant scoping once, with a recorded reason.
+///
+/// Made by [`no_tenant_scope`] or the `no_tenant_scope!` macro (which rejects an empty literal at
+/// compile time). Consumed by [`crate::Db::bypass`] or a tenant connection's raw SQL methods,
+/// each of which writes exactly one `audit_log` row in the same transaction as the work.
+#[derive(Debug)]
+#[must_use = "a bypass does nothing until used: `db.bypass(token, ..)`"]
+pub struct AuditedBypass {
+    pub(crate) actor: Actor,
+    pub(crate) reason: Cow<'static, str>,
+    pub(crate) action: Cow<'static, str>,
+    pub(crate) location: &'static Location<'static>,
+}
+
+impl AuditedBypass {
+    /// Names the action recorded in the audit row (default `no_tenant_scope`).
+    pub fn action(mut self, action: impl Into<Cow<'static, str>>) -> Self {
+        self.action = action.into();
+        self
+    }
+
+    /// The recorded reason.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+
+    /// The actor the audit row will name.
+    pub fn actor(&self) -> &Actor {
+        &self.actor
+    }
+
+    /// Where in the source the bypass was opened (`file:line:column`).
+    pub fn location(&self) -> String {
+        format!(
+            "{}:{}:{}",
+            self.location.file(),
+            self.location.line(),
+            self.location.column()
+        )
+    }
+}
+
+/// Opens an audited bypass with a reason known only at run time.
+///
+/// Prefer the `no_tenant_scope!(&actor, "reason")` macro when the reason is a literal: it is
+/// checked at compile time. Here an empty or blank reason is [`ScopeError::EmptyReason`].
+#[track_caller]
+pub fn no_tenant_scope(
+    actor: &impl BypassActor,
+    reason: impl Into<Cow<'static, str>>,
+) -> Result<AuditedBypass, ScopeError> {
+    let reason = reason.into();
+    if reason.trim().is_empty() {
+        return Err(ScopeError::EmptyReason);
+    }
+    Ok(AuditedBypass {
+        actor: actor.bypass_actor(),
+        reason,
+        action: Cow::Borrowed("no_tenant_scope"),
+        location: Location::caller(),
+    })
+}
+
+/// What `no_tenant_scope!` expands to after checking its literal (not public API).
+#[doc(hidden)]
+#[track_caller]
+pub fn __no_tenant_scope_literal(actor: &impl BypassActor, reason: &'static str) -> AuditedBypass {
+    AuditedBypass {
+        actor: actor.bypass_actor(),
+        reason: Cow::Borrowed(reason),
+        action: Cow::Borrowed("no_tenant_scope"),
+        location: Location::caller(),
+    }
+}
