@@ -3,6 +3,10 @@
 use diesel::pg::Pg;
 use diesel::query_builder::SqlQuery;
 use diesel::QueryableByName;
+use std::future::Future;
+
+use diesel::QueryResult;
+use diesel_async::methods::{ExecuteDsl, LoadQuery};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use crate::audit::AuditEntry;
@@ -92,9 +96,35 @@ impl<'a> BypassConn<'a> {
         Self { conn }
     }
 
-    /// The Diesel connection: any query runs here, across all tenants. Use
-    /// `diesel_async::RunQueryDsl` with it, as in plain Diesel.
+    /// The Diesel connection, for `diesel_async::RunQueryDsl` in a module that does not import
+    /// tenantry's prelude. Prefer the methods below.
     pub fn diesel(&mut self) -> &mut &'a AsyncPgConnection {
         &mut self.conn
+    }
+
+    /// Loads all rows of any Diesel query, across tenants.
+    pub fn load<'c, U, Q>(&'c mut self, query: Q) -> impl Future<Output = QueryResult<Vec<U>>> + Send + use<'a, 'c, U, Q>
+    where
+        Q: LoadQuery<'c, &'a AsyncPgConnection, U> + 'c,
+        U: Send + 'c,
+    {
+        RunQueryDsl::load(query, &mut self.conn)
+    }
+
+    /// Loads exactly one row of any Diesel query, across tenants.
+    pub fn get_result<'c, U, Q>(&'c mut self, query: Q) -> impl Future<Output = QueryResult<U>> + Send + use<'a, 'c, U, Q>
+    where
+        Q: LoadQuery<'c, &'a AsyncPgConnection, U> + 'c,
+        U: Send + 'c,
+    {
+        RunQueryDsl::get_result(query, &mut self.conn)
+    }
+
+    /// Runs any Diesel statement, across tenants; returns the number of rows touched.
+    pub fn execute<'c, Q>(&'c mut self, query: Q) -> impl Future<Output = QueryResult<usize>> + Send + use<'a, 'c, Q>
+    where
+        Q: ExecuteDsl<&'a AsyncPgConnection> + 'c,
+    {
+        RunQueryDsl::execute(query, &mut self.conn)
     }
 }

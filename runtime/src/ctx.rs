@@ -129,6 +129,13 @@ impl<A: Access> TenantCtx<A> {
         }
     }
 
+    /// Not available: a context cannot be built from a bare id. This exists only to say so at
+    /// compile time.
+    #[doc(hidden)]
+    pub fn new<T: FromBareId>(_id: T) -> Self {
+        unreachable!("FromBareId has no implementations")
+    }
+
     /// The active tenant's id.
     pub fn tenant_id(&self) -> Uuid {
         self.tenant_id
@@ -160,3 +167,11 @@ impl<A: Access> TenantCtx<A> {
         Self::new_trusted(tenant_id, actor, None)
     }
 }
+
+/// Never implemented: carries the compile error of `TenantCtx::new(id)`.
+#[diagnostic::on_unimplemented(
+    message = "a `TenantCtx` cannot be built from a bare id",
+    label = "anyone could name any tenant this way",
+    note = "take the context from the request extractor (`#[requires_role(..)]`), from `Db::job_tx` for an audited background job, or from `TenantCtx::for_test` in tests (feature `testing`)"
+)]
+pub trait FromBareId: sealed::Sealed {}

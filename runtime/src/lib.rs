@@ -19,7 +19,7 @@ mod table;
 
 pub use bypass::{no_tenant_scope, AuditedBypass, BypassActor, SystemJob};
 pub use conn::{BypassConn, TenantConn};
-pub use ctx::{Access, Actor, CanWrite, ReadOnly, ReadWrite, TenantCtx};
+pub use ctx::{Access, Actor, CanWrite, FromBareId, ReadOnly, ReadWrite, TenantCtx};
 pub use db::{Db, DbConfig};
 pub use declare::{declare_tables, TableDecl};
 pub use error::{DbError, ScopeError};
@@ -27,7 +27,7 @@ pub use insert::{InsertMany, InsertOne, ScopedInsert, TenantRow};
 pub use inspect::{inspect, Finding, Report};
 pub use migrate::{migrate, migrate_url, run_migrations, MigrateError, Migration, FRAMEWORK_MIGRATIONS};
 pub use query::{RunTenantQuery, TenantQuery};
-pub use scoped::{ScopedJoin, ScopedOn, ScopedTable, Scoped, ScopedWhere};
+pub use scoped::{NoWidening, Scoped, ScopedJoin, ScopedOn, ScopedTable, ScopedWhere};
 pub use table::{Declared, GlobalTable, IsGlobal, IsTenant, JoinScope, TableKind, TenantJoinOn, TenantTable};
 
 /// The names a module that uses tenantry needs: `use tenantry::prelude::*;`.

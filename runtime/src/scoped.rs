@@ -189,6 +189,18 @@ impl<Q> Scoped<Q> {
         diesel::dsl::exists(self.query)
     }
 
+    /// Not available: `or_filter` would turn `tenant_id = $1 AND a` into `tenant_id = $1 OR b`.
+    ///
+    /// Put the alternatives inside one filter instead: `.filter(a.or(b))`, which Diesel
+    /// parenthesises. This method exists only to say so at compile time.
+    #[doc(hidden)]
+    pub fn or_filter<P>(self, _predicate: P) -> Self
+    where
+        P: NoWidening,
+    {
+        self
+    }
+
     /// The query as a subquery for another scoped query's filter:
     /// `invoices::project_id.eq_any(Project::scoped(&ctx).select(projects::id).subquery())`.
     ///
@@ -253,3 +265,11 @@ impl<W: QueryFragment<Pg>> QueryFragment<Pg> for ScopedWhere<W> {
         self.0.walk_ast(pass)
     }
 }
+
+/// Never implemented: carries the compile error of [`Scoped::or_filter`].
+#[diagnostic::on_unimplemented(
+    message = "`or_filter` is not available on a tenant-scoped query: it would widen it to other tenants",
+    label = "`tenant_id = $1 OR ..` would match other tenants' rows",
+    note = "put the alternatives inside one filter, which keeps the tenant condition: `.filter(a.or(b))`"
+)]
+pub trait NoWidening: crate::__private::Sealed {}

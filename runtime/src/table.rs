@@ -50,9 +50,9 @@ pub trait TenantTable: Declared<Kind = IsTenant> + Default + Copy {
 
 /// A table shared by all tenants (declared with `#[global_table]`); read without a scope.
 #[diagnostic::on_unimplemented(
-    message = "query on `{Self}` is not tenant-scoped",
-    label = "must be built from `<Model>::scoped(&ctx)`",
-    note = "scope it: `Invoice::scoped(&ctx)`; only tables declared with `#[global_table]` are read without a scope",
+    message = "this query is not tenant-scoped, so a tenant connection will not run it",
+    label = "not built from `<Model>::scoped(&ctx)`",
+    note = "scope it: `Invoice::scoped(&ctx)`; insert with `Invoice::insert(&ctx, new)`; update or delete with `diesel::update(Invoice::scoped(&ctx).filter(..))`; only `#[global_table]`s are read without a scope",
     note = "for deliberate cross-tenant work, use an audited bypass: `db.bypass(no_tenant_scope!(&actor, \"reason\"), ..)`"
 )]
 pub trait GlobalTable: Declared<Kind = IsGlobal> {}

@@ -1,0 +1,14 @@
+#![allow(unused_imports)]
+#[path = "../support/schema.rs"]
+mod schema;
+
+use schema::*;
+use tenantry::prelude::*;
+use tenantry::DbError;
+
+fn open() {
+    let job = tenantry::SystemJob::named("report");
+    let _bypass = tenantry::no_tenant_scope!(&job, "  ");
+}
+
+fn main() {}

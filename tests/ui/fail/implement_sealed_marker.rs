@@ -1,0 +1,18 @@
+#![allow(unused_imports)]
+#[path = "../support/schema.rs"]
+mod schema;
+
+use schema::*;
+use tenantry::prelude::*;
+use tenantry::DbError;
+
+struct AllInvoices;
+
+impl tenantry::TenantQuery<tenantry::ReadWrite> for AllInvoices {
+    type Inner = invoices::table;
+    fn into_inner(self) -> invoices::table {
+        invoices::table
+    }
+}
+
+fn main() {}
