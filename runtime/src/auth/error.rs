@@ -1,0 +1,47 @@
+//! [`AuthError`]: every way a request can be refused before its handler runs.
+
+use thiserror::Error;
+
+/// Why a request was refused. Each variant maps to one HTTP status and one stable JSON code
+/// (see [`AuthError::status`] and [`AuthError::code`]); the message is safe to show.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum AuthError {
+    /// No credential, or one that does not verify (401 `unauthenticated`).
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// A valid identity with no `users` row (403 `not_provisioned`).
+    #[error("{0} is not provisioned in this application")]
+    NotProvisioned(String),
+    /// The principal lacks the role, or names a tenant it may not act in (403 `forbidden`).
+    #[error("{0}")]
+    Forbidden(String),
+    /// The request must name a tenant with `X-Tenant` (400 `tenant_required`).
+    #[error("{0}")]
+    TenantRequired(String),
+    /// The identity provider or database could not be consulted (503 `unavailable`).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl AuthError {
+    /// The HTTP status code.
+    pub fn status(&self) -> u16 {
+        match self {
+            AuthError::Unauthenticated(_) => 401,
+            AuthError::NotProvisioned(_) | AuthError::Forbidden(_) => 403,
+            AuthError::TenantRequired(_) => 400,
+            AuthError::Unavailable(_) => 503,
+        }
+    }
+
+    /// The stable JSON error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AuthError::Unauthenticated(_) => "unauthenticated",
+            AuthError::NotProvisioned(_) => "not_provisioned",
+            AuthError::Forbidden(_) => "forbidden",
+            AuthError::TenantRequired(_) => "tenant_required",
+            AuthError::Unavailable(_) => "unavailable",
+        }
+    }
+}
