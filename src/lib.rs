@@ -33,3 +33,14 @@ pub use tenantry_macros::global_table;
 /// let bypass = tenantry::no_tenant_scope!(&job, "");   // error: a bypass needs a non-empty reason
 /// ```
 pub use tenantry_macros::no_tenant_scope;
+
+/// Requires a role of an axum handler: `#[requires_role(Partner)]`, `#[requires_role(ClientViewer)]`
+/// or `#[requires_role(Owner)]`.
+///
+/// The handler's first extractor becomes `identity::InTenant<Role>` (or `identity::AsOwner`), which
+/// authenticates the request, selects the tenant (`X-Tenant`) and refuses a principal without the
+/// role with 403 before the body runs, in every build profile. Parameters tenantry fills:
+/// `ctx: TenantCtx` (read-only for `ClientViewer`: writes do not compile), `proof: Proof<Role>` /
+/// `owner: OwnerProof` (only an Owner proof can open `no_tenant_scope!`), `principal: Principal`.
+/// Other parameters stay ordinary axum extractors.
+pub use tenantry_macros::requires_role;

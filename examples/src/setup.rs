@@ -1,67 +1,153 @@
-//! Database setup of the example, on the migration role's plain Diesel connection (this module
-//! does not import tenantry's prelude, so `diesel_async::RunQueryDsl` is unambiguous here).
+//! Database setup on the migration role's plain Diesel connection: create the database if it is
+//! missing, apply tenantry's and the example's migrations, declare the tables, and seed the dev
+//! data. (This module does not import tenantry's prelude, so `diesel_async::RunQueryDsl` is
+//! unambiguous here.)
 
-use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use diesel::{ExpressionMethods, QueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use tenantry::schema::{memberships, tenants, users};
+use tenantry::settings::Settings;
+use tenantry::{Db, SystemJob};
 use uuid::Uuid;
 
-use crate::{models, ExampleError};
+use crate::models::{self, Invoice, NewInvoice, NewProject, Project};
 
-/// `postgres://user@host:port/db` → (`…/postgres`, `db`, URL of `role` on `db`).
-pub(crate) fn split_url(url: &str) -> Result<(String, String, String, String), ExampleError> {
-    let bad = || ExampleError::Url(format!("`{url}` is not a postgres://user@host:port/database URL"));
-    let rest = url.strip_prefix("postgres://").or_else(|| url.strip_prefix("postgresql://")).ok_or_else(bad)?;
-    let (auth, host_db) = rest.split_once('@').ok_or_else(bad)?;
-    let (host, db) = host_db.split_once('/').ok_or_else(bad)?;
-    let db = db.split('?').next().unwrap_or(db);
-    if db.is_empty() || !db.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        return Err(bad());
-    }
-    let _ = auth;
-    Ok((
-        format!("postgres://{auth}@{host}/postgres"),
-        db.to_owned(),
-        format!("postgres://tenantry_app@{host}/{db}"),
-        format!("postgres://tenantry_bypass@{host}/{db}"),
-    ))
+/// A setup step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("DATABASE_URL: {0}")]
+    Url(String),
+    #[error("cannot connect to {url}: {source} (is PostgreSQL running? pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start)")]
+    Connect {
+        url: String,
+        source: diesel::ConnectionError,
+    },
+    #[error("migrations: {0}")]
+    Migrate(#[from] tenantry::MigrateError),
+    #[error("database: {0}")]
+    Query(#[from] diesel::result::Error),
+    #[error("database: {0}")]
+    Db(#[from] tenantry::DbError),
+    #[error(transparent)]
+    Scope(#[from] tenantry::ScopeError),
 }
 
-pub(crate) async fn setup(url: &str) -> Result<(String, String), ExampleError> {
-    let (server, db, app, bypass) = split_url(url)?;
-    let mut admin = AsyncPgConnection::establish(&server).await?;
-    let exists: bool = {
-        use diesel_async::RunQueryDsl;
-        diesel::select(diesel::dsl::sql::<diesel::sql_types::Bool>(&format!(
-            "EXISTS (SELECT 1 FROM pg_database WHERE datname = '{db}')"
-        )))
-        .get_result(&mut admin)
-        .await?
-    };
-    if !exists {
-        admin.batch_execute(&format!("CREATE DATABASE {db}")).await?;
+fn redacted(url: &url::Url) -> String {
+    let mut u = url.clone();
+    if u.password().is_some() {
+        let _ = u.set_password(Some("***"));
     }
-    let mut conn = AsyncPgConnection::establish(url).await?;
+    u.to_string()
+}
+
+async fn connect(url: &url::Url) -> Result<AsyncPgConnection, SetupError> {
+    AsyncPgConnection::establish(url.as_str())
+        .await
+        .map_err(|source| SetupError::Connect {
+            url: redacted(url),
+            source,
+        })
+}
+
+/// Creates the database if missing and applies all migrations and table declarations.
+pub async fn prepare(settings: &Settings) -> Result<(), SetupError> {
+    let url = url::Url::parse(&settings.database_url).map_err(|e| SetupError::Url(e.to_string()))?;
+    let db_name = url.path().trim_start_matches('/').to_owned();
+    if !db_name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(SetupError::Url(format!(
+            "database name {db_name:?} may only hold letters, digits and _"
+        )));
+    }
+    let mut server = url.clone();
+    server.set_path("/postgres");
+    let mut admin = connect(&server).await?;
+    let exists: bool = diesel::select(
+        diesel::dsl::sql::<diesel::sql_types::Bool>("EXISTS (SELECT 1 FROM pg_database WHERE datname = ")
+            .bind::<diesel::sql_types::Text, _>(&db_name)
+            .sql(")"),
+    )
+    .get_result(&mut admin)
+    .await?;
+    if !exists {
+        if let Err(e) = admin.batch_execute(&format!("CREATE DATABASE {db_name}")).await {
+            // A concurrent start may have created it meanwhile.
+            tracing::debug!(error = %e, "CREATE DATABASE");
+        }
+    }
+    let mut conn = connect(&url).await?;
     tenantry::migrate(&mut conn).await?;
     tenantry::run_migrations(&mut conn, "example", models::MIGRATIONS).await?;
     tenantry::declare_tables(&mut conn, &models::declarations()).await?;
-    Ok((app, bypass))
+    Ok(())
 }
 
-pub(crate) async fn seed_tenant(url: &str, slug: &str, name: &str) -> Result<Uuid, ExampleError> {
-    use diesel::ExpressionMethods;
-    use diesel_async::RunQueryDsl;
-    use tenantry::schema::tenants;
-    let mut conn = AsyncPgConnection::establish(url).await?;
-    diesel::insert_into(tenants::table)
-        .values((tenants::slug.eq(slug), tenants::name.eq(name)))
-        .on_conflict(tenants::slug)
-        .do_nothing()
+/// In dev mode with an empty database: the tenant "Acme Corp" with a few projects and
+/// invoices, and the dev user as Owner and as partner of Acme Corp.
+pub async fn seed_dev(settings: &Settings, db: &Db, dev_email: &str) -> Result<(), SetupError> {
+    let url = url::Url::parse(&settings.database_url).map_err(|e| SetupError::Url(e.to_string()))?;
+    let mut conn = connect(&url).await?;
+    let tenant_count: i64 = tenants::table.count().get_result(&mut conn).await?;
+    if tenant_count > 0 {
+        return Ok(());
+    }
+    let acme: Uuid = diesel::insert_into(tenants::table)
+        .values((tenants::slug.eq("acme-corp"), tenants::name.eq("Acme Corp")))
+        .returning(tenants::id)
+        .get_result(&mut conn)
+        .await?;
+    let user: Uuid = diesel::insert_into(users::table)
+        .values((
+            users::email.eq(dev_email),
+            users::display_name.eq("Dev User"),
+            users::is_owner.eq(true),
+        ))
+        .returning(users::id)
+        .get_result(&mut conn)
+        .await?;
+    diesel::insert_into(memberships::table)
+        .values((
+            memberships::user_id.eq(user),
+            memberships::tenant_id.eq(acme),
+            memberships::role.eq("partner"),
+        ))
         .execute(&mut conn)
         .await?;
-    Ok(diesel::QueryDsl::select(
-        diesel::QueryDsl::filter(tenants::table, tenants::slug.eq(slug)),
-        tenants::id,
-    )
-    .get_result(&mut conn)
-    .await?)
+    let job = SystemJob::named("dev-seed");
+    db.job_tx(&job, acme, "seed the dev tenant Acme Corp", async |tx| {
+        seed_acme(tx).await
+    })
+    .await?;
+    tracing::info!(tenant = %acme, user = dev_email, "seeded Acme Corp and the dev user");
+    Ok(())
 }
 
+async fn seed_acme(tx: &mut tenantry::TenantConn<'_>) -> Result<(), SetupError> {
+    use tenantry::RunTenantQuery;
+    let mut number = 0;
+    for (name, amounts) in [
+        ("Website relaunch", &[120_000_i64, 45_000, 9_900][..]),
+        ("Mobile app", &[250_000, 80_000][..]),
+        ("Support retainer", &[30_000][..]),
+    ] {
+        let project: Project = RunTenantQuery::get_result(
+            Project::insert(tx.ctx(), NewProject { name: name.to_owned() }),
+            tx,
+        )
+        .await?;
+        let rows: Vec<NewInvoice> = amounts
+            .iter()
+            .map(|&amount_cents| {
+                number += 1;
+                NewInvoice {
+                    project_id: project.id,
+                    number: format!("ACME-{number:04}"),
+                    amount_cents,
+                    currency: if number % 3 == 0 { "USD" } else { "EUR" }.to_owned(),
+                    status: ["draft", "sent", "paid"][number % 3].to_owned(),
+                }
+            })
+            .collect();
+        RunTenantQuery::execute(Invoice::insert_many(tx.ctx(), rows), tx).await?;
+    }
+    Ok(())
+}

@@ -7,6 +7,7 @@
 use proc_macro::TokenStream;
 
 mod bypass;
+mod requires_role;
 mod tenant_table;
 
 fn into_tokens(result: syn::Result<proc_macro2::TokenStream>, item: Option<TokenStream>) -> TokenStream {
@@ -39,4 +40,10 @@ pub fn global_table(args: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro]
 pub fn no_tenant_scope(input: TokenStream) -> TokenStream {
     into_tokens(bypass::expand(input.into()), None)
+}
+
+/// Requires a role of an axum handler; see `tenantry::requires_role`.
+#[proc_macro_attribute]
+pub fn requires_role(args: TokenStream, item: TokenStream) -> TokenStream {
+    into_tokens(requires_role::expand(args.into(), item.clone().into()), Some(item))
 }

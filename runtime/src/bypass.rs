@@ -55,12 +55,19 @@ pub struct AuditedBypass {
     pub(crate) reason: Cow<'static, str>,
     pub(crate) action: Cow<'static, str>,
     pub(crate) location: &'static Location<'static>,
+    pub(crate) request_id: Option<String>,
 }
 
 impl AuditedBypass {
     /// Names the action recorded in the audit row (default `no_tenant_scope`).
     pub fn action(mut self, action: impl Into<Cow<'static, str>>) -> Self {
         self.action = action.into();
+        self
+    }
+
+    /// Records the request that opened the bypass (`audit_log.request_id`).
+    pub fn request_id(mut self, request_id: impl Into<String>) -> Self {
+        self.request_id = Some(request_id.into());
         self
     }
 
@@ -103,6 +110,7 @@ pub fn no_tenant_scope(
         reason,
         action: Cow::Borrowed("no_tenant_scope"),
         location: Location::caller(),
+        request_id: None,
     })
 }
 
@@ -115,5 +123,6 @@ pub fn __no_tenant_scope_literal(actor: &impl BypassActor, reason: &'static str)
         reason: Cow::Borrowed(reason),
         action: Cow::Borrowed("no_tenant_scope"),
         location: Location::caller(),
+        request_id: None,
     }
 }

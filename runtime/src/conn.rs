@@ -59,7 +59,7 @@ impl<'a, A: Access> TenantConn<'a, A> {
             action: &bypass.action,
             reason: &bypass.reason,
             tenant_id: Some(self.ctx.tenant_id()),
-            request_id: self.ctx.request_id(),
+            request_id: bypass.request_id.as_deref().or(self.ctx.request_id()),
             location: Some(&location),
         }
         .write(self.conn)

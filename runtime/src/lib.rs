@@ -4,6 +4,7 @@
 
 mod audit;
 pub mod auth;
+pub mod identity;
 mod bypass;
 mod conn;
 mod ctx;
@@ -16,7 +17,10 @@ mod migrate;
 mod query;
 mod scoped;
 pub mod schema;
+pub mod settings;
 mod table;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use bypass::{no_tenant_scope, AuditedBypass, BypassActor, SystemJob};
 pub use conn::{BypassConn, TenantConn};

@@ -44,12 +44,18 @@ pub enum MigrateError {
 pub async fn migrate(conn: &mut AsyncPgConnection) -> Result<Vec<&'static str>, MigrateError> {
     ensure_roles(conn).await?;
     let applied = run_migrations(conn, "tenantry", FRAMEWORK_MIGRATIONS).await?;
-    conn.batch_execute(GRANTS_SQL)
-        .await
-        .map_err(|source| MigrateError::Failed {
+    // Concurrent GRANTs on one object fail ("tuple concurrently updated"), so runs on one
+    // database take the migrations' advisory lock for them too.
+    let grants = format!(
+        "BEGIN; SELECT pg_advisory_xact_lock(hashtext('tenantry_migrations'));\n{GRANTS_SQL}\n;COMMIT"
+    );
+    if let Err(source) = conn.batch_execute(&grants).await {
+        let _ = conn.batch_execute("ROLLBACK").await;
+        return Err(MigrateError::Failed {
             version: "grants".into(),
             source,
-        })?;
+        });
+    }
     Ok(applied)
 }
 
@@ -93,23 +99,23 @@ pub async fn run_migrations(
         let version = version.to_owned();
         move |source| MigrateError::Failed { version, source }
     };
-    conn.batch_execute(
-        "CREATE TABLE IF NOT EXISTS tenantry_migrations (
-            migration_set text NOT NULL,
-            version text NOT NULL,
-            applied_at timestamptz NOT NULL DEFAULT now(),
-            PRIMARY KEY (migration_set, version))",
-    )
-    .await
-    .or_else(|e| match e {
-        // Two first runs at once both try to create the table.
-        diesel::result::Error::DatabaseError(
-            diesel::result::DatabaseErrorKind::UniqueViolation,
-            _,
-        ) => Ok(()),
-        e => Err(e),
-    })
-    .map_err(fail("tenantry_migrations"))?;
+    // Two first runs at once would both try to create the table (and fail with a unique
+    // violation or "type already exists"), so creating it takes the advisory lock too.
+    if let Err(e) = conn
+        .batch_execute(
+            "BEGIN; SELECT pg_advisory_xact_lock(hashtext('tenantry_migrations'));
+            CREATE TABLE IF NOT EXISTS tenantry_migrations (
+                migration_set text NOT NULL,
+                version text NOT NULL,
+                applied_at timestamptz NOT NULL DEFAULT now(),
+                PRIMARY KEY (migration_set, version));
+            COMMIT",
+        )
+        .await
+    {
+        let _ = conn.batch_execute("ROLLBACK").await;
+        return Err(fail("tenantry_migrations")(e));
+    }
 
     let mut sorted: Vec<&Migration> = migrations.iter().collect();
     sorted.sort_by_key(|m| m.version);

@@ -1,6 +1,7 @@
 //! Identity: who makes a request (Cloudflare Access, dev mode, trusted header), and the errors
 //! of authentication and authorization with their HTTP status and stable JSON code.
 
+pub mod cloudflare;
 mod error;
 
 pub use error::AuthError;

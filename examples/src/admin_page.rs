@@ -1,0 +1,96 @@
+//! The Owner dashboard's HTML: server-rendered, self-contained (no external CDN), every value
+//! escaped.
+
+use std::fmt::Write;
+
+use crate::routes::admin::{AuditRow, TenantSummary};
+
+/// Escapes text for HTML element content and attribute values.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn money(cents: i64) -> String {
+    let sign = if cents < 0 { "-" } else { "" };
+    let cents = cents.unsigned_abs();
+    format!("{sign}{}.{:02}", cents / 100, cents % 100)
+}
+
+const STYLE: &str = "
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;background:#f5f6f8;color:#1d2330}
+header{background:#1d2330;color:#fff;padding:14px 28px;display:flex;justify-content:space-between;align-items:center}
+header h1{font-size:18px;margin:0;font-weight:600} header span{opacity:.8;font-size:14px}
+main{max-width:1100px;margin:24px auto;padding:0 20px}
+section{background:#fff;border-radius:10px;box-shadow:0 1px 3px rgba(0,0,0,.08);margin-bottom:24px;padding:18px 22px}
+h2{font-size:16px;margin:0 0 12px} table{width:100%;border-collapse:collapse;font-size:14px}
+th{text-align:left;color:#5b6475;font-weight:600;border-bottom:2px solid #e6e8ec;padding:8px}
+td{border-bottom:1px solid #eef0f3;padding:8px;vertical-align:top} td.num{text-align:right;font-variant-numeric:tabular-nums}
+.pill{display:inline-block;background:#eef2ff;color:#3949ab;border-radius:999px;padding:1px 8px;margin:1px 4px 1px 0;font-size:12px}
+.muted{color:#8a93a3} code{font-size:12px}
+";
+
+/// The dashboard page for `owner_email`.
+pub fn render(owner_email: &str, tenants: &[TenantSummary], audit: &[AuditRow]) -> String {
+    let mut tenant_rows = String::new();
+    for t in tenants {
+        let totals: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&t.totals).unwrap_or_default();
+        let mut pills = String::new();
+        for (currency, cents) in &totals {
+            let _ = write!(
+                pills,
+                "<span class=\"pill\">{} {}</span>",
+                escape(currency),
+                money(cents.as_i64().unwrap_or(0))
+            );
+        }
+        if pills.is_empty() {
+            pills.push_str("<span class=\"muted\">none</span>");
+        }
+        let _ = write!(
+            tenant_rows,
+            "<tr><td>{}</td><td><code>{}</code></td><td class=\"num\">{}</td><td>{}</td></tr>",
+            escape(&t.name),
+            escape(&t.slug),
+            t.invoice_count,
+            pills
+        );
+    }
+    let mut audit_rows = String::new();
+    for a in audit {
+        let _ = write!(
+            audit_rows,
+            "<tr><td class=\"num\">{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td><td><code>{}</code></td></tr>",
+            a.id,
+            escape(&a.at.format("%Y-%m-%d %H:%M:%S UTC").to_string()),
+            escape(&a.actor_email),
+            escape(&a.action),
+            escape(&a.reason),
+            a.tenant_id.map(|t| t.to_string()).unwrap_or_else(|| "—".into()),
+        );
+    }
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+<title>tenantry · Owner dashboard</title><style>{STYLE}</style></head><body>\
+<header><h1>tenantry · Owner dashboard</h1><span>{owner}</span></header><main>\
+<section id=\"tenants\"><h2>Tenants ({tcount})</h2><table><thead><tr><th>Name</th><th>Slug</th>\
+<th class=\"num\">Invoices</th><th>Totals (not void)</th></tr></thead><tbody>{tenant_rows}</tbody></table></section>\
+<section id=\"audit\"><h2>Recent audit log</h2><table><thead><tr><th class=\"num\">#</th><th>At</th><th>Actor</th>\
+<th>Action</th><th>Reason</th><th>Tenant</th></tr></thead><tbody>{audit_rows}</tbody></table></section>\
+</main></body></html>",
+        owner = escape(owner_email),
+        tcount = tenants.len(),
+    )
+}

@@ -1,0 +1,93 @@
+//! The tenantry example: a small invoicing SaaS whose contract is `shared/spec/example-app.md`.
+//!
+//! Read the handlers in `routes/` as the model of how to use tenantry: each is short, behind
+//! `#[requires_role(..)]`, and none writes a tenant filter by hand.
+
+#![allow(missing_docs, unreachable_pub)]
+
+pub mod admin_page;
+pub mod app;
+pub mod error;
+pub mod extract;
+pub mod models;
+pub mod routes;
+pub mod schema;
+pub mod setup;
+
+use std::net::SocketAddr;
+
+use tenantry::identity::{Authenticator, Tenantry};
+use tenantry::settings::{AuthMode, Settings};
+use tenantry::{Db, DbConfig};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Settings(#[from] tenantry::settings::SettingsError),
+    #[error(transparent)]
+    Setup(#[from] setup::SetupError),
+    #[error("database: {0}")]
+    Db(#[from] tenantry::DbError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A server ready to serve: its address and the router.
+pub struct Server {
+    pub addr: SocketAddr,
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+}
+
+impl Server {
+    /// Applies all migrations, seeds the dev data (dev mode, empty database), connects the pools
+    /// and binds the listener.
+    pub async fn build(settings: &Settings) -> Result<Self, StartError> {
+        setup::prepare(settings).await?;
+        let db = Db::connect(DbConfig::new(
+            settings.app_database_url.clone(),
+            Some(settings.bypass_database_url.clone()),
+        ))
+        .await?;
+        if let AuthMode::Dev { user_email } = &settings.auth {
+            setup::seed_dev(settings, &db, user_email).await?;
+        }
+        let auth = Authenticator::from_settings(settings)?;
+        let state = app::AppState {
+            tenantry: Tenantry {
+                db,
+                auth: std::sync::Arc::new(auth),
+            },
+        };
+        let router = app::router(state, settings);
+        let listener = tokio::net::TcpListener::bind(settings.bind_addr)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: settings.bind_addr,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: settings.bind_addr,
+            source,
+        })?;
+        Ok(Server {
+            addr,
+            listener,
+            router,
+        })
+    }
+
+    /// Serves until the process ends.
+    pub async fn serve(self) -> std::io::Result<()> {
+        axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+    }
+}

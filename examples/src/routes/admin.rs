@@ -1,0 +1,122 @@
+//! Owner-only, cross-tenant routes. Each call opens one audited bypass: one `audit_log` row.
+
+use axum::extract::State;
+use axum::response::Html;
+use axum::Json;
+use diesel::sql_types::{BigInt, Text, Uuid as SqlUuid};
+use diesel::QueryableByName;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tenantry::identity::OwnerProof;
+use tenantry::prelude::*;
+use tenantry::schema::audit_log;
+use tenantry::{no_tenant_scope, requires_role, BypassConn};
+
+use crate::admin_page;
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::extract::{limit, ApiQuery};
+
+/// One tenant of the cross-tenant summary.
+#[derive(Serialize, QueryableByName)]
+pub struct TenantSummary {
+    #[diesel(sql_type = SqlUuid)]
+    pub id: uuid::Uuid,
+    #[diesel(sql_type = Text)]
+    pub slug: String,
+    #[diesel(sql_type = Text)]
+    pub name: String,
+    #[diesel(sql_type = BigInt)]
+    pub invoice_count: i64,
+    #[diesel(sql_type = Text)]
+    #[serde(serialize_with = "raw_json")]
+    pub totals: String,
+}
+
+fn raw_json<S: serde::Serializer>(text: &str, s: S) -> Result<S::Ok, S::Error> {
+    serde_json::from_str::<Value>(text)
+        .map_err(serde::ser::Error::custom)?
+        .serialize(s)
+}
+
+/// `invoice_count` counts all invoices; `totals` sums non-void invoices per currency.
+const SUMMARY_SQL: &str = "
+SELECT t.id, t.slug, t.name,
+       (SELECT count(*) FROM invoices i WHERE i.tenant_id = t.id) AS invoice_count,
+       COALESCE((SELECT jsonb_object_agg(s.currency, s.total)
+                 FROM (SELECT i.currency, sum(i.amount_cents)::bigint AS total
+                       FROM invoices i WHERE i.tenant_id = t.id AND i.status <> 'void'
+                       GROUP BY i.currency) s), '{}'::jsonb)::text AS totals
+FROM tenants t
+ORDER BY t.slug";
+
+/// One audit row.
+#[derive(Serialize, Queryable)]
+pub struct AuditRow {
+    pub id: i64,
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub actor_email: String,
+    pub action: String,
+    pub reason: String,
+    pub tenant_id: Option<uuid::Uuid>,
+}
+
+async fn summary(conn: &mut BypassConn<'_>) -> Result<Vec<TenantSummary>, ApiError> {
+    Ok(conn.load(diesel::sql_query(SUMMARY_SQL)).await?)
+}
+
+async fn recent_audit(conn: &mut BypassConn<'_>, n: i64) -> Result<Vec<AuditRow>, ApiError> {
+    let query = audit_log::table
+        .select((
+            audit_log::id,
+            audit_log::at,
+            audit_log::actor_email,
+            audit_log::action,
+            audit_log::reason,
+            audit_log::tenant_id,
+        ))
+        .order((audit_log::at.desc(), audit_log::id.desc()))
+        .limit(n);
+    Ok(conn.load(query).await?)
+}
+
+/// `GET /api/admin/tenants`: every tenant with its invoice count and totals, by slug.
+#[requires_role(Owner)]
+pub async fn tenants(owner: OwnerProof, State(app): State<AppState>) -> Result<Json<Vec<TenantSummary>>, ApiError> {
+    let bypass = no_tenant_scope!(&owner, "owner: cross-tenant invoice summary").action("admin.tenants");
+    Ok(Json(app.tenantry.db.bypass(bypass, async |conn| summary(conn).await).await?))
+}
+
+/// `?limit=`.
+#[derive(Deserialize)]
+pub struct AuditQuery {
+    limit: Option<i64>,
+}
+
+/// `GET /api/admin/audit`: the newest audit rows.
+#[requires_role(Owner)]
+pub async fn audit(
+    owner: OwnerProof,
+    State(app): State<AppState>,
+    ApiQuery(q): ApiQuery<AuditQuery>,
+) -> Result<Json<Vec<AuditRow>>, ApiError> {
+    let n = limit(q.limit, 50, 500)?;
+    let bypass = no_tenant_scope!(&owner, "owner: read the audit log").action("admin.audit");
+    Ok(Json(app.tenantry.db.bypass(bypass, async |conn| recent_audit(conn, n).await).await?))
+}
+
+/// `GET /admin`: the Owner dashboard (tenant summary and recent audit rows), one bypass.
+#[requires_role(Owner)]
+pub async fn dashboard(owner: OwnerProof, State(app): State<AppState>) -> Result<Html<String>, ApiError> {
+    let bypass = no_tenant_scope!(&owner, "owner: dashboard of tenants and audit log").action("admin.dashboard");
+    let (tenants, audit) = app
+        .tenantry
+        .db
+        .bypass(bypass, async |conn| {
+            let tenants = summary(conn).await?;
+            let audit = recent_audit(conn, 25).await?;
+            Ok::<_, ApiError>((tenants, audit))
+        })
+        .await?;
+    Ok(Html(admin_page::render(owner.actor().email(), &tenants, &audit)))
+}

@@ -1,0 +1,22 @@
+//! The identity layer: principals, tenant selection, roles and the axum extractors that
+//! `#[requires_role(..)]` expands to.
+//!
+//! | role | from | inside a tenant | across tenants |
+//! |---|---|---|---|
+//! | `Owner` | `users.is_owner` | read and write in any tenant | audited bypass (`no_tenant_scope!`) |
+//! | `Partner` | membership `partner` | read and write in its tenants | no |
+//! | `ClientViewer` | membership `client_viewer` | read only (`READ ONLY` transactions) | no |
+
+mod authenticator;
+mod csrf;
+mod extract;
+mod principal;
+mod roles;
+mod tenant;
+
+pub use authenticator::{Authenticator, TRUSTED_EMAIL_HEADER};
+pub use csrf::{csrf, mark_dev_mode, CsrfPolicy};
+pub use extract::{request_id, AsOwner, CurrentUser, InTenant, RoleRequirement, Tenantry};
+pub use principal::{load_principal, Membership, Principal, TenantRole};
+pub use roles::{ClientViewer, Owner, OwnerProof, Partner, Proof, Role, TenantRoleRequirement};
+pub use tenant::{select_tenant, tenant_header, ActiveTenant, TENANT_HEADER};

@@ -1,0 +1,106 @@
+//! Roles as types: `#[requires_role(Partner)]` checks the role at run time (in every build
+//! profile) and hands the handler a proof whose type decides, at compile time, what it may do.
+
+use std::marker::PhantomData;
+
+use super::principal::{Principal, TenantRole};
+use crate::bypass::BypassActor;
+use crate::ctx::{Access, Actor, ReadOnly, ReadWrite};
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// A role a handler may require: [`Owner`], [`Partner`] or [`ClientViewer`].
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a tenantry role",
+    label = "expected `Owner`, `Partner` or `ClientViewer`",
+    note = "roles: `#[requires_role(Owner)]`, `#[requires_role(Partner)]`, `#[requires_role(ClientViewer)]`"
+)]
+pub trait Role: sealed::Sealed + Send + Sync + 'static {
+    /// The role's name in messages.
+    const NAME: &'static str;
+}
+
+/// A role exercised inside one tenant; its [`Access`] decides whether handlers may write.
+pub trait TenantRoleRequirement: Role {
+    /// [`ReadWrite`] or [`ReadOnly`].
+    type Access: Access;
+    /// Whether a principal with `role` in the active tenant satisfies this requirement.
+    fn admits(role: TenantRole) -> bool;
+}
+
+/// The global Owner: acts across tenants (each use audited) and inside any tenant.
+#[derive(Debug, Clone, Copy)]
+pub enum Owner {}
+/// Reads and writes inside the tenants it is a member of (Owners pass too).
+#[derive(Debug, Clone, Copy)]
+pub enum Partner {}
+/// Reads inside its tenants; its transactions are `READ ONLY` (Partners and Owners pass too).
+#[derive(Debug, Clone, Copy)]
+pub enum ClientViewer {}
+
+impl sealed::Sealed for Owner {}
+impl sealed::Sealed for Partner {}
+impl sealed::Sealed for ClientViewer {}
+impl Role for Owner {
+    const NAME: &'static str = "Owner";
+}
+impl Role for Partner {
+    const NAME: &'static str = "Partner";
+}
+impl Role for ClientViewer {
+    const NAME: &'static str = "ClientViewer";
+}
+
+impl TenantRoleRequirement for Partner {
+    type Access = ReadWrite;
+    fn admits(role: TenantRole) -> bool {
+        role >= TenantRole::Partner
+    }
+}
+impl TenantRoleRequirement for ClientViewer {
+    type Access = ReadOnly;
+    fn admits(role: TenantRole) -> bool {
+        role >= TenantRole::ClientViewer
+    }
+}
+
+/// Proof that the request's principal holds role `R`. Only tenantry's extractors make one.
+#[derive(Debug, Clone)]
+pub struct Proof<R: Role> {
+    actor: Actor,
+    _role: PhantomData<fn() -> R>,
+}
+
+/// Proof of the global Owner role: the only user-facing [`BypassActor`], so only Owner
+/// handlers can call `no_tenant_scope!(&owner, "..")`.
+pub type OwnerProof = Proof<Owner>;
+
+impl<R: Role> Proof<R> {
+    pub(crate) fn new(principal: &Principal) -> Self {
+        Self {
+            actor: principal.actor(),
+            _role: PhantomData,
+        }
+    }
+
+    /// Who holds the role.
+    pub fn actor(&self) -> &Actor {
+        &self.actor
+    }
+}
+
+impl BypassActor for Proof<Owner> {
+    fn bypass_actor(&self) -> Actor {
+        self.actor.clone()
+    }
+}
+
+#[cfg(feature = "testing")]
+impl<R: Role> Proof<R> {
+    /// Test-only (feature `testing`): a proof of `R` for `principal`.
+    pub fn for_test(principal: &Principal) -> Self {
+        Self::new(principal)
+    }
+}

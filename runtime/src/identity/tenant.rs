@@ -1,0 +1,129 @@
+//! Tenant selection: which tenant a request acts in (`X-Tenant`, by id or slug).
+
+use axum::http::HeaderMap;
+use diesel::sql_types::{Text, Uuid as SqlUuid};
+use diesel::QueryableByName;
+use diesel_async::RunQueryDsl;
+use uuid::Uuid;
+
+use super::principal::{Principal, TenantRole};
+use crate::auth::AuthError;
+use crate::Db;
+
+/// The header naming the tenant a request acts in.
+pub const TENANT_HEADER: &str = "x-tenant";
+
+/// The tenant a request acts in, and the principal's role there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveTenant {
+    /// The tenant's id.
+    pub id: Uuid,
+    /// The tenant's slug.
+    pub slug: String,
+    /// The tenant's name.
+    pub name: String,
+    /// The principal's role there (an Owner's global rights win over any membership).
+    pub role: TenantRole,
+}
+
+fn forbidden() -> AuthError {
+    AuthError::Forbidden("you may not act in this tenant".into())
+}
+
+/// The `X-Tenant` value: `Ok(None)` when absent; a duplicated or non-text header is an error.
+pub fn tenant_header(headers: &HeaderMap) -> Result<Option<String>, AuthError> {
+    let mut values = headers.get_all(TENANT_HEADER).iter();
+    let Some(first) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(AuthError::TenantRequired("send exactly one X-Tenant header".into()));
+    }
+    let value = first
+        .to_str()
+        .map_err(|_| forbidden())?
+        .trim()
+        .to_owned();
+    if value.is_empty() {
+        return Err(AuthError::TenantRequired("X-Tenant is empty".into()));
+    }
+    Ok(Some(value))
+}
+
+#[derive(QueryableByName)]
+struct TenantRow {
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+    #[diesel(sql_type = Text)]
+    slug: String,
+    #[diesel(sql_type = Text)]
+    name: String,
+}
+
+/// Applies the contract's rules: `X-Tenant` names the tenant by id (a UUID) or slug; a member
+/// acts in it with its role; an Owner may name any existing tenant; anything else (including an
+/// unknown tenant) is 403, so tenant names cannot be probed. Without the header, a principal
+/// with exactly one membership acts there; anyone else gets 400 `tenant_required`.
+pub async fn select_tenant(
+    db: &Db,
+    principal: &Principal,
+    requested: Option<&str>,
+) -> Result<ActiveTenant, AuthError> {
+    let owner_role = |role: TenantRole| if principal.is_owner { TenantRole::Owner } else { role };
+    let Some(requested) = requested else {
+        return match principal.memberships.as_slice() {
+            [only] => Ok(ActiveTenant {
+                id: only.tenant_id,
+                slug: only.slug.clone(),
+                name: only.name.clone(),
+                role: owner_role(only.role),
+            }),
+            _ => Err(AuthError::TenantRequired(
+                "name the tenant to act in with the X-Tenant header (id or slug)".into(),
+            )),
+        };
+    };
+    let as_id = Uuid::parse_str(requested).ok();
+    let member = principal.memberships.iter().find(|m| match as_id {
+        Some(id) => m.tenant_id == id,
+        None => m.slug == requested,
+    });
+    if let Some(m) = member {
+        return Ok(ActiveTenant {
+            id: m.tenant_id,
+            slug: m.slug.clone(),
+            name: m.name.clone(),
+            role: owner_role(m.role),
+        });
+    }
+    if !principal.is_owner {
+        return Err(forbidden());
+    }
+    let mut conn = db
+        .global_conn()
+        .await
+        .map_err(|_| AuthError::Unavailable("the tenant directory is unavailable".into()))?;
+    let unavailable = |_| AuthError::Unavailable("the tenant directory is unavailable".into());
+    let found: Vec<TenantRow> = match as_id {
+        Some(id) => {
+            diesel::sql_query("SELECT id, slug, name FROM tenants WHERE id = $1")
+                .bind::<SqlUuid, _>(id)
+                .load(&mut *conn)
+                .await
+        }
+        None => {
+            diesel::sql_query("SELECT id, slug, name FROM tenants WHERE slug = $1")
+                .bind::<Text, _>(requested)
+                .load(&mut *conn)
+                .await
+        }
+    }
+    .map_err(unavailable)?;
+    let t = found.into_iter().next().ok_or_else(forbidden)?;
+    Ok(ActiveTenant {
+        id: t.id,
+        slug: t.slug,
+        name: t.name,
+        role: TenantRole::Owner,
+    })
+}

@@ -1,0 +1,381 @@
+//! Typed settings from the environment (the variables of `shared/spec/example-app.md`).
+//!
+//! Variables are read with `envy` (serde) and validated with `url` and `ipnet`. Every problem
+//! names its variable: `TENANTRY_AUTH_MODE: expected one of cloudflare, dev,
+//! trusted_header (got "ldap")`. Cross-field rules (a mode's required variables, dev mode's guard
+//! rails) are checked here, at start, not on the first request.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+
+use ipnet::IpNet;
+use thiserror::Error;
+
+/// A missing or malformed setting.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+#[error("{variable}: {problem}")]
+pub struct SettingsError {
+    /// The environment variable at fault.
+    pub variable: &'static str,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+fn err(variable: &'static str, problem: impl Into<String>) -> SettingsError {
+    SettingsError {
+        variable,
+        problem: problem.into(),
+    }
+}
+
+/// `TENANTRY_ENV`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    /// `development` (the default).
+    Development,
+    /// `production`: dev mode refuses to start.
+    Production,
+}
+
+/// `TENANTRY_AUTH_MODE` and what each mode needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthMode {
+    /// Cloudflare Access application tokens (the default).
+    Cloudflare {
+        /// `TENANTRY_CF_TEAM_DOMAIN`, e.g. `acme.cloudflareaccess.com`.
+        team_domain: String,
+        /// `TENANTRY_CF_AUDIENCE`: the Access application's AUD tag.
+        audience: String,
+        /// `TENANTRY_CF_CERTS_URL`, or derived from the team domain.
+        certs_url: String,
+    },
+    /// Every request is `TENANTRY_DEV_USER_EMAIL` (loopback, non-production only).
+    Dev {
+        /// `TENANTRY_DEV_USER_EMAIL`.
+        user_email: String,
+    },
+    /// `Cf-Access-Authenticated-User-Email`, believed only from `TENANTRY_TRUSTED_PROXIES`.
+    TrustedHeader {
+        /// `TENANTRY_TRUSTED_PROXIES`.
+        proxies: Vec<IpNet>,
+    },
+}
+
+impl AuthMode {
+    /// The mode's name as in `TENANTRY_AUTH_MODE`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            AuthMode::Cloudflare { .. } => "cloudflare",
+            AuthMode::Dev { .. } => "dev",
+            AuthMode::TrustedHeader { .. } => "trusted_header",
+        }
+    }
+}
+
+/// All settings of a tenantry application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// `DATABASE_URL`: migrations (a role that may create tables and roles).
+    pub database_url: String,
+    /// `TENANTRY_APP_DATABASE_URL`: the request path (subject to row-level security).
+    pub app_database_url: String,
+    /// `TENANTRY_BYPASS_DATABASE_URL`: audited cross-tenant work (`BYPASSRLS`).
+    pub bypass_database_url: String,
+    /// `TENANTRY_BIND` as written (e.g. `127.0.0.1:3000` or `localhost:3000`).
+    pub bind: String,
+    /// `TENANTRY_BIND` resolved.
+    pub bind_addr: SocketAddr,
+    /// `TENANTRY_ENV`.
+    pub environment: Environment,
+    /// `TENANTRY_AUTH_MODE` with its variables.
+    pub auth: AuthMode,
+    /// `TENANTRY_ALLOWED_ORIGINS`: extra origins allowed to send state-changing requests
+    /// (comma-separated, e.g. `https://app.example.com`); the request's own host is always allowed.
+    pub allowed_origins: Vec<String>,
+}
+
+/// The default `DATABASE_URL` of the example app.
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/tenantry_example";
+
+impl Settings {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, SettingsError> {
+        Self::from_map(&std::env::vars().collect())
+    }
+
+    /// Reads settings from `vars` (the environment in tests).
+    pub fn from_map(vars: &HashMap<String, String>) -> Result<Self, SettingsError> {
+        let raw = Raw::load(vars)?;
+        let database_url = raw.get("DATABASE_URL").unwrap_or(DEFAULT_DATABASE_URL).to_owned();
+        let parsed_db = parse_pg_url("DATABASE_URL", &database_url)?;
+        let app_database_url = match raw.get("TENANTRY_APP_DATABASE_URL") {
+            Some(u) => {
+                parse_pg_url("TENANTRY_APP_DATABASE_URL", u)?;
+                u.to_owned()
+            }
+            None => with_role(&parsed_db, "tenantry_app"),
+        };
+        let bypass_database_url = match raw.get("TENANTRY_BYPASS_DATABASE_URL") {
+            Some(u) => {
+                parse_pg_url("TENANTRY_BYPASS_DATABASE_URL", u)?;
+                u.to_owned()
+            }
+            None => with_role(&parsed_db, "tenantry_bypass"),
+        };
+
+        let bind = raw.get("TENANTRY_BIND").unwrap_or("127.0.0.1:3000").to_owned();
+        let bind_addr = resolve_bind(&bind)?;
+
+        let environment = match raw.get("TENANTRY_ENV").unwrap_or("development") {
+            "development" => Environment::Development,
+            "production" => Environment::Production,
+            other => {
+                return Err(err(
+                    "TENANTRY_ENV",
+                    format!("expected `development` or `production` (got {other:?})"),
+                ))
+            }
+        };
+
+        let auth = match raw.get("TENANTRY_AUTH_MODE").unwrap_or("cloudflare") {
+            "cloudflare" => {
+                let team_domain = raw.required("TENANTRY_CF_TEAM_DOMAIN", "cloudflare")?;
+                validate_host("TENANTRY_CF_TEAM_DOMAIN", team_domain)?;
+                let audience = raw.required("TENANTRY_CF_AUDIENCE", "cloudflare")?.to_owned();
+                let certs_url = match raw.get("TENANTRY_CF_CERTS_URL") {
+                    Some(u) => {
+                        let parsed = url::Url::parse(u).map_err(|e| {
+                            err("TENANTRY_CF_CERTS_URL", format!("not a URL ({e}): {u:?}"))
+                        })?;
+                        if !matches!(parsed.scheme(), "http" | "https") {
+                            return Err(err("TENANTRY_CF_CERTS_URL", "must be an http(s) URL"));
+                        }
+                        u.to_owned()
+                    }
+                    None => format!("https://{team_domain}/cdn-cgi/access/certs"),
+                };
+                AuthMode::Cloudflare {
+                    team_domain: team_domain.to_owned(),
+                    audience,
+                    certs_url,
+                }
+            }
+            "dev" => {
+                let user_email = raw.required("TENANTRY_DEV_USER_EMAIL", "dev")?;
+                if !looks_like_email(user_email) {
+                    return Err(err(
+                        "TENANTRY_DEV_USER_EMAIL",
+                        format!("not an email address: {user_email:?}"),
+                    ));
+                }
+                if environment == Environment::Production {
+                    return Err(err(
+                        "TENANTRY_AUTH_MODE",
+                        "`dev` mode refuses to start when TENANTRY_ENV=production",
+                    ));
+                }
+                if !bind_addr.ip().is_loopback() {
+                    return Err(err(
+                        "TENANTRY_BIND",
+                        format!("`dev` mode only binds to a loopback address (got {bind})"),
+                    ));
+                }
+                AuthMode::Dev {
+                    user_email: user_email.to_owned(),
+                }
+            }
+            "trusted_header" => {
+                let list = raw.required("TENANTRY_TRUSTED_PROXIES", "trusted_header")?;
+                AuthMode::TrustedHeader {
+                    proxies: parse_proxies(list)?,
+                }
+            }
+            other => {
+                return Err(err(
+                    "TENANTRY_AUTH_MODE",
+                    format!("expected one of cloudflare, dev, trusted_header (got {other:?})"),
+                ))
+            }
+        };
+
+        let allowed_origins = raw
+            .get("TENANTRY_ALLOWED_ORIGINS")
+            .map(|list| {
+                list.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|o| {
+                        let u = url::Url::parse(o).map_err(|_| {
+                            err("TENANTRY_ALLOWED_ORIGINS", format!("not an origin URL: {o:?}"))
+                        })?;
+                        Ok(u.origin().ascii_serialization())
+                    })
+                    .collect::<Result<Vec<_>, SettingsError>>()
+            })
+            .transpose()?
+            .unwrap_or_default();
+
+        Ok(Settings {
+            database_url,
+            app_database_url,
+            bypass_database_url,
+            bind,
+            bind_addr,
+            environment,
+            auth,
+            allowed_origins,
+        })
+    }
+}
+
+/// The raw variables, deserialized from the environment with `envy` (serde): every field is an
+/// optional string, validated by [`Settings::from_map`].
+#[derive(serde::Deserialize, Default)]
+struct RawVars {
+    database_url: Option<String>,
+    tenantry_app_database_url: Option<String>,
+    tenantry_bypass_database_url: Option<String>,
+    tenantry_bind: Option<String>,
+    tenantry_env: Option<String>,
+    tenantry_auth_mode: Option<String>,
+    tenantry_cf_team_domain: Option<String>,
+    tenantry_cf_audience: Option<String>,
+    tenantry_cf_certs_url: Option<String>,
+    tenantry_dev_user_email: Option<String>,
+    tenantry_trusted_proxies: Option<String>,
+    tenantry_allowed_origins: Option<String>,
+}
+
+struct Raw(HashMap<&'static str, String>);
+
+impl Raw {
+    fn load(vars: &HashMap<String, String>) -> Result<Self, SettingsError> {
+        let v: RawVars = envy::from_iter(vars.iter().map(|(k, v)| (k.clone(), v.clone())))
+            .map_err(|e| err("environment", e.to_string()))?;
+        let pairs = [
+            ("DATABASE_URL", v.database_url),
+            ("TENANTRY_APP_DATABASE_URL", v.tenantry_app_database_url),
+            ("TENANTRY_BYPASS_DATABASE_URL", v.tenantry_bypass_database_url),
+            ("TENANTRY_BIND", v.tenantry_bind),
+            ("TENANTRY_ENV", v.tenantry_env),
+            ("TENANTRY_AUTH_MODE", v.tenantry_auth_mode),
+            ("TENANTRY_CF_TEAM_DOMAIN", v.tenantry_cf_team_domain),
+            ("TENANTRY_CF_AUDIENCE", v.tenantry_cf_audience),
+            ("TENANTRY_CF_CERTS_URL", v.tenantry_cf_certs_url),
+            ("TENANTRY_DEV_USER_EMAIL", v.tenantry_dev_user_email),
+            ("TENANTRY_TRUSTED_PROXIES", v.tenantry_trusted_proxies),
+            ("TENANTRY_ALLOWED_ORIGINS", v.tenantry_allowed_origins),
+        ];
+        Ok(Raw(pairs
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let v = v?.trim().to_owned();
+                (!v.is_empty()).then_some((k, v))
+            })
+            .collect()))
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
+    fn required(&self, name: &'static str, mode: &str) -> Result<&str, SettingsError> {
+        self.get(name)
+            .ok_or_else(|| err(name, format!("required when TENANTRY_AUTH_MODE={mode}")))
+    }
+}
+
+fn parse_pg_url(variable: &'static str, value: &str) -> Result<url::Url, SettingsError> {
+    let url = url::Url::parse(value)
+        .map_err(|e| err(variable, format!("not a URL ({e}): {}", redact(value))))?;
+    if !matches!(url.scheme(), "postgres" | "postgresql") {
+        return Err(err(variable, "must start with postgres:// or postgresql://"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(err(variable, "has no host"));
+    }
+    if url.path().trim_start_matches('/').is_empty() {
+        return Err(err(variable, "names no database (postgres://user@host:5432/DATABASE)"));
+    }
+    Ok(url)
+}
+
+fn redact(value: &str) -> String {
+    match url::Url::parse(value) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => value.to_owned(),
+    }
+}
+
+fn with_role(url: &url::Url, role: &str) -> String {
+    let mut u = url.clone();
+    let _ = u.set_username(role);
+    let _ = u.set_password(None);
+    u.to_string()
+}
+
+fn resolve_bind(bind: &str) -> Result<SocketAddr, SettingsError> {
+    if let Ok(addr) = bind.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let (host, port) = bind
+        .rsplit_once(':')
+        .ok_or_else(|| err("TENANTRY_BIND", format!("expected host:port (got {bind:?})")))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| err("TENANTRY_BIND", format!("bad port in {bind:?}")))?;
+    if host.eq_ignore_ascii_case("localhost") {
+        return Ok(SocketAddr::new(IpAddr::from([127, 0, 0, 1]), port));
+    }
+    (host, port)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| err("TENANTRY_BIND", format!("cannot resolve {bind:?}")))
+}
+
+fn validate_host(variable: &'static str, host: &str) -> Result<(), SettingsError> {
+    let ok = !host.contains("://")
+        && !host.contains('/')
+        && host.contains('.')
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+    if ok {
+        Ok(())
+    } else {
+        Err(err(
+            variable,
+            format!("expected a host name like acme.cloudflareaccess.com, without scheme or path (got {host:?})"),
+        ))
+    }
+}
+
+fn looks_like_email(s: &str) -> bool {
+    matches!(s.split_once('@'), Some((user, host)) if !user.is_empty() && host.contains('.') && !s.contains(char::is_whitespace))
+}
+
+fn parse_proxies(list: &str) -> Result<Vec<IpNet>, SettingsError> {
+    const VAR: &str = "TENANTRY_TRUSTED_PROXIES";
+    let mut nets = Vec::new();
+    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let net: IpNet = item
+            .parse()
+            .or_else(|_| item.parse::<IpAddr>().map(IpNet::from))
+            .map_err(|_| err(VAR, format!("not a CIDR or address: {item:?}")))?;
+        if net.prefix_len() == 0 {
+            return Err(err(
+                VAR,
+                format!("{item} trusts every address; list your proxies' own ranges"),
+            ));
+        }
+        nets.push(net);
+    }
+    if nets.is_empty() {
+        return Err(err(VAR, "is empty; list the proxies allowed to assert identities"));
+    }
+    Ok(nets)
+}

@@ -1,0 +1,32 @@
+//! Test kit for applications built on tenantry (cargo feature `testing`; never enable it in a
+//! production build): a local Cloudflare Access certs endpoint, fixed test keys, and a minter of
+//! Cloudflare-shaped tokens, so your tests exercise the real verifier over real HTTP.
+//!
+//! ```no_run
+//! use tenantry_runtime::auth::cloudflare::{CloudflareConfig, CloudflareVerifier};
+//! use tenantry_runtime::testing::{CertsServer, TestKey, TokenMinter};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let certs = CertsServer::start(&[&TestKey::A]).await?;
+//! let config = CloudflareConfig::new("test.cloudflareaccess.com", "test-aud")?
+//!     .with_certs_url(certs.url())?;
+//! let verifier = CloudflareVerifier::new(config.clone())?;
+//! let minter = TokenMinter::for_config(&config, &TestKey::A);
+//!
+//! let user = verifier.verify(&minter.user("ada@example.com").sign()).await?;
+//! assert_eq!(user.email(), "ada@example.com");
+//! let expired = minter.user("ada@example.com").expires_in(-3600).sign();
+//! assert_eq!(verifier.verify(&expired).await.unwrap_err().status(), 401);
+//! # Ok(()) }
+//! ```
+//!
+//! In the application, point `TENANTRY_CF_CERTS_URL` at [`CertsServer::url`] and send the
+//! minted token in the `Cf-Access-Jwt-Assertion` header.
+
+mod certs_server;
+mod keys;
+mod minter;
+
+pub use certs_server::{CertsBehaviour, CertsServer};
+pub use keys::{certs_document, TestKey};
+pub use minter::{TestToken, TokenMinter};
