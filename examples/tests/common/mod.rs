@@ -1,0 +1,214 @@
+//! Test support: the example app served over real HTTP on 127.0.0.1 against a scratch database.
+#![allow(dead_code, unreachable_pub, missing_docs)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use diesel::sql_types::{Text, Uuid as SqlUuid};
+use diesel::QueryableByName;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use tenantry::settings::Settings;
+use uuid::Uuid;
+
+pub const PARTNER: &str = "partner@example.com";
+pub const VIEWER: &str = "viewer@example.com";
+pub const OWNER: &str = "owner@example.com";
+pub const LONELY: &str = "lonely@example.com";
+pub const EMAIL_HEADER: &str = "cf-access-authenticated-user-email";
+
+fn server_url() -> String {
+    std::env::var("TENANTRY_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+fn db_url(db: &str) -> String {
+    let base = server_url();
+    let (prefix, _) = base.rsplit_once('/').expect("URL with a database");
+    format!("{prefix}/{db}")
+}
+
+pub async fn admin(db: &str) -> AsyncPgConnection {
+    let url = db_url(db);
+    AsyncPgConnection::establish(&url).await.unwrap_or_else(|e| {
+        panic!(
+            "PostgreSQL is not reachable at {url} ({e}).\n\
+             Start it: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start\n\
+             or point TENANTRY_TEST_DATABASE_URL at a superuser URL."
+        )
+    })
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A running example app and its scratch database.
+pub struct App {
+    pub base: String,
+    pub addr: SocketAddr,
+    pub db: String,
+    pub client: reqwest::Client,
+    pub tenants: HashMap<&'static str, Uuid>,
+    pub projects: HashMap<&'static str, Uuid>,
+}
+
+#[derive(QueryableByName)]
+struct IdRow {
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+}
+
+impl App {
+    /// The app in `trusted_header` mode (peer 127.0.0.1 trusted), three tenants seeded.
+    pub async fn start() -> Self {
+        Self::start_with(&[("TENANTRY_AUTH_MODE", "trusted_header"), ("TENANTRY_TRUSTED_PROXIES", "127.0.0.1/32")]).await
+    }
+
+    /// The app with extra settings.
+    pub async fn start_with(vars: &[(&str, &str)]) -> Self {
+        let db = format!(
+            "tenantry_ex_{}_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed),
+            &Uuid::new_v4().simple().to_string()[..6]
+        );
+        admin("postgres").await.batch_execute(&format!("CREATE DATABASE {db}")).await.expect("create database");
+        let mut env: HashMap<String, String> = HashMap::new();
+        env.insert("DATABASE_URL".into(), db_url(&db));
+        env.insert("TENANTRY_BIND".into(), "127.0.0.1:0".into());
+        for (k, v) in vars {
+            env.insert((*k).into(), (*v).into());
+        }
+        let settings = Settings::from_map(&env).expect("settings");
+        let server = tenantry_example::Server::build(&settings).await.expect("server starts");
+        let addr = server.addr;
+        tokio::spawn(server.serve());
+        let mut app = App {
+            base: format!("http://{addr}"),
+            addr,
+            db,
+            client: reqwest::Client::new(),
+            tenants: HashMap::new(),
+            projects: HashMap::new(),
+        };
+        app.seed().await;
+        app
+    }
+
+    async fn seed(&mut self) {
+        let mut c = admin(&self.db).await;
+        for slug in ["acme", "globex", "initech"] {
+            let t: IdRow = diesel::sql_query("INSERT INTO tenants (slug, name) VALUES ($1, $2) RETURNING id")
+                .bind::<Text, _>(slug)
+                .bind::<Text, _>(format!("{slug} inc"))
+                .get_result(&mut c)
+                .await
+                .expect("tenant");
+            self.tenants.insert(slug, t.id);
+            let p: IdRow = diesel::sql_query("INSERT INTO projects (tenant_id, name) VALUES ($1, $2) RETURNING id")
+                .bind::<SqlUuid, _>(t.id)
+                .bind::<Text, _>(format!("{slug} project"))
+                .get_result(&mut c)
+                .await
+                .expect("project");
+            self.projects.insert(slug, p.id);
+            diesel::sql_query(
+                "INSERT INTO invoices (tenant_id, project_id, number, amount_cents, currency, status)
+                 SELECT $1, $2, 'INV-' || i, i * 100, CASE WHEN i = 3 THEN 'USD' ELSE 'EUR' END,
+                        CASE WHEN i = 2 THEN 'void' ELSE 'draft' END
+                 FROM generate_series(1, 3) i",
+            )
+            .bind::<SqlUuid, _>(t.id)
+            .bind::<SqlUuid, _>(p.id)
+            .execute(&mut c)
+            .await
+            .expect("invoices");
+        }
+        c.batch_execute(&format!(
+            "INSERT INTO users (email, is_owner) VALUES ('{OWNER}', true), ('{PARTNER}', false), ('{VIEWER}', false), ('{LONELY}', false);
+             INSERT INTO memberships (user_id, tenant_id, role)
+               SELECT u.id, t.id, 'partner' FROM users u, tenants t WHERE u.email = '{PARTNER}' AND t.slug IN ('acme', 'globex');
+             INSERT INTO memberships (user_id, tenant_id, role)
+               SELECT u.id, t.id, 'client_viewer' FROM users u, tenants t WHERE u.email = '{VIEWER}' AND t.slug = 'acme';"
+        ))
+        .await
+        .expect("users");
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// A request as `email` (trusted header) acting in `tenant` (slug), if given.
+    pub fn req(&self, method: reqwest::Method, path: &str, email: Option<&str>, tenant: Option<&str>) -> reqwest::RequestBuilder {
+        let mut r = self.client.request(method, self.url(path));
+        if let Some(e) = email {
+            r = r.header(EMAIL_HEADER, e);
+        }
+        if let Some(t) = tenant {
+            r = r.header("x-tenant", t);
+        }
+        r
+    }
+
+    pub async fn get(&self, path: &str, email: &str, tenant: Option<&str>) -> (u16, serde_json::Value) {
+        let r = self.req(reqwest::Method::GET, path, Some(email), tenant).send().await.expect("request");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    pub async fn send_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        email: &str,
+        tenant: Option<&str>,
+        body: serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let r = self.req(method, path, Some(email), tenant).json(&body).send().await.expect("request");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// Count rows as the superuser (ignores row-level security).
+    pub async fn count(&self, sql: &str) -> i64 {
+        #[derive(QueryableByName)]
+        struct N {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let mut c = admin(&self.db).await;
+        diesel::sql_query(sql).get_result::<N>(&mut c).await.expect("count").n
+    }
+
+    /// One invoice of `tenant` as JSON-ish text, read as the superuser.
+    pub async fn invoice_row(&self, id: Uuid) -> String {
+        #[derive(QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = Text)]
+            row: String,
+        }
+        let mut c = admin(&self.db).await;
+        diesel::sql_query("SELECT row_to_json(i)::text AS row FROM invoices i WHERE id = $1")
+            .bind::<SqlUuid, _>(id)
+            .get_result::<Row>(&mut c)
+            .await
+            .expect("row")
+            .row
+    }
+
+    pub async fn invoice_of(&self, slug: &str) -> Uuid {
+        let mut c = admin(&self.db).await;
+        diesel::sql_query("SELECT id FROM invoices WHERE tenant_id = $1 ORDER BY number LIMIT 1")
+            .bind::<SqlUuid, _>(self.tenants[slug])
+            .get_result::<IdRow>(&mut c)
+            .await
+            .expect("invoice")
+            .id
+    }
+}
+
+/// Asserts the contract's error shape and code.
+pub fn assert_error(body: &serde_json::Value, code: &str) {
+    assert_eq!(body["error"], code, "{body}");
+    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+}
