@@ -379,3 +379,88 @@ fn parse_proxies(list: &str) -> Result<Vec<IpNet>, SettingsError> {
     }
     Ok(nets)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        Settings::from_map(&pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect())
+    }
+
+    fn fails(pairs: &[(&str, &str)], variable: &str, needle: &str) {
+        let e = load(pairs).expect_err("must fail");
+        assert_eq!(e.variable, variable, "{e}");
+        assert!(e.to_string().contains(needle), "{e}");
+        assert!(e.to_string().starts_with(variable), "one line naming the variable: {e}");
+    }
+
+    const CF: [(&str, &str); 2] = [
+        ("TENANTRY_CF_TEAM_DOMAIN", "acme.cloudflareaccess.com"),
+        ("TENANTRY_CF_AUDIENCE", "aud-tag"),
+    ];
+
+    #[test]
+    fn defaults_are_the_contracts() {
+        let s = load(&CF).unwrap();
+        assert_eq!(s.database_url, DEFAULT_DATABASE_URL);
+        assert_eq!(s.app_database_url, "postgres://tenantry_app@127.0.0.1:5432/tenantry_example");
+        assert_eq!(s.bypass_database_url, "postgres://tenantry_bypass@127.0.0.1:5432/tenantry_example");
+        assert_eq!(s.bind_addr, "127.0.0.1:3000".parse().unwrap());
+        assert_eq!(s.environment, Environment::Development);
+        assert_eq!(
+            s.auth,
+            AuthMode::Cloudflare {
+                team_domain: "acme.cloudflareaccess.com".into(),
+                audience: "aud-tag".into(),
+                certs_url: "https://acme.cloudflareaccess.com/cdn-cgi/access/certs".into(),
+            }
+        );
+    }
+
+    #[test]
+    fn derived_urls_drop_the_password() {
+        let s = load(&[CF[0], CF[1], ("DATABASE_URL", "postgres://admin:secret@db.internal:6432/app")]).unwrap();
+        assert_eq!(s.app_database_url, "postgres://tenantry_app@db.internal:6432/app");
+    }
+
+    #[test]
+    fn each_problem_names_its_variable() {
+        fails(&[], "TENANTRY_CF_TEAM_DOMAIN", "required when TENANTRY_AUTH_MODE=cloudflare");
+        fails(&[CF[0]], "TENANTRY_CF_AUDIENCE", "required");
+        fails(&[("TENANTRY_CF_TEAM_DOMAIN", "https://acme.cloudflareaccess.com/"), CF[1]], "TENANTRY_CF_TEAM_DOMAIN", "without scheme");
+        fails(&[CF[0], CF[1], ("TENANTRY_CF_CERTS_URL", "ftp://x/certs")], "TENANTRY_CF_CERTS_URL", "http(s)");
+        fails(&[("TENANTRY_AUTH_MODE", "ldap")], "TENANTRY_AUTH_MODE", "expected one of");
+        fails(&[CF[0], CF[1], ("TENANTRY_ENV", "prod")], "TENANTRY_ENV", "development");
+        fails(&[CF[0], CF[1], ("DATABASE_URL", "mysql://x/y")], "DATABASE_URL", "postgres://");
+        fails(&[CF[0], CF[1], ("DATABASE_URL", "postgres://u@h:5432/")], "DATABASE_URL", "names no database");
+        fails(&[CF[0], CF[1], ("TENANTRY_APP_DATABASE_URL", "nonsense")], "TENANTRY_APP_DATABASE_URL", "not a URL");
+        fails(&[CF[0], CF[1], ("TENANTRY_BIND", "127.0.0.1")], "TENANTRY_BIND", "host:port");
+        fails(&[CF[0], CF[1], ("TENANTRY_BIND", "127.0.0.1:http")], "TENANTRY_BIND", "bad port");
+        fails(&[CF[0], CF[1], ("TENANTRY_ALLOWED_ORIGINS", "not an origin")], "TENANTRY_ALLOWED_ORIGINS", "origin");
+    }
+
+    #[test]
+    fn dev_mode_guard_rails() {
+        let dev = [("TENANTRY_AUTH_MODE", "dev"), ("TENANTRY_DEV_USER_EMAIL", "dev@example.com")];
+        assert!(matches!(load(&dev).unwrap().auth, AuthMode::Dev { .. }));
+        assert!(load(&[dev[0], dev[1], ("TENANTRY_BIND", "localhost:3000")]).is_ok(), "localhost is loopback");
+        assert!(load(&[dev[0], dev[1], ("TENANTRY_BIND", "[::1]:3000")]).is_ok());
+        fails(&[dev[0]], "TENANTRY_DEV_USER_EMAIL", "required");
+        fails(&[dev[0], ("TENANTRY_DEV_USER_EMAIL", "nobody")], "TENANTRY_DEV_USER_EMAIL", "not an email");
+        fails(&[dev[0], dev[1], ("TENANTRY_ENV", "production")], "TENANTRY_AUTH_MODE", "production");
+        fails(&[dev[0], dev[1], ("TENANTRY_BIND", "0.0.0.0:3000")], "TENANTRY_BIND", "loopback");
+    }
+
+    #[test]
+    fn trusted_header_needs_a_real_allow_list() {
+        let mode = ("TENANTRY_AUTH_MODE", "trusted_header");
+        let ok = load(&[mode, ("TENANTRY_TRUSTED_PROXIES", "10.0.0.0/8, 192.168.1.7")]).unwrap();
+        assert!(matches!(ok.auth, AuthMode::TrustedHeader { ref proxies } if proxies.len() == 2));
+        fails(&[mode], "TENANTRY_TRUSTED_PROXIES", "required");
+        fails(&[mode, ("TENANTRY_TRUSTED_PROXIES", " , ")], "TENANTRY_TRUSTED_PROXIES", "empty");
+        fails(&[mode, ("TENANTRY_TRUSTED_PROXIES", "0.0.0.0/0")], "TENANTRY_TRUSTED_PROXIES", "every address");
+        fails(&[mode, ("TENANTRY_TRUSTED_PROXIES", "::/0")], "TENANTRY_TRUSTED_PROXIES", "every address");
+        fails(&[mode, ("TENANTRY_TRUSTED_PROXIES", "10.0.0.0/33")], "TENANTRY_TRUSTED_PROXIES", "not a CIDR");
+    }
+}
