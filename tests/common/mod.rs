@@ -150,3 +150,89 @@ pub fn ctx(tenant: Uuid) -> TenantCtx {
 pub fn viewer_ctx(tenant: Uuid) -> TenantCtx<tenantry::ReadOnly> {
     TenantCtx::for_test(tenant, Actor::user(Uuid::new_v4(), "viewer@example.com"))
 }
+
+/// A superuser URL of database `name` (for tests that need a privileged role on it).
+pub fn admin_url_of(name: &str) -> String {
+    with_db(&admin_url(), name, None)
+}
+
+impl TestDb {
+    /// Inserts, as the superuser (row-level security does not apply to it), one project named
+    /// `project` in `tenant` and `invoices` invoices in it (`INV-1`, `INV-2`, ..., 100 cents
+    /// each). Returns the project's id.
+    pub async fn seed(&self, tenant: Uuid, project: &str, invoices: usize) -> Uuid {
+        use diesel::sql_types::{Integer, Text, Uuid as SqlUuid};
+        use diesel_async::RunQueryDsl;
+        let mut conn = self.admin().await;
+        let id = diesel::sql_query(
+            "INSERT INTO projects (tenant_id, name) VALUES ($1, $2) RETURNING id",
+        )
+        .bind::<SqlUuid, _>(tenant)
+        .bind::<Text, _>(project)
+        .get_result::<IdRow>(&mut conn)
+        .await
+        .expect("seed project")
+        .id;
+        diesel::sql_query(
+            "INSERT INTO invoices (tenant_id, project_id, number, amount_cents, currency)
+             SELECT $1, $2, 'INV-' || i, 100, 'EUR' FROM generate_series(1, $3) AS i",
+        )
+        .bind::<SqlUuid, _>(tenant)
+        .bind::<SqlUuid, _>(id)
+        .bind::<Integer, _>(i32::try_from(invoices).expect("a small number of invoices"))
+        .execute(&mut conn)
+        .await
+        .expect("seed invoices");
+        id
+    }
+}
+
+/// Runs `sql` (which must return one row with a `bigint` column `n`) and returns `n`.
+pub async fn count(conn: &mut AsyncPgConnection, sql: &str) -> i64 {
+    use diesel_async::RunQueryDsl;
+    diesel::sql_query(sql)
+        .get_result::<CountRow>(conn)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .n
+}
+
+/// An empty scratch database (no migrations), dropped when the value is dropped.
+pub struct EmptyDb {
+    pub name: String,
+}
+
+impl EmptyDb {
+    pub async fn new() -> Self {
+        EmptyDb {
+            name: TestDb::create_empty().await,
+        }
+    }
+
+    pub async fn admin(&self) -> AsyncPgConnection {
+        admin_conn(&self.name).await
+    }
+}
+
+impl Drop for EmptyDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            if let Ok(rt) = rt {
+                rt.block_on(async {
+                    if let Ok(mut c) =
+                        AsyncPgConnection::establish(&with_db(&admin_url(), "postgres", None)).await
+                    {
+                        let _ = c
+                            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                            .await;
+                    }
+                });
+            }
+        })
+        .join();
+    }
+}
