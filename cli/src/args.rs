@@ -1,0 +1,199 @@
+//! Command-line arguments (clap derive): the five commands and their flags.
+
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
+
+/// Exit codes, shown at the end of every `--help` (values in [`crate::error::exit`]).
+pub(crate) const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  a check failed (doctor found problems)
+  2  bad usage or configuration (a flag, an argument value, DATABASE_URL)
+  3  the database is unreachable or refused the connection
+  4  something needed does not exist (a tenant, tenantry's tables: run `tenantry migrate`)
+  5  a statement or migration failed in the database";
+
+/// The `tenantry` command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "tenantry",
+    version,
+    about = "Manage a tenantry database: migrations, tenants, users, audit log, isolation checks",
+    long_about = "Manage a tenantry database: apply tenantry's migrations, create tenants and \
+                  users, read the audit log and check that tenant isolation (row-level \
+                  security) is in place.\n\n\
+                  Every command connects with DATABASE_URL (or --database-url): a role that may \
+                  create tables and roles, default postgres://postgres@127.0.0.1:5432/tenantry_example.",
+    after_help = EXIT_CODES,
+    propagate_version = true
+)]
+pub(crate) struct Cli {
+    /// PostgreSQL URL of the migration/owner role [env: DATABASE_URL] [default:
+    /// postgres://postgres@127.0.0.1:5432/tenantry_example]
+    #[arg(long, global = true, value_name = "URL")]
+    pub(crate) database_url: Option<String>,
+
+    /// The command to run.
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Apply tenantry's own migrations, create its roles and grant them; safe to run again
+    #[command(
+        long_about = "Apply tenantry's own migrations (tenants, users, memberships, audit_log), \
+                      create the roles tenantry_app and tenantry_bypass if missing and grant \
+                      them what they need. Safe to run again: prints what was applied, or \
+                      \"already up to date\".",
+        after_help = EXIT_CODES
+    )]
+    Migrate,
+
+    /// Create a tenant (idempotent by slug); prints its id and slug
+    #[command(
+        long_about = "Create a tenant. The slug is derived from the name when --slug is not \
+                      given (lowercase ASCII letters and digits, every other run of characters \
+                      becomes one '-'). Running it again with an existing slug changes nothing \
+                      and says so. Prints the tenant's id and slug in both cases.",
+        after_help = EXIT_CODES
+    )]
+    SeedTenant(SeedTenantArgs),
+
+    /// Create a user if needed and grant it Owner or a role in one tenant
+    #[command(
+        long_about = "Create a user if needed (emails are unique case-insensitively) and grant \
+                      it either the global Owner role (--owner) or a role in one tenant \
+                      (--tenant SLUG --role partner|client-viewer). Running it again changes \
+                      nothing and says so; a different --role for the same tenant replaces the \
+                      previous one.",
+        after_help = EXIT_CODES
+    )]
+    AddUser(AddUserArgs),
+
+    /// Print the newest audit log rows as a table
+    #[command(after_help = EXIT_CODES)]
+    Audit(AuditArgs),
+
+    /// Check tenant isolation; prints each finding and exits 1 on any
+    #[command(
+        long_about = "Check the database: every declared tenant table has row-level security \
+                      enabled and forced, the tenant policy and an index leading with its tenant \
+                      column; every other table with a tenant_id column is declared global; the \
+                      app role (the user of TENANTRY_APP_DATABASE_URL, default tenantry_app) is \
+                      neither superuser nor BYPASSRLS. Prints an \"ok\" line per passed check \
+                      and one line per finding; exits 1 when anything was found.",
+        after_help = EXIT_CODES
+    )]
+    Doctor,
+}
+
+/// Flags of `tenantry seed-tenant`.
+#[derive(Debug, Args)]
+pub(crate) struct SeedTenantArgs {
+    /// Display name of the tenant, e.g. "Acme Corp"
+    #[arg(long, value_name = "NAME")]
+    pub(crate) name: String,
+
+    /// URL-safe identifier, e.g. acme-corp (lowercase letters, digits and inner '-');
+    /// derived from --name when omitted
+    #[arg(long, value_name = "SLUG")]
+    pub(crate) slug: Option<String>,
+}
+
+/// Flags of `tenantry add-user`: exactly one of `--owner` or `--tenant SLUG --role ROLE`.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("grant").required(true).args(["owner", "tenant"])))]
+pub(crate) struct AddUserArgs {
+    /// Email address of the user (matched case-insensitively)
+    #[arg(long, value_name = "EMAIL")]
+    pub(crate) email: String,
+
+    /// Grant the global Owner role (may act in every tenant)
+    #[arg(long, conflicts_with_all = ["tenant", "role"])]
+    pub(crate) owner: bool,
+
+    /// Slug of the tenant to grant --role in
+    #[arg(long, value_name = "SLUG", requires = "role")]
+    pub(crate) tenant: Option<String>,
+
+    /// Role inside --tenant
+    #[arg(long, value_enum, value_name = "ROLE", requires = "tenant")]
+    pub(crate) role: Option<TenantRole>,
+}
+
+/// A role inside one tenant, as `--role` spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum TenantRole {
+    /// Read and write inside the tenant
+    Partner,
+    /// Read only inside the tenant
+    #[value(alias = "client_viewer")]
+    ClientViewer,
+}
+
+impl TenantRole {
+    /// The value stored in `memberships.role`.
+    pub(crate) fn as_db(self) -> &'static str {
+        match self {
+            TenantRole::Partner => "partner",
+            TenantRole::ClientViewer => "client_viewer",
+        }
+    }
+}
+
+/// Flags of `tenantry audit`.
+#[derive(Debug, Args)]
+pub(crate) struct AuditArgs {
+    /// How many rows to print, newest first (1–500)
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 20,
+        value_parser = clap::value_parser!(u16).range(1..=500)
+    )]
+    pub(crate) limit: u16,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn add_user_needs_exactly_one_grant() {
+        let parse =
+            |args: &[&str]| Cli::try_parse_from(["tenantry", "add-user"].iter().chain(args));
+        assert!(parse(&["--email", "a@b.co", "--owner"]).is_ok());
+        assert!(parse(&["--email", "a@b.co", "--tenant", "x", "--role", "partner"]).is_ok());
+        assert!(parse(&[
+            "--email",
+            "a@b.co",
+            "--tenant",
+            "x",
+            "--role",
+            "client_viewer"
+        ])
+        .is_ok());
+        assert!(parse(&["--email", "a@b.co"]).is_err());
+        assert!(parse(&["--email", "a@b.co", "--owner", "--tenant", "x"]).is_err());
+        assert!(parse(&["--email", "a@b.co", "--tenant", "x"]).is_err());
+        assert!(parse(&["--email", "a@b.co", "--role", "partner"]).is_err());
+        assert!(parse(&["--email", "a@b.co", "--tenant", "x", "--role", "owner"]).is_err());
+    }
+
+    #[test]
+    fn audit_limit_is_bounded() {
+        let parse = |n: &str| Cli::try_parse_from(["tenantry", "audit", "--limit", n]);
+        assert!(parse("1").is_ok());
+        assert!(parse("500").is_ok());
+        assert!(parse("0").is_err());
+        assert!(parse("501").is_err());
+        assert!(parse("x").is_err());
+    }
+}

@@ -1,0 +1,257 @@
+//! `tenantry add-user`: create a user if needed and grant Owner or a role in one tenant.
+
+use std::io::Write;
+
+use diesel::{ExpressionMethods, OptionalExtension, QueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use tenantry::schema::{memberships, tenants, users};
+use uuid::Uuid;
+
+use crate::args::{AddUserArgs, TenantRole};
+use crate::error::CliError;
+
+mod sql {
+    //! SQL functions the queries below need.
+    #![allow(missing_docs, unreachable_pub)]
+    use diesel::sql_types::Text;
+
+    #[diesel::declare_sql_function]
+    extern "SQL" {
+        /// `lower(text)`: `users.email` is unique on `lower(email)`.
+        fn lower(x: Text) -> Text;
+    }
+}
+
+/// What to grant.
+#[derive(Debug)]
+enum Grant {
+    Owner,
+    Member { slug: String, role: TenantRole },
+}
+
+/// A validated `add-user` request.
+#[derive(Debug)]
+pub(super) struct Input {
+    email: String,
+    grant: Grant,
+}
+
+impl Input {
+    /// Checks the email and the grant flags (clap has already enforced their combination).
+    pub(super) fn from_args(args: &AddUserArgs) -> Result<Self, CliError> {
+        let email = args.email.trim();
+        if !looks_like_email(email) {
+            return Err(CliError::Invalid {
+                flag: "--email",
+                problem: format!("{email:?} is not an email address (expected name@example.com)"),
+            });
+        }
+        let grant = match (args.owner, &args.tenant, args.role) {
+            (true, None, None) => Grant::Owner,
+            (false, Some(slug), Some(role)) => Grant::Member {
+                slug: slug.trim().to_owned(),
+                role,
+            },
+            _ => {
+                return Err(CliError::Invalid {
+                    flag: "--owner",
+                    problem: "pass either --owner or --tenant SLUG --role ROLE".into(),
+                })
+            }
+        };
+        Ok(Input {
+            email: email.to_owned(),
+            grant,
+        })
+    }
+}
+
+/// One `@` between a non-empty local part and a dotted domain; no spaces or control characters.
+fn looks_like_email(email: &str) -> bool {
+    let Some((local, domain)) = email.split_once('@') else {
+        return false;
+    };
+    email.len() <= 254
+        && !local.is_empty()
+        && !domain.contains('@')
+        && domain.contains('.')
+        && domain.split('.').all(|label| !label.is_empty())
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+/// What the transaction did.
+struct Outcome {
+    user_id: Uuid,
+    stored_email: String,
+    user_created: bool,
+    grant: GrantOutcome,
+}
+
+enum GrantOutcome {
+    OwnerGranted,
+    OwnerAlready,
+    MemberAdded {
+        slug: String,
+        role: &'static str,
+    },
+    MemberAlready {
+        slug: String,
+        role: &'static str,
+    },
+    MemberChanged {
+        slug: String,
+        from: String,
+        to: &'static str,
+    },
+}
+
+/// Creates the user if needed and grants the role, in one transaction.
+pub(super) async fn run(
+    conn: &mut AsyncPgConnection,
+    input: Input,
+    out: &mut impl Write,
+) -> Result<(), CliError> {
+    let outcome = conn
+        .transaction::<_, CliError, _>(async move |conn| apply(conn, input).await)
+        .await?;
+    report(&outcome, out)
+}
+
+async fn apply(conn: &mut AsyncPgConnection, input: Input) -> Result<Outcome, CliError> {
+    // Look the tenant up first: a missing tenant must not leave a new user behind.
+    let tenant = match &input.grant {
+        Grant::Owner => None,
+        Grant::Member { slug, .. } => Some(
+            tenants::table
+                .filter(tenants::slug.eq(slug))
+                .select(tenants::id)
+                .first::<Uuid>(conn)
+                .await
+                .optional()?
+                .ok_or_else(|| CliError::TenantNotFound { slug: slug.clone() })?,
+        ),
+    };
+
+    // `ON CONFLICT DO NOTHING` covers the unique index on lower(email).
+    let inserted: Option<(Uuid, String)> = diesel::insert_into(users::table)
+        .values(users::email.eq(&input.email))
+        .on_conflict_do_nothing()
+        .returning((users::id, users::email))
+        .get_result(conn)
+        .await
+        .optional()?;
+    let user_created = inserted.is_some();
+    let (user_id, stored_email) = match inserted {
+        Some(user) => user,
+        None => {
+            users::table
+                .filter(sql::lower(users::email).eq(sql::lower(&input.email)))
+                .select((users::id, users::email))
+                .first(conn)
+                .await?
+        }
+    };
+
+    let grant = match (input.grant, tenant) {
+        (Grant::Member { slug, role }, Some(tenant_id)) => {
+            let to = role.as_db();
+            let current: Option<String> = memberships::table
+                .find((user_id, tenant_id))
+                .select(memberships::role)
+                .for_update()
+                .first(conn)
+                .await
+                .optional()?;
+            match current {
+                Some(from) if from == to => GrantOutcome::MemberAlready { slug, role: to },
+                Some(from) => {
+                    diesel::update(memberships::table.find((user_id, tenant_id)))
+                        .set(memberships::role.eq(to))
+                        .execute(conn)
+                        .await?;
+                    GrantOutcome::MemberChanged { slug, from, to }
+                }
+                None => {
+                    let added = diesel::insert_into(memberships::table)
+                        .values((
+                            memberships::user_id.eq(user_id),
+                            memberships::tenant_id.eq(tenant_id),
+                            memberships::role.eq(to),
+                        ))
+                        .on_conflict_do_nothing()
+                        .execute(conn)
+                        .await?;
+                    if added == 1 {
+                        GrantOutcome::MemberAdded { slug, role: to }
+                    } else {
+                        GrantOutcome::MemberAlready { slug, role: to }
+                    }
+                }
+            }
+        }
+        _ => {
+            let changed =
+                diesel::update(users::table.find(user_id).filter(users::is_owner.eq(false)))
+                    .set(users::is_owner.eq(true))
+                    .execute(conn)
+                    .await?;
+            if changed == 1 {
+                GrantOutcome::OwnerGranted
+            } else {
+                GrantOutcome::OwnerAlready
+            }
+        }
+    };
+    Ok(Outcome {
+        user_id,
+        stored_email,
+        user_created,
+        grant,
+    })
+}
+
+fn report(o: &Outcome, out: &mut impl Write) -> Result<(), CliError> {
+    let email = &o.stored_email;
+    if o.user_created {
+        writeln!(out, "created user {email} (id {})", o.user_id)?;
+    } else {
+        writeln!(
+            out,
+            "unchanged: user {email} already exists (id {})",
+            o.user_id
+        )?;
+    }
+    match &o.grant {
+        GrantOutcome::OwnerGranted => writeln!(out, "granted Owner to {email}")?,
+        GrantOutcome::OwnerAlready => writeln!(out, "unchanged: {email} is already an Owner")?,
+        GrantOutcome::MemberAdded { slug, role } => {
+            writeln!(out, "granted {role} in tenant {slug} to {email}")?
+        }
+        GrantOutcome::MemberAlready { slug, role } => {
+            writeln!(out, "unchanged: {email} is already {role} in tenant {slug}")?
+        }
+        GrantOutcome::MemberChanged { slug, from, to } => writeln!(
+            out,
+            "changed the role of {email} in tenant {slug} from {from} to {to}"
+        )?,
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::looks_like_email;
+
+    #[test]
+    fn emails_are_checked() {
+        for ok in ["a@b.co", "Alice.Smith+x@mail.example.com"] {
+            assert!(looks_like_email(ok), "{ok}");
+        }
+        for bad in [
+            "", "alice", "@b.co", "a@", "a@b", "a@@b.co", "a@b..co", "a@.b.co", "a b@c.co",
+            "a@b.co\n",
+        ] {
+            assert!(!looks_like_email(bad), "{bad:?}");
+        }
+    }
+}

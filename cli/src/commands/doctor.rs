@@ -1,0 +1,137 @@
+//! `tenantry doctor`: report tenant-isolation gaps found by `tenantry::inspect`.
+
+use std::io::Write;
+
+use diesel_async::AsyncPgConnection;
+use tenantry::{Finding, Report};
+
+use crate::error::CliError;
+
+/// Inspects the database, prints an `ok` line per passed check and a `FAIL` line per finding.
+pub(super) async fn run(
+    conn: &mut AsyncPgConnection,
+    app_role: &str,
+    out: &mut impl Write,
+) -> Result<(), CliError> {
+    let report = tenantry::inspect(conn, app_role).await?;
+    print_report(&report, app_role, out)?;
+    if report.is_ok() {
+        Ok(())
+    } else {
+        Err(CliError::Findings(report.findings.len()))
+    }
+}
+
+fn print_report(report: &Report, app_role: &str, out: &mut impl Write) -> Result<(), CliError> {
+    let not_migrated = report.findings.contains(&Finding::NotMigrated);
+    if !not_migrated {
+        writeln!(out, "ok    tenantry's migrations are applied")?;
+        for table in &report.tenant_tables {
+            if !report.findings.iter().any(|f| table_of(f) == Some(table)) {
+                writeln!(
+                    out,
+                    "ok    {table}: row-level security enabled and forced, tenant policy, \
+                     index on the tenant column"
+                )?;
+            }
+        }
+        if !report
+            .findings
+            .iter()
+            .any(|f| matches!(f, Finding::UndeclaredTenantColumn { .. }))
+        {
+            writeln!(
+                out,
+                "ok    every other table with a tenant_id column is declared"
+            )?;
+        }
+    }
+    if !report.findings.iter().any(|f| {
+        matches!(
+            f,
+            Finding::AppRoleMissing { .. } | Finding::AppRolePrivileged { .. }
+        )
+    }) {
+        writeln!(
+            out,
+            "ok    role {app_role} is neither superuser nor BYPASSRLS"
+        )?;
+    }
+    for finding in &report.findings {
+        writeln!(out, "FAIL  {finding}")?;
+    }
+
+    let n = report.tenant_tables.len();
+    let tables = if n == 0 {
+        "none declared".to_owned()
+    } else {
+        report.tenant_tables.join(", ")
+    };
+    writeln!(
+        out,
+        "checked {n} tenant table{} ({tables}) and role {app_role}: {}",
+        if n == 1 { "" } else { "s" },
+        match report.findings.len() {
+            0 => "no problems".to_owned(),
+            1 => "1 problem".to_owned(),
+            k => format!("{k} problems"),
+        }
+    )?;
+    Ok(())
+}
+
+/// The declared tenant table a finding is about, if any.
+fn table_of(finding: &Finding) -> Option<&String> {
+    match finding {
+        Finding::DeclaredTableMissing { table }
+        | Finding::RlsNotEnabled { table }
+        | Finding::RlsNotForced { table }
+        | Finding::PolicyMissing { table }
+        | Finding::TenantIndexMissing { table, .. } => Some(table),
+        Finding::UndeclaredTenantColumn { .. }
+        | Finding::AppRoleMissing { .. }
+        | Finding::AppRolePrivileged { .. }
+        | Finding::NotMigrated => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn printed(report: &Report) -> String {
+        let mut out = Vec::new();
+        print_report(report, "tenantry_app", &mut out).expect("written");
+        String::from_utf8(out).expect("utf-8")
+    }
+
+    #[test]
+    fn a_sound_database_prints_ok_lines() {
+        let report = Report {
+            tenant_tables: vec!["public.notes".into()],
+            findings: vec![],
+        };
+        let text = printed(&report);
+        assert!(text.contains("ok    public.notes:"), "{text}");
+        assert!(text.contains("no problems"), "{text}");
+        assert!(!text.contains("FAIL"), "{text}");
+    }
+
+    #[test]
+    fn findings_replace_the_ok_line_of_their_table() {
+        let report = Report {
+            tenant_tables: vec!["public.notes".into(), "public.tasks".into()],
+            findings: vec![Finding::RlsNotEnabled {
+                table: "public.notes".into(),
+            }],
+        };
+        let text = printed(&report);
+        assert!(!text.contains("ok    public.notes"), "{text}");
+        assert!(text.contains("ok    public.tasks"), "{text}");
+        assert!(
+            text.contains("FAIL  public.notes: row-level security is not enabled"),
+            "{text}"
+        );
+        assert!(text.contains("1 problem"), "{text}");
+    }
+}

@@ -1,0 +1,47 @@
+//! The five commands, one file each; [`run`] dispatches.
+
+mod add_user;
+mod audit;
+mod doctor;
+mod migrate;
+mod seed_tenant;
+
+use std::io::Write;
+
+use crate::args::{Cli, Command};
+use crate::config::DbTarget;
+use crate::db;
+use crate::error::CliError;
+
+/// Runs the parsed command line, writing its report to `out`.
+pub(crate) async fn run(cli: Cli, out: &mut impl Write) -> Result<(), CliError> {
+    let target = DbTarget::resolve(cli.database_url.as_deref())?;
+    match cli.command {
+        Command::Migrate => {
+            let mut conn = db::connect(&target).await?;
+            migrate::run(&mut conn, &target, out).await
+        }
+        Command::SeedTenant(args) => {
+            let input = seed_tenant::Input::from_args(&args)?;
+            let mut conn = db::connect(&target).await?;
+            db::require_migrated(&mut conn, &target).await?;
+            seed_tenant::run(&mut conn, input, out).await
+        }
+        Command::AddUser(args) => {
+            let input = add_user::Input::from_args(&args)?;
+            let mut conn = db::connect(&target).await?;
+            db::require_migrated(&mut conn, &target).await?;
+            add_user::run(&mut conn, input, out).await
+        }
+        Command::Audit(args) => {
+            let mut conn = db::connect(&target).await?;
+            db::require_migrated(&mut conn, &target).await?;
+            audit::run(&mut conn, args.limit, out).await
+        }
+        Command::Doctor => {
+            let role = crate::config::app_role()?;
+            let mut conn = db::connect(&target).await?;
+            doctor::run(&mut conn, &role, out).await
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! Where the database URLs come from (`--database-url`, `DATABASE_URL`,
+//! `TENANTRY_APP_DATABASE_URL`) and what is wrong with a malformed one.
+//!
+//! The rules follow `tenantry::settings`: an empty variable counts as unset, a URL must be
+//! `postgres://` or `postgresql://` with a host and a database, and the app role defaults to
+//! `tenantry_app`.
+
+use percent_encoding::percent_decode_str;
+use tenantry::settings::DEFAULT_DATABASE_URL;
+
+use crate::error::CliError;
+
+/// The app role when `TENANTRY_APP_DATABASE_URL` is not set (as `tenantry::settings` derives it).
+pub(crate) const DEFAULT_APP_ROLE: &str = "tenantry_app";
+
+/// A validated PostgreSQL URL and where it came from.
+#[derive(Debug, Clone)]
+pub(crate) struct DbTarget {
+    /// The URL as given (passed to the driver unchanged).
+    pub(crate) url: String,
+    /// `--database-url`, `DATABASE_URL`, `TENANTRY_APP_DATABASE_URL` or `the default DATABASE_URL`.
+    pub(crate) origin: &'static str,
+    /// Host name or address (IPv6 in brackets).
+    pub(crate) host: String,
+    /// Port (5432 when not given).
+    pub(crate) port: u16,
+    /// Database name.
+    pub(crate) database: String,
+    /// User name, empty when the URL names none.
+    pub(crate) user: String,
+}
+
+impl DbTarget {
+    /// `host:port`, for messages.
+    pub(crate) fn addr(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+
+    /// Validates `value`, naming `origin` in the error.
+    pub(crate) fn parse(origin: &'static str, value: &str) -> Result<Self, CliError> {
+        let bad = |problem: String| CliError::BadUrl { origin, problem };
+        let url =
+            url::Url::parse(value).map_err(|e| bad(format!("{e} (got {:?})", redact(value))))?;
+        if !matches!(url.scheme(), "postgres" | "postgresql") {
+            return Err(bad(format!(
+                "must start with postgres:// or postgresql:// (got {:?})",
+                redact(value)
+            )));
+        }
+        let host = match url.host_str() {
+            Some(h) if !h.is_empty() => h.to_owned(),
+            _ => {
+                return Err(bad(
+                    "names no host (postgres://user@HOST:5432/database)".into()
+                ))
+            }
+        };
+        let database = decode(url.path().trim_start_matches('/'));
+        if database.is_empty() {
+            return Err(bad(
+                "names no database (postgres://user@host:5432/DATABASE)".into(),
+            ));
+        }
+        if database.contains('/') {
+            return Err(bad(format!("{database:?} is not a database name")));
+        }
+        Ok(DbTarget {
+            url: value.to_owned(),
+            origin,
+            host,
+            port: url.port().unwrap_or(5432),
+            database,
+            user: decode(url.username()),
+        })
+    }
+
+    /// The migration/owner URL: `--database-url`, else `DATABASE_URL`, else the default.
+    pub(crate) fn resolve(flag: Option<&str>) -> Result<Self, CliError> {
+        if let Some(value) = flag {
+            return Self::parse("--database-url", value);
+        }
+        match env_var("DATABASE_URL")? {
+            Some(value) => Self::parse("DATABASE_URL", &value),
+            None => Self::parse("the default DATABASE_URL", DEFAULT_DATABASE_URL),
+        }
+    }
+}
+
+/// The role the application connects as: the user of `TENANTRY_APP_DATABASE_URL`, else
+/// `tenantry_app`.
+pub(crate) fn app_role() -> Result<String, CliError> {
+    const VAR: &str = "TENANTRY_APP_DATABASE_URL";
+    match env_var(VAR)? {
+        None => Ok(DEFAULT_APP_ROLE.to_owned()),
+        Some(value) => {
+            let target = DbTarget::parse(VAR, &value)?;
+            if target.user.is_empty() {
+                return Err(CliError::BadUrl {
+                    origin: VAR,
+                    problem: "names no role (postgres://ROLE@host:5432/database)".into(),
+                });
+            }
+            Ok(target.user)
+        }
+    }
+}
+
+/// A variable's trimmed value; unset and blank are the same.
+fn env_var(name: &'static str) -> Result<Option<String>, CliError> {
+    match std::env::var(name) {
+        Ok(v) if v.trim().is_empty() => Ok(None),
+        Ok(v) => Ok(Some(v.trim().to_owned())),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => Err(CliError::BadUrl {
+            origin: name,
+            problem: "is not valid UTF-8".into(),
+        }),
+    }
+}
+
+fn decode(s: &str) -> String {
+    percent_decode_str(s).decode_utf8_lossy().into_owned()
+}
+
+/// `value` with any password replaced by `***`, even when it does not parse as a URL.
+fn redact(value: &str) -> String {
+    let Some((scheme, rest)) = value.split_once("://") else {
+        return value.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => value.to_owned(),
+        },
+        None => value.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_url_is_split() {
+        let t = DbTarget::parse("DATABASE_URL", "postgres://bob:pw@db.example:6543/app%20db")
+            .expect("valid");
+        assert_eq!(t.addr(), "db.example:6543");
+        assert_eq!(t.database, "app db");
+        assert_eq!(t.user, "bob");
+    }
+
+    #[test]
+    fn the_port_defaults_to_5432() {
+        let t = DbTarget::parse("DATABASE_URL", "postgresql://127.0.0.1/x").expect("valid");
+        assert_eq!(t.addr(), "127.0.0.1:5432");
+        assert_eq!(t.user, "");
+    }
+
+    #[test]
+    fn malformed_urls_name_their_origin() {
+        for bad in [
+            "not a url",
+            "mysql://root@localhost/db",
+            "postgres://user@localhost",
+            "postgres://user@localhost/",
+            "postgres://user@localhost:99999/db",
+        ] {
+            let e = DbTarget::parse("DATABASE_URL", bad).expect_err(bad);
+            assert!(e.to_string().starts_with("DATABASE_URL "), "{e}");
+        }
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact("postgres://u:secret@h:x/db"),
+            "postgres://u:***@h:x/db"
+        );
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact("garbage"), "garbage");
+        let e = DbTarget::parse("DATABASE_URL", "postgres://u:secret@h:badport/db")
+            .expect_err("bad port");
+        assert!(!e.to_string().contains("secret"), "{e}");
+    }
+}

@@ -1,0 +1,508 @@
+//! The `tenantry` binary, run for real against a scratch database per test.
+
+mod support;
+
+use support::{run, ScratchDb};
+
+// ---- help and configuration (no database needed) ----
+
+#[test]
+fn help_of_each_command_mentions_its_flags() {
+    let cases: &[(&[&str], &[&str])] = &[
+        (
+            &["--help"],
+            &[
+                "migrate",
+                "seed-tenant",
+                "add-user",
+                "audit",
+                "doctor",
+                "--database-url",
+                "Exit codes",
+            ],
+        ),
+        (
+            &["migrate", "--help"],
+            &["--database-url", "already up to date"],
+        ),
+        (&["seed-tenant", "--help"], &["--name", "--slug"]),
+        (
+            &["add-user", "--help"],
+            &[
+                "--email",
+                "--owner",
+                "--tenant",
+                "--role",
+                "partner",
+                "client-viewer",
+            ],
+        ),
+        (&["audit", "--help"], &["--limit", "1–500", "[default: 20]"]),
+        (
+            &["doctor", "--help"],
+            &[
+                "TENANTRY_APP_DATABASE_URL",
+                "row-level security",
+                "Exit codes",
+            ],
+        ),
+    ];
+    for (args, parts) in cases {
+        let out = run(args, &[]).succeeds();
+        for part in *parts {
+            assert!(
+                out.stdout.contains(part),
+                "`tenantry {}` lacks {part:?}:\n{}",
+                args.join(" "),
+                out.stdout
+            );
+        }
+    }
+}
+
+#[test]
+fn a_malformed_database_url_exits_2_naming_the_variable() {
+    for bad in [
+        "not a url",
+        "mysql://root@127.0.0.1/db",
+        "postgres://postgres@127.0.0.1:5432",
+    ] {
+        run(&["migrate"], &[("DATABASE_URL", bad)]).fails(2, &["DATABASE_URL"]);
+    }
+    run(&["audit", "--database-url", "http://x/y"], &[])
+        .fails(2, &["--database-url", "postgres://"]);
+}
+
+#[test]
+fn a_password_in_a_malformed_url_is_not_printed() {
+    let out = run(
+        &["migrate"],
+        &[("DATABASE_URL", "postgres://u:hunter2@h:port/db")],
+    )
+    .fails(2, &["DATABASE_URL"]);
+    assert!(!out.stderr.contains("hunter2"), "{out:?}");
+}
+
+#[test]
+fn an_unreachable_database_says_where_and_what_to_start() {
+    for args in [&["migrate"][..], &["doctor"], &["audit"]] {
+        run(
+            args,
+            &[(
+                "DATABASE_URL",
+                "postgres://postgres@127.0.0.1:1/tenantry_example",
+            )],
+        )
+        .fails(3, &["127.0.0.1:1", "DATABASE_URL", "start PostgreSQL"]);
+    }
+}
+
+#[test]
+fn a_missing_database_is_named() {
+    let url = format!(
+        "postgres://postgres@127.0.0.1:5432/tenantry_cli_absent_{}",
+        std::process::id()
+    );
+    run(&["audit"], &[("DATABASE_URL", &url)]).fails(3, &["does not exist", "createdb"]);
+}
+
+#[test]
+fn a_malformed_app_database_url_is_named() {
+    let db = ScratchDb::migrated();
+    run(
+        &["doctor"],
+        &[
+            ("DATABASE_URL", &db.url()),
+            ("TENANTRY_APP_DATABASE_URL", "nope"),
+        ],
+    )
+    .fails(2, &["TENANTRY_APP_DATABASE_URL"]);
+}
+
+// ---- migrate ----
+
+#[test]
+fn migrate_applies_once_then_is_up_to_date() {
+    let db = ScratchDb::empty();
+    let first = db.tenantry(&["migrate"]).succeeds();
+    assert!(first.stdout.contains("applied 0001_framework"), "{first:?}");
+    let second = db.tenantry(&["migrate"]).succeeds();
+    assert!(second.stdout.contains("already up to date"), "{second:?}");
+    assert!(!second.stdout.contains("applied 0001"), "{second:?}");
+}
+
+#[test]
+fn commands_on_an_unmigrated_database_say_to_migrate() {
+    let db = ScratchDb::empty();
+    db.tenantry(&["seed-tenant", "--name", "Acme"])
+        .fails(4, &["tenantry migrate"]);
+    db.tenantry(&["add-user", "--email", "a@example.com", "--owner"])
+        .fails(4, &["tenantry migrate"]);
+    db.tenantry(&["audit"]).fails(4, &["tenantry migrate"]);
+}
+
+// ---- seed-tenant ----
+
+#[test]
+fn seed_tenant_twice_changes_nothing_the_second_time() {
+    let db = ScratchDb::migrated();
+    let first = db
+        .tenantry(&["seed-tenant", "--name", "Acme Corp"])
+        .succeeds();
+    assert!(first.stdout.contains("created tenant"), "{first:?}");
+    assert_eq!(first.field("slug"), "acme-corp");
+    let id = first.field("id");
+    assert!(uuid::Uuid::parse_str(&id).is_ok(), "{first:?}");
+
+    let second = db
+        .tenantry(&["seed-tenant", "--name", "Acme Corp"])
+        .succeeds();
+    assert!(second.stdout.contains("unchanged"), "{second:?}");
+    assert_eq!(second.field("id"), id);
+    assert_eq!(second.field("slug"), "acme-corp");
+
+    // The same slug given explicitly, with another name: still unchanged, name kept.
+    let third = db
+        .tenantry(&["seed-tenant", "--name", "Acme Inc", "--slug", "acme-corp"])
+        .succeeds();
+    assert!(third.stdout.contains("unchanged"), "{third:?}");
+    assert_eq!(third.field("id"), id);
+    assert_eq!(db.count("SELECT count(*)::text AS v FROM tenants"), 1);
+    assert_eq!(
+        db.text("SELECT name AS v FROM tenants").as_deref(),
+        Some("Acme Corp")
+    );
+}
+
+#[test]
+fn seed_tenant_takes_an_explicit_slug() {
+    let db = ScratchDb::migrated();
+    let out = db
+        .tenantry(&["seed-tenant", "--name", "Globex, Inc.", "--slug", "globex"])
+        .succeeds();
+    assert_eq!(out.field("slug"), "globex");
+    let derived = db
+        .tenantry(&["seed-tenant", "--name", "  Initech -- Software & Co.  "])
+        .succeeds();
+    assert_eq!(derived.field("slug"), "initech-software-co");
+    assert_eq!(db.count("SELECT count(*)::text AS v FROM tenants"), 2);
+}
+
+#[test]
+fn seed_tenant_rejects_bad_names_and_slugs() {
+    let db = ScratchDb::migrated();
+    db.tenantry(&["seed-tenant", "--name", "   "])
+        .fails(2, &["--name", "empty"]);
+    db.tenantry(&["seed-tenant", "--name", "Acme", "--slug", "Acme_Corp"])
+        .fails(2, &["--slug", "Acme_Corp"]);
+    db.tenantry(&["seed-tenant", "--name", "Acme", "--slug=-acme"])
+        .fails(2, &["--slug"]);
+    db.tenantry(&["seed-tenant", "--name", "日本"])
+        .fails(2, &["--slug"]);
+    db.tenantry(&["seed-tenant"]).usage_error(&["--name"]);
+    assert_eq!(db.count("SELECT count(*)::text AS v FROM tenants"), 0);
+}
+
+// ---- add-user ----
+
+#[test]
+fn add_user_as_owner() {
+    let db = ScratchDb::migrated();
+    let out = db
+        .tenantry(&["add-user", "--email", "Olivia@Example.com", "--owner"])
+        .succeeds();
+    assert!(
+        out.stdout.contains("created user Olivia@Example.com"),
+        "{out:?}"
+    );
+    assert!(out.stdout.contains("granted Owner"), "{out:?}");
+    assert_eq!(
+        db.text("SELECT is_owner::text AS v FROM users WHERE lower(email) = 'olivia@example.com'")
+            .as_deref(),
+        Some("true")
+    );
+}
+
+#[test]
+fn add_user_with_a_tenant_role() {
+    let db = ScratchDb::migrated();
+    db.tenantry(&["seed-tenant", "--name", "Acme Corp"])
+        .succeeds();
+    let out = db
+        .tenantry(&[
+            "add-user",
+            "--email",
+            "vic@example.com",
+            "--tenant",
+            "acme-corp",
+            "--role",
+            "client-viewer",
+        ])
+        .succeeds();
+    assert!(
+        out.stdout
+            .contains("granted client_viewer in tenant acme-corp"),
+        "{out:?}"
+    );
+    let role = "SELECT m.role AS v FROM memberships m JOIN users u ON u.id = m.user_id \
+                JOIN tenants t ON t.id = m.tenant_id WHERE u.email = 'vic@example.com' AND t.slug = 'acme-corp'";
+    assert_eq!(db.text(role).as_deref(), Some("client_viewer"));
+    assert_eq!(
+        db.text("SELECT is_owner::text AS v FROM users").as_deref(),
+        Some("false")
+    );
+
+    // Another role for the same tenant replaces the first.
+    let out = db
+        .tenantry(&[
+            "add-user",
+            "--email",
+            "vic@example.com",
+            "--tenant",
+            "acme-corp",
+            "--role",
+            "partner",
+        ])
+        .succeeds();
+    assert!(
+        out.stdout.contains("from client_viewer to partner"),
+        "{out:?}"
+    );
+    assert_eq!(db.text(role).as_deref(), Some("partner"));
+    assert_eq!(db.count("SELECT count(*)::text AS v FROM memberships"), 1);
+}
+
+#[test]
+fn add_user_again_is_idempotent_and_says_so() {
+    let db = ScratchDb::migrated();
+    db.tenantry(&["seed-tenant", "--name", "Acme Corp"])
+        .succeeds();
+    let args = [
+        "add-user",
+        "--email",
+        "pat@example.com",
+        "--tenant",
+        "acme-corp",
+        "--role",
+        "partner",
+    ];
+    db.tenantry(&args).succeeds();
+    // Emails are matched case-insensitively.
+    let again = db
+        .tenantry(&[
+            "add-user",
+            "--email",
+            "PAT@Example.COM",
+            "--tenant",
+            "acme-corp",
+            "--role",
+            "partner",
+        ])
+        .succeeds();
+    assert!(
+        again
+            .stdout
+            .contains("unchanged: user pat@example.com already exists"),
+        "{again:?}"
+    );
+    assert!(
+        again
+            .stdout
+            .contains("unchanged: pat@example.com is already partner"),
+        "{again:?}"
+    );
+
+    db.tenantry(&["add-user", "--email", "own@example.com", "--owner"])
+        .succeeds();
+    let again = db
+        .tenantry(&["add-user", "--email", "own@example.com", "--owner"])
+        .succeeds();
+    assert!(again.stdout.contains("is already an Owner"), "{again:?}");
+
+    assert_eq!(db.count("SELECT count(*)::text AS v FROM users"), 2);
+    assert_eq!(db.count("SELECT count(*)::text AS v FROM memberships"), 1);
+}
+
+#[test]
+fn add_user_for_a_missing_tenant_creates_nothing() {
+    let db = ScratchDb::migrated();
+    db.tenantry(&[
+        "add-user",
+        "--email",
+        "x@example.com",
+        "--tenant",
+        "nope",
+        "--role",
+        "partner",
+    ])
+    .fails(4, &["no tenant", "\"nope\"", "seed-tenant"]);
+    assert_eq!(db.count("SELECT count(*)::text AS v FROM users"), 0);
+}
+
+#[test]
+fn add_user_rejects_bad_input() {
+    let db = ScratchDb::migrated();
+    db.tenantry(&["seed-tenant", "--name", "Acme Corp"])
+        .succeeds();
+    for bad in [
+        "alice",
+        "@example.com",
+        "alice@",
+        "alice@localhost",
+        "a b@example.com",
+    ] {
+        db.tenantry(&["add-user", "--email", bad, "--owner"])
+            .fails(2, &["--email"]);
+    }
+    db.tenantry(&[
+        "add-user",
+        "--email",
+        "a@example.com",
+        "--owner",
+        "--tenant",
+        "acme-corp",
+    ])
+    .usage_error(&["--owner", "cannot be used with"]);
+    db.tenantry(&[
+        "add-user",
+        "--email",
+        "a@example.com",
+        "--tenant",
+        "acme-corp",
+    ])
+    .usage_error(&["--role"]);
+    db.tenantry(&["add-user", "--email", "a@example.com", "--role", "partner"])
+        .usage_error(&["--tenant"]);
+    db.tenantry(&["add-user", "--email", "a@example.com"])
+        .usage_error(&["--owner"]);
+    db.tenantry(&[
+        "add-user",
+        "--email",
+        "a@example.com",
+        "--tenant",
+        "acme-corp",
+        "--role",
+        "owner",
+    ])
+    .usage_error(&["partner", "client-viewer"]);
+    assert_eq!(db.count("SELECT count(*)::text AS v FROM users"), 0);
+}
+
+// ---- audit ----
+
+#[test]
+fn audit_prints_the_newest_rows_first() {
+    let db = ScratchDb::migrated();
+    let empty = db.tenantry(&["audit"]).succeeds();
+    assert!(empty.stdout.contains("no audit rows"), "{empty:?}");
+
+    let tenant = db
+        .tenantry(&["seed-tenant", "--name", "Acme Corp"])
+        .succeeds()
+        .field("id");
+    db.sql(&format!(
+        "INSERT INTO audit_log (at, actor_email, action, reason, tenant_id) VALUES
+           (now() - interval '3 minutes', 'old@example.com', 'admin.audit', 'oldest read', NULL),
+           (now() - interval '2 minutes', 'mid@example.com', 'admin.tenants', 'quarterly review', '{tenant}'),
+           (now() - interval '1 minute', 'new@example.com', 'bypass', E'multi\\nline', NULL)"
+    ));
+
+    let all = db.tenantry(&["audit"]).succeeds().stdout;
+    let lines: Vec<&str> = all.lines().collect();
+    assert_eq!(lines.len(), 4, "{all}");
+    for column in ["ID", "AT", "ACTOR_EMAIL", "ACTION", "REASON", "TENANT_ID"] {
+        assert!(lines[0].contains(column), "{all}");
+    }
+    assert!(
+        lines[1].contains("new@example.com") && lines[1].contains("multi\\nline"),
+        "{all}"
+    );
+    assert!(
+        lines[2].contains("mid@example.com") && lines[2].contains(&tenant),
+        "{all}"
+    );
+    assert!(lines[3].contains("old@example.com"), "{all}");
+    // Aligned: every row's action starts in the header's ACTION column.
+    let col = lines[0].find("ACTION").expect("header");
+    for line in &lines[1..] {
+        assert!(
+            line[col..].starts_with(|c: char| c.is_ascii_alphabetic()),
+            "{all}"
+        );
+        assert_eq!(&line[col - 2..col], "  ", "{all}");
+    }
+
+    let two = db.tenantry(&["audit", "--limit", "2"]).succeeds().stdout;
+    assert_eq!(two.lines().count(), 3, "{two}");
+    assert!(!two.contains("old@example.com"), "{two}");
+}
+
+#[test]
+fn audit_limit_is_checked() {
+    for bad in ["0", "501", "ten"] {
+        run(&["audit", "--limit", bad], &[]).usage_error(&["--limit"]);
+    }
+}
+
+// ---- doctor ----
+
+const NOTES: &str = "CREATE TABLE notes (
+        id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+        tenant_id uuid NOT NULL REFERENCES tenants (id),
+        body text);
+    SELECT tenantry_declare_tenant_table('notes');";
+
+#[test]
+fn doctor_passes_then_names_the_table_without_row_level_security() {
+    let db = ScratchDb::migrated();
+    db.sql(NOTES);
+    let ok = db.tenantry(&["doctor"]).succeeds().stdout;
+    assert!(ok.contains("ok    public.notes"), "{ok}");
+    assert!(ok.contains("role tenantry_app"), "{ok}");
+    assert!(ok.contains("checked 1 tenant table (public.notes)"), "{ok}");
+    assert!(!ok.contains("FAIL"), "{ok}");
+
+    db.sql("ALTER TABLE notes DISABLE ROW LEVEL SECURITY");
+    let failed = db.tenantry(&["doctor"]).fails(1, &["1 problem"]);
+    assert!(
+        failed
+            .stdout
+            .contains("FAIL  public.notes: row-level security is not enabled"),
+        "{failed:?}"
+    );
+    assert!(!failed.stdout.contains("ok    public.notes"), "{failed:?}");
+}
+
+#[test]
+fn doctor_reports_undeclared_tenant_tables() {
+    let db = ScratchDb::migrated();
+    db.sql("CREATE TABLE stray (id int PRIMARY KEY, tenant_id uuid)");
+    let out = db.tenantry(&["doctor"]).fails(1, &["problem"]);
+    assert!(out.stdout.contains("FAIL  public.stray"), "{out:?}");
+}
+
+#[test]
+fn doctor_checks_the_role_of_the_app_url() {
+    let db = ScratchDb::migrated();
+    let app_url = db.url(); // the superuser: row-level security does not apply to it
+    let out = run(
+        &["doctor"],
+        &[
+            ("DATABASE_URL", &db.url()),
+            ("TENANTRY_APP_DATABASE_URL", &app_url),
+        ],
+    )
+    .fails(1, &["problem"]);
+    assert!(
+        out.stdout
+            .contains("FAIL  role postgres ignores row-level security"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn doctor_on_an_unmigrated_database_says_to_migrate() {
+    let db = ScratchDb::empty();
+    let out = db.tenantry(&["doctor"]).fails(1, &["problem"]);
+    assert!(out.stdout.contains("tenantry migrate"), "{out:?}");
+}
