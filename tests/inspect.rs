@@ -115,6 +115,21 @@ async fn a_policy_that_ignores_the_tenant_setting_is_reported() {
 }
 
 #[tokio::test]
+async fn an_extra_permissive_policy_is_reported() {
+    let findings = findings_after("CREATE POLICY open_door ON invoices USING (true)").await;
+    assert_eq!(
+        findings,
+        vec![Finding::ExtraPermissivePolicy {
+            table: table("invoices"),
+            policy: "open_door".into()
+        }]
+    );
+    let restrictive =
+        findings_after("CREATE POLICY only_eur ON invoices AS RESTRICTIVE USING (currency = 'EUR')").await;
+    assert_eq!(restrictive, vec![], "a restrictive policy only narrows");
+}
+
+#[tokio::test]
 async fn a_missing_tenant_index_is_reported() {
     let t = TestDb::new().await;
     let mut admin = t.admin().await;

@@ -181,7 +181,7 @@ impl Db {
                 request_id: None,
                 location: None,
             }
-            .write(*conn.raw_for_run())
+            .write(conn.raw_for_run())
             .await
             .map_err(DbError::from)?;
             work(conn).await

@@ -29,6 +29,14 @@ pub enum Finding {
         /// `schema.table`.
         table: String,
     },
+    /// Another permissive policy on a tenant table: PostgreSQL ORs permissive policies, so it
+    /// can widen what the tenant policy allows.
+    ExtraPermissivePolicy {
+        /// `schema.table`.
+        table: String,
+        /// The other policy's name.
+        policy: String,
+    },
     /// No index leads with the tenant column.
     TenantIndexMissing {
         /// `schema.table`.
@@ -76,6 +84,10 @@ impl fmt::Display for Finding {
             Finding::PolicyMissing { table } => write!(
                 f,
                 "{table}: no tenant policy on app.tenant_id (run tenantry_declare_tenant_table('{table}'))"
+            ),
+            Finding::ExtraPermissivePolicy { table, policy } => write!(
+                f,
+                "{table}: permissive policy {policy} is ORed with the tenant policy and may widen it (drop it or make it RESTRICTIVE)"
             ),
             Finding::TenantIndexMissing { table, column } => {
                 write!(f, "{table}: no index leads with {column}")
@@ -136,6 +148,14 @@ struct TenantTableState {
 }
 
 #[derive(QueryableByName)]
+struct ExtraPolicy {
+    #[diesel(sql_type = Text)]
+    table: String,
+    #[diesel(sql_type = Text)]
+    policy: String,
+}
+
+#[derive(QueryableByName)]
 struct TableName {
     #[diesel(sql_type = Text)]
     table: String,
@@ -174,6 +194,14 @@ LEFT JOIN pg_namespace n ON n.nspname = d.table_schema
 LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = d.table_name AND c.relkind IN ('r', 'p')
 WHERE d.kind = 'tenant'
 ORDER BY 1
+"#;
+
+const EXTRA_POLICIES_SQL: &str = r#"
+SELECT p.schemaname || '.' || p.tablename AS "table", p.policyname::text AS policy
+FROM pg_policies p
+JOIN tenantry_declared_tables d ON d.table_schema = p.schemaname AND d.table_name = p.tablename
+WHERE d.kind = 'tenant' AND p.permissive = 'PERMISSIVE' AND p.policyname <> 'tenantry_tenant_isolation'
+ORDER BY 1, 2
 "#;
 
 const UNDECLARED_SQL: &str = r#"
@@ -229,6 +257,11 @@ pub async fn inspect(conn: &mut AsyncPgConnection, app_role: &str) -> diesel::Qu
                 });
             }
         }
+        let extra: Vec<ExtraPolicy> = diesel::sql_query(EXTRA_POLICIES_SQL).load(conn).await?;
+        report.findings.extend(extra.into_iter().map(|p| Finding::ExtraPermissivePolicy {
+            table: p.table,
+            policy: p.policy,
+        }));
         let undeclared: Vec<TableName> = diesel::sql_query(UNDECLARED_SQL).load(conn).await?;
         report.findings.extend(
             undeclared

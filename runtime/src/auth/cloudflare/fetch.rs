@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::DecodingKey;
@@ -34,7 +35,8 @@ pub(crate) enum FetchError {
 pub(crate) struct Fetcher {
     client: reqwest::Client,
     url: String,
-    config: CloudflareConfig,
+    timeout: Duration,
+    max_body: usize,
 }
 
 impl Fetcher {
@@ -54,7 +56,8 @@ impl Fetcher {
         Ok(Fetcher {
             client,
             url: config.certs_url(),
-            config: config.clone(),
+            timeout: config.fetch_timeout,
+            max_body: config.max_body,
         })
     }
 
@@ -65,7 +68,7 @@ impl Fetcher {
 
     /// One fetch, never longer than the fetch timeout and never reading more than `max_body`.
     pub(crate) async fn fetch(&self) -> Result<KeyMap, FetchError> {
-        let body = tokio::time::timeout(self.config.fetch_timeout, self.fetch_body())
+        let body = tokio::time::timeout(self.timeout, self.fetch_body())
             .await
             .map_err(|_| FetchError::Timeout)??;
         let set: JwkSet = serde_json::from_slice(&body)?;
@@ -77,7 +80,7 @@ impl Fetcher {
     }
 
     async fn fetch_body(&self) -> Result<Vec<u8>, FetchError> {
-        let max = self.config.max_body;
+        let max = self.max_body;
         let mut response = self
             .client
             .get(&self.url)

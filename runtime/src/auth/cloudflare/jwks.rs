@@ -105,11 +105,14 @@ impl KeyCache {
         if !self.cooldown_over() {
             return;
         }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return; // not on a Tokio runtime: the next unknown kid or max_staleness refreshes
+        };
         let Ok(guard) = Arc::clone(&self.refresh).try_lock_owned() else {
             return; // a fetch is already in flight
         };
         let this = Arc::clone(self);
-        tokio::spawn(async move { this.refresh_locked(guard).await });
+        runtime.spawn(async move { this.refresh_locked(guard).await });
     }
 
     async fn refresh_locked(&self, guard: OwnedMutexGuard<()>) {
