@@ -124,8 +124,10 @@ async fn an_extra_permissive_policy_is_reported() {
             policy: "open_door".into()
         }]
     );
-    let restrictive =
-        findings_after("CREATE POLICY only_eur ON invoices AS RESTRICTIVE USING (currency = 'EUR')").await;
+    let restrictive = findings_after(
+        "CREATE POLICY only_eur ON invoices AS RESTRICTIVE USING (currency = 'EUR')",
+    )
+    .await;
     assert_eq!(restrictive, vec![], "a restrictive policy only narrows");
 }
 

@@ -2,7 +2,9 @@
 
 mod common;
 
-use common::schema::{currencies, invoices, projects, Currency, Invoice, NewInvoice, NewProject, Project};
+use common::schema::{
+    currencies, invoices, projects, Currency, Invoice, NewInvoice, NewProject, Project,
+};
 use common::{ctx, TestDb};
 
 use tenantry::prelude::*;
@@ -25,12 +27,16 @@ async fn world() -> World {
     let mut projects = Vec::new();
     for (tenant, offset) in [(acme, 0), (globex, 1000)] {
         let c = ctx(tenant);
-        let project: Project = t
-            .db
-            .tx(&c, async |conn| {
-                let p: Project = Project::insert(conn.ctx(), NewProject { name: format!("p{offset}") })
-                    .get_result(conn)
-                    .await?;
+        let project: Project =
+            t.db.tx(&c, async |conn| {
+                let p: Project = Project::insert(
+                    conn.ctx(),
+                    NewProject {
+                        name: format!("p{offset}"),
+                    },
+                )
+                .get_result(conn)
+                .await?;
                 let rows = (1..=3).map(|i| NewInvoice {
                     project_id: p.id,
                     number: format!("INV-{i}"),
@@ -58,42 +64,44 @@ async fn world() -> World {
 async fn reads_see_only_the_active_tenant() {
     let w = world().await;
     let c = ctx(w.acme);
-    let (all, big, count, page, numbers, distinct) = w
-        .t
-        .db
-        .tx(&c, async |conn| {
-            let all: Vec<Invoice> = Invoice::scoped(conn.ctx()).load(conn).await?;
-            let big: Vec<Invoice> = Invoice::scoped(conn.ctx())
-                .filter(invoices::amount_cents.gt(100))
-                .order(invoices::amount_cents.desc())
-                .limit(50)
-                .load(conn)
-                .await?;
-            let count: i64 = Invoice::scoped(conn.ctx()).count().get_result(conn).await?;
-            let page: Vec<Invoice> = Invoice::scoped(conn.ctx())
-                .order(invoices::number.asc())
-                .then_order_by(invoices::id.asc())
-                .offset(1)
-                .limit(1)
-                .load(conn)
-                .await?;
-            let numbers: Vec<String> = Invoice::scoped(conn.ctx())
-                .select(invoices::number)
-                .order(invoices::number.asc())
-                .load(conn)
-                .await?;
-            let distinct: Vec<String> = Invoice::scoped(conn.ctx())
-                .select(invoices::currency)
-                .distinct()
-                .load(conn)
-                .await?;
-            Ok::<_, DbError>((all, big, count, page, numbers, distinct))
-        })
-        .await
-        .unwrap();
+    let (all, big, count, page, numbers, distinct) =
+        w.t.db
+            .tx(&c, async |conn| {
+                let all: Vec<Invoice> = Invoice::scoped(conn.ctx()).load(conn).await?;
+                let big: Vec<Invoice> = Invoice::scoped(conn.ctx())
+                    .filter(invoices::amount_cents.gt(100))
+                    .order(invoices::amount_cents.desc())
+                    .limit(50)
+                    .load(conn)
+                    .await?;
+                let count: i64 = Invoice::scoped(conn.ctx()).count().get_result(conn).await?;
+                let page: Vec<Invoice> = Invoice::scoped(conn.ctx())
+                    .order(invoices::number.asc())
+                    .then_order_by(invoices::id.asc())
+                    .offset(1)
+                    .limit(1)
+                    .load(conn)
+                    .await?;
+                let numbers: Vec<String> = Invoice::scoped(conn.ctx())
+                    .select(invoices::number)
+                    .order(invoices::number.asc())
+                    .load(conn)
+                    .await?;
+                let distinct: Vec<String> = Invoice::scoped(conn.ctx())
+                    .select(invoices::currency)
+                    .distinct()
+                    .load(conn)
+                    .await?;
+                Ok::<_, DbError>((all, big, count, page, numbers, distinct))
+            })
+            .await
+            .unwrap();
     assert_eq!(all.len(), 3);
     assert!(all.iter().all(|i| i.tenant_id == w.acme));
-    assert_eq!(big.iter().map(|i| i.amount_cents).collect::<Vec<_>>(), vec![300, 200]);
+    assert_eq!(
+        big.iter().map(|i| i.amount_cents).collect::<Vec<_>>(),
+        vec![300, 200]
+    );
     assert_eq!(count, 3);
     assert_eq!(page.len(), 1);
     assert_eq!(page[0].number, "INV-2");
@@ -105,18 +113,21 @@ async fn reads_see_only_the_active_tenant() {
 async fn or_inside_filter_stays_inside_the_tenant() {
     let w = world().await;
     let c = ctx(w.acme);
-    let rows: Vec<Invoice> = w
-        .t
-        .db
-        .tx(&c, async |conn| {
-            Invoice::scoped(conn.ctx())
-                .filter(invoices::amount_cents.eq(1100).or(invoices::amount_cents.eq(100)))
-                .load(conn)
-                .await
-                .map_err(DbError::from)
-        })
-        .await
-        .unwrap();
+    let rows: Vec<Invoice> =
+        w.t.db
+            .tx(&c, async |conn| {
+                Invoice::scoped(conn.ctx())
+                    .filter(
+                        invoices::amount_cents
+                            .eq(1100)
+                            .or(invoices::amount_cents.eq(100)),
+                    )
+                    .load(conn)
+                    .await
+                    .map_err(DbError::from)
+            })
+            .await
+            .unwrap();
     assert_eq!(rows.len(), 1, "globex's 1100 must not appear");
     assert_eq!(rows[0].amount_cents, 100);
 }
@@ -126,18 +137,20 @@ async fn boxed_dynamic_filters_stay_scoped() {
     let w = world().await;
     let c = ctx(w.globex);
     for (status, expected) in [(None, 3), (Some("draft"), 3), (Some("paid"), 0)] {
-        let rows: Vec<Invoice> = w
-            .t
-            .db
-            .tx(&c, async |conn| {
-                let mut q = Invoice::scoped(conn.ctx()).into_boxed();
-                if let Some(s) = status {
-                    q = q.filter(invoices::status.eq(s));
-                }
-                q.order(invoices::created_at.desc()).load(conn).await.map_err(DbError::from)
-            })
-            .await
-            .unwrap();
+        let rows: Vec<Invoice> =
+            w.t.db
+                .tx(&c, async |conn| {
+                    let mut q = Invoice::scoped(conn.ctx()).into_boxed();
+                    if let Some(s) = status {
+                        q = q.filter(invoices::status.eq(s));
+                    }
+                    q.order(invoices::created_at.desc())
+                        .load(conn)
+                        .await
+                        .map_err(DbError::from)
+                })
+                .await
+                .unwrap();
         assert_eq!(rows.len(), expected, "status {status:?}");
         assert!(rows.iter().all(|i| i.tenant_id == w.globex));
     }
@@ -147,29 +160,28 @@ async fn boxed_dynamic_filters_stay_scoped() {
 async fn subqueries_are_scoped() {
     let w = world().await;
     let c = ctx(w.acme);
-    let rows: Vec<Invoice> = w
-        .t
-        .db
-        .tx(&c, async |conn| {
-            // Projects of *any* tenant named like globex's: the scoped subquery sees none.
-            let globex_named = Project::scoped(conn.ctx())
-                .filter(projects::name.eq("p1000"))
-                .select(projects::id)
-                .subquery();
-            let none: Vec<Invoice> = Invoice::scoped(conn.ctx())
-                .filter(invoices::project_id.eq_any(globex_named))
-                .load(conn)
-                .await?;
-            assert!(none.is_empty());
-            let mine = Project::scoped(conn.ctx()).select(projects::id).subquery();
-            Invoice::scoped(conn.ctx())
-                .filter(invoices::project_id.eq_any(mine))
-                .load(conn)
-                .await
-                .map_err(DbError::from)
-        })
-        .await
-        .unwrap();
+    let rows: Vec<Invoice> =
+        w.t.db
+            .tx(&c, async |conn| {
+                // Projects of *any* tenant named like globex's: the scoped subquery sees none.
+                let globex_named = Project::scoped(conn.ctx())
+                    .filter(projects::name.eq("p1000"))
+                    .select(projects::id)
+                    .subquery();
+                let none: Vec<Invoice> = Invoice::scoped(conn.ctx())
+                    .filter(invoices::project_id.eq_any(globex_named))
+                    .load(conn)
+                    .await?;
+                assert!(none.is_empty());
+                let mine = Project::scoped(conn.ctx()).select(projects::id).subquery();
+                Invoice::scoped(conn.ctx())
+                    .filter(invoices::project_id.eq_any(mine))
+                    .load(conn)
+                    .await
+                    .map_err(DbError::from)
+            })
+            .await
+            .unwrap();
     assert_eq!(rows.len(), 3);
 }
 
@@ -178,31 +190,41 @@ async fn joins_scope_the_joined_tenant_table_in_both_directions() {
     let w = world().await;
     // A project in acme with no invoices, to exercise the left join's NULL side.
     let c = ctx(w.acme);
-    let (inner, left, with_currency) = w
-        .t
-        .db
-        .tx(&c, async |conn| {
-            Project::insert(conn.ctx(), NewProject { name: "empty".into() }).execute(conn).await?;
-            let inner: Vec<(Invoice, Project)> = Invoice::scoped(conn.ctx())
-                .inner_join(projects::table)
-                .load(conn)
+    let (inner, left, with_currency) =
+        w.t.db
+            .tx(&c, async |conn| {
+                Project::insert(
+                    conn.ctx(),
+                    NewProject {
+                        name: "empty".into(),
+                    },
+                )
+                .execute(conn)
                 .await?;
-            let left: Vec<(Invoice, Option<Project>)> = Invoice::scoped(conn.ctx())
-                .left_join(projects::table)
-                .load(conn)
-                .await?;
-            let with_currency: Vec<(Invoice, Currency)> = Invoice::scoped(conn.ctx())
-                .inner_join(currencies::table)
-                .load(conn)
-                .await?;
-            Ok::<_, DbError>((inner, left, with_currency))
-        })
-        .await
-        .unwrap();
+                let inner: Vec<(Invoice, Project)> = Invoice::scoped(conn.ctx())
+                    .inner_join(projects::table)
+                    .load(conn)
+                    .await?;
+                let left: Vec<(Invoice, Option<Project>)> = Invoice::scoped(conn.ctx())
+                    .left_join(projects::table)
+                    .load(conn)
+                    .await?;
+                let with_currency: Vec<(Invoice, Currency)> = Invoice::scoped(conn.ctx())
+                    .inner_join(currencies::table)
+                    .load(conn)
+                    .await?;
+                Ok::<_, DbError>((inner, left, with_currency))
+            })
+            .await
+            .unwrap();
     assert_eq!(inner.len(), 3);
-    assert!(inner.iter().all(|(i, p)| i.tenant_id == w.acme && p.tenant_id == w.acme));
+    assert!(inner
+        .iter()
+        .all(|(i, p)| i.tenant_id == w.acme && p.tenant_id == w.acme));
     assert_eq!(left.len(), 3);
-    assert!(left.iter().all(|(_, p)| p.as_ref().is_some_and(|p| p.id == w.acme_project)));
+    assert!(left
+        .iter()
+        .all(|(_, p)| p.as_ref().is_some_and(|p| p.id == w.acme_project)));
     assert_eq!(with_currency.len(), 3);
     assert!(with_currency.iter().all(|(_, cur)| cur.code == "EUR"));
 }
@@ -220,55 +242,57 @@ async fn join_sql_puts_the_tenant_condition_in_the_on_clause() {
     assert!(wh.contains("\"invoices\".\"tenant_id\" = $2"), "{sql}");
     let global = Invoice::scoped(&c).inner_join(currencies::table);
     let sql = diesel::debug_query::<diesel::pg::Pg, _>(&global.subquery()).to_string();
-    assert_eq!(sql.matches("\"tenant_id\" = ").count(), 1, "global join adds nothing: {sql}");
+    assert_eq!(
+        sql.matches("\"tenant_id\" = ").count(),
+        1,
+        "global join adds nothing: {sql}"
+    );
 }
 
 #[tokio::test]
 async fn inserts_take_tenant_from_context() {
     let w = world().await;
     let c = ctx(w.globex);
-    let inv: Invoice = w
-        .t
-        .db
-        .tx(&c, async |conn| {
-            Invoice::insert(
-                conn.ctx(),
-                NewInvoice {
-                    project_id: w.globex_project,
-                    number: "NEW-1".into(),
-                    amount_cents: 5,
-                    currency: "USD".into(),
-                    status: "draft".into(),
-                },
-            )
-            .get_result(conn)
+    let inv: Invoice =
+        w.t.db
+            .tx(&c, async |conn| {
+                Invoice::insert(
+                    conn.ctx(),
+                    NewInvoice {
+                        project_id: w.globex_project,
+                        number: "NEW-1".into(),
+                        amount_cents: 5,
+                        currency: "USD".into(),
+                        status: "draft".into(),
+                    },
+                )
+                .get_result(conn)
+                .await
+                .map_err(DbError::from)
+            })
             .await
-            .map_err(DbError::from)
-        })
-        .await
-        .unwrap();
+            .unwrap();
     assert_eq!(inv.tenant_id, w.globex);
     // Referencing another tenant's project is rejected by the composite foreign key.
-    let err = w
-        .t
-        .db
-        .tx(&c, async |conn| {
-            Invoice::insert(
-                conn.ctx(),
-                NewInvoice {
-                    project_id: w.acme_project,
-                    number: "NEW-2".into(),
-                    amount_cents: 5,
-                    currency: "USD".into(),
-                    status: "draft".into(),
-                },
-            )
-            .execute(conn)
+    let err =
+        w.t.db
+            .tx(&c, async |conn| {
+                Invoice::insert(
+                    conn.ctx(),
+                    NewInvoice {
+                        project_id: w.acme_project,
+                        number: "NEW-2".into(),
+                        amount_cents: 5,
+                        currency: "USD".into(),
+                        status: "draft".into(),
+                    },
+                )
+                .execute(conn)
+                .await
+                .map_err(DbError::from)
+            })
             .await
-            .map_err(DbError::from)
-        })
-        .await
-        .unwrap_err();
+            .unwrap_err();
     assert!(
         matches!(
             err,
@@ -284,14 +308,16 @@ async fn inserts_take_tenant_from_context() {
 #[tokio::test]
 async fn cross_tenant_update_and_delete_touch_nothing() {
     let w = world().await;
-    let globex_invoice: Invoice = w
-        .t
-        .db
-        .tx(&ctx(w.globex), async |conn| {
-            Invoice::scoped(conn.ctx()).first(conn).await.map_err(DbError::from)
-        })
-        .await
-        .unwrap();
+    let globex_invoice: Invoice =
+        w.t.db
+            .tx(&ctx(w.globex), async |conn| {
+                Invoice::scoped(conn.ctx())
+                    .first(conn)
+                    .await
+                    .map_err(DbError::from)
+            })
+            .await
+            .unwrap();
     let id = globex_invoice.id;
     let c = ctx(w.acme);
     let (updated, deleted, found) = w
@@ -316,18 +342,17 @@ async fn cross_tenant_update_and_delete_touch_nothing() {
         .unwrap();
     assert_eq!((updated, deleted), (0, 0));
     assert!(found.is_none());
-    let after: Invoice = w
-        .t
-        .db
-        .tx(&ctx(w.globex), async |conn| {
-            Invoice::scoped(conn.ctx())
-                .filter(invoices::id.eq(id))
-                .first(conn)
-                .await
-                .map_err(DbError::from)
-        })
-        .await
-        .unwrap();
+    let after: Invoice =
+        w.t.db
+            .tx(&ctx(w.globex), async |conn| {
+                Invoice::scoped(conn.ctx())
+                    .filter(invoices::id.eq(id))
+                    .first(conn)
+                    .await
+                    .map_err(DbError::from)
+            })
+            .await
+            .unwrap();
     assert_eq!(after, globex_invoice, "the row is unchanged");
 }
 
@@ -344,9 +369,10 @@ async fn own_update_and_delete_work() {
                     .set((invoices::status.eq("paid"), invoices::amount_cents.eq(7)))
                     .get_result(conn)
                     .await?;
-            let deleted = diesel::delete(Invoice::scoped(conn.ctx()).filter(invoices::number.eq("INV-2")))
-                .execute(conn)
-                .await?;
+            let deleted =
+                diesel::delete(Invoice::scoped(conn.ctx()).filter(invoices::number.eq("INV-2")))
+                    .execute(conn)
+                    .await?;
             let left: i64 = Invoice::scoped(conn.ctx()).count().get_result(conn).await?;
             Ok::<_, DbError>((updated, deleted, left))
         })
@@ -355,35 +381,37 @@ async fn own_update_and_delete_work() {
     assert_eq!((updated.status.as_str(), updated.amount_cents), ("paid", 7));
     assert_eq!(deleted, 1);
     assert_eq!(left, 2);
-    let globex_left: i64 = w
-        .t
-        .db
-        .tx(&ctx(w.globex), async |conn| {
-            Invoice::scoped(conn.ctx()).count().get_result(conn).await.map_err(DbError::from)
-        })
-        .await
-        .unwrap();
+    let globex_left: i64 =
+        w.t.db
+            .tx(&ctx(w.globex), async |conn| {
+                Invoice::scoped(conn.ctx())
+                    .count()
+                    .get_result(conn)
+                    .await
+                    .map_err(DbError::from)
+            })
+            .await
+            .unwrap();
     assert_eq!(globex_left, 3);
 }
 
 #[tokio::test]
 async fn global_tables_read_without_ceremony() {
     let w = world().await;
-    let rows: Vec<Currency> = w
-        .t
-        .db
-        .tx(&ctx(w.acme), async |conn| {
-            let all: Vec<Currency> = currencies::table.load(conn).await?;
-            assert_eq!(all.len(), 3);
-            currencies::table
-                .filter(currencies::code.eq("GBP"))
-                .order(currencies::name.asc())
-                .load(conn)
-                .await
-                .map_err(DbError::from)
-        })
-        .await
-        .unwrap();
+    let rows: Vec<Currency> =
+        w.t.db
+            .tx(&ctx(w.acme), async |conn| {
+                let all: Vec<Currency> = currencies::table.load(conn).await?;
+                assert_eq!(all.len(), 3);
+                currencies::table
+                    .filter(currencies::code.eq("GBP"))
+                    .order(currencies::name.asc())
+                    .load(conn)
+                    .await
+                    .map_err(DbError::from)
+            })
+            .await
+            .unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].name, "Pound sterling");
 }
@@ -392,20 +420,26 @@ async fn global_tables_read_without_ceremony() {
 async fn a_failed_transaction_rolls_back() {
     let w = world().await;
     let c = ctx(w.acme);
-    let result: Result<(), DbError> = w
-        .t
-        .db
-        .tx(&c, async |conn| {
-            diesel::delete(Invoice::scoped(conn.ctx())).execute(conn).await?;
-            Err(DbError::Config("boom".into()))
-        })
-        .await;
+    let result: Result<(), DbError> =
+        w.t.db
+            .tx(&c, async |conn| {
+                diesel::delete(Invoice::scoped(conn.ctx()))
+                    .execute(conn)
+                    .await?;
+                Err(DbError::Config("boom".into()))
+            })
+            .await;
     assert!(result.is_err());
-    let n: i64 = w
-        .t
-        .db
-        .tx(&c, async |conn| Invoice::scoped(conn.ctx()).count().get_result(conn).await.map_err(DbError::from))
-        .await
-        .unwrap();
+    let n: i64 =
+        w.t.db
+            .tx(&c, async |conn| {
+                Invoice::scoped(conn.ctx())
+                    .count()
+                    .get_result(conn)
+                    .await
+                    .map_err(DbError::from)
+            })
+            .await
+            .unwrap();
     assert_eq!(n, 3, "the delete was rolled back");
 }

@@ -35,7 +35,7 @@ main{max-width:1100px;margin:24px auto;padding:0 20px}
 section{background:#fff;border-radius:10px;box-shadow:0 1px 3px rgba(0,0,0,.08);margin-bottom:24px;padding:18px 22px}
 h2{font-size:16px;margin:0 0 12px} table{width:100%;border-collapse:collapse;font-size:14px}
 th{text-align:left;color:#5b6475;font-weight:600;border-bottom:2px solid #e6e8ec;padding:8px}
-td{border-bottom:1px solid #eef0f3;padding:8px;vertical-align:top} td.num{text-align:right;font-variant-numeric:tabular-nums}
+td{border-bottom:1px solid #eef0f3;padding:8px;vertical-align:top} td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
 .pill{display:inline-block;background:#eef2ff;color:#3949ab;border-radius:999px;padding:1px 8px;margin:1px 4px 1px 0;font-size:12px}
 .muted{color:#8a93a3} code{font-size:12px}
 ";

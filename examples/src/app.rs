@@ -31,7 +31,9 @@ pub fn router(state: AppState, settings: &Settings) -> Router {
         .route("/api/invoices", get(invoices::list).post(invoices::create))
         .route(
             "/api/invoices/{id}",
-            get(invoices::show).patch(invoices::update).delete(invoices::delete),
+            get(invoices::show)
+                .patch(invoices::update)
+                .delete(invoices::delete),
         )
         .route("/api/admin/tenants", get(admin::tenants))
         .route("/api/admin/audit", get(admin::audit))

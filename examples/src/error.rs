@@ -57,10 +57,16 @@ impl From<DieselError> for ApiError {
         match &e {
             DieselError::NotFound => ApiError::not_found("resource"),
             DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
-                ApiError::Conflict(format!("already exists ({})", info.constraint_name().unwrap_or("unique")))
+                ApiError::Conflict(format!(
+                    "already exists ({})",
+                    info.constraint_name().unwrap_or("unique")
+                ))
             }
             DieselError::DatabaseError(DatabaseErrorKind::CheckViolation, info) => {
-                ApiError::Invalid(format!("rejected by {}", info.constraint_name().unwrap_or("a check")))
+                ApiError::Invalid(format!(
+                    "rejected by {}",
+                    info.constraint_name().unwrap_or("a check")
+                ))
             }
             DieselError::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, _) => {
                 ApiError::not_found("referenced resource")
@@ -87,6 +93,10 @@ impl IntoResponse for ApiError {
             ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
-        (status, Json(serde_json::json!({ "error": code, "message": self.to_string() }))).into_response()
+        (
+            status,
+            Json(serde_json::json!({ "error": code, "message": self.to_string() })),
+        )
+            .into_response()
     }
 }

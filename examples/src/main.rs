@@ -7,8 +7,7 @@ use tenantry::settings::Settings;
 async fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
     let settings = match Settings::from_env() {
@@ -26,7 +25,11 @@ async fn main() {
         }
     };
     tracing::info!(addr = %server.addr, mode = settings.auth.name(), "serving");
-    println!("tenantry-example listening on http://{} ({} mode)", server.addr, settings.auth.name());
+    println!(
+        "tenantry-example listening on http://{} ({} mode)",
+        server.addr,
+        settings.auth.name()
+    );
     if let Err(e) = server.serve().await {
         eprintln!("tenantry-example: {e}");
         std::process::exit(1);

@@ -51,9 +51,13 @@ async fn connect(url: &url::Url) -> Result<AsyncPgConnection, SetupError> {
 
 /// Creates the database if missing and applies all migrations and table declarations.
 pub async fn prepare(settings: &Settings) -> Result<(), SetupError> {
-    let url = url::Url::parse(&settings.database_url).map_err(|e| SetupError::Url(e.to_string()))?;
+    let url =
+        url::Url::parse(&settings.database_url).map_err(|e| SetupError::Url(e.to_string()))?;
     let db_name = url.path().trim_start_matches('/').to_owned();
-    if !db_name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+    if !db_name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
         return Err(SetupError::Url(format!(
             "database name {db_name:?} may only hold letters, digits and _"
         )));
@@ -62,14 +66,19 @@ pub async fn prepare(settings: &Settings) -> Result<(), SetupError> {
     server.set_path("/postgres");
     let mut admin = connect(&server).await?;
     let exists: bool = diesel::select(
-        diesel::dsl::sql::<diesel::sql_types::Bool>("EXISTS (SELECT 1 FROM pg_database WHERE datname = ")
-            .bind::<diesel::sql_types::Text, _>(&db_name)
-            .sql(")"),
+        diesel::dsl::sql::<diesel::sql_types::Bool>(
+            "EXISTS (SELECT 1 FROM pg_database WHERE datname = ",
+        )
+        .bind::<diesel::sql_types::Text, _>(&db_name)
+        .sql(")"),
     )
     .get_result(&mut admin)
     .await?;
     if !exists {
-        if let Err(e) = admin.batch_execute(&format!("CREATE DATABASE {db_name}")).await {
+        if let Err(e) = admin
+            .batch_execute(&format!("CREATE DATABASE {db_name}"))
+            .await
+        {
             // A concurrent start may have created it meanwhile.
             tracing::debug!(error = %e, "CREATE DATABASE");
         }
@@ -84,7 +93,8 @@ pub async fn prepare(settings: &Settings) -> Result<(), SetupError> {
 /// In dev mode with an empty database: the tenant "Acme Corp" with a few projects and
 /// invoices, and the dev user as Owner and as partner of Acme Corp.
 pub async fn seed_dev(settings: &Settings, db: &Db, dev_email: &str) -> Result<(), SetupError> {
-    let url = url::Url::parse(&settings.database_url).map_err(|e| SetupError::Url(e.to_string()))?;
+    let url =
+        url::Url::parse(&settings.database_url).map_err(|e| SetupError::Url(e.to_string()))?;
     let mut conn = connect(&url).await?;
     let tenant_count: i64 = tenants::table.count().get_result(&mut conn).await?;
     if tenant_count > 0 {
@@ -130,7 +140,12 @@ async fn seed_acme(tx: &mut tenantry::TenantConn<'_>) -> Result<(), SetupError> 
         ("Support retainer", &[30_000][..]),
     ] {
         let project: Project = RunTenantQuery::get_result(
-            Project::insert(tx.ctx(), NewProject { name: name.to_owned() }),
+            Project::insert(
+                tx.ctx(),
+                NewProject {
+                    name: name.to_owned(),
+                },
+            ),
             tx,
         )
         .await?;

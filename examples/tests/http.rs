@@ -14,7 +14,9 @@ async fn lists_show_only_the_active_tenant() {
         assert_eq!(s, 200, "{invoices}");
         let list = invoices.as_array().unwrap();
         assert_eq!(list.len(), 3);
-        assert!(list.iter().all(|i| i["tenant_id"] == app.tenants[slug].to_string()));
+        assert!(list
+            .iter()
+            .all(|i| i["tenant_id"] == app.tenants[slug].to_string()));
         let (s, projects) = app.get("/api/projects", PARTNER, Some(slug)).await;
         assert_eq!(s, 200);
         let list = projects.as_array().unwrap();
@@ -23,7 +25,9 @@ async fn lists_show_only_the_active_tenant() {
         assert_eq!(list[0]["name"], format!("{slug} project"));
     }
     // newest first, status filter, limit
-    let (_, drafts) = app.get("/api/invoices?status=draft&limit=1", PARTNER, Some("acme")).await;
+    let (_, drafts) = app
+        .get("/api/invoices?status=draft&limit=1", PARTNER, Some("acme"))
+        .await;
     assert_eq!(drafts.as_array().unwrap().len(), 1);
     assert_eq!(drafts[0]["status"], "draft");
 }
@@ -37,10 +41,22 @@ async fn another_tenants_invoice_is_404_and_unchanged() {
     let (s, b) = app.get(&path, PARTNER, Some("acme")).await;
     assert_eq!(s, 404);
     assert_error(&b, "not_found");
-    let (s, b) = app.send_json(Method::PATCH, &path, PARTNER, Some("acme"), json!({"status": "void"})).await;
+    let (s, b) = app
+        .send_json(
+            Method::PATCH,
+            &path,
+            PARTNER,
+            Some("acme"),
+            json!({"status": "void"}),
+        )
+        .await;
     assert_eq!(s, 404);
     assert_error(&b, "not_found");
-    let r = app.req(Method::DELETE, &path, Some(PARTNER), Some("acme")).send().await.unwrap();
+    let r = app
+        .req(Method::DELETE, &path, Some(PARTNER), Some("acme"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
     assert_eq!(app.invoice_row(id).await, before, "the row is unchanged");
     // the same id in its own tenant works
@@ -57,21 +73,61 @@ async fn create_invoice_rules() {
         json!({"project_id": project, "number": number, "amount_cents": 500, "currency": "GBP",
                "tenant_id": app.tenants["globex"]})
     };
-    let (s, created) = app.send_json(Method::POST, "/api/invoices", PARTNER, Some("acme"), body(acme_project, "N-1")).await;
+    let (s, created) = app
+        .send_json(
+            Method::POST,
+            "/api/invoices",
+            PARTNER,
+            Some("acme"),
+            body(acme_project, "N-1"),
+        )
+        .await;
     assert_eq!(s, 201, "{created}");
     assert_eq!(created["status"], "draft");
-    assert_eq!(created["tenant_id"], app.tenants["acme"].to_string(), "tenant_id in the body is ignored");
+    assert_eq!(
+        created["tenant_id"],
+        app.tenants["acme"].to_string(),
+        "tenant_id in the body is ignored"
+    );
     // another tenant's project
-    let (s, b) = app.send_json(Method::POST, "/api/invoices", PARTNER, Some("acme"), body(globex_project, "N-2")).await;
+    let (s, b) = app
+        .send_json(
+            Method::POST,
+            "/api/invoices",
+            PARTNER,
+            Some("acme"),
+            body(globex_project, "N-2"),
+        )
+        .await;
     assert_eq!(s, 404);
     assert_error(&b, "not_found");
     // duplicate number in the same tenant, fine in another
-    let (s, b) = app.send_json(Method::POST, "/api/invoices", PARTNER, Some("acme"), body(acme_project, "N-1")).await;
+    let (s, b) = app
+        .send_json(
+            Method::POST,
+            "/api/invoices",
+            PARTNER,
+            Some("acme"),
+            body(acme_project, "N-1"),
+        )
+        .await;
     assert_eq!(s, 409);
     assert_error(&b, "conflict");
-    let (s, _) = app.send_json(Method::POST, "/api/invoices", PARTNER, Some("globex"), body(globex_project, "N-1")).await;
+    let (s, _) = app
+        .send_json(
+            Method::POST,
+            "/api/invoices",
+            PARTNER,
+            Some("globex"),
+            body(globex_project, "N-1"),
+        )
+        .await;
     assert_eq!(s, 201);
-    assert_eq!(app.count("SELECT count(*) AS n FROM invoices WHERE number = 'N-1'").await, 2);
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM invoices WHERE number = 'N-1'")
+            .await,
+        2
+    );
 }
 
 #[tokio::test]
@@ -79,16 +135,39 @@ async fn bad_input_is_4xx_with_the_error_json() {
     let app = App::start().await;
     let p = app.projects["acme"];
     let cases = [
-        (json!({"project_id": p, "number": "X", "amount_cents": -1, "currency": "EUR"}), 422),
-        (json!({"project_id": p, "number": "X", "amount_cents": 1, "currency": "XXX"}), 422),
-        (json!({"project_id": p, "number": "X", "amount_cents": "1", "currency": "EUR"}), 422),
-        (json!({"project_id": "not-a-uuid", "number": "X", "amount_cents": 1, "currency": "EUR"}), 422),
-        (json!({"project_id": p, "number": "", "amount_cents": 1, "currency": "EUR"}), 422),
+        (
+            json!({"project_id": p, "number": "X", "amount_cents": -1, "currency": "EUR"}),
+            422,
+        ),
+        (
+            json!({"project_id": p, "number": "X", "amount_cents": 1, "currency": "XXX"}),
+            422,
+        ),
+        (
+            json!({"project_id": p, "number": "X", "amount_cents": "1", "currency": "EUR"}),
+            422,
+        ),
+        (
+            json!({"project_id": "not-a-uuid", "number": "X", "amount_cents": 1, "currency": "EUR"}),
+            422,
+        ),
+        (
+            json!({"project_id": p, "number": "", "amount_cents": 1, "currency": "EUR"}),
+            422,
+        ),
         (json!({"number": "X"}), 422),
         (json!([1, 2]), 422),
     ];
     for (body, status) in cases {
-        let (s, b) = app.send_json(Method::POST, "/api/invoices", PARTNER, Some("acme"), body.clone()).await;
+        let (s, b) = app
+            .send_json(
+                Method::POST,
+                "/api/invoices",
+                PARTNER,
+                Some("acme"),
+                body.clone(),
+            )
+            .await;
         assert_eq!(s, status, "{body} → {b}");
         assert_error(&b, "invalid");
     }
@@ -102,32 +181,77 @@ async fn bad_input_is_4xx_with_the_error_json() {
         .unwrap();
     assert_eq!(r.status(), 422);
     assert_error(&r.json().await.unwrap(), "invalid");
-    let r = app.req(Method::POST, "/api/projects", Some(PARTNER), Some("acme")).body("name=x").send().await.unwrap();
+    let r = app
+        .req(Method::POST, "/api/projects", Some(PARTNER), Some("acme"))
+        .body("name=x")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 415);
     assert_error(&r.json().await.unwrap(), "invalid");
     // ids, limits, statuses
-    let (s, b) = app.get("/api/invoices/not-a-uuid", PARTNER, Some("acme")).await;
+    let (s, b) = app
+        .get("/api/invoices/not-a-uuid", PARTNER, Some("acme"))
+        .await;
     assert_eq!(s, 404);
     assert_error(&b, "not_found");
     for q in ["limit=0", "limit=501", "limit=abc", "status=lost"] {
-        let (s, b) = app.get(&format!("/api/invoices?{q}"), PARTNER, Some("acme")).await;
+        let (s, b) = app
+            .get(&format!("/api/invoices?{q}"), PARTNER, Some("acme"))
+            .await;
         assert_eq!(s, 422, "{q}");
         assert_error(&b, "invalid");
     }
-    let (s, _) = app.get("/api/invoices?limit=500", PARTNER, Some("acme")).await;
+    let (s, _) = app
+        .get("/api/invoices?limit=500", PARTNER, Some("acme"))
+        .await;
     assert_eq!(s, 200);
     let id = app.invoice_of("acme").await;
-    for patch in [json!({"status": "lost"}), json!({"amount_cents": -5}), json!({})] {
-        let (s, b) = app.send_json(Method::PATCH, &format!("/api/invoices/{id}"), PARTNER, Some("acme"), patch.clone()).await;
+    for patch in [
+        json!({"status": "lost"}),
+        json!({"amount_cents": -5}),
+        json!({}),
+    ] {
+        let (s, b) = app
+            .send_json(
+                Method::PATCH,
+                &format!("/api/invoices/{id}"),
+                PARTNER,
+                Some("acme"),
+                patch.clone(),
+            )
+            .await;
         assert_eq!(s, 422, "{patch}");
         assert_error(&b, "invalid");
     }
-    let (s, b) = app.send_json(Method::PATCH, &format!("/api/invoices/{id}"), PARTNER, Some("acme"), json!({"status": "paid", "amount_cents": 7})).await;
+    let (s, b) = app
+        .send_json(
+            Method::PATCH,
+            &format!("/api/invoices/{id}"),
+            PARTNER,
+            Some("acme"),
+            json!({"status": "paid", "amount_cents": 7}),
+        )
+        .await;
     assert_eq!(s, 200, "{b}");
-    assert_eq!((b["status"].as_str(), b["amount_cents"].as_i64()), (Some("paid"), Some(7)));
-    let r = app.req(Method::DELETE, &format!("/api/invoices/{id}"), Some(PARTNER), Some("acme")).send().await.unwrap();
+    assert_eq!(
+        (b["status"].as_str(), b["amount_cents"].as_i64()),
+        (Some("paid"), Some(7))
+    );
+    let r = app
+        .req(
+            Method::DELETE,
+            &format!("/api/invoices/{id}"),
+            Some(PARTNER),
+            Some("acme"),
+        )
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 204);
-    let (s, _) = app.get(&format!("/api/invoices/{id}"), PARTNER, Some("acme")).await;
+    let (s, _) = app
+        .get(&format!("/api/invoices/{id}"), PARTNER, Some("acme"))
+        .await;
     assert_eq!(s, 404);
 }
 
@@ -136,7 +260,10 @@ async fn healthz_and_unknown_routes() {
     let app = App::start().await;
     let r = app.client.get(app.url("/healthz")).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(r.json::<serde_json::Value>().await.unwrap(), json!({"status": "ok"}));
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap(),
+        json!({"status": "ok"})
+    );
     let (s, b) = app.get("/api/nothing-here", PARTNER, Some("acme")).await;
     assert_eq!(s, 404);
     assert_error(&b, "not_found");
@@ -150,11 +277,17 @@ async fn me_describes_the_user() {
     assert_eq!(me["user"]["email"], PARTNER);
     assert_eq!(me["is_owner"], false);
     assert_eq!(me["tenants"].as_array().unwrap().len(), 2);
-    assert!(me["active_tenant"].is_null(), "two memberships, no header: {me}");
+    assert!(
+        me["active_tenant"].is_null(),
+        "two memberships, no header: {me}"
+    );
     let (_, me) = app.get("/api/me", PARTNER, Some("globex")).await;
     assert_eq!(me["active_tenant"]["slug"], "globex");
     let (_, me) = app.get("/api/me", VIEWER, None).await;
-    assert_eq!(me["active_tenant"]["slug"], "acme", "one membership implies the tenant");
+    assert_eq!(
+        me["active_tenant"]["slug"], "acme",
+        "one membership implies the tenant"
+    );
     assert_eq!(me["tenants"][0]["role"], "client_viewer");
     let (s, b) = app.get("/api/me", PARTNER, Some("initech")).await;
     assert_eq!(s, 403);
@@ -162,7 +295,9 @@ async fn me_describes_the_user() {
     let (s, me) = app.get("/api/me", LONELY, None).await;
     assert_eq!(s, 200);
     assert_eq!(me["tenants"], json!([]));
-    let (_, me) = app.get("/api/me", "OWNER@Example.COM", Some("initech")).await;
+    let (_, me) = app
+        .get("/api/me", "OWNER@Example.COM", Some("initech"))
+        .await;
     assert_eq!(me["is_owner"], true, "email is case-insensitive");
     assert_eq!(me["active_tenant"]["slug"], "initech");
 }
@@ -176,7 +311,12 @@ async fn admin_routes_are_owner_only_and_audited() {
     assert_eq!(s, 200, "{tenants}");
     assert_eq!(audits().await, before + 1, "one audit row per call");
     let list = tenants.as_array().unwrap();
-    assert_eq!(list.iter().map(|t| t["slug"].as_str().unwrap()).collect::<Vec<_>>(), ["acme", "globex", "initech"]);
+    assert_eq!(
+        list.iter()
+            .map(|t| t["slug"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["acme", "globex", "initech"]
+    );
     // 3 invoices each (100, 200 void, 300 USD): EUR 100, USD 300
     assert_eq!(list[0]["invoice_count"], 3);
     assert_eq!(list[0]["totals"], json!({"EUR": 100, "USD": 300}));
@@ -184,15 +324,24 @@ async fn admin_routes_are_owner_only_and_audited() {
     assert_eq!(s, 200);
     assert_eq!(audits().await, before + 2);
     let rows = audit.as_array().unwrap();
-    assert_eq!(rows[0]["action"], "admin.audit", "newest first, including this call");
+    assert_eq!(
+        rows[0]["action"], "admin.audit",
+        "newest first, including this call"
+    );
     assert_eq!(rows[0]["actor_email"], OWNER);
-    assert!(rows.iter().all(|r| !r["reason"].as_str().unwrap().is_empty()));
+    assert!(rows
+        .iter()
+        .all(|r| !r["reason"].as_str().unwrap().is_empty()));
     let (s, b) = app.get("/api/admin/audit?limit=0", OWNER, None).await;
     assert_eq!(s, 422);
     assert_error(&b, "invalid");
     for who in [PARTNER, VIEWER, LONELY] {
         for path in ["/api/admin/tenants", "/api/admin/audit", "/admin"] {
-            let r = app.req(Method::GET, path, Some(who), Some("acme")).send().await.unwrap();
+            let r = app
+                .req(Method::GET, path, Some(who), Some("acme"))
+                .send()
+                .await
+                .unwrap();
             assert_eq!(r.status(), 403, "{who} {path}");
         }
     }
@@ -210,12 +359,22 @@ async fn dashboard_escapes_tenant_names() {
     .await
     .unwrap();
     let before = app.count("SELECT count(*) AS n FROM audit_log").await;
-    let r = app.req(Method::GET, "/admin", Some(OWNER), None).send().await.unwrap();
+    let r = app
+        .req(Method::GET, "/admin", Some(OWNER), None)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
     let html = r.text().await.unwrap();
     assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
     assert!(!html.contains("<script>"));
     assert!(html.contains("acme inc") && html.contains("admin.dashboard"));
-    assert_eq!(app.count("SELECT count(*) AS n FROM audit_log").await, before + 1);
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM audit_log").await,
+        before + 1
+    );
 }

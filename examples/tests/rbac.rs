@@ -12,7 +12,11 @@ async fn each_role_against_each_kind_of_route() {
     let p = app.projects["acme"];
     let id = app.invoice_of("acme").await;
     // (who, read, write, admin)
-    for (who, read, write, admin) in [(OWNER, 200, 201, 200), (PARTNER, 200, 201, 403), (VIEWER, 200, 403, 403)] {
+    for (who, read, write, admin) in [
+        (OWNER, 200, 201, 200),
+        (PARTNER, 200, 201, 403),
+        (VIEWER, 200, 403, 403),
+    ] {
         let (s, _) = app.get("/api/invoices", who, Some("acme")).await;
         assert_eq!(s, read, "{who} read");
         let (s, b) = app
@@ -22,17 +26,46 @@ async fn each_role_against_each_kind_of_route() {
         assert_eq!(s, write, "{who} write: {b}");
         if write == 403 {
             assert_error(&b, "forbidden");
-            let (s, _) = app.send_json(Method::PATCH, &format!("/api/invoices/{id}"), who, Some("acme"), json!({"status": "paid"})).await;
+            let (s, _) = app
+                .send_json(
+                    Method::PATCH,
+                    &format!("/api/invoices/{id}"),
+                    who,
+                    Some("acme"),
+                    json!({"status": "paid"}),
+                )
+                .await;
             assert_eq!(s, 403);
-            let r = app.req(Method::DELETE, &format!("/api/invoices/{id}"), Some(who), Some("acme")).send().await.unwrap();
+            let r = app
+                .req(
+                    Method::DELETE,
+                    &format!("/api/invoices/{id}"),
+                    Some(who),
+                    Some("acme"),
+                )
+                .send()
+                .await
+                .unwrap();
             assert_eq!(r.status(), 403);
-            let (s, _) = app.send_json(Method::POST, "/api/projects", who, Some("acme"), json!({"name": "x"})).await;
+            let (s, _) = app
+                .send_json(
+                    Method::POST,
+                    "/api/projects",
+                    who,
+                    Some("acme"),
+                    json!({"name": "x"}),
+                )
+                .await;
             assert_eq!(s, 403);
         }
         let (s, _) = app.get("/api/admin/tenants", who, None).await;
         assert_eq!(s, admin, "{who} admin");
     }
-    assert_eq!(app.count("SELECT count(*) AS n FROM invoices WHERE number LIKE 'R-viewer%'").await, 0);
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM invoices WHERE number LIKE 'R-viewer%'")
+            .await,
+        0
+    );
 }
 
 #[tokio::test]
@@ -41,16 +74,30 @@ async fn a_partner_of_two_tenants_switches_with_x_tenant() {
     for slug in ["acme", "globex"] {
         let (s, b) = app.get("/api/invoices", PARTNER, Some(slug)).await;
         assert_eq!(s, 200);
-        assert!(b.as_array().unwrap().iter().all(|i| i["tenant_id"] == app.tenants[slug].to_string()));
+        assert!(b
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["tenant_id"] == app.tenants[slug].to_string()));
         // by id as well as by slug
-        let (s, b) = app.get("/api/projects", PARTNER, Some(&app.tenants[slug].to_string())).await;
+        let (s, b) = app
+            .get(
+                "/api/projects",
+                PARTNER,
+                Some(&app.tenants[slug].to_string()),
+            )
+            .await;
         assert_eq!(s, 200);
         assert_eq!(b[0]["tenant_id"], app.tenants[slug].to_string());
     }
     let (s, b) = app.get("/api/invoices", PARTNER, None).await;
     assert_eq!(s, 400);
     assert_error(&b, "tenant_required");
-    for other in ["initech", "no-such-tenant", &uuid::Uuid::new_v4().to_string()] {
+    for other in [
+        "initech",
+        "no-such-tenant",
+        &uuid::Uuid::new_v4().to_string(),
+    ] {
         let (s, b) = app.get("/api/invoices", PARTNER, Some(other)).await;
         assert_eq!(s, 403, "{other}");
         assert_error(&b, "forbidden");
@@ -62,9 +109,19 @@ async fn an_owner_acts_in_any_tenant_but_not_an_unknown_one() {
     let app = App::start().await;
     let (s, b) = app.get("/api/invoices", OWNER, Some("initech")).await;
     assert_eq!(s, 200);
-    assert!(b.as_array().unwrap().iter().all(|i| i["tenant_id"] == app.tenants["initech"].to_string()));
+    assert!(b
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|i| i["tenant_id"] == app.tenants["initech"].to_string()));
     let (s, b) = app
-        .send_json(Method::POST, "/api/projects", OWNER, Some("initech"), json!({"name": "owner made"}))
+        .send_json(
+            Method::POST,
+            "/api/projects",
+            OWNER,
+            Some("initech"),
+            json!({"name": "owner made"}),
+        )
         .await;
     assert_eq!(s, 201);
     assert_eq!(b["tenant_id"], app.tenants["initech"].to_string());
@@ -79,10 +136,16 @@ async fn an_owner_acts_in_any_tenant_but_not_an_unknown_one() {
 #[tokio::test]
 async fn identities_unknown_missing_or_lonely() {
     let app = App::start().await;
-    let (s, b) = app.get("/api/invoices", "stranger@example.com", Some("acme")).await;
+    let (s, b) = app
+        .get("/api/invoices", "stranger@example.com", Some("acme"))
+        .await;
     assert_eq!(s, 403);
     assert_error(&b, "not_provisioned");
-    let r = app.req(Method::GET, "/api/me", None, None).send().await.unwrap();
+    let r = app
+        .req(Method::GET, "/api/me", None, None)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     assert_error(&r.json().await.unwrap(), "unauthenticated");
     let r = app
@@ -97,13 +160,25 @@ async fn identities_unknown_missing_or_lonely() {
     let (s, b) = app.get("/api/invoices", LONELY, None).await;
     assert_eq!(s, 400);
     assert_error(&b, "tenant_required");
-    let r = app.client.get(app.url("/api/invoices")).header(EMAIL_HEADER, PARTNER).header("x-tenant", "acme").header("x-tenant", "globex").send().await.unwrap();
+    let r = app
+        .client
+        .get(app.url("/api/invoices"))
+        .header(EMAIL_HEADER, PARTNER)
+        .header("x-tenant", "acme")
+        .header("x-tenant", "globex")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400, "X-Tenant twice");
 }
 
 #[tokio::test]
 async fn trusted_header_from_an_untrusted_peer_is_401() {
-    let app = App::start_with(&[("TENANTRY_AUTH_MODE", "trusted_header"), ("TENANTRY_TRUSTED_PROXIES", "10.0.0.0/8")]).await;
+    let app = App::start_with(&[
+        ("TENANTRY_AUTH_MODE", "trusted_header"),
+        ("TENANTRY_TRUSTED_PROXIES", "10.0.0.0/8"),
+    ])
+    .await;
     let (s, b) = app.get("/api/me", OWNER, None).await;
     assert_eq!(s, 401);
     assert_error(&b, "unauthenticated");
@@ -113,7 +188,9 @@ async fn trusted_header_from_an_untrusted_peer_is_401() {
 async fn cross_site_writes_are_refused() {
     let app = App::start().await;
     let post = |origin: Option<&str>, site: Option<&str>| {
-        let mut r = app.req(Method::POST, "/api/projects", Some(PARTNER), Some("acme")).json(&json!({"name": "csrf"}));
+        let mut r = app
+            .req(Method::POST, "/api/projects", Some(PARTNER), Some("acme"))
+            .json(&json!({"name": "csrf"}));
         if let Some(o) = origin {
             r = r.header("origin", o);
         }
@@ -122,20 +199,49 @@ async fn cross_site_writes_are_refused() {
         }
         r.send()
     };
-    assert_eq!(post(Some("https://evil.example"), None).await.unwrap().status(), 403);
+    assert_eq!(
+        post(Some("https://evil.example"), None)
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
     assert_eq!(post(None, Some("cross-site")).await.unwrap().status(), 403);
     let own = format!("http://{}", app.addr);
-    assert_eq!(post(Some(&own), Some("same-origin")).await.unwrap().status(), 201);
-    assert_eq!(post(None, None).await.unwrap().status(), 201, "non-browser clients send neither");
+    assert_eq!(
+        post(Some(&own), Some("same-origin"))
+            .await
+            .unwrap()
+            .status(),
+        201
+    );
+    assert_eq!(
+        post(None, None).await.unwrap().status(),
+        201,
+        "non-browser clients send neither"
+    );
     // GET is never refused
-    let r = app.req(Method::GET, "/api/projects", Some(PARTNER), Some("acme")).header("sec-fetch-site", "cross-site").send().await.unwrap();
+    let r = app
+        .req(Method::GET, "/api/projects", Some(PARTNER), Some("acme"))
+        .header("sec-fetch-site", "cross-site")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(app.count("SELECT count(*) AS n FROM projects WHERE name = 'csrf'").await, 2);
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM projects WHERE name = 'csrf'")
+            .await,
+        2
+    );
 }
 
 #[tokio::test]
 async fn dev_mode_marks_responses_and_seeds() {
-    let app = App::start_with(&[("TENANTRY_AUTH_MODE", "dev"), ("TENANTRY_DEV_USER_EMAIL", "dev@example.com")]).await;
+    let app = App::start_with(&[
+        ("TENANTRY_AUTH_MODE", "dev"),
+        ("TENANTRY_DEV_USER_EMAIL", "dev@example.com"),
+    ])
+    .await;
     let r = app.client.get(app.url("/api/me")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-tenantry-auth-mode"], "dev");
@@ -143,11 +249,26 @@ async fn dev_mode_marks_responses_and_seeds() {
     assert_eq!(me["user"]["email"], "dev@example.com");
     assert_eq!(me["is_owner"], true);
     let r = app.client.get(app.url("/healthz")).send().await.unwrap();
-    assert_eq!(r.headers()["x-tenantry-auth-mode"], "dev", "every response is marked");
+    assert_eq!(
+        r.headers()["x-tenantry-auth-mode"],
+        "dev",
+        "every response is marked"
+    );
     // the unsigned identity header is ignored in dev mode
-    let r = app.client.get(app.url("/api/me")).header(EMAIL_HEADER, PARTNER).send().await.unwrap();
-    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["user"]["email"], "dev@example.com");
-    let (s, inv) = app.get("/api/invoices", "ignored@example.com", Some("acme-corp")).await;
+    let r = app
+        .client
+        .get(app.url("/api/me"))
+        .header(EMAIL_HEADER, PARTNER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap()["user"]["email"],
+        "dev@example.com"
+    );
+    let (s, inv) = app
+        .get("/api/invoices", "ignored@example.com", Some("acme-corp"))
+        .await;
     assert_eq!(s, 200);
     assert!(inv.as_array().unwrap().len() >= 3, "dev seed: {inv}");
 }

@@ -10,7 +10,10 @@ mod bypass;
 mod requires_role;
 mod tenant_table;
 
-fn into_tokens(result: syn::Result<proc_macro2::TokenStream>, item: Option<TokenStream>) -> TokenStream {
+fn into_tokens(
+    result: syn::Result<proc_macro2::TokenStream>,
+    item: Option<TokenStream>,
+) -> TokenStream {
     match result {
         Ok(tokens) => tokens.into(),
         Err(err) => {
@@ -27,13 +30,19 @@ fn into_tokens(result: syn::Result<proc_macro2::TokenStream>, item: Option<Token
 /// Declares a tenant table; see `tenantry::tenant_table`.
 #[proc_macro_attribute]
 pub fn tenant_table(args: TokenStream, item: TokenStream) -> TokenStream {
-    into_tokens(tenant_table::tenant_table(args.into(), item.clone().into()), Some(item))
+    into_tokens(
+        tenant_table::tenant_table(args.into(), item.clone().into()),
+        Some(item),
+    )
 }
 
 /// Declares a global table; see `tenantry::global_table`.
 #[proc_macro_attribute]
 pub fn global_table(args: TokenStream, item: TokenStream) -> TokenStream {
-    into_tokens(tenant_table::global_table(args.into(), item.clone().into()), Some(item))
+    into_tokens(
+        tenant_table::global_table(args.into(), item.clone().into()),
+        Some(item),
+    )
 }
 
 /// Opens an audited bypass with a literal reason; see `tenantry::no_tenant_scope!`.
@@ -45,5 +54,8 @@ pub fn no_tenant_scope(input: TokenStream) -> TokenStream {
 /// Requires a role of an axum handler; see `tenantry::requires_role`.
 #[proc_macro_attribute]
 pub fn requires_role(args: TokenStream, item: TokenStream) -> TokenStream {
-    into_tokens(requires_role::expand(args.into(), item.clone().into()), Some(item))
+    into_tokens(
+        requires_role::expand(args.into(), item.clone().into()),
+        Some(item),
+    )
 }

@@ -68,7 +68,11 @@ impl<'a, A: Access> TenantConn<'a, A> {
     }
 
     /// Runs raw SQL returning rows, under row-level security, after writing one audit row.
-    pub async fn raw_load<U>(&mut self, bypass: AuditedBypass, query: SqlQuery) -> Result<Vec<U>, DbError>
+    pub async fn raw_load<U>(
+        &mut self,
+        bypass: AuditedBypass,
+        query: SqlQuery,
+    ) -> Result<Vec<U>, DbError>
     where
         U: QueryableByName<Pg> + Send + 'static,
     {
@@ -78,7 +82,11 @@ impl<'a, A: Access> TenantConn<'a, A> {
     }
 
     /// Runs a raw SQL statement, under row-level security, after writing one audit row.
-    pub async fn raw_execute(&mut self, bypass: AuditedBypass, query: SqlQuery) -> Result<usize, DbError> {
+    pub async fn raw_execute(
+        &mut self,
+        bypass: AuditedBypass,
+        query: SqlQuery,
+    ) -> Result<usize, DbError> {
         self.audit_raw(&bypass).await?;
         let mut conn = self.conn;
         Ok(query.execute(&mut conn).await?)
@@ -103,7 +111,10 @@ impl<'a> BypassConn<'a> {
     }
 
     /// Loads all rows of any Diesel query, across tenants.
-    pub fn load<'c, U, Q>(&'c mut self, query: Q) -> impl Future<Output = QueryResult<Vec<U>>> + Send + use<'a, 'c, U, Q>
+    pub fn load<'c, U, Q>(
+        &'c mut self,
+        query: Q,
+    ) -> impl Future<Output = QueryResult<Vec<U>>> + Send + use<'a, 'c, U, Q>
     where
         Q: LoadQuery<'c, &'a AsyncPgConnection, U> + 'c,
         U: Send + 'c,
@@ -112,7 +123,10 @@ impl<'a> BypassConn<'a> {
     }
 
     /// Loads exactly one row of any Diesel query, across tenants.
-    pub fn get_result<'c, U, Q>(&'c mut self, query: Q) -> impl Future<Output = QueryResult<U>> + Send + use<'a, 'c, U, Q>
+    pub fn get_result<'c, U, Q>(
+        &'c mut self,
+        query: Q,
+    ) -> impl Future<Output = QueryResult<U>> + Send + use<'a, 'c, U, Q>
     where
         Q: LoadQuery<'c, &'a AsyncPgConnection, U> + 'c,
         U: Send + 'c,
@@ -121,7 +135,10 @@ impl<'a> BypassConn<'a> {
     }
 
     /// Runs any Diesel statement, across tenants; returns the number of rows touched.
-    pub fn execute<'c, Q>(&'c mut self, query: Q) -> impl Future<Output = QueryResult<usize>> + Send + use<'a, 'c, Q>
+    pub fn execute<'c, Q>(
+        &'c mut self,
+        query: Q,
+    ) -> impl Future<Output = QueryResult<usize>> + Send + use<'a, 'c, Q>
     where
         Q: ExecuteDsl<&'a AsyncPgConnection> + 'c,
     {

@@ -7,7 +7,9 @@
 
 use diesel::sql_types::Bool;
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
-use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod};
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+};
 use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use futures_util::future::join;
 use uuid::Uuid;
@@ -135,11 +137,8 @@ impl Db {
             let prelude = begin_tenant_sql(ctx.tenant_id(), A::READ_ONLY);
             let mut prelude_conn = conn;
             let mut tenant_conn = TenantConn::new(conn, ctx.clone());
-            let (begun, result) = join(
-                prelude_conn.batch_execute(&prelude),
-                work(&mut tenant_conn),
-            )
-            .await;
+            let (begun, result) =
+                join(prelude_conn.batch_execute(&prelude), work(&mut tenant_conn)).await;
             if let Err(e) = begun {
                 // The work ran without a tenant (row-level security showed it nothing); drop the
                 // connection rather than guess its state.
@@ -273,7 +272,9 @@ impl TxGuard {
     }
 
     fn conn(&self) -> &AsyncPgConnection {
-        self.obj.as_deref().expect("connection present until finish")
+        self.obj
+            .as_deref()
+            .expect("connection present until finish")
     }
 
     fn discard(&mut self) {

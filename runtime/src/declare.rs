@@ -36,7 +36,6 @@ impl TableDecl {
     }
 }
 
-
 /// Applies each declaration to the database: for a tenant table, `ENABLE` and `FORCE ROW LEVEL
 /// SECURITY`, the policy `tenantry_tenant_isolation` (`USING` and `WITH CHECK` on
 /// `NULLIF(current_setting('app.tenant_id', true), '')::uuid`), an index leading with the tenant

@@ -41,6 +41,8 @@ impl DbError {
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ScopeError {
     /// The bypass reason was empty or only whitespace.
-    #[error("a bypass needs a non-empty reason: the audit log records why tenant isolation was lifted")]
+    #[error(
+        "a bypass needs a non-empty reason: the audit log records why tenant isolation was lifted"
+    )]
     EmptyReason,
 }

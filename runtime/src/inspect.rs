@@ -238,17 +238,25 @@ pub async fn inspect(conn: &mut AsyncPgConnection, app_role: &str) -> diesel::Qu
         for t in tables {
             report.tenant_tables.push(t.table.clone());
             if !t.exists {
-                report.findings.push(Finding::DeclaredTableMissing { table: t.table });
+                report
+                    .findings
+                    .push(Finding::DeclaredTableMissing { table: t.table });
                 continue;
             }
             if !t.enabled {
-                report.findings.push(Finding::RlsNotEnabled { table: t.table.clone() });
+                report.findings.push(Finding::RlsNotEnabled {
+                    table: t.table.clone(),
+                });
             }
             if !t.forced {
-                report.findings.push(Finding::RlsNotForced { table: t.table.clone() });
+                report.findings.push(Finding::RlsNotForced {
+                    table: t.table.clone(),
+                });
             }
             if !t.policy {
-                report.findings.push(Finding::PolicyMissing { table: t.table.clone() });
+                report.findings.push(Finding::PolicyMissing {
+                    table: t.table.clone(),
+                });
             }
             if !t.index {
                 report.findings.push(Finding::TenantIndexMissing {
@@ -258,10 +266,12 @@ pub async fn inspect(conn: &mut AsyncPgConnection, app_role: &str) -> diesel::Qu
             }
         }
         let extra: Vec<ExtraPolicy> = diesel::sql_query(EXTRA_POLICIES_SQL).load(conn).await?;
-        report.findings.extend(extra.into_iter().map(|p| Finding::ExtraPermissivePolicy {
-            table: p.table,
-            policy: p.policy,
-        }));
+        report
+            .findings
+            .extend(extra.into_iter().map(|p| Finding::ExtraPermissivePolicy {
+                table: p.table,
+                policy: p.policy,
+            }));
         let undeclared: Vec<TableName> = diesel::sql_query(UNDECLARED_SQL).load(conn).await?;
         report.findings.extend(
             undeclared
@@ -281,7 +291,8 @@ pub async fn inspect(conn: &mut AsyncPgConnection, app_role: &str) -> diesel::Qu
             role: app_role.to_owned(),
         }),
         Some(r) => {
-            let (superuser, bypassrls) = (r.superuser.unwrap_or(false), r.bypassrls.unwrap_or(false));
+            let (superuser, bypassrls) =
+                (r.superuser.unwrap_or(false), r.bypassrls.unwrap_or(false));
             if superuser || bypassrls {
                 report.findings.push(Finding::AppRolePrivileged {
                     role: app_role.to_owned(),

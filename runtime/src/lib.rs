@@ -4,19 +4,19 @@
 
 mod audit;
 pub mod auth;
-pub mod identity;
 mod bypass;
 mod conn;
 mod ctx;
 mod db;
 mod declare;
 mod error;
+pub mod identity;
 mod insert;
 mod inspect;
 mod migrate;
 mod query;
-mod scoped;
 pub mod schema;
+mod scoped;
 pub mod settings;
 mod table;
 #[cfg(feature = "testing")]
@@ -30,10 +30,14 @@ pub use declare::{declare_tables, TableDecl};
 pub use error::{DbError, ScopeError};
 pub use insert::{InsertMany, InsertOne, ScopedInsert, TenantRow};
 pub use inspect::{inspect, Finding, Report};
-pub use migrate::{migrate, migrate_url, run_migrations, MigrateError, Migration, FRAMEWORK_MIGRATIONS};
+pub use migrate::{
+    migrate, migrate_url, run_migrations, MigrateError, Migration, FRAMEWORK_MIGRATIONS,
+};
 pub use query::{RunTenantQuery, TenantQuery};
 pub use scoped::{NoWidening, Scoped, ScopedJoin, ScopedOn, ScopedTable, ScopedWhere};
-pub use table::{Declared, GlobalTable, IsGlobal, IsTenant, JoinScope, TableKind, TenantJoinOn, TenantTable};
+pub use table::{
+    Declared, GlobalTable, IsGlobal, IsTenant, JoinScope, TableKind, TenantJoinOn, TenantTable,
+};
 
 /// The names a module that uses tenantry needs: `use tenantry::prelude::*;`.
 ///
@@ -64,8 +68,8 @@ pub mod __private {
     pub use crate::bypass::__no_tenant_scope_literal;
     pub use crate::insert::{insert, insert_many};
     pub use crate::scoped::scoped;
-    pub use ::core::marker::Copy;
     pub use ::core::default::Default;
+    pub use ::core::marker::Copy;
     pub use ::core::option::Option;
     pub use ::core::result::Result;
     pub use diesel;

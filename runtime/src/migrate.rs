@@ -138,7 +138,9 @@ pub async fn run_migrations(
             .map_err(fail(m.version))?
         };
         if done {
-            conn.batch_execute("COMMIT").await.map_err(fail(m.version))?;
+            conn.batch_execute("COMMIT")
+                .await
+                .map_err(fail(m.version))?;
             continue;
         }
         let set_lit = quote_literal(set);
@@ -151,7 +153,9 @@ pub async fn run_migrations(
             let _ = conn.batch_execute("ROLLBACK").await;
             return Err(fail(m.version)(e));
         }
-        conn.batch_execute("COMMIT").await.map_err(fail(m.version))?;
+        conn.batch_execute("COMMIT")
+            .await
+            .map_err(fail(m.version))?;
         applied.push(m.version);
     }
     Ok(applied)

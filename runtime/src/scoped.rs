@@ -5,17 +5,17 @@
 //! and nothing that could widen the result: there is no `or_filter`. `.filter(a.or(b))` stays
 //! safe because Diesel parenthesises the predicate, giving `tenant_id = $1 AND (a OR b)`.
 
+use diesel::associations::HasTable;
 use diesel::dsl::CountStar;
 use diesel::expression::Expression;
+use diesel::internal::table_macro::{Inner, LeftOuter};
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, IntoUpdateTarget, QueryFragment, QueryId, UpdateTarget};
 use diesel::query_dsl::methods::{
     BoxedDsl, DistinctDsl, FilterDsl, LimitDsl, OffsetDsl, OrderDsl, SelectDsl, ThenOrderDsl,
 };
 use diesel::query_dsl::InternalJoinDsl;
-use diesel::internal::table_macro::{Inner, LeftOuter};
 use diesel::query_source::JoinTo;
-use diesel::associations::HasTable;
 use diesel::QueryResult;
 use uuid::Uuid;
 
@@ -147,10 +147,7 @@ impl<Q> Scoped<Q> {
     /// `INNER JOIN rhs ON <joinable!> [AND rhs.tenant_id = $ctx]`.
     ///
     /// A joined tenant table is scoped in the `ON` clause; a joined global table is not.
-    pub fn inner_join<R>(
-        self,
-        rhs: R,
-    ) -> Scoped<ScopedJoin<Q, R, Inner>>
+    pub fn inner_join<R>(self, rhs: R) -> Scoped<ScopedJoin<Q, R, Inner>>
     where
         Q: JoinTo<R>,
         R: Declared,

@@ -106,7 +106,10 @@ impl Settings {
     /// Reads settings from `vars` (the environment in tests).
     pub fn from_map(vars: &HashMap<String, String>) -> Result<Self, SettingsError> {
         let raw = Raw::load(vars)?;
-        let database_url = raw.get("DATABASE_URL").unwrap_or(DEFAULT_DATABASE_URL).to_owned();
+        let database_url = raw
+            .get("DATABASE_URL")
+            .unwrap_or(DEFAULT_DATABASE_URL)
+            .to_owned();
         let parsed_db = parse_pg_url("DATABASE_URL", &database_url)?;
         let app_database_url = match raw.get("TENANTRY_APP_DATABASE_URL") {
             Some(u) => {
@@ -123,7 +126,10 @@ impl Settings {
             None => with_role(&parsed_db, "tenantry_bypass"),
         };
 
-        let bind = raw.get("TENANTRY_BIND").unwrap_or("127.0.0.1:3000").to_owned();
+        let bind = raw
+            .get("TENANTRY_BIND")
+            .unwrap_or("127.0.0.1:3000")
+            .to_owned();
         let bind_addr = resolve_bind(&bind)?;
 
         let environment = match raw.get("TENANTRY_ENV").unwrap_or("development") {
@@ -141,7 +147,9 @@ impl Settings {
             "cloudflare" => {
                 let team_domain = raw.required("TENANTRY_CF_TEAM_DOMAIN", "cloudflare")?;
                 validate_host("TENANTRY_CF_TEAM_DOMAIN", team_domain)?;
-                let audience = raw.required("TENANTRY_CF_AUDIENCE", "cloudflare")?.to_owned();
+                let audience = raw
+                    .required("TENANTRY_CF_AUDIENCE", "cloudflare")?
+                    .to_owned();
                 let certs_url = match raw.get("TENANTRY_CF_CERTS_URL") {
                     Some(u) => {
                         let parsed = url::Url::parse(u).map_err(|e| {
@@ -206,7 +214,10 @@ impl Settings {
                     .filter(|s| !s.is_empty())
                     .map(|o| {
                         let u = url::Url::parse(o).map_err(|_| {
-                            err("TENANTRY_ALLOWED_ORIGINS", format!("not an origin URL: {o:?}"))
+                            err(
+                                "TENANTRY_ALLOWED_ORIGINS",
+                                format!("not an origin URL: {o:?}"),
+                            )
                         })?;
                         Ok(u.origin().ascii_serialization())
                     })
@@ -255,7 +266,10 @@ impl Raw {
         let pairs = [
             ("DATABASE_URL", v.database_url),
             ("TENANTRY_APP_DATABASE_URL", v.tenantry_app_database_url),
-            ("TENANTRY_BYPASS_DATABASE_URL", v.tenantry_bypass_database_url),
+            (
+                "TENANTRY_BYPASS_DATABASE_URL",
+                v.tenantry_bypass_database_url,
+            ),
             ("TENANTRY_BIND", v.tenantry_bind),
             ("TENANTRY_ENV", v.tenantry_env),
             ("TENANTRY_AUTH_MODE", v.tenantry_auth_mode),
@@ -289,13 +303,19 @@ fn parse_pg_url(variable: &'static str, value: &str) -> Result<url::Url, Setting
     let url = url::Url::parse(value)
         .map_err(|e| err(variable, format!("not a URL ({e}): {}", redact(value))))?;
     if !matches!(url.scheme(), "postgres" | "postgresql") {
-        return Err(err(variable, "must start with postgres:// or postgresql://"));
+        return Err(err(
+            variable,
+            "must start with postgres:// or postgresql://",
+        ));
     }
     if url.host_str().is_none_or(str::is_empty) {
         return Err(err(variable, "has no host"));
     }
     if url.path().trim_start_matches('/').is_empty() {
-        return Err(err(variable, "names no database (postgres://user@host:5432/DATABASE)"));
+        return Err(err(
+            variable,
+            "names no database (postgres://user@host:5432/DATABASE)",
+        ));
     }
     Ok(url)
 }
@@ -321,9 +341,12 @@ fn resolve_bind(bind: &str) -> Result<SocketAddr, SettingsError> {
     if let Ok(addr) = bind.parse::<SocketAddr>() {
         return Ok(addr);
     }
-    let (host, port) = bind
-        .rsplit_once(':')
-        .ok_or_else(|| err("TENANTRY_BIND", format!("expected host:port (got {bind:?})")))?;
+    let (host, port) = bind.rsplit_once(':').ok_or_else(|| {
+        err(
+            "TENANTRY_BIND",
+            format!("expected host:port (got {bind:?})"),
+        )
+    })?;
     let port: u16 = port
         .parse()
         .map_err(|_| err("TENANTRY_BIND", format!("bad port in {bind:?}")))?;
@@ -375,7 +398,10 @@ fn parse_proxies(list: &str) -> Result<Vec<IpNet>, SettingsError> {
         nets.push(net);
     }
     if nets.is_empty() {
-        return Err(err(VAR, "is empty; list the proxies allowed to assert identities"));
+        return Err(err(
+            VAR,
+            "is empty; list the proxies allowed to assert identities",
+        ));
     }
     Ok(nets)
 }
@@ -385,14 +411,22 @@ mod tests {
     use super::*;
 
     fn load(pairs: &[(&str, &str)]) -> Result<Settings, SettingsError> {
-        Settings::from_map(&pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect())
+        Settings::from_map(
+            &pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        )
     }
 
     fn fails(pairs: &[(&str, &str)], variable: &str, needle: &str) {
         let e = load(pairs).expect_err("must fail");
         assert_eq!(e.variable, variable, "{e}");
         assert!(e.to_string().contains(needle), "{e}");
-        assert!(e.to_string().starts_with(variable), "one line naming the variable: {e}");
+        assert!(
+            e.to_string().starts_with(variable),
+            "one line naming the variable: {e}"
+        );
     }
 
     const CF: [(&str, &str); 2] = [
@@ -404,8 +438,14 @@ mod tests {
     fn defaults_are_the_contracts() {
         let s = load(&CF).unwrap();
         assert_eq!(s.database_url, DEFAULT_DATABASE_URL);
-        assert_eq!(s.app_database_url, "postgres://tenantry_app@127.0.0.1:5432/tenantry_example");
-        assert_eq!(s.bypass_database_url, "postgres://tenantry_bypass@127.0.0.1:5432/tenantry_example");
+        assert_eq!(
+            s.app_database_url,
+            "postgres://tenantry_app@127.0.0.1:5432/tenantry_example"
+        );
+        assert_eq!(
+            s.bypass_database_url,
+            "postgres://tenantry_bypass@127.0.0.1:5432/tenantry_example"
+        );
         assert_eq!(s.bind_addr, "127.0.0.1:3000".parse().unwrap());
         assert_eq!(s.environment, Environment::Development);
         assert_eq!(
@@ -420,47 +460,146 @@ mod tests {
 
     #[test]
     fn derived_urls_drop_the_password() {
-        let s = load(&[CF[0], CF[1], ("DATABASE_URL", "postgres://admin:secret@db.internal:6432/app")]).unwrap();
-        assert_eq!(s.app_database_url, "postgres://tenantry_app@db.internal:6432/app");
+        let s = load(&[
+            CF[0],
+            CF[1],
+            (
+                "DATABASE_URL",
+                "postgres://admin:secret@db.internal:6432/app",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(
+            s.app_database_url,
+            "postgres://tenantry_app@db.internal:6432/app"
+        );
     }
 
     #[test]
     fn each_problem_names_its_variable() {
-        fails(&[], "TENANTRY_CF_TEAM_DOMAIN", "required when TENANTRY_AUTH_MODE=cloudflare");
+        fails(
+            &[],
+            "TENANTRY_CF_TEAM_DOMAIN",
+            "required when TENANTRY_AUTH_MODE=cloudflare",
+        );
         fails(&[CF[0]], "TENANTRY_CF_AUDIENCE", "required");
-        fails(&[("TENANTRY_CF_TEAM_DOMAIN", "https://acme.cloudflareaccess.com/"), CF[1]], "TENANTRY_CF_TEAM_DOMAIN", "without scheme");
-        fails(&[CF[0], CF[1], ("TENANTRY_CF_CERTS_URL", "ftp://x/certs")], "TENANTRY_CF_CERTS_URL", "http(s)");
-        fails(&[("TENANTRY_AUTH_MODE", "ldap")], "TENANTRY_AUTH_MODE", "expected one of");
-        fails(&[CF[0], CF[1], ("TENANTRY_ENV", "prod")], "TENANTRY_ENV", "development");
-        fails(&[CF[0], CF[1], ("DATABASE_URL", "mysql://x/y")], "DATABASE_URL", "postgres://");
-        fails(&[CF[0], CF[1], ("DATABASE_URL", "postgres://u@h:5432/")], "DATABASE_URL", "names no database");
-        fails(&[CF[0], CF[1], ("TENANTRY_APP_DATABASE_URL", "nonsense")], "TENANTRY_APP_DATABASE_URL", "not a URL");
-        fails(&[CF[0], CF[1], ("TENANTRY_BIND", "127.0.0.1")], "TENANTRY_BIND", "host:port");
-        fails(&[CF[0], CF[1], ("TENANTRY_BIND", "127.0.0.1:http")], "TENANTRY_BIND", "bad port");
-        fails(&[CF[0], CF[1], ("TENANTRY_ALLOWED_ORIGINS", "not an origin")], "TENANTRY_ALLOWED_ORIGINS", "origin");
+        fails(
+            &[
+                (
+                    "TENANTRY_CF_TEAM_DOMAIN",
+                    "https://acme.cloudflareaccess.com/",
+                ),
+                CF[1],
+            ],
+            "TENANTRY_CF_TEAM_DOMAIN",
+            "without scheme",
+        );
+        fails(
+            &[CF[0], CF[1], ("TENANTRY_CF_CERTS_URL", "ftp://x/certs")],
+            "TENANTRY_CF_CERTS_URL",
+            "http(s)",
+        );
+        fails(
+            &[("TENANTRY_AUTH_MODE", "ldap")],
+            "TENANTRY_AUTH_MODE",
+            "expected one of",
+        );
+        fails(
+            &[CF[0], CF[1], ("TENANTRY_ENV", "prod")],
+            "TENANTRY_ENV",
+            "development",
+        );
+        fails(
+            &[CF[0], CF[1], ("DATABASE_URL", "mysql://x/y")],
+            "DATABASE_URL",
+            "postgres://",
+        );
+        fails(
+            &[CF[0], CF[1], ("DATABASE_URL", "postgres://u@h:5432/")],
+            "DATABASE_URL",
+            "names no database",
+        );
+        fails(
+            &[CF[0], CF[1], ("TENANTRY_APP_DATABASE_URL", "nonsense")],
+            "TENANTRY_APP_DATABASE_URL",
+            "not a URL",
+        );
+        fails(
+            &[CF[0], CF[1], ("TENANTRY_BIND", "127.0.0.1")],
+            "TENANTRY_BIND",
+            "host:port",
+        );
+        fails(
+            &[CF[0], CF[1], ("TENANTRY_BIND", "127.0.0.1:http")],
+            "TENANTRY_BIND",
+            "bad port",
+        );
+        fails(
+            &[CF[0], CF[1], ("TENANTRY_ALLOWED_ORIGINS", "not an origin")],
+            "TENANTRY_ALLOWED_ORIGINS",
+            "origin",
+        );
     }
 
     #[test]
     fn dev_mode_guard_rails() {
-        let dev = [("TENANTRY_AUTH_MODE", "dev"), ("TENANTRY_DEV_USER_EMAIL", "dev@example.com")];
+        let dev = [
+            ("TENANTRY_AUTH_MODE", "dev"),
+            ("TENANTRY_DEV_USER_EMAIL", "dev@example.com"),
+        ];
         assert!(matches!(load(&dev).unwrap().auth, AuthMode::Dev { .. }));
-        assert!(load(&[dev[0], dev[1], ("TENANTRY_BIND", "localhost:3000")]).is_ok(), "localhost is loopback");
+        assert!(
+            load(&[dev[0], dev[1], ("TENANTRY_BIND", "localhost:3000")]).is_ok(),
+            "localhost is loopback"
+        );
         assert!(load(&[dev[0], dev[1], ("TENANTRY_BIND", "[::1]:3000")]).is_ok());
         fails(&[dev[0]], "TENANTRY_DEV_USER_EMAIL", "required");
-        fails(&[dev[0], ("TENANTRY_DEV_USER_EMAIL", "nobody")], "TENANTRY_DEV_USER_EMAIL", "not an email");
-        fails(&[dev[0], dev[1], ("TENANTRY_ENV", "production")], "TENANTRY_AUTH_MODE", "production");
-        fails(&[dev[0], dev[1], ("TENANTRY_BIND", "0.0.0.0:3000")], "TENANTRY_BIND", "loopback");
+        fails(
+            &[dev[0], ("TENANTRY_DEV_USER_EMAIL", "nobody")],
+            "TENANTRY_DEV_USER_EMAIL",
+            "not an email",
+        );
+        fails(
+            &[dev[0], dev[1], ("TENANTRY_ENV", "production")],
+            "TENANTRY_AUTH_MODE",
+            "production",
+        );
+        fails(
+            &[dev[0], dev[1], ("TENANTRY_BIND", "0.0.0.0:3000")],
+            "TENANTRY_BIND",
+            "loopback",
+        );
     }
 
     #[test]
     fn trusted_header_needs_a_real_allow_list() {
         let mode = ("TENANTRY_AUTH_MODE", "trusted_header");
-        let ok = load(&[mode, ("TENANTRY_TRUSTED_PROXIES", "10.0.0.0/8, 192.168.1.7")]).unwrap();
+        let ok = load(&[
+            mode,
+            ("TENANTRY_TRUSTED_PROXIES", "10.0.0.0/8, 192.168.1.7"),
+        ])
+        .unwrap();
         assert!(matches!(ok.auth, AuthMode::TrustedHeader { ref proxies } if proxies.len() == 2));
         fails(&[mode], "TENANTRY_TRUSTED_PROXIES", "required");
-        fails(&[mode, ("TENANTRY_TRUSTED_PROXIES", " , ")], "TENANTRY_TRUSTED_PROXIES", "empty");
-        fails(&[mode, ("TENANTRY_TRUSTED_PROXIES", "0.0.0.0/0")], "TENANTRY_TRUSTED_PROXIES", "every address");
-        fails(&[mode, ("TENANTRY_TRUSTED_PROXIES", "::/0")], "TENANTRY_TRUSTED_PROXIES", "every address");
-        fails(&[mode, ("TENANTRY_TRUSTED_PROXIES", "10.0.0.0/33")], "TENANTRY_TRUSTED_PROXIES", "not a CIDR");
+        fails(
+            &[mode, ("TENANTRY_TRUSTED_PROXIES", " , ")],
+            "TENANTRY_TRUSTED_PROXIES",
+            "empty",
+        );
+        fails(
+            &[mode, ("TENANTRY_TRUSTED_PROXIES", "0.0.0.0/0")],
+            "TENANTRY_TRUSTED_PROXIES",
+            "every address",
+        );
+        fails(
+            &[mode, ("TENANTRY_TRUSTED_PROXIES", "::/0")],
+            "TENANTRY_TRUSTED_PROXIES",
+            "every address",
+        );
+        fails(
+            &[mode, ("TENANTRY_TRUSTED_PROXIES", "10.0.0.0/33")],
+            "TENANTRY_TRUSTED_PROXIES",
+            "not a CIDR",
+        );
     }
 }

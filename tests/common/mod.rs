@@ -27,13 +27,15 @@ fn with_db(url: &str, db: &str, user: Option<&str>) -> String {
 
 pub async fn admin_conn(db: &str) -> AsyncPgConnection {
     let url = with_db(&admin_url(), db, None);
-    AsyncPgConnection::establish(&url).await.unwrap_or_else(|e| {
-        panic!(
-            "PostgreSQL is not reachable at {url} ({e}).\n\
+    AsyncPgConnection::establish(&url)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL is not reachable at {url} ({e}).\n\
              Start it: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start\n\
              or point TENANTRY_TEST_DATABASE_URL at a superuser URL."
-        )
-    })
+            )
+        })
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -53,7 +55,9 @@ impl TestDb {
     pub async fn with_pool_size(size: usize) -> Self {
         let name = Self::create_empty().await;
         let mut conn = admin_conn(&name).await;
-        tenantry::migrate(&mut conn).await.expect("framework migrations");
+        tenantry::migrate(&mut conn)
+            .await
+            .expect("framework migrations");
         schema::apply(&mut conn).await;
         drop(conn);
         let mut config = DbConfig::new(Self::app_url_of(&name), Some(Self::bypass_url_of(&name)));
@@ -95,7 +99,9 @@ impl TestDb {
 
     /// A raw connection as the app role (for tests of row-level security alone).
     pub async fn app_conn(&self) -> AsyncPgConnection {
-        AsyncPgConnection::establish(&self.app_url()).await.expect("app role connects")
+        AsyncPgConnection::establish(&self.app_url())
+            .await
+            .expect("app role connects")
     }
 
     /// Creates a tenant and returns its id.
@@ -128,10 +134,14 @@ impl Drop for TestDb {
         let name = self.name.clone();
         // Drop the scratch database from another thread: Drop cannot await.
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
             if let Ok(rt) = rt {
                 rt.block_on(async {
-                    if let Ok(mut c) = AsyncPgConnection::establish(&with_db(&admin_url(), "postgres", None)).await {
+                    if let Ok(mut c) =
+                        AsyncPgConnection::establish(&with_db(&admin_url(), "postgres", None)).await
+                    {
                         let _ = c
                             .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                             .await;

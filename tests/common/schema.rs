@@ -106,5 +106,7 @@ pub fn decls() -> Vec<TableDecl> {
 
 pub async fn apply(conn: &mut AsyncPgConnection) {
     conn.batch_execute(SQL).await.expect("test schema");
-    tenantry::declare_tables(conn, &decls()).await.expect("declare tables");
+    tenantry::declare_tables(conn, &decls())
+        .await
+        .expect("declare tables");
 }

@@ -87,7 +87,8 @@ fn table_of(finding: &Finding) -> Option<&String> {
         | Finding::RlsNotEnabled { table }
         | Finding::RlsNotForced { table }
         | Finding::PolicyMissing { table }
-        | Finding::TenantIndexMissing { table, .. } => Some(table),
+        | Finding::TenantIndexMissing { table, .. }
+        | Finding::ExtraPermissivePolicy { table, .. } => Some(table),
         Finding::UndeclaredTenantColumn { .. }
         | Finding::AppRoleMissing { .. }
         | Finding::AppRolePrivileged { .. }

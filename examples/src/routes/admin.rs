@@ -82,9 +82,18 @@ async fn recent_audit(conn: &mut BypassConn<'_>, n: i64) -> Result<Vec<AuditRow>
 
 /// `GET /api/admin/tenants`: every tenant with its invoice count and totals, by slug.
 #[requires_role(Owner)]
-pub async fn tenants(owner: OwnerProof, State(app): State<AppState>) -> Result<Json<Vec<TenantSummary>>, ApiError> {
-    let bypass = no_tenant_scope!(&owner, "owner: cross-tenant invoice summary").action("admin.tenants");
-    Ok(Json(app.tenantry.db.bypass(bypass, async |conn| summary(conn).await).await?))
+pub async fn tenants(
+    owner: OwnerProof,
+    State(app): State<AppState>,
+) -> Result<Json<Vec<TenantSummary>>, ApiError> {
+    let bypass =
+        no_tenant_scope!(&owner, "owner: cross-tenant invoice summary").action("admin.tenants");
+    Ok(Json(
+        app.tenantry
+            .db
+            .bypass(bypass, async |conn| summary(conn).await)
+            .await?,
+    ))
 }
 
 /// `?limit=`.
@@ -102,13 +111,22 @@ pub async fn audit(
 ) -> Result<Json<Vec<AuditRow>>, ApiError> {
     let n = limit(q.limit, 50, 500)?;
     let bypass = no_tenant_scope!(&owner, "owner: read the audit log").action("admin.audit");
-    Ok(Json(app.tenantry.db.bypass(bypass, async |conn| recent_audit(conn, n).await).await?))
+    Ok(Json(
+        app.tenantry
+            .db
+            .bypass(bypass, async |conn| recent_audit(conn, n).await)
+            .await?,
+    ))
 }
 
 /// `GET /admin`: the Owner dashboard (tenant summary and recent audit rows), one bypass.
 #[requires_role(Owner)]
-pub async fn dashboard(owner: OwnerProof, State(app): State<AppState>) -> Result<Html<String>, ApiError> {
-    let bypass = no_tenant_scope!(&owner, "owner: dashboard of tenants and audit log").action("admin.dashboard");
+pub async fn dashboard(
+    owner: OwnerProof,
+    State(app): State<AppState>,
+) -> Result<Html<String>, ApiError> {
+    let bypass = no_tenant_scope!(&owner, "owner: dashboard of tenants and audit log")
+        .action("admin.dashboard");
     let (tenants, audit) = app
         .tenantry
         .db
@@ -118,5 +136,9 @@ pub async fn dashboard(owner: OwnerProof, State(app): State<AppState>) -> Result
             Ok::<_, ApiError>((tenants, audit))
         })
         .await?;
-    Ok(Html(admin_page::render(owner.actor().email(), &tenants, &audit)))
+    Ok(Html(admin_page::render(
+        owner.actor().email(),
+        &tenants,
+        &audit,
+    )))
 }

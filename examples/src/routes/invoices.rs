@@ -48,7 +48,10 @@ fn check_status(status: &str) -> Result<(), ApiError> {
     if STATUSES.contains(&status) {
         Ok(())
     } else {
-        Err(ApiError::invalid("status", "must be one of draft, sent, paid, void"))
+        Err(ApiError::invalid(
+            "status",
+            "must be one of draft, sent, paid, void",
+        ))
     }
 }
 
@@ -146,12 +149,16 @@ pub async fn create(
                 currency: body.currency,
                 status: "draft".into(),
             };
-            Invoice::insert(conn.ctx(), new).get_result(conn).await.map_err(|e| match e {
-                diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _) => {
-                    ApiError::Conflict("number: already used in this tenant".into())
-                }
-                e => e.into(),
-            })
+            Invoice::insert(conn.ctx(), new)
+                .get_result(conn)
+                .await
+                .map_err(|e| match e {
+                    diesel::result::Error::DatabaseError(
+                        diesel::result::DatabaseErrorKind::UniqueViolation,
+                        _,
+                    ) => ApiError::Conflict("number: already used in this tenant".into()),
+                    e => e.into(),
+                })
         })
         .await?;
     Ok((StatusCode::CREATED, Json(invoice.into())))
@@ -159,15 +166,27 @@ pub async fn create(
 
 /// One invoice of the active tenant; any other id is 404.
 #[requires_role(ClientViewer)]
-pub async fn show(ctx: TenantCtx, State(app): State<AppState>, IdPath(id): IdPath) -> Result<Json<InvoiceJson>, ApiError> {
+pub async fn show(
+    ctx: TenantCtx,
+    State(app): State<AppState>,
+    IdPath(id): IdPath,
+) -> Result<Json<InvoiceJson>, ApiError> {
     let invoice: Option<Invoice> = app
         .tenantry
         .db
         .tx(&ctx, async |conn| {
-            Ok::<_, ApiError>(Invoice::scoped(conn.ctx()).filter(invoices::id.eq(id)).first(conn).await.optional()?)
+            Ok::<_, ApiError>(
+                Invoice::scoped(conn.ctx())
+                    .filter(invoices::id.eq(id))
+                    .first(conn)
+                    .await
+                    .optional()?,
+            )
         })
         .await?;
-    invoice.map(|i| Json(i.into())).ok_or_else(|| ApiError::not_found("invoice"))
+    invoice
+        .map(|i| Json(i.into()))
+        .ok_or_else(|| ApiError::not_found("invoice"))
 }
 
 /// `{"status"?, "amount_cents"?}`.
@@ -208,17 +227,27 @@ pub async fn update(
             )
         })
         .await?;
-    invoice.map(|i| Json(i.into())).ok_or_else(|| ApiError::not_found("invoice"))
+    invoice
+        .map(|i| Json(i.into()))
+        .ok_or_else(|| ApiError::not_found("invoice"))
 }
 
 /// Deletes an invoice (204); any other tenant's id is 404.
 #[requires_role(Partner)]
-pub async fn delete(ctx: TenantCtx, State(app): State<AppState>, IdPath(id): IdPath) -> Result<StatusCode, ApiError> {
+pub async fn delete(
+    ctx: TenantCtx,
+    State(app): State<AppState>,
+    IdPath(id): IdPath,
+) -> Result<StatusCode, ApiError> {
     let deleted = app
         .tenantry
         .db
         .tx(&ctx, async |conn| {
-            Ok::<_, ApiError>(diesel::delete(Invoice::scoped(conn.ctx()).filter(invoices::id.eq(id))).execute(conn).await?)
+            Ok::<_, ApiError>(
+                diesel::delete(Invoice::scoped(conn.ctx()).filter(invoices::id.eq(id)))
+                    .execute(conn)
+                    .await?,
+            )
         })
         .await?;
     if deleted == 0 {

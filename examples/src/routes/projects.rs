@@ -24,18 +24,31 @@ pub struct ProjectJson {
 
 impl From<Project> for ProjectJson {
     fn from(p: Project) -> Self {
-        ProjectJson { id: p.id, tenant_id: p.tenant_id, name: p.name, created_at: p.created_at }
+        ProjectJson {
+            id: p.id,
+            tenant_id: p.tenant_id,
+            name: p.name,
+            created_at: p.created_at,
+        }
     }
 }
 
 /// The active tenant's projects, by name.
 #[requires_role(ClientViewer)]
-pub async fn list(ctx: TenantCtx, State(app): State<AppState>) -> Result<Json<Vec<ProjectJson>>, ApiError> {
+pub async fn list(
+    ctx: TenantCtx,
+    State(app): State<AppState>,
+) -> Result<Json<Vec<ProjectJson>>, ApiError> {
     let rows: Vec<Project> = app
         .tenantry
         .db
         .tx(&ctx, async |conn| {
-            Ok::<_, ApiError>(Project::scoped(conn.ctx()).order(projects::name.asc()).load(conn).await?)
+            Ok::<_, ApiError>(
+                Project::scoped(conn.ctx())
+                    .order(projects::name.asc())
+                    .load(conn)
+                    .await?,
+            )
         })
         .await?;
     Ok(Json(rows.into_iter().map(Into::into).collect()))
@@ -62,7 +75,11 @@ pub async fn create(
         .tenantry
         .db
         .tx(&ctx, async |conn| {
-            Ok::<_, ApiError>(Project::insert(conn.ctx(), NewProject { name }).get_result(conn).await?)
+            Ok::<_, ApiError>(
+                Project::insert(conn.ctx(), NewProject { name })
+                    .get_result(conn)
+                    .await?,
+            )
         })
         .await?;
     Ok((StatusCode::CREATED, Json(project.into())))

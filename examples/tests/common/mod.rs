@@ -30,13 +30,15 @@ fn db_url(db: &str) -> String {
 
 pub async fn admin(db: &str) -> AsyncPgConnection {
     let url = db_url(db);
-    AsyncPgConnection::establish(&url).await.unwrap_or_else(|e| {
-        panic!(
-            "PostgreSQL is not reachable at {url} ({e}).\n\
+    AsyncPgConnection::establish(&url)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL is not reachable at {url} ({e}).\n\
              Start it: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start\n\
              or point TENANTRY_TEST_DATABASE_URL at a superuser URL."
-        )
-    })
+            )
+        })
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -60,7 +62,11 @@ struct IdRow {
 impl App {
     /// The app in `trusted_header` mode (peer 127.0.0.1 trusted), three tenants seeded.
     pub async fn start() -> Self {
-        Self::start_with(&[("TENANTRY_AUTH_MODE", "trusted_header"), ("TENANTRY_TRUSTED_PROXIES", "127.0.0.1/32")]).await
+        Self::start_with(&[
+            ("TENANTRY_AUTH_MODE", "trusted_header"),
+            ("TENANTRY_TRUSTED_PROXIES", "127.0.0.1/32"),
+        ])
+        .await
     }
 
     /// The app with extra settings.
@@ -71,7 +77,11 @@ impl App {
             COUNTER.fetch_add(1, Ordering::Relaxed),
             &Uuid::new_v4().simple().to_string()[..6]
         );
-        admin("postgres").await.batch_execute(&format!("CREATE DATABASE {db}")).await.expect("create database");
+        admin("postgres")
+            .await
+            .batch_execute(&format!("CREATE DATABASE {db}"))
+            .await
+            .expect("create database");
         let mut env: HashMap<String, String> = HashMap::new();
         env.insert("DATABASE_URL".into(), db_url(&db));
         env.insert("TENANTRY_BIND".into(), "127.0.0.1:0".into());
@@ -79,7 +89,9 @@ impl App {
             env.insert((*k).into(), (*v).into());
         }
         let settings = Settings::from_map(&env).expect("settings");
-        let server = tenantry_example::Server::build(&settings).await.expect("server starts");
+        let server = tenantry_example::Server::build(&settings)
+            .await
+            .expect("server starts");
         let addr = server.addr;
         tokio::spawn(server.serve());
         let mut app = App {
@@ -97,19 +109,22 @@ impl App {
     async fn seed(&mut self) {
         let mut c = admin(&self.db).await;
         for slug in ["acme", "globex", "initech"] {
-            let t: IdRow = diesel::sql_query("INSERT INTO tenants (slug, name) VALUES ($1, $2) RETURNING id")
-                .bind::<Text, _>(slug)
-                .bind::<Text, _>(format!("{slug} inc"))
-                .get_result(&mut c)
-                .await
-                .expect("tenant");
+            let t: IdRow =
+                diesel::sql_query("INSERT INTO tenants (slug, name) VALUES ($1, $2) RETURNING id")
+                    .bind::<Text, _>(slug)
+                    .bind::<Text, _>(format!("{slug} inc"))
+                    .get_result(&mut c)
+                    .await
+                    .expect("tenant");
             self.tenants.insert(slug, t.id);
-            let p: IdRow = diesel::sql_query("INSERT INTO projects (tenant_id, name) VALUES ($1, $2) RETURNING id")
-                .bind::<SqlUuid, _>(t.id)
-                .bind::<Text, _>(format!("{slug} project"))
-                .get_result(&mut c)
-                .await
-                .expect("project");
+            let p: IdRow = diesel::sql_query(
+                "INSERT INTO projects (tenant_id, name) VALUES ($1, $2) RETURNING id",
+            )
+            .bind::<SqlUuid, _>(t.id)
+            .bind::<Text, _>(format!("{slug} project"))
+            .get_result(&mut c)
+            .await
+            .expect("project");
             self.projects.insert(slug, p.id);
             diesel::sql_query(
                 "INSERT INTO invoices (tenant_id, project_id, number, amount_cents, currency, status)
@@ -139,7 +154,13 @@ impl App {
     }
 
     /// A request as `email` (trusted header) acting in `tenant` (slug), if given.
-    pub fn req(&self, method: reqwest::Method, path: &str, email: Option<&str>, tenant: Option<&str>) -> reqwest::RequestBuilder {
+    pub fn req(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        email: Option<&str>,
+        tenant: Option<&str>,
+    ) -> reqwest::RequestBuilder {
         let mut r = self.client.request(method, self.url(path));
         if let Some(e) = email {
             r = r.header(EMAIL_HEADER, e);
@@ -150,8 +171,17 @@ impl App {
         r
     }
 
-    pub async fn get(&self, path: &str, email: &str, tenant: Option<&str>) -> (u16, serde_json::Value) {
-        let r = self.req(reqwest::Method::GET, path, Some(email), tenant).send().await.expect("request");
+    pub async fn get(
+        &self,
+        path: &str,
+        email: &str,
+        tenant: Option<&str>,
+    ) -> (u16, serde_json::Value) {
+        let r = self
+            .req(reqwest::Method::GET, path, Some(email), tenant)
+            .send()
+            .await
+            .expect("request");
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(serde_json::Value::Null))
     }
@@ -164,7 +194,12 @@ impl App {
         tenant: Option<&str>,
         body: serde_json::Value,
     ) -> (u16, serde_json::Value) {
-        let r = self.req(method, path, Some(email), tenant).json(&body).send().await.expect("request");
+        let r = self
+            .req(method, path, Some(email), tenant)
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(serde_json::Value::Null))
     }
@@ -177,7 +212,11 @@ impl App {
             n: i64,
         }
         let mut c = admin(&self.db).await;
-        diesel::sql_query(sql).get_result::<N>(&mut c).await.expect("count").n
+        diesel::sql_query(sql)
+            .get_result::<N>(&mut c)
+            .await
+            .expect("count")
+            .n
     }
 
     /// One invoice of `tenant` as JSON-ish text, read as the superuser.
@@ -210,5 +249,8 @@ impl App {
 /// Asserts the contract's error shape and code.
 pub fn assert_error(body: &serde_json::Value, code: &str) {
     assert_eq!(body["error"], code, "{body}");
-    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
 }

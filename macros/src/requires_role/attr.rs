@@ -33,10 +33,16 @@ pub(crate) fn parse(args: TokenStream) -> syn::Result<RoleName> {
         ));
     }
     let path: syn::Path = syn::parse2(args.clone()).map_err(|_| {
-        syn::Error::new_spanned(&args, format!("`#[requires_role]` takes one role name\n{FORMAT}"))
+        syn::Error::new_spanned(
+            &args,
+            format!("`#[requires_role]` takes one role name\n{FORMAT}"),
+        )
     })?;
     let ident = path.get_ident().ok_or_else(|| {
-        syn::Error::new_spanned(&path, format!("`#[requires_role]` takes a bare role name\n{FORMAT}"))
+        syn::Error::new_spanned(
+            &path,
+            format!("`#[requires_role]` takes a bare role name\n{FORMAT}"),
+        )
     })?;
     match ident.to_string().as_str() {
         "Owner" => Ok(RoleName::Owner),
@@ -44,7 +50,9 @@ pub(crate) fn parse(args: TokenStream) -> syn::Result<RoleName> {
         "ClientViewer" => Ok(RoleName::ClientViewer),
         other => Err(syn::Error::new_spanned(
             ident,
-            format!("unknown role `{other}`; expected `Owner`, `Partner` or `ClientViewer`\n{FORMAT}"),
+            format!(
+                "unknown role `{other}`; expected `Owner`, `Partner` or `ClientViewer`\n{FORMAT}"
+            ),
         )),
     }
 }

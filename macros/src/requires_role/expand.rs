@@ -11,7 +11,15 @@ use super::handler;
 /// in every build profile) and fills the `TenantCtx` / proof / principal parameters.
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
     let role = attr::parse(args)?;
-    let mut func: ItemFn = syn::parse2(item)?;
+    let mut func: ItemFn = match syn::parse2::<syn::Item>(item)? {
+        syn::Item::Fn(f) => f,
+        other => {
+            return Err(syn::Error::new_spanned(
+                other,
+                "`#[requires_role]` goes on an `async fn` axum handler, not on this item",
+            ))
+        }
+    };
     let filled = handler::read(role, &mut func)?;
     let auth = Ident::new("__tenantry_auth", Span::mixed_site());
     let role_ident = role.ident();

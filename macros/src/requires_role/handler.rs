@@ -25,7 +25,7 @@ pub(crate) fn read(role: RoleName, item: &mut ItemFn) -> syn::Result<Filled> {
     let mut errors: Vec<syn::Error> = Vec::new();
     if item.sig.asyncness.is_none() {
         errors.push(syn::Error::new_spanned(
-            &item.sig.fn_token,
+            item.sig.fn_token,
             "`#[requires_role]` goes on an `async fn` axum handler",
         ));
     }
@@ -64,7 +64,10 @@ pub(crate) fn read(role: RoleName, item: &mut ItemFn) -> syn::Result<Filled> {
             }
         };
         if duplicate {
-            errors.push(syn::Error::new_spanned(&pat_type.ty, "this parameter appears twice"));
+            errors.push(syn::Error::new_spanned(
+                &pat_type.ty,
+                "this parameter appears twice",
+            ));
         }
     }
     item.sig.inputs = kept;

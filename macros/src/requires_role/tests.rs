@@ -36,14 +36,50 @@ fn owner_handler() {
 
 #[test]
 fn misuse_is_explained() {
-    let unknown = super::expand(quote!(Admin), quote!(async fn h() {})).unwrap_err();
-    assert!(unknown.to_string().contains("unknown role `Admin`"), "{unknown}");
-    let missing = super::expand(quote!(), quote!(async fn h() {})).unwrap_err();
+    let unknown = super::expand(
+        quote!(Admin),
+        quote!(
+            async fn h() {}
+        ),
+    )
+    .unwrap_err();
+    assert!(
+        unknown.to_string().contains("unknown role `Admin`"),
+        "{unknown}"
+    );
+    let missing = super::expand(
+        quote!(),
+        quote!(
+            async fn h() {}
+        ),
+    )
+    .unwrap_err();
     assert!(missing.to_string().contains("needs the role"), "{missing}");
-    let not_async = super::expand(quote!(Partner), quote!(fn h() {})).unwrap_err();
+    let not_async = super::expand(
+        quote!(Partner),
+        quote!(
+            fn h() {}
+        ),
+    )
+    .unwrap_err();
     assert!(not_async.to_string().contains("async fn"), "{not_async}");
-    let owner_ctx = super::expand(quote!(Owner), quote!(async fn h(ctx: TenantCtx) {})).unwrap_err();
-    assert!(owner_ctx.to_string().contains("has no tenant context"), "{owner_ctx}");
-    let not_fn = super::expand(quote!(Partner), quote!(struct S;)).unwrap_err();
+    let owner_ctx = super::expand(
+        quote!(Owner),
+        quote!(
+            async fn h(ctx: TenantCtx) {}
+        ),
+    )
+    .unwrap_err();
+    assert!(
+        owner_ctx.to_string().contains("has no tenant context"),
+        "{owner_ctx}"
+    );
+    let not_fn = super::expand(
+        quote!(Partner),
+        quote!(
+            struct S;
+        ),
+    )
+    .unwrap_err();
     assert!(!not_fn.to_string().is_empty());
 }

@@ -37,11 +37,11 @@ pub(crate) fn check(kind: Kind, args: &Args, model: &Model) -> syn::Result<()> {
             }
         }
         Kind::Global => {
-            if let Some(field) = model.fields.iter().find(|f| {
-                f.ident
-                    .as_ref()
-                    .is_some_and(|i| i == "tenant_id")
-            }) {
+            if let Some(field) = model
+                .fields
+                .iter()
+                .find(|f| f.ident.as_ref().is_some_and(|i| i == "tenant_id"))
+            {
                 errors.push(syn::Error::new_spanned(
                     field.ident.as_ref().unwrap_or(&model.ident),
                     format!(

@@ -13,7 +13,11 @@ pub(crate) struct Model {
 
 /// Reads the struct; the table comes from the attribute's `table = ..` or else from Diesel's
 /// own `#[diesel(table_name = ..)]`.
-pub(crate) fn read(item: &ItemStruct, table_arg: Option<Path>, attr_name: &str) -> syn::Result<Model> {
+pub(crate) fn read(
+    item: &ItemStruct,
+    table_arg: Option<Path>,
+    attr_name: &str,
+) -> syn::Result<Model> {
     let fields: Vec<Field> = match &item.fields {
         syn::Fields::Named(named) => named.named.iter().cloned().collect(),
         _ => {

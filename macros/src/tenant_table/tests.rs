@@ -70,7 +70,14 @@ fn errors_are_collected_and_point_at_tokens() {
 
 #[test]
 fn missing_table_is_explained() {
-    let err = super::tenant_table(quote!(), quote!(pub struct Invoice { pub tenant_id: Uuid }))
-        .expect_err("must fail");
+    let err = super::tenant_table(
+        quote!(),
+        quote!(
+            pub struct Invoice {
+                pub tenant_id: Uuid,
+            }
+        ),
+    )
+    .expect_err("must fail");
     assert!(err.to_string().contains("cannot tell which table"), "{err}");
 }

@@ -113,7 +113,9 @@ fn trusted_header(proxies: &[IpNet], parts: &Parts) -> Result<Identity, AuthErro
         .next()
         .ok_or_else(|| AuthError::Unauthenticated("no identity header from the proxy".into()))?;
     if values.next().is_some() {
-        return Err(AuthError::Unauthenticated("the identity header was sent twice".into()));
+        return Err(AuthError::Unauthenticated(
+            "the identity header was sent twice".into(),
+        ));
     }
     let email = value
         .to_str()

@@ -35,7 +35,11 @@ impl CsrfPolicy {
         if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
             return Ok(());
         }
-        let refuse = |why: &str| Err(AuthError::Forbidden(format!("cross-site request refused: {why}")));
+        let refuse = |why: &str| {
+            Err(AuthError::Forbidden(format!(
+                "cross-site request refused: {why}"
+            )))
+        };
         if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
             if !matches!(site, "same-origin" | "none") {
                 return refuse("Sec-Fetch-Site is not same-origin");
@@ -45,7 +49,10 @@ impl CsrfPolicy {
             let Ok(origin) = origin.to_str() else {
                 return refuse("malformed Origin");
             };
-            let host = headers.get("host").and_then(|v| v.to_str().ok()).unwrap_or("");
+            let host = headers
+                .get("host")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
             let same = origin
                 .split_once("://")
                 .is_some_and(|(_, rest)| !host.is_empty() && rest == host);

@@ -48,7 +48,8 @@ pub fn request_id(parts: &Parts) -> String {
         .filter(|v| {
             !v.is_empty()
                 && v.len() <= 64
-                && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                && v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         })
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
@@ -166,7 +167,9 @@ where
         let state = Tenantry::from_ref(state);
         let principal = principal(parts, &state).await?;
         if !principal.is_owner {
-            return Err(AuthError::Forbidden("this action requires the Owner role".into()));
+            return Err(AuthError::Forbidden(
+                "this action requires the Owner role".into(),
+            ));
         }
         Ok(AsOwner {
             proof: Proof::new(&principal),

@@ -97,7 +97,8 @@ struct Row {
     name: Option<String>,
 }
 
-const LOOKUP: &str = "SELECT u.id, u.email, u.is_owner, u.cf_sub, m.tenant_id, m.role, t.slug, t.name \
+const LOOKUP: &str =
+    "SELECT u.id, u.email, u.is_owner, u.cf_sub, m.tenant_id, m.role, t.slug, t.name \
      FROM users u \
      LEFT JOIN memberships m ON m.user_id = u.id \
      LEFT JOIN tenants t ON t.id = m.tenant_id \
@@ -123,8 +124,12 @@ pub async fn load_principal(db: &Db, identity: &Identity) -> Result<Principal, A
     let Some(first) = rows.as_slice().first() else {
         return Err(AuthError::NotProvisioned(identity.email().to_owned()));
     };
-    let (user_id, email, is_owner, stored_sub) =
-        (first.id, first.email.clone(), first.is_owner, first.cf_sub.clone());
+    let (user_id, email, is_owner, stored_sub) = (
+        first.id,
+        first.email.clone(),
+        first.is_owner,
+        first.cf_sub.clone(),
+    );
     let memberships = rows
         .into_iter()
         .filter_map(|r| {

@@ -37,13 +37,11 @@ pub fn tenant_header(headers: &HeaderMap) -> Result<Option<String>, AuthError> {
         return Ok(None);
     };
     if values.next().is_some() {
-        return Err(AuthError::TenantRequired("send exactly one X-Tenant header".into()));
+        return Err(AuthError::TenantRequired(
+            "send exactly one X-Tenant header".into(),
+        ));
     }
-    let value = first
-        .to_str()
-        .map_err(|_| forbidden())?
-        .trim()
-        .to_owned();
+    let value = first.to_str().map_err(|_| forbidden())?.trim().to_owned();
     if value.is_empty() {
         return Err(AuthError::TenantRequired("X-Tenant is empty".into()));
     }
@@ -69,7 +67,13 @@ pub async fn select_tenant(
     principal: &Principal,
     requested: Option<&str>,
 ) -> Result<ActiveTenant, AuthError> {
-    let owner_role = |role: TenantRole| if principal.is_owner { TenantRole::Owner } else { role };
+    let owner_role = |role: TenantRole| {
+        if principal.is_owner {
+            TenantRole::Owner
+        } else {
+            role
+        }
+    };
     let Some(requested) = requested else {
         return match principal.memberships.as_slice() {
             [only] => Ok(ActiveTenant {
