@@ -429,3 +429,48 @@ async fn a_db_without_a_bypass_url_refuses_every_bypass() {
     assert!(matches!(err, DbError::NoBypassPool), "{err:?}");
     assert!(!AtomicBool::load(&ran, Ordering::SeqCst));
 }
+
+/// Collects what a `tracing` subscriber writes, for asserting on emitted events.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn every_bypass_emits_a_warn_event() {
+    let w = world().await;
+    let captured = Captured::default();
+    let sink = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_ansi(false)
+        .with_writer(move || sink.clone())
+        .finish();
+    // `#[tokio::test]` runs on one thread, so a thread-local default covers the whole test.
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let job = SystemJob::named("warned");
+    let n: i64 = w
+        .t
+        .db
+        .bypass(no_tenant_scope!(&job, "count for the warning test"), async |conn| {
+            Ok::<_, DbError>(
+                conn.get_result(diesel::QueryDsl::count(common::schema::invoices::table))
+                    .await?,
+            )
+        })
+        .await
+        .unwrap();
+    assert!(n > 0);
+    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(text.contains("WARN"), "{text}");
+    assert!(text.contains("tenant isolation lifted"), "{text}");
+    assert!(text.contains("count for the warning test") && text.contains("job:warned"), "{text}");
+}

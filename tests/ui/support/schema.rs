@@ -1,4 +1,5 @@
-// The schema shared by the compile-fail and pass cases.
+// The schema shared by the compile-fail and pass cases and the integration tests
+// (tests/common/schema.rs includes it).
 use chrono::{DateTime, Utc};
 use diesel::{Queryable, Selectable};
 use tenantry::{global_table, tenant_table};
@@ -38,7 +39,7 @@ diesel::joinable!(invoices -> currencies (currency));
 diesel::allow_tables_to_appear_in_same_query!(projects, invoices, currencies);
 
 #[tenant_table(generated(id, created_at))]
-#[derive(Queryable, Selectable, Debug)]
+#[derive(Queryable, Selectable, Debug, Clone, PartialEq)]
 #[diesel(table_name = projects)]
 pub struct Project {
     pub id: Uuid,
@@ -48,7 +49,7 @@ pub struct Project {
 }
 
 #[tenant_table(generated(id, created_at))]
-#[derive(Queryable, Selectable, Debug)]
+#[derive(Queryable, Selectable, Debug, Clone, PartialEq)]
 #[diesel(table_name = invoices)]
 pub struct Invoice {
     pub id: Uuid,
@@ -62,7 +63,7 @@ pub struct Invoice {
 }
 
 #[global_table]
-#[derive(Queryable, Selectable, Debug)]
+#[derive(Queryable, Selectable, Debug, Clone, PartialEq)]
 #[diesel(table_name = currencies)]
 pub struct Currency {
     pub code: String,
