@@ -457,20 +457,25 @@ async fn every_bypass_emits_a_warn_event() {
     // `#[tokio::test]` runs on one thread, so a thread-local default covers the whole test.
     let _guard = tracing::subscriber::set_default(subscriber);
     let job = SystemJob::named("warned");
-    let n: i64 = w
-        .t
-        .db
-        .bypass(no_tenant_scope!(&job, "count for the warning test"), async |conn| {
-            Ok::<_, DbError>(
-                conn.get_result(diesel::QueryDsl::count(common::schema::invoices::table))
-                    .await?,
+    let n: i64 =
+        w.t.db
+            .bypass(
+                no_tenant_scope!(&job, "count for the warning test"),
+                async |conn| {
+                    Ok::<_, DbError>(
+                        conn.get_result(diesel::QueryDsl::count(common::schema::invoices::table))
+                            .await?,
+                    )
+                },
             )
-        })
-        .await
-        .unwrap();
+            .await
+            .unwrap();
     assert!(n > 0);
     let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     assert!(text.contains("WARN"), "{text}");
     assert!(text.contains("tenant isolation lifted"), "{text}");
-    assert!(text.contains("count for the warning test") && text.contains("job:warned"), "{text}");
+    assert!(
+        text.contains("count for the warning test") && text.contains("job:warned"),
+        "{text}"
+    );
 }
