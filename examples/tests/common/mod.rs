@@ -254,3 +254,26 @@ pub fn assert_error(body: &serde_json::Value, code: &str) {
         "{body}"
     );
 }
+
+impl Drop for App {
+    fn drop(&mut self) {
+        let db = self.db.clone();
+        // Drop cannot await: drop the scratch database from a thread with its own runtime.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                if let Ok(mut c) = AsyncPgConnection::establish(&db_url("postgres")).await {
+                    let _ = c
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
