@@ -378,3 +378,38 @@ async fn dashboard_escapes_tenant_names() {
         before + 1
     );
 }
+
+#[tokio::test]
+async fn audit_rows_carry_the_request_id() {
+    let app = App::start().await;
+    let r = app
+        .req(Method::GET, "/api/admin/tenants", Some(OWNER), None)
+        .header("x-request-id", "req-7f3a")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM audit_log WHERE request_id = 'req-7f3a' AND action = 'admin.tenants'")
+            .await,
+        1
+    );
+    // a malformed id is replaced by a fresh one, never stored as sent
+    let r = app
+        .req(Method::GET, "/api/admin/tenants", Some(OWNER), None)
+        .header("x-request-id", "bad id; DROP TABLE")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM audit_log WHERE request_id LIKE 'bad id%'")
+            .await,
+        0
+    );
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM audit_log WHERE request_id IS NULL")
+            .await,
+        0
+    );
+}

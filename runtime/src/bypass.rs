@@ -16,6 +16,11 @@ use crate::error::ScopeError;
 pub trait BypassActor {
     /// The actor recorded in the audit row.
     fn bypass_actor(&self) -> Actor;
+
+    /// The request the bypass serves, recorded in `audit_log.request_id` (none for jobs).
+    fn request_id(&self) -> Option<String> {
+        None
+    }
 }
 
 /// A named background job, the non-human actor of audited work (`audit_log.actor_email` is
@@ -110,7 +115,7 @@ pub fn no_tenant_scope(
         reason,
         action: Cow::Borrowed("no_tenant_scope"),
         location: Location::caller(),
-        request_id: None,
+        request_id: actor.request_id(),
     })
 }
 
@@ -123,6 +128,6 @@ pub fn __no_tenant_scope_literal(actor: &impl BypassActor, reason: &'static str)
         reason: Cow::Borrowed(reason),
         action: Cow::Borrowed("no_tenant_scope"),
         location: Location::caller(),
-        request_id: None,
+        request_id: actor.request_id(),
     }
 }

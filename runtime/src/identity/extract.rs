@@ -135,10 +135,11 @@ where
                 R::NAME
             )));
         }
-        let ctx = TenantCtx::new_trusted(tenant.id, principal.actor(), Some(request_id(parts)));
+        let request = request_id(parts);
+        let ctx = TenantCtx::new_trusted(tenant.id, principal.actor(), Some(request.clone()));
         Ok(InTenant {
             ctx,
-            proof: Proof::new(&principal),
+            proof: Proof::new(&principal, Some(request)),
             principal,
             tenant,
         })
@@ -171,9 +172,10 @@ where
                 "this action requires the Owner role".into(),
             ));
         }
+        let request = request_id(parts);
         Ok(AsOwner {
-            proof: Proof::new(&principal),
-            request_id: request_id(parts),
+            proof: Proof::new(&principal, Some(request.clone())),
+            request_id: request,
             principal,
         })
     }

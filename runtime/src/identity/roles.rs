@@ -70,6 +70,7 @@ impl TenantRoleRequirement for ClientViewer {
 #[derive(Debug, Clone)]
 pub struct Proof<R: Role> {
     actor: Actor,
+    request_id: Option<String>,
     _role: PhantomData<fn() -> R>,
 }
 
@@ -78,9 +79,10 @@ pub struct Proof<R: Role> {
 pub type OwnerProof = Proof<Owner>;
 
 impl<R: Role> Proof<R> {
-    pub(crate) fn new(principal: &Principal) -> Self {
+    pub(crate) fn new(principal: &Principal, request_id: Option<String>) -> Self {
         Self {
             actor: principal.actor(),
+            request_id,
             _role: PhantomData,
         }
     }
@@ -95,12 +97,16 @@ impl BypassActor for Proof<Owner> {
     fn bypass_actor(&self) -> Actor {
         self.actor.clone()
     }
+
+    fn request_id(&self) -> Option<String> {
+        self.request_id.clone()
+    }
 }
 
 #[cfg(feature = "testing")]
 impl<R: Role> Proof<R> {
     /// Test-only (feature `testing`): a proof of `R` for `principal`.
     pub fn for_test(principal: &Principal) -> Self {
-        Self::new(principal)
+        Self::new(principal, None)
     }
 }
