@@ -1,11 +1,11 @@
 //! The principal: a verified identity mapped to its `users` row and memberships.
 
-use diesel::sql_types::{Bool, Nullable, Text, Uuid as SqlUuid};
-use diesel::QueryableByName;
+use diesel::{ExpressionMethods, NullableExpressionMethods, QueryDsl};
 use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
 use crate::auth::{AuthError, Identity};
+use crate::schema::{memberships, tenants, users};
 use crate::Db;
 
 /// A role inside one tenant, as stored in `memberships.role`.
@@ -77,33 +77,19 @@ impl Principal {
     }
 }
 
-#[derive(QueryableByName)]
-struct Row {
-    #[diesel(sql_type = SqlUuid)]
-    id: Uuid,
-    #[diesel(sql_type = Text)]
-    email: String,
-    #[diesel(sql_type = Bool)]
-    is_owner: bool,
-    #[diesel(sql_type = Nullable<Text>)]
-    cf_sub: Option<String>,
-    #[diesel(sql_type = Nullable<SqlUuid>)]
-    tenant_id: Option<Uuid>,
-    #[diesel(sql_type = Nullable<Text>)]
-    role: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    slug: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    name: Option<String>,
+diesel::define_sql_function! {
+    /// SQL `lower(text)`.
+    fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text;
 }
 
-const LOOKUP: &str =
-    "SELECT u.id, u.email, u.is_owner, u.cf_sub, m.tenant_id, m.role, t.slug, t.name \
-     FROM users u \
-     LEFT JOIN memberships m ON m.user_id = u.id \
-     LEFT JOIN tenants t ON t.id = m.tenant_id \
-     WHERE lower(u.email) = lower($1) \
-     ORDER BY t.slug";
+/// A user row with one of its memberships (if any) and that membership's tenant.
+type Row = (
+    Uuid,
+    String,
+    bool,
+    Option<String>,
+    Option<(Uuid, String, String, String)>,
+);
 
 /// Maps `identity` to its principal in one round trip: the user by case-insensitive email (a
 /// service token by its common name) and its memberships. Unknown identity → `NotProvisioned`.
@@ -116,36 +102,49 @@ pub async fn load_principal(db: &Db, identity: &Identity) -> Result<Principal, A
         AuthError::Unavailable("the user directory is unavailable".into())
     };
     let mut conn = db.global_conn().await.map_err(|e| unavailable(&e))?;
-    let rows: Vec<Row> = diesel::sql_query(LOOKUP)
-        .bind::<Text, _>(identity.email())
+    // Built with the query builder (not `sql_query`) so that the prepared statement is cached
+    // per connection: one round trip, no planning per request.
+    let rows: Vec<Row> = users::table
+        .left_join(memberships::table.inner_join(tenants::table))
+        .filter(lower(users::email).eq(lower(identity.email())))
+        .select((
+            users::id,
+            users::email,
+            users::is_owner,
+            users::cf_sub,
+            (
+                memberships::tenant_id,
+                memberships::role,
+                tenants::slug,
+                tenants::name,
+            )
+                .nullable(),
+        ))
+        .order(tenants::slug.nullable().asc())
         .load(&mut *conn)
         .await
         .map_err(|e| unavailable(&e))?;
     let Some(first) = rows.as_slice().first() else {
         return Err(AuthError::NotProvisioned(identity.email().to_owned()));
     };
-    let (user_id, email, is_owner, stored_sub) = (
-        first.id,
-        first.email.clone(),
-        first.is_owner,
-        first.cf_sub.clone(),
-    );
+    let (user_id, email, is_owner, stored_sub) =
+        (first.0, first.1.clone(), first.2, first.3.clone());
     let memberships = rows
         .into_iter()
-        .filter_map(|r| {
+        .filter_map(|(.., m)| {
+            let (tenant_id, role, slug, name) = m?;
             Some(Membership {
-                tenant_id: r.tenant_id?,
-                slug: r.slug?,
-                name: r.name?,
-                role: TenantRole::parse(r.role.as_deref()?)?,
+                tenant_id,
+                slug,
+                name,
+                role: TenantRole::parse(&role)?,
             })
         })
         .collect();
     if let Identity::User { sub: Some(sub), .. } = identity {
         if stored_sub.as_deref() != Some(sub.as_str()) {
-            let updated = diesel::sql_query("UPDATE users SET cf_sub = $1 WHERE id = $2")
-                .bind::<Text, _>(sub)
-                .bind::<SqlUuid, _>(user_id)
+            let updated = diesel::update(users::table.find(user_id))
+                .set(users::cf_sub.eq(sub))
                 .execute(&mut *conn)
                 .await;
             if let Err(e) = updated {

@@ -1,13 +1,13 @@
 //! Tenant selection: which tenant a request acts in (`X-Tenant`, by id or slug).
 
 use axum::http::HeaderMap;
-use diesel::sql_types::{Text, Uuid as SqlUuid};
-use diesel::QueryableByName;
+use diesel::{ExpressionMethods, QueryDsl};
 use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
 use super::principal::{Principal, TenantRole};
 use crate::auth::AuthError;
+use crate::schema::tenants;
 use crate::Db;
 
 /// The header naming the tenant a request acts in.
@@ -46,16 +46,6 @@ pub fn tenant_header(headers: &HeaderMap) -> Result<Option<String>, AuthError> {
         return Err(AuthError::TenantRequired("X-Tenant is empty".into()));
     }
     Ok(Some(value))
-}
-
-#[derive(QueryableByName)]
-struct TenantRow {
-    #[diesel(sql_type = SqlUuid)]
-    id: Uuid,
-    #[diesel(sql_type = Text)]
-    slug: String,
-    #[diesel(sql_type = Text)]
-    name: String,
 }
 
 /// Applies the contract's rules: `X-Tenant` names the tenant by id (a UUID) or slug; a member
@@ -108,16 +98,19 @@ pub async fn select_tenant(
         .await
         .map_err(|_| AuthError::Unavailable("the tenant directory is unavailable".into()))?;
     let unavailable = |_| AuthError::Unavailable("the tenant directory is unavailable".into());
-    let found: Vec<TenantRow> = match as_id {
+    let columns = (tenants::id, tenants::slug, tenants::name);
+    let found: Vec<(Uuid, String, String)> = match as_id {
         Some(id) => {
-            diesel::sql_query("SELECT id, slug, name FROM tenants WHERE id = $1")
-                .bind::<SqlUuid, _>(id)
+            tenants::table
+                .filter(tenants::id.eq(id))
+                .select(columns)
                 .load(&mut *conn)
                 .await
         }
         None => {
-            diesel::sql_query("SELECT id, slug, name FROM tenants WHERE slug = $1")
-                .bind::<Text, _>(requested)
+            tenants::table
+                .filter(tenants::slug.eq(requested))
+                .select(columns)
                 .load(&mut *conn)
                 .await
         }
@@ -125,9 +118,9 @@ pub async fn select_tenant(
     .map_err(unavailable)?;
     let t = found.into_iter().next().ok_or_else(forbidden)?;
     Ok(ActiveTenant {
-        id: t.id,
-        slug: t.slug,
-        name: t.name,
+        id: t.0,
+        slug: t.1,
+        name: t.2,
         role: TenantRole::Owner,
     })
 }
