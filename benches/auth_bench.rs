@@ -987,7 +987,7 @@ enum Lookup {
 impl Lookup {
     fn label(self) -> &'static str {
         match self {
-            Lookup::Tenantry => "load_principal (sql_query: Parse + Bind/Execute)",
+            Lookup::Tenantry => "load_principal (query builder: cached statement)",
             Lookup::SqlQuery => "same SQL, sql_query on a plain pool",
             Lookup::Dsl => "same query, DSL: cached statement (Bind/Execute)",
         }
