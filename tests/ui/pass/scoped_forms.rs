@@ -33,6 +33,8 @@ async fn reads(db: &Db, ctx: &TenantCtx, id: uuid::Uuid) -> Result<(), DbError> 
         let _: Vec<Invoice> = boxed.load(conn).await?;
         let mine = Project::scoped(conn.ctx()).select(projects::id).subquery();
         let _: Vec<Invoice> = Invoice::scoped(conn.ctx()).filter(invoices::project_id.eq_any(mine)).load(conn).await?;
+        let named = Project::scoped(conn.ctx()).filter(projects::name.eq("Website")).exists();
+        let _: Vec<Invoice> = Invoice::scoped(conn.ctx()).filter(named).load(conn).await?;
         let _: Vec<(Invoice, Project)> = Invoice::scoped(conn.ctx()).inner_join(projects::table).load(conn).await?;
         let _: Vec<(Invoice, Option<Project>)> = Invoice::scoped(conn.ctx()).left_join(projects::table).load(conn).await?;
         let _: Vec<(Invoice, Currency)> = Invoice::scoped(conn.ctx()).inner_join(currencies::table).load(conn).await?;
