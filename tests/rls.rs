@@ -453,3 +453,46 @@ async fn connect_refuses_a_privileged_app_role() {
         .await
         .expect("tenantry_app is accepted");
 }
+
+/// The holes the compiler cannot see, closed by row-level security: a raw `sql()` fragment that
+/// breaks out of the tenant condition, and an unscoped subquery inside a scoped filter.
+#[tokio::test]
+async fn compile_time_holes_are_closed_by_row_level_security() {
+    use common::schema::{invoices, projects};
+    use diesel::sql_types::Bool;
+    let w = world(2).await;
+    let (escaped, via_subquery) =
+        w.t.db
+            .tx(&ctx(w.acme), async |conn| {
+                // renders: WHERE (tenant_id = $1) AND (TRUE) OR (TRUE)
+                let escaped: Vec<Invoice> = Invoice::scoped(conn.ctx())
+                    .filter(diesel::dsl::sql::<Bool>("TRUE) OR (TRUE"))
+                    .load(conn)
+                    .await?;
+                // an unscoped subquery over another tenant table
+                let all_projects = projects::table.select(projects::id);
+                let via_subquery: Vec<Invoice> = Invoice::scoped(conn.ctx())
+                    .filter(invoices::project_id.eq_any(all_projects))
+                    .load(conn)
+                    .await?;
+                Ok::<_, DbError>((escaped, via_subquery))
+            })
+            .await
+            .unwrap();
+    assert_eq!(
+        escaped.len() as i64,
+        ACME_INVOICES,
+        "the fragment widened the SQL, RLS did not"
+    );
+    assert!(escaped.iter().all(|i| i.tenant_id == w.acme));
+    assert_eq!(via_subquery.len() as i64, ACME_INVOICES);
+    assert!(via_subquery.iter().all(|i| i.tenant_id == w.acme));
+    // and the fragment really does widen the SQL: as the superuser the same query sees everything
+    let mut admin = w.t.admin().await;
+    let sql = format!(
+        "SELECT count(*) AS n FROM invoices WHERE (tenant_id = '{}') AND (TRUE) OR (TRUE)",
+        w.acme
+    );
+    let n = common::count(&mut admin, &sql).await;
+    assert_eq!(n, ACME_INVOICES + GLOBEX_INVOICES);
+}
