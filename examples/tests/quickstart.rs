@@ -24,9 +24,7 @@ async fn the_first_command_serves_the_app_in_dev_mode() {
         .local_addr()
         .unwrap()
         .port();
-    let base = std::env::var("TENANTRY_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    let database_url = format!("{}/{db}", base.rsplit_once('/').unwrap().0);
+    let database_url = tenantry::testing::database_url(&db, None);
     // The README: TENANTRY_AUTH_MODE=dev TENANTRY_DEV_USER_EMAIL=dev@example.com cargo run -p tenantry-example
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tenantry-example"));
     for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("TENANTRY_")) {

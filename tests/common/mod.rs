@@ -3,47 +3,31 @@
 
 pub mod schema;
 
-use std::sync::atomic::{AtomicU32, Ordering};
-
-use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use tenantry::testing::{connect_superuser, database_url, server_url, ScratchDatabase};
 use tenantry::{Actor, Db, DbConfig, TenantCtx};
 use uuid::Uuid;
 
 /// The server tests run against; a superuser URL (it creates and drops databases).
 pub fn admin_url() -> String {
-    std::env::var("TENANTRY_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+    server_url()
 }
 
-fn with_db(url: &str, db: &str, user: Option<&str>) -> String {
-    let (scheme_auth, rest) = url.split_once('@').expect("URL has user@host");
-    let host = rest.split('/').next().expect("host");
-    let auth = match user {
-        Some(u) => format!("postgres://{u}"),
-        None => scheme_auth.to_owned(),
-    };
-    format!("{auth}@{host}/{db}")
-}
-
+/// A superuser connection to database `db` (fails loudly, saying what to start).
 pub async fn admin_conn(db: &str) -> AsyncPgConnection {
-    let url = with_db(&admin_url(), db, None);
-    AsyncPgConnection::establish(&url)
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "PostgreSQL is not reachable at {url} ({e}).\n\
-             Start it: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start\n\
-             or point TENANTRY_TEST_DATABASE_URL at a superuser URL."
-            )
-        })
+    connect_superuser(db).await
 }
 
-static COUNTER: AtomicU32 = AtomicU32::new(0);
+/// A superuser URL of database `name`.
+pub fn admin_url_of(name: &str) -> String {
+    database_url(name, None)
+}
 
-/// A scratch database, dropped when the value is dropped.
+/// A migrated scratch database with the test schema and its pools; dropped with the value.
 pub struct TestDb {
     pub name: String,
     pub db: Db,
+    _scratch: ScratchDatabase,
 }
 
 impl TestDb {
@@ -53,8 +37,9 @@ impl TestDb {
     }
 
     pub async fn with_pool_size(size: usize) -> Self {
-        let name = Self::create_empty().await;
-        let mut conn = admin_conn(&name).await;
+        let scratch = ScratchDatabase::create("tenantry_t").await;
+        let name = scratch.name().to_owned();
+        let mut conn = scratch.connect().await;
         tenantry::migrate(&mut conn)
             .await
             .expect("framework migrations");
@@ -63,30 +48,19 @@ impl TestDb {
         let mut config = DbConfig::new(Self::app_url_of(&name), Some(Self::bypass_url_of(&name)));
         config.max_connections = size;
         let db = Db::connect(config).await.expect("pools");
-        TestDb { name, db }
-    }
-
-    /// Creates an empty database and returns its name.
-    pub async fn create_empty() -> String {
-        let name = format!(
-            "tenantry_t_{}_{}_{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed),
-            &Uuid::new_v4().simple().to_string()[..8]
-        );
-        let mut conn = admin_conn("postgres").await;
-        conn.batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .expect("create database");
-        name
+        TestDb {
+            name,
+            db,
+            _scratch: scratch,
+        }
     }
 
     pub fn app_url_of(name: &str) -> String {
-        with_db(&admin_url(), name, Some("tenantry_app"))
+        database_url(name, Some("tenantry_app"))
     }
 
     pub fn bypass_url_of(name: &str) -> String {
-        with_db(&admin_url(), name, Some("tenantry_bypass"))
+        database_url(name, Some("tenantry_bypass"))
     }
 
     pub fn app_url(&self) -> String {
@@ -129,41 +103,12 @@ pub struct CountRow {
     pub n: i64,
 }
 
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        // Drop the scratch database from another thread: Drop cannot await.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build();
-            if let Ok(rt) = rt {
-                rt.block_on(async {
-                    if let Ok(mut c) =
-                        AsyncPgConnection::establish(&with_db(&admin_url(), "postgres", None)).await
-                    {
-                        let _ = c
-                            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                            .await;
-                    }
-                });
-            }
-        })
-        .join();
-    }
-}
-
 pub fn ctx(tenant: Uuid) -> TenantCtx {
     TenantCtx::for_test(tenant, Actor::user(Uuid::new_v4(), "tester@example.com"))
 }
 
 pub fn viewer_ctx(tenant: Uuid) -> TenantCtx<tenantry::ReadOnly> {
     TenantCtx::for_test(tenant, Actor::user(Uuid::new_v4(), "viewer@example.com"))
-}
-
-/// A superuser URL of database `name` (for tests that need a privileged role on it).
-pub fn admin_url_of(name: &str) -> String {
-    with_db(&admin_url(), name, None)
 }
 
 impl TestDb {
@@ -210,39 +155,19 @@ pub async fn count(conn: &mut AsyncPgConnection, sql: &str) -> i64 {
 /// An empty scratch database (no migrations), dropped when the value is dropped.
 pub struct EmptyDb {
     pub name: String,
+    _scratch: ScratchDatabase,
 }
 
 impl EmptyDb {
     pub async fn new() -> Self {
+        let scratch = ScratchDatabase::create("tenantry_t").await;
         EmptyDb {
-            name: TestDb::create_empty().await,
+            name: scratch.name().to_owned(),
+            _scratch: scratch,
         }
     }
 
     pub async fn admin(&self) -> AsyncPgConnection {
         admin_conn(&self.name).await
-    }
-}
-
-impl Drop for EmptyDb {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build();
-            if let Ok(rt) = rt {
-                rt.block_on(async {
-                    if let Ok(mut c) =
-                        AsyncPgConnection::establish(&with_db(&admin_url(), "postgres", None)).await
-                    {
-                        let _ = c
-                            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                            .await;
-                    }
-                });
-            }
-        })
-        .join();
     }
 }

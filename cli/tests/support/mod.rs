@@ -2,23 +2,14 @@
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
 
-/// A superuser URL of the server tests run against (it creates and drops databases).
-pub fn admin_url() -> String {
-    std::env::var("TENANTRY_TEST_DATABASE_URL")
-        .ok()
-        .filter(|u| !u.trim().is_empty())
-        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
+use tenantry::testing::{connect_superuser as connect, database_url, ScratchDatabase};
 
 /// `admin_url()` with another database.
 fn url_of(database: &str) -> String {
-    let mut url = url::Url::parse(&admin_url()).expect("TENANTRY_TEST_DATABASE_URL is a URL");
-    url.set_path(database);
-    url.to_string()
+    database_url(database, None)
 }
 
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
@@ -29,43 +20,20 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
-async fn connect(database: &str) -> AsyncPgConnection {
-    let url = url_of(database);
-    AsyncPgConnection::establish(&url)
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "PostgreSQL is not reachable at {url} ({e}).\n\
-             Start it: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start\n\
-             or point TENANTRY_TEST_DATABASE_URL at a superuser URL."
-            )
-        })
-}
-
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
 /// A scratch database, dropped with the value.
 pub struct ScratchDb {
     pub name: String,
+    _scratch: ScratchDatabase,
 }
 
 impl ScratchDb {
     /// An empty database.
     pub fn empty() -> Self {
-        let name = format!(
-            "tenantry_cli_{}_{}_{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed),
-            &uuid::Uuid::new_v4().simple().to_string()[..8]
-        );
-        block_on(async {
-            connect("postgres")
-                .await
-                .batch_execute(&format!("CREATE DATABASE {name}"))
-                .await
-                .expect("create the scratch database");
-        });
-        ScratchDb { name }
+        let scratch = block_on(ScratchDatabase::create("tenantry_cli"));
+        ScratchDb {
+            name: scratch.name().to_owned(),
+            _scratch: scratch,
+        }
     }
 
     /// A database migrated with `tenantry migrate`.
@@ -119,23 +87,6 @@ impl ScratchDb {
     /// Runs the binary with `DATABASE_URL` pointing at this database.
     pub fn tenantry(&self, args: &[&str]) -> Run {
         run(args, &[("DATABASE_URL", &self.url())])
-    }
-}
-
-impl Drop for ScratchDb {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        // Another thread: the test may be unwinding from a panic inside a runtime.
-        let _ = std::thread::spawn(move || {
-            block_on(async {
-                if let Ok(mut c) = AsyncPgConnection::establish(&url_of("postgres")).await {
-                    let _ = c
-                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .await;
-                }
-            })
-        })
-        .join();
     }
 }
 

@@ -3,12 +3,12 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use diesel::sql_types::{Text, Uuid as SqlUuid};
 use diesel::QueryableByName;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use tenantry::settings::Settings;
+use tenantry::testing::{connect_superuser, ScratchDatabase};
 use uuid::Uuid;
 
 pub const PARTNER: &str = "partner@example.com";
@@ -17,31 +17,10 @@ pub const OWNER: &str = "owner@example.com";
 pub const LONELY: &str = "lonely@example.com";
 pub const EMAIL_HEADER: &str = "cf-access-authenticated-user-email";
 
-fn server_url() -> String {
-    std::env::var("TENANTRY_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
-fn db_url(db: &str) -> String {
-    let base = server_url();
-    let (prefix, _) = base.rsplit_once('/').expect("URL with a database");
-    format!("{prefix}/{db}")
-}
-
+/// A superuser connection to database `db` (fails loudly, saying what to start).
 pub async fn admin(db: &str) -> AsyncPgConnection {
-    let url = db_url(db);
-    AsyncPgConnection::establish(&url)
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "PostgreSQL is not reachable at {url} ({e}).\n\
-             Start it: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start\n\
-             or point TENANTRY_TEST_DATABASE_URL at a superuser URL."
-            )
-        })
+    connect_superuser(db).await
 }
-
-static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// A running example app and its scratch database.
 pub struct App {
@@ -51,6 +30,7 @@ pub struct App {
     pub client: reqwest::Client,
     pub tenants: HashMap<&'static str, Uuid>,
     pub projects: HashMap<&'static str, Uuid>,
+    _scratch: ScratchDatabase,
 }
 
 #[derive(QueryableByName)]
@@ -71,19 +51,10 @@ impl App {
 
     /// The app with extra settings.
     pub async fn start_with(vars: &[(&str, &str)]) -> Self {
-        let db = format!(
-            "tenantry_ex_{}_{}_{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed),
-            &Uuid::new_v4().simple().to_string()[..6]
-        );
-        admin("postgres")
-            .await
-            .batch_execute(&format!("CREATE DATABASE {db}"))
-            .await
-            .expect("create database");
+        let scratch = ScratchDatabase::create("tenantry_ex").await;
+        let db = scratch.name().to_owned();
         let mut env: HashMap<String, String> = HashMap::new();
-        env.insert("DATABASE_URL".into(), db_url(&db));
+        env.insert("DATABASE_URL".into(), scratch.url(None));
         env.insert("TENANTRY_BIND".into(), "127.0.0.1:0".into());
         for (k, v) in vars {
             env.insert((*k).into(), (*v).into());
@@ -101,6 +72,7 @@ impl App {
             client: reqwest::Client::new(),
             tenants: HashMap::new(),
             projects: HashMap::new(),
+            _scratch: scratch,
         };
         app.seed().await;
         app
@@ -253,27 +225,4 @@ pub fn assert_error(body: &serde_json::Value, code: &str) {
         body["message"].as_str().is_some_and(|m| !m.is_empty()),
         "{body}"
     );
-}
-
-impl Drop for App {
-    fn drop(&mut self) {
-        let db = self.db.clone();
-        // Drop cannot await: drop the scratch database from a thread with its own runtime.
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async {
-                if let Ok(mut c) = AsyncPgConnection::establish(&db_url("postgres")).await {
-                    let _ = c
-                        .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-                        .await;
-                }
-            });
-        })
-        .join();
-    }
 }

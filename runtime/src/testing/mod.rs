@@ -26,7 +26,9 @@
 mod certs_server;
 mod keys;
 mod minter;
+mod scratch;
 
 pub use certs_server::{CertsBehaviour, CertsServer};
 pub use keys::{certs_document, TestKey};
 pub use minter::{TestToken, TokenMinter};
+pub use scratch::{connect_superuser, database_url, server_url, ScratchDatabase};

@@ -1,0 +1,111 @@
+//! Scratch databases: one fresh PostgreSQL database per test, dropped afterwards, so that tests
+//! run in parallel without seeing each other's rows.
+//!
+//! The server is `TENANTRY_TEST_DATABASE_URL` (a superuser URL, which may create and drop
+//! databases), by default `postgres://postgres@127.0.0.1:5432/postgres`. An unreachable server is
+//! a loud failure that says what to start, never a skipped test.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+
+/// The superuser URL of the test server.
+pub fn server_url() -> String {
+    std::env::var("TENANTRY_TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// The test server's URL for `database`, as its superuser or as `role` (no password: the test
+/// server trusts local logins).
+pub fn database_url(database: &str, role: Option<&str>) -> String {
+    let mut url = url::Url::parse(&server_url())
+        .unwrap_or_else(|e| panic!("TENANTRY_TEST_DATABASE_URL is not a URL: {e}"));
+    url.set_path(database);
+    if let Some(role) = role {
+        let _ = url.set_username(role);
+        let _ = url.set_password(None);
+    }
+    url.to_string()
+}
+
+/// A superuser connection to `database`; panics with what to start when the server is down.
+pub async fn connect_superuser(database: &str) -> AsyncPgConnection {
+    let url = database_url(database, None);
+    AsyncPgConnection::establish(&url)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL is not reachable at {url} ({e}).\n\
+             Start it: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start\n\
+             or point TENANTRY_TEST_DATABASE_URL at a superuser URL."
+            )
+        })
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// An empty database created for one test and dropped (`WITH (FORCE)`) with the value.
+#[derive(Debug)]
+pub struct ScratchDatabase {
+    name: String,
+}
+
+impl ScratchDatabase {
+    /// Creates `<prefix>_<pid>_<n>_<random>`.
+    pub async fn create(prefix: &str) -> Self {
+        let name = format!(
+            "{prefix}_{}_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed),
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        connect_superuser("postgres")
+            .await
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap_or_else(|e| panic!("cannot create the scratch database {name}: {e}"));
+        ScratchDatabase { name }
+    }
+
+    /// The database's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its URL as the superuser, or as `role`.
+    pub fn url(&self, role: Option<&str>) -> String {
+        database_url(&self.name, role)
+    }
+
+    /// A superuser connection to it.
+    pub async fn connect(&self) -> AsyncPgConnection {
+        connect_superuser(&self.name).await
+    }
+}
+
+impl Drop for ScratchDatabase {
+    fn drop(&mut self) {
+        let name = std::mem::take(&mut self.name);
+        // Drop cannot await, and may run inside a runtime: use a thread with its own.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                if let Ok(mut c) =
+                    AsyncPgConnection::establish(&database_url("postgres", None)).await
+                {
+                    let _ = c
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
