@@ -29,6 +29,8 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "support/measure.rs"]
+mod measure;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -58,6 +60,7 @@ use tenantry::{Db, DbConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use common::TestDb;
+use measure::{loadavg, schedstat, secs, server_cpu, us};
 
 type PgPool = Pool<AsyncPgConnection>;
 
@@ -75,15 +78,6 @@ const TENANT: &str = "acme";
 const BODY: &str = "ok";
 /// Name of the server runtime's threads (the CPU accounting splits on it).
 const SERVER_THREADS: &str = "auth-srv";
-
-/// `default` seconds, scaled by `TENANTRY_BENCH_SCALE` (e.g. `0.3` for a quick run).
-fn secs(default: f64) -> Duration {
-    let scale: f64 = std::env::var("TENANTRY_BENCH_SCALE")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1.0);
-    Duration::from_secs_f64(default * scale)
-}
 
 // ---- handlers ------------------------------------------------------------------------------
 
@@ -225,15 +219,6 @@ impl Stats {
     }
 }
 
-/// CPU time a task has run, from `/proc/<pid>[/task/<tid>]/schedstat` (nanoseconds).
-fn schedstat(path: &std::path::Path) -> Duration {
-    std::fs::read_to_string(path)
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse().ok())
-        .map(Duration::from_nanos)
-        .unwrap_or_default()
-}
-
 /// CPU time of this process's threads: `(server runtime, everything else)`.
 fn process_cpu() -> (Duration, Duration) {
     let mut split = (Duration::ZERO, Duration::ZERO);
@@ -250,13 +235,6 @@ fn process_cpu() -> (Duration, Duration) {
         }
     }
     split
-}
-
-/// CPU time of the given server processes.
-fn server_cpu(pids: &[i32]) -> Duration {
-    pids.iter()
-        .map(|pid| schedstat(std::path::Path::new(&format!("/proc/{pid}/schedstat"))))
-        .sum()
 }
 
 /// A superuser connection to the `postgres` database: it watches the scratch database without
@@ -298,17 +276,6 @@ impl Watcher {
         )
         .await
     }
-}
-
-/// `/proc/loadavg` (1, 5, 15 minutes), to tell a quiet run from a busy one.
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
-}
-
-fn us(d: Duration) -> String {
-    format!("{:.1}", d.as_secs_f64() * 1e6)
 }
 
 // ---- (d) token verification -------------------------------------------------------------------

@@ -19,6 +19,8 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "support/measure.rs"]
+mod measure;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,6 +37,7 @@ use uuid::Uuid;
 
 use common::schema::{invoices, Invoice};
 use common::TestDb;
+use measure::{loadavg, schedstat, secs, server_cpu, us};
 
 type PgPool = Pool<AsyncPgConnection>;
 
@@ -47,15 +50,6 @@ const LAYER_QUERIES: usize = 5_000;
 const ROUNDS: usize = 10;
 /// Clients of the concurrent runs (and pool size).
 const CLIENTS: usize = 8;
-
-/// `default` seconds, scaled by `TENANTRY_BENCH_SCALE` (e.g. `0.3` for a quick run).
-fn secs(default: f64) -> Duration {
-    let scale: f64 = std::env::var("TENANTRY_BENCH_SCALE")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1.0);
-    Duration::from_secs_f64(default * scale)
-}
 
 /// Scoped side: only tenantry's run methods are in scope here.
 mod scoped_side {
@@ -409,15 +403,6 @@ async fn run(state: &Arc<State>, v: Variant, clients: usize, dur: Duration, stat
     stats.server_cpu += server_cpu(&backends).saturating_sub(server0);
 }
 
-/// CPU time a task has run, from `/proc/<pid>[/task/<tid>]/schedstat` (nanoseconds).
-fn schedstat(path: &std::path::Path) -> Duration {
-    std::fs::read_to_string(path)
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse().ok())
-        .map(Duration::from_nanos)
-        .unwrap_or_default()
-}
-
 /// CPU time of all threads of this process.
 fn client_cpu() -> Duration {
     std::fs::read_dir("/proc/self/task")
@@ -428,13 +413,6 @@ fn client_cpu() -> Duration {
                 .sum()
         })
         .unwrap_or_default()
-}
-
-/// CPU time of the given server processes.
-fn server_cpu(pids: &[i32]) -> Duration {
-    pids.iter()
-        .map(|pid| schedstat(std::path::Path::new(&format!("/proc/{pid}/schedstat"))))
-        .sum()
 }
 
 /// The backends connected to the scratch database (other than the accounting one).
@@ -488,17 +466,6 @@ async fn compare(
 
 fn labelled(variants: &[Variant], stats: Vec<Stats>) -> Vec<(&'static str, Stats)> {
     variants.iter().map(|v| v.label()).zip(stats).collect()
-}
-
-/// `/proc/loadavg` (1, 5, 15 minutes), to tell a quiet run from a busy one.
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
-}
-
-fn us(d: Duration) -> String {
-    format!("{:.1}", d.as_secs_f64() * 1e6)
 }
 
 /// Prints one table; `ratio` is ops/s against row `base`, `p50 ratio` is base p50 / row p50;
