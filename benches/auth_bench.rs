@@ -290,6 +290,18 @@ struct Micro<'a> {
     cpu: Duration,
 }
 
+impl<'a> Micro<'a> {
+    fn new(label: &'static str, call: impl FnMut() + 'a) -> Self {
+        Micro {
+            label,
+            call: Box::new(call),
+            batch_ns: Vec::new(),
+            calls: 0,
+            cpu: Duration::ZERO,
+        }
+    }
+}
+
 /// CPU time of the calling thread.
 fn thread_cpu() -> Duration {
     schedstat(std::path::Path::new("/proc/thread-self/schedstat"))
@@ -416,29 +428,23 @@ fn token_verification(verifier: &CloudflareVerifier, minter: &TokenMinter) {
     );
 
     let mut micros = vec![
-        Micro {
-            label: "jsonwebtoken::decode, minimal Validation (RS256, exp)",
-            call: Box::new(|| {
+        Micro::new(
+            "jsonwebtoken::decode, minimal Validation (RS256, exp)",
+            || {
                 let d = decode(&minimal).expect("decodes");
                 std::hint::black_box(d);
-            }),
-            batch_ns: Vec::new(),
-            calls: 0,
-            cpu: Duration::ZERO,
-        },
-        Micro {
-            label: "jsonwebtoken::decode, the verifier's Validation (iss, aud, nbf)",
-            call: Box::new(|| {
+            },
+        ),
+        Micro::new(
+            "jsonwebtoken::decode, the verifier's Validation (iss, aud, nbf)",
+            || {
                 let d = decode(&full).expect("decodes");
                 std::hint::black_box(d);
-            }),
-            batch_ns: Vec::new(),
-            calls: 0,
-            cpu: Duration::ZERO,
-        },
-        Micro {
-            label: "jsonwebtoken::crypto::verify: the RS256 signature alone",
-            call: Box::new(|| {
+            },
+        ),
+        Micro::new(
+            "jsonwebtoken::crypto::verify: the RS256 signature alone",
+            || {
                 let ok = jsonwebtoken::crypto::verify(
                     std::hint::black_box(signature),
                     message.as_bytes(),
@@ -446,69 +452,42 @@ fn token_verification(verifier: &CloudflareVerifier, minter: &TokenMinter) {
                     Algorithm::RS256,
                 );
                 assert!(matches!(ok, Ok(true)));
-            }),
-            batch_ns: Vec::new(),
-            calls: 0,
-            cpu: Duration::ZERO,
-        },
-        Micro {
-            label: "reference: ring's RSA verify, same key and signature",
-            call: Box::new(|| {
+            },
+        ),
+        Micro::new(
+            "reference: ring's RSA verify, same key and signature",
+            || {
                 let ok = ring_key.verify(
                     &ring::signature::RSA_PKCS1_2048_8192_SHA256,
                     std::hint::black_box(message.as_bytes()),
                     &signature_bytes,
                 );
                 assert!(ok.is_ok());
-            }),
-            batch_ns: Vec::new(),
-            calls: 0,
-            cpu: Duration::ZERO,
-        },
-        Micro {
-            label: "CloudflareVerifier::verify, valid user token -> Ok",
-            call: Box::new(|| {
-                let r = verify(&valid);
-                assert!(matches!(r, Some(Ok(_))));
-                std::hint::black_box(r);
-            }),
-            batch_ns: Vec::new(),
-            calls: 0,
-            cpu: Duration::ZERO,
-        },
-        Micro {
-            label: "verify, forged signature (kid A, signed by C) -> 401",
-            call: Box::new(|| {
+            },
+        ),
+        Micro::new("CloudflareVerifier::verify, valid user token -> Ok", || {
+            let r = verify(&valid);
+            assert!(matches!(r, Some(Ok(_))));
+            std::hint::black_box(r);
+        }),
+        Micro::new(
+            "verify, forged signature (kid A, signed by C) -> 401",
+            || {
                 let r = verify(&forged);
                 assert!(matches!(r, Some(Err(_))));
                 std::hint::black_box(r);
-            }),
-            batch_ns: Vec::new(),
-            calls: 0,
-            cpu: Duration::ZERO,
-        },
-        Micro {
-            label: "verify, `alg: RS384` -> 401 in the pre-checks",
-            call: Box::new(|| {
-                let r = verify(&bad_alg);
-                assert!(matches!(r, Some(Err(_))));
-                std::hint::black_box(r);
-            }),
-            batch_ns: Vec::new(),
-            calls: 0,
-            cpu: Duration::ZERO,
-        },
-        Micro {
-            label: "verify, no `kid` -> 401 in the pre-checks",
-            call: Box::new(|| {
-                let r = verify(&no_kid);
-                assert!(matches!(r, Some(Err(_))));
-                std::hint::black_box(r);
-            }),
-            batch_ns: Vec::new(),
-            calls: 0,
-            cpu: Duration::ZERO,
-        },
+            },
+        ),
+        Micro::new("verify, `alg: RS384` -> 401 in the pre-checks", || {
+            let r = verify(&bad_alg);
+            assert!(matches!(r, Some(Err(_))));
+            std::hint::black_box(r);
+        }),
+        Micro::new("verify, no `kid` -> 401 in the pre-checks", || {
+            let r = verify(&no_kid);
+            assert!(matches!(r, Some(Err(_))));
+            std::hint::black_box(r);
+        }),
     ];
     run_micro(&mut micros, secs(0.025));
     println!(
