@@ -945,7 +945,7 @@ async fn one_lookup(db: &Db, pool: &PgPool, identity: &Identity, l: Lookup) {
         Lookup::Tenantry => load_principal(db, identity)
             .await
             .expect("principal")
-            .memberships
+            .memberships()
             .len(),
         Lookup::SqlQuery => lookup_sql(&mut pool.get().await.expect("pool"), VIEWER).await,
         Lookup::Dsl => lookup_dsl(&mut pool.get().await.expect("pool"), VIEWER)

@@ -58,7 +58,7 @@ mod scoped_side {
     use tenantry::DbError;
 
     pub async fn page(conn: &mut TenantConn<'_>) -> QueryResult<Vec<Invoice>> {
-        Invoice::scoped(conn.ctx())
+        Invoice::scoped(conn)
             .filter(invoices::amount_cents.gt(100))
             .order(invoices::id.desc())
             .limit(50)
@@ -67,8 +67,8 @@ mod scoped_side {
     }
 
     /// The query `page` runs, for `debug_query`.
-    pub fn page_sql(ctx: &TenantCtx) -> String {
-        let q = Invoice::scoped(ctx)
+    pub fn page_sql(conn: &TenantConn<'_>) -> String {
+        let q = Invoice::scoped(conn)
             .filter(invoices::amount_cents.gt(100))
             .order(invoices::id.desc())
             .limit(50)
@@ -77,9 +77,9 @@ mod scoped_side {
     }
 
     /// One tenant transaction with one point select.
-    pub async fn point_tx(db: &Db, ctx: &TenantCtx, id: Uuid) -> Result<Invoice, DbError> {
+    pub async fn point_tx(db: &Db, ctx: &TenantCtx<'_>, id: Uuid) -> Result<Invoice, DbError> {
         db.tx(ctx, async |conn| {
-            Invoice::scoped(conn.ctx())
+            Invoice::scoped(conn)
                 .filter(invoices::id.eq(id))
                 .first::<Invoice>(conn)
                 .await
@@ -93,7 +93,7 @@ mod scoped_side {
     /// so that any noise of the machine falls on both sides alike.
     pub async fn layer(
         db: &Db,
-        ctx: &TenantCtx,
+        ctx: &TenantCtx<'_>,
         plain: &mut AsyncPgConnection,
     ) -> Result<[Stats; 2], DbError> {
         let tenant = ctx.tenant_id();
@@ -288,7 +288,7 @@ impl Variant {
 
 struct State {
     db: Db,
-    ctx: TenantCtx,
+    ctx: TenantCtx<'static>,
     tenant: Uuid,
     autocommit: PgPool,
     naive: PgPool,
@@ -576,7 +576,12 @@ async fn main() {
     );
 
     // ---- (a) compile-time layer -------------------------------------------------------------
-    let scoped_sql = scoped_side::page_sql(&ctx);
+    let scoped_sql =
+        t.db.tx(&ctx, async |conn| {
+            Ok::<_, tenantry::DbError>(scoped_side::page_sql(conn))
+        })
+        .await
+        .expect("render the scoped query");
     let plain_sql = plain_side::page_sql(acme);
     println!("\n(a) compile-time layer: SQL of the scoped query");
     println!("    {scoped_sql}");
@@ -619,7 +624,7 @@ async fn main() {
         let mut ids: Vec<Uuid> =
             t.db.tx(&c, async |conn| {
                 use tenantry::prelude::*;
-                Invoice::scoped(conn.ctx())
+                Invoice::scoped(conn)
                     .select(invoices::id)
                     .load::<Uuid>(conn)
                     .await

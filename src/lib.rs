@@ -10,27 +10,40 @@ pub use tenantry_runtime::*;
 /// ```
 ///
 /// Generates, for model `Invoice` on table `invoices`:
-/// - `Invoice::scoped(&ctx)`: the only way to query the table, `WHERE tenant_id = $ctx`;
-/// - `NewInvoice`: the model's fields minus `tenant_id` and the `generated(..)` ones, and
-///   `Invoice::insert(&ctx, new)` / `Invoice::insert_many(&ctx, rows)`, which take `tenant_id`
-///   from the context;
-/// - the table's [`TenantTable`] declaration, used by joins, [`declare_tables`] and `doctor`.
+/// - `Invoice::scoped(conn)`: the only way to query the table inside a tenant transaction,
+///   `WHERE tenant_id = $tenant`;
+/// - `NewInvoice`: the model's fields minus the tenant column and the `generated(..)` ones, and
+///   `Invoice::insert(conn, new)` / `Invoice::insert_many(conn, rows)`, which take `tenant_id`
+///   from the transaction (in a read-write transaction only);
+/// - the table's [`Declared`] declaration (kind [`IsTenant`]), used by joins,
+///   [`declare_tables`] and `doctor`.
 ///
 /// The schema (`table!`, as `diesel print-schema` writes it, with its `joinable!` and
-/// `allow_tables_to_appear_in_same_query!`) stays the source of truth for columns and joins.
+/// `allow_tables_to_appear_in_same_query!`) stays the source of truth for columns and joins,
+/// and the declaration is checked against it at compile time: the tenant column must be
+/// `uuid NOT NULL` (`-> Uuid`), and `column = ..` cannot name another column of a table that has
+/// a `tenant_id` column.
 pub use tenantry_macros::tenant_table;
 
 /// Declares a Diesel model's table as global (shared by all tenants, read without a scope).
 ///
-/// A model with a `tenant_id` field cannot be declared global.
+/// Checked against the schema at compile time: a table whose `table!` has a `tenant_id` column
+/// cannot be declared global, whatever the model's fields are. At run time `declare_tables`
+/// (and the SQL `tenantry_declare_global_table`) also refuse a table with a foreign key to
+/// `tenants`, whatever the column is called.
 pub use tenantry_macros::global_table;
 
 /// Opens an [`AuditedBypass`] whose reason is a string literal checked at compile time:
 /// `no_tenant_scope!(&owner_or_job, "why isolation is lifted")`.
 ///
+/// The actor is an Owner's proof (`#[requires_role(Owner)]`) or a system job of the [`Jobs`]
+/// capability made in `main`; nothing else implements the sealed [`BypassActor`].
+///
 /// ```compile_fail
-/// # let job = tenantry::SystemJob::named("x");
+/// # fn f(jobs: &tenantry::Jobs) {
+/// let job = jobs.job("x");
 /// let bypass = tenantry::no_tenant_scope!(&job, "");   // error: a bypass needs a non-empty reason
+/// # }
 /// ```
 pub use tenantry_macros::no_tenant_scope;
 
@@ -42,5 +55,24 @@ pub use tenantry_macros::no_tenant_scope;
 /// role with 403 before the body runs, in every build profile. Parameters tenantry fills:
 /// `ctx: TenantCtx` (read-only for `ClientViewer`: writes do not compile), `proof: Proof<Role>` /
 /// `owner: OwnerProof` (only an Owner proof can open `no_tenant_scope!`), `principal: Principal`.
+/// The context and the proof borrow the request's extractor, so they cannot outlive the handler.
 /// Other parameters stay ordinary axum extractors.
 pub use tenantry_macros::requires_role;
+
+/// tenantry's `#[derive(AsChangeset)]` (in [`prelude`]): Diesel's derive for a struct of changes
+/// to one table (`#[diesel(table_name = ..)]`, `#[diesel(column_name = ..)]`; `Option` fields are
+/// skipped when `None`; the primary key, `id` unless `#[diesel(primary_key(..))]`, is left out),
+/// built from [`SetColumn::to`] assignments so that tenantry sees the columns: a scoped update
+/// takes it, and a field mapping to a tenant table's tenant column does not compile.
+pub use tenantry_macros::AsChangeset;
+
+/// The names a module that uses tenantry needs: `use tenantry::prelude::*;`.
+///
+/// Everything of `tenantry_runtime::prelude` (Diesel's query-building traits, tenantry's run
+/// methods, `column.to(value)`, the main types), with tenantry's `AsChangeset` derive in place of
+/// Diesel's. Do not also import `diesel::prelude::*` or `diesel_async::RunQueryDsl` in the same
+/// module: their `load`/`execute` would be ambiguous.
+pub mod prelude {
+    pub use tenantry_macros::AsChangeset;
+    pub use tenantry_runtime::prelude::*;
+}

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use common::schema::{Invoice, NewProject, Project};
 use common::{count, TestDb};
 use tenantry::prelude::*;
-use tenantry::{no_tenant_scope, DbConfig, DbError, ScopeError, SystemJob};
+use tenantry::{no_tenant_scope, DbConfig, DbError, ScopeError};
 use uuid::Uuid;
 
 const ACME_INVOICES: i64 = 2;
@@ -97,7 +97,7 @@ async fn bypass_sees_every_tenant_and_writes_one_audit_row() {
     let mut tenants =
         w.t.db
             .bypass(
-                no_tenant_scope!(&SystemJob::named("report"), "monthly report"),
+                no_tenant_scope!(&w.t.jobs.job("report"), "monthly report"),
                 async |conn| {
                     raw::invoice_tenants(conn.diesel())
                         .await
@@ -129,7 +129,7 @@ async fn bypass_sees_every_tenant_and_writes_one_audit_row() {
     // A named action is recorded as such.
     w.t.db
         .bypass(
-            no_tenant_scope!(&SystemJob::named("report"), "yearly report").action("yearly_report"),
+            no_tenant_scope!(&w.t.jobs.job("report"), "yearly report").action("yearly_report"),
             async |conn| {
                 raw::invoice_tenants(conn.diesel())
                     .await
@@ -156,7 +156,7 @@ async fn a_failing_audit_insert_stops_the_bypassed_work() {
     let err =
         w.t.db
             .bypass(
-                no_tenant_scope!(&SystemJob::named("cleanup"), "rejected by the audit log"),
+                no_tenant_scope!(&w.t.jobs.job("cleanup"), "rejected by the audit log"),
                 async |conn| {
                     ran.store(true, Ordering::SeqCst);
                     raw::delete_all_invoices(conn.diesel())
@@ -188,7 +188,7 @@ async fn a_failing_audit_insert_stops_the_bypassed_work() {
     let tenants =
         w.t.db
             .bypass(
-                no_tenant_scope!(&SystemJob::named("cleanup"), "accepted by the audit log"),
+                no_tenant_scope!(&w.t.jobs.job("cleanup"), "accepted by the audit log"),
                 async |conn| {
                     raw::invoice_tenants(conn.diesel())
                         .await
@@ -210,7 +210,7 @@ async fn a_failing_closure_rolls_back_work_and_audit_row() {
     let result: Result<(), DbError> =
         w.t.db
             .bypass(
-                no_tenant_scope!(&SystemJob::named("cleanup"), "delete then fail"),
+                no_tenant_scope!(&w.t.jobs.job("cleanup"), "delete then fail"),
                 async |conn| {
                     let deleted = raw::delete_all_invoices(conn.diesel()).await?;
                     assert_eq!(deleted, 5);
@@ -233,9 +233,10 @@ async fn a_failing_closure_rolls_back_work_and_audit_row() {
     );
 }
 
-#[test]
-fn a_blank_run_time_reason_is_refused() {
-    let job = SystemJob::named("x");
+#[tokio::test]
+async fn a_blank_run_time_reason_is_refused() {
+    let w = world().await;
+    let job = w.t.jobs.job("x");
     for blank in ["", "   ", " \t\n "] {
         assert_eq!(
             tenantry::no_tenant_scope(&job, blank).unwrap_err(),
@@ -256,24 +257,23 @@ fn a_blank_run_time_reason_is_refused() {
 async fn a_system_job_acts_inside_one_tenant_with_one_audit_row() {
     let w = world().await;
     let acme = w.acme;
-    let job = SystemJob::named("nightly");
-    let (invoices, project) =
-        w.t.db
-            .job_tx(&job, acme, "send reminders", async |conn| {
-                assert_eq!(conn.tenant_id(), acme);
-                let invoices: Vec<Invoice> = Invoice::scoped(conn.ctx()).load(conn).await?;
-                let project: Project = Project::insert(
-                    conn.ctx(),
-                    NewProject {
-                        name: "from the job".into(),
-                    },
-                )
-                .get_result(conn)
-                .await?;
-                Ok::<_, JobError>((invoices, project))
-            })
-            .await
-            .unwrap();
+    let job = w.t.jobs.job("nightly");
+    let (invoices, project) = job
+        .tx(acme, "send reminders", async |conn| {
+            assert_eq!(conn.tenant_id(), acme);
+            let invoices: Vec<Invoice> = Invoice::scoped(conn).load(conn).await?;
+            let project: Project = Project::insert(
+                conn,
+                NewProject {
+                    name: "from the job".into(),
+                },
+            )
+            .get_result(conn)
+            .await?;
+            Ok::<_, JobError>((invoices, project))
+        })
+        .await
+        .unwrap();
     assert_eq!(invoices.len() as i64, ACME_INVOICES);
     assert!(invoices.iter().all(|i| i.tenant_id == acme));
     assert_eq!(project.tenant_id, acme);
@@ -290,29 +290,27 @@ async fn a_system_job_acts_inside_one_tenant_with_one_audit_row() {
     assert_eq!(count(&mut admin, &sql).await, 1);
 
     // A failing job leaves neither its work nor its audit row.
-    let failed =
-        w.t.db
-            .job_tx(&job, w.globex, "fail on purpose", async |conn| {
-                Project::insert(
-                    conn.ctx(),
-                    NewProject {
-                        name: "rolled back".into(),
-                    },
-                )
-                .execute(conn)
-                .await?;
-                Err::<(), _>(JobError::Db(DbError::Config("boom".into())))
-            })
-            .await;
+    let failed = job
+        .tx(w.globex, "fail on purpose", async |conn| {
+            Project::insert(
+                conn,
+                NewProject {
+                    name: "rolled back".into(),
+                },
+            )
+            .execute(conn)
+            .await?;
+            Err::<(), _>(JobError::Db(DbError::Config("boom".into())))
+        })
+        .await;
     assert!(
         matches!(failed, Err(JobError::Db(DbError::Config(_)))),
         "{failed:?}"
     );
     // A blank reason is refused before anything runs.
-    let blank =
-        w.t.db
-            .job_tx(&job, acme, "  ", async |_conn| Ok::<_, JobError>(()))
-            .await;
+    let blank = job
+        .tx(acme, "  ", async |_conn| Ok::<_, JobError>(()))
+        .await;
     assert!(
         matches!(blank, Err(JobError::Scope(ScopeError::EmptyReason))),
         "{blank:?}"
@@ -331,7 +329,7 @@ async fn audit_log_is_append_only_for_both_roles() {
     // At least one row, so that row-level triggers have something to fire on.
     w.t.db
         .bypass(
-            no_tenant_scope!(&SystemJob::named("report"), "a row to tamper with"),
+            no_tenant_scope!(&w.t.jobs.job("report"), "a row to tamper with"),
             async |conn| {
                 raw::invoice_tenants(conn.diesel())
                     .await
@@ -418,7 +416,7 @@ async fn a_db_without_a_bypass_url_refuses_every_bypass() {
     let ran = AtomicBool::new(false);
     let err = db
         .bypass(
-            no_tenant_scope!(&SystemJob::named("report"), "no bypass pool"),
+            no_tenant_scope!(&w.t.jobs.job("report"), "no bypass pool"),
             async |_conn| {
                 ran.store(true, Ordering::SeqCst);
                 Ok::<_, DbError>(())
@@ -456,7 +454,7 @@ async fn every_bypass_emits_a_warn_event() {
         .finish();
     // `#[tokio::test]` runs on one thread, so a thread-local default covers the whole test.
     let _guard = tracing::subscriber::set_default(subscriber);
-    let job = SystemJob::named("warned");
+    let job = w.t.jobs.job("warned");
     let n: i64 =
         w.t.db
             .bypass(

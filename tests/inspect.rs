@@ -40,10 +40,10 @@ const NOTES_SQL: &str = "CREATE TABLE notes (
     body text NOT NULL
 )";
 
-const NOTES: TableDecl = TableDecl::Tenant {
-    table: "notes",
-    tenant_column: "tenant_id",
-};
+/// tenantry's own migrations, in order.
+const ALL_MIGRATIONS: [&str; 2] = ["0001_framework", "0002_directory"];
+
+const NOTES: TableDecl = TableDecl::tenant("notes", "tenant_id");
 
 /// Indexes of `tbl` whose first column is `tenant_id`.
 const TENANT_INDEXES_SQL: &str = "SELECT count(*) AS n FROM pg_index i
@@ -198,8 +198,81 @@ async fn an_undeclared_tenant_column_is_reported() {
         }]
     );
 
-    // Declared (here global), it is no longer reported.
-    tenantry::declare_tables(&mut admin, &[TableDecl::Global { table: "stray" }])
+    // It cannot be declared global: a `tenant_id` column means rows of tenants.
+    let err = tenantry::declare_tables(&mut admin, &[TableDecl::global("stray")])
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("has a tenant_id column, so it cannot be declared global"),
+        "{err}"
+    );
+    let sql = "SELECT count(*) AS n FROM tenantry_declared_tables WHERE table_name = 'stray'";
+    assert_eq!(count(&mut admin, sql).await, 0, "nothing recorded");
+    let sql = "SELECT count(*) AS n FROM information_schema.role_table_grants \
+               WHERE table_name = 'stray' AND grantee = 'tenantry_app'";
+    assert_eq!(count(&mut admin, sql).await, 0, "nothing granted");
+
+    // Nor a tenant table while its tenant column is not the tenant key (nullable, no foreign key).
+    let err = tenantry::declare_tables(&mut admin, &[TableDecl::tenant("stray", "tenant_id")])
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("must exist and be \"uuid NOT NULL\""),
+        "{err}"
+    );
+
+    // Made a real tenant key and declared as a tenant table, it is no longer reported.
+    batch(
+        &mut admin,
+        "ALTER TABLE stray ALTER COLUMN tenant_id SET NOT NULL, \
+         ADD FOREIGN KEY (tenant_id) REFERENCES tenants (id)",
+    )
+    .await;
+    tenantry::declare_tables(&mut admin, &[TableDecl::tenant("stray", "tenant_id")])
+        .await
+        .unwrap();
+    let report = inspect(&mut admin, "tenantry_app").await;
+    assert!(report.is_ok(), "{:?}", report.findings);
+}
+
+#[tokio::test]
+async fn a_table_referencing_tenants_under_another_name_is_reported_and_refused_as_global() {
+    let t = TestDb::new().await;
+    let mut admin = t.admin().await;
+    batch(
+        &mut admin,
+        "CREATE TABLE org_notes (id int PRIMARY KEY, org uuid NOT NULL \
+         CONSTRAINT org_notes_org_fkey REFERENCES tenants (id), body text)",
+    )
+    .await;
+    let findings = inspect(&mut admin, "tenantry_app").await.findings;
+    assert_eq!(
+        findings,
+        vec![Finding::TenantReferenceWithoutPolicy {
+            table: table("org_notes"),
+            constraint: "org_notes_org_fkey".into(),
+        }],
+        "a foreign key to tenants without row-level security, whatever the column is called"
+    );
+
+    let err = tenantry::declare_tables(&mut admin, &[TableDecl::global("org_notes")])
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains(
+            "references tenants (constraint org_notes_org_fkey), so it cannot be declared global"
+        ),
+        "{err}"
+    );
+    // A tenant table keyed on another column that is not the tenant key is refused too.
+    let err = tenantry::declare_tables(&mut admin, &[TableDecl::tenant("invoices", "project_id")])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("is not the tenant key"), "{err}");
+
+    tenantry::declare_tables(&mut admin, &[TableDecl::tenant("org_notes", "org")])
         .await
         .unwrap();
     let report = inspect(&mut admin, "tenantry_app").await;
@@ -266,10 +339,7 @@ async fn an_unmigrated_database_is_reported() {
 async fn migrate_is_idempotent() {
     let db = EmptyDb::new().await;
     let mut conn = db.admin().await;
-    assert_eq!(
-        tenantry::migrate(&mut conn).await.unwrap(),
-        vec!["0001_framework"]
-    );
+    assert_eq!(tenantry::migrate(&mut conn).await.unwrap(), ALL_MIGRATIONS);
     assert_eq!(
         tenantry::migrate(&mut conn).await.unwrap(),
         Vec::<&str>::new()
@@ -284,7 +354,7 @@ async fn migrate_is_idempotent() {
     assert!(report.is_ok(), "{:?}", report.findings);
     assert!(report.tenant_tables.is_empty());
     let sql = "SELECT count(*) AS n FROM tenantry_migrations";
-    assert_eq!(count(&mut conn, sql).await, 1);
+    assert_eq!(count(&mut conn, sql).await, ALL_MIGRATIONS.len() as i64);
 }
 
 #[tokio::test]
@@ -296,7 +366,7 @@ async fn several_databases_migrate_at_once() {
     for (db, result) in dbs.iter().zip(results) {
         assert_eq!(
             result.unwrap_or_else(|e| panic!("{}: {e}", db.name)),
-            vec!["0001_framework"]
+            ALL_MIGRATIONS
         );
         let mut conn = db.admin().await;
         let report = inspect(&mut conn, "tenantry_app").await;
@@ -313,7 +383,7 @@ async fn several_connections_migrate_one_database_at_once() {
     for result in results {
         applied.extend(result.unwrap_or_else(|e| panic!("{e}")));
     }
-    assert_eq!(applied, vec!["0001_framework"], "applied exactly once");
+    assert_eq!(applied, ALL_MIGRATIONS, "applied exactly once");
     let mut conn = db.admin().await;
     let report = inspect(&mut conn, "tenantry_app").await;
     assert!(report.is_ok(), "{:?}", report.findings);
@@ -343,7 +413,8 @@ async fn declare_tables_is_idempotent() {
     .await;
     assert_eq!(after, before + 1, "one new index (notes), not one per run");
     assert_eq!(tenant_indexes(&mut admin, "notes").await, 1);
-    let sql = "SELECT count(*) AS n FROM pg_policies WHERE schemaname = 'public'";
+    let sql = "SELECT count(*) AS n FROM pg_policies WHERE schemaname = 'public' \
+               AND policyname = 'tenantry_tenant_isolation'";
     assert_eq!(
         count(&mut admin, sql).await,
         3,

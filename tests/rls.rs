@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::schema::{Invoice, NewProject, Project};
 use common::{ctx, viewer_ctx, CountRow, TestDb};
 use tenantry::prelude::*;
-use tenantry::{no_tenant_scope, DbConfig, DbError, SystemJob};
+use tenantry::{no_tenant_scope, DbConfig, DbError};
 use uuid::Uuid;
 
 const ACME_INVOICES: i64 = 2;
@@ -56,10 +56,10 @@ const PROBE_SQL: &str = "SELECT current_setting('app.tenant_id', true) AS settin
 /// One tenant transaction that loads its invoices (scoped) and probes the database (raw).
 async fn scoped_and_probe(t: &TestDb, tenant: Uuid) -> (Vec<Invoice>, Probe) {
     t.db.tx(&ctx(tenant), async |conn| {
-        let scoped: Vec<Invoice> = Invoice::scoped(conn.ctx()).load(conn).await?;
+        let scoped: Vec<Invoice> = Invoice::scoped(conn).load(conn).await?;
         let mut probe: Vec<Probe> = conn
             .raw_load(
-                no_tenant_scope!(&SystemJob::named("test"), "probe the tenant setting"),
+                no_tenant_scope!(&t.jobs.job("test"), "probe the tenant setting"),
                 diesel::sql_query(PROBE_SQL),
             )
             .await?;
@@ -151,7 +151,7 @@ async fn raw_sql_in_a_tenant_transaction_sees_one_tenant_and_is_audited() {
             w.t.db
                 .tx(&ctx(tenant), async |conn| {
                     conn.raw_load::<CountRow>(
-                        no_tenant_scope!(&SystemJob::named("test"), "count invoices"),
+                        no_tenant_scope!(&w.t.jobs.job("test"), "count invoices"),
                         diesel::sql_query("SELECT count(*) AS n FROM invoices"),
                     )
                     .await
@@ -316,14 +316,14 @@ async fn a_dropped_transaction_future_leaks_nothing() {
     let c = ctx(w.acme);
     let abandoned = w.t.db.tx(&c, async |conn| {
         Project::insert(
-            conn.ctx(),
+            conn,
             NewProject {
                 name: "abandoned".into(),
             },
         )
         .execute(conn)
         .await?;
-        let _: Vec<Invoice> = Invoice::scoped(conn.ctx()).load(conn).await?;
+        let _: Vec<Invoice> = Invoice::scoped(conn).load(conn).await?;
         queried.store(true, Ordering::SeqCst);
         reached.notify_one();
         std::future::pending::<()>().await;
@@ -373,7 +373,7 @@ async fn read_only_contexts_run_read_only_transactions() {
     let n: i64 =
         w.t.db
             .tx(&viewer_ctx(acme), async |conn| {
-                Invoice::scoped(conn.ctx())
+                Invoice::scoped(conn)
                     .count()
                     .get_result(conn)
                     .await
@@ -390,10 +390,7 @@ async fn read_only_contexts_run_read_only_transactions() {
         w.t.db
             .tx(&viewer_ctx(acme), async |conn| {
                 conn.raw_execute(
-                    no_tenant_scope!(
-                        &SystemJob::named("test"),
-                        "write inside a viewer transaction"
-                    ),
+                    no_tenant_scope!(&w.t.jobs.job("test"), "write inside a viewer transaction"),
                     diesel::sql_query(insert.as_str()),
                 )
                 .await
@@ -417,10 +414,7 @@ async fn read_only_contexts_run_read_only_transactions() {
         w.t.db
             .tx(&ctx(acme), async |conn| {
                 conn.raw_execute(
-                    no_tenant_scope!(
-                        &SystemJob::named("test"),
-                        "write inside a partner transaction"
-                    ),
+                    no_tenant_scope!(&w.t.jobs.job("test"), "write inside a partner transaction"),
                     diesel::sql_query(insert.as_str()),
                 )
                 .await
@@ -465,13 +459,13 @@ async fn compile_time_holes_are_closed_by_row_level_security() {
         w.t.db
             .tx(&ctx(w.acme), async |conn| {
                 // renders: WHERE (tenant_id = $1) AND (TRUE) OR (TRUE)
-                let escaped: Vec<Invoice> = Invoice::scoped(conn.ctx())
+                let escaped: Vec<Invoice> = Invoice::scoped(conn)
                     .filter(diesel::dsl::sql::<Bool>("TRUE) OR (TRUE"))
                     .load(conn)
                     .await?;
                 // an unscoped subquery over another tenant table
                 let all_projects = projects::table.select(projects::id);
-                let via_subquery: Vec<Invoice> = Invoice::scoped(conn.ctx())
+                let via_subquery: Vec<Invoice> = Invoice::scoped(conn)
                     .filter(invoices::project_id.eq_any(all_projects))
                     .load(conn)
                     .await?;

@@ -30,7 +30,7 @@ async fn world() -> World {
         let project: Project =
             t.db.tx(&c, async |conn| {
                 let p: Project = Project::insert(
-                    conn.ctx(),
+                    conn,
                     NewProject {
                         name: format!("p{offset}"),
                     },
@@ -44,7 +44,7 @@ async fn world() -> World {
                     currency: "EUR".into(),
                     status: "draft".into(),
                 });
-                Invoice::insert_many(conn.ctx(), rows).execute(conn).await?;
+                Invoice::insert_many(conn, rows).execute(conn).await?;
                 Ok::<_, DbError>(p)
             })
             .await
@@ -67,27 +67,27 @@ async fn reads_see_only_the_active_tenant() {
     let (all, big, count, page, numbers, distinct) =
         w.t.db
             .tx(&c, async |conn| {
-                let all: Vec<Invoice> = Invoice::scoped(conn.ctx()).load(conn).await?;
-                let big: Vec<Invoice> = Invoice::scoped(conn.ctx())
+                let all: Vec<Invoice> = Invoice::scoped(conn).load(conn).await?;
+                let big: Vec<Invoice> = Invoice::scoped(conn)
                     .filter(invoices::amount_cents.gt(100))
                     .order(invoices::amount_cents.desc())
                     .limit(50)
                     .load(conn)
                     .await?;
-                let count: i64 = Invoice::scoped(conn.ctx()).count().get_result(conn).await?;
-                let page: Vec<Invoice> = Invoice::scoped(conn.ctx())
+                let count: i64 = Invoice::scoped(conn).count().get_result(conn).await?;
+                let page: Vec<Invoice> = Invoice::scoped(conn)
                     .order(invoices::number.asc())
                     .then_order_by(invoices::id.asc())
                     .offset(1)
                     .limit(1)
                     .load(conn)
                     .await?;
-                let numbers: Vec<String> = Invoice::scoped(conn.ctx())
+                let numbers: Vec<String> = Invoice::scoped(conn)
                     .select(invoices::number)
                     .order(invoices::number.asc())
                     .load(conn)
                     .await?;
-                let distinct: Vec<String> = Invoice::scoped(conn.ctx())
+                let distinct: Vec<String> = Invoice::scoped(conn)
                     .select(invoices::currency)
                     .distinct()
                     .load(conn)
@@ -116,7 +116,7 @@ async fn or_inside_filter_stays_inside_the_tenant() {
     let rows: Vec<Invoice> =
         w.t.db
             .tx(&c, async |conn| {
-                Invoice::scoped(conn.ctx())
+                Invoice::scoped(conn)
                     .filter(
                         invoices::amount_cents
                             .eq(1100)
@@ -140,7 +140,7 @@ async fn boxed_dynamic_filters_stay_scoped() {
         let rows: Vec<Invoice> =
             w.t.db
                 .tx(&c, async |conn| {
-                    let mut q = Invoice::scoped(conn.ctx()).into_boxed();
+                    let mut q = Invoice::scoped(conn).into_boxed();
                     if let Some(s) = status {
                         q = q.filter(invoices::status.eq(s));
                     }
@@ -164,17 +164,17 @@ async fn subqueries_are_scoped() {
         w.t.db
             .tx(&c, async |conn| {
                 // Projects of *any* tenant named like globex's: the scoped subquery sees none.
-                let globex_named = Project::scoped(conn.ctx())
+                let globex_named = Project::scoped(conn)
                     .filter(projects::name.eq("p1000"))
                     .select(projects::id)
                     .subquery();
-                let none: Vec<Invoice> = Invoice::scoped(conn.ctx())
+                let none: Vec<Invoice> = Invoice::scoped(conn)
                     .filter(invoices::project_id.eq_any(globex_named))
                     .load(conn)
                     .await?;
                 assert!(none.is_empty());
-                let mine = Project::scoped(conn.ctx()).select(projects::id).subquery();
-                Invoice::scoped(conn.ctx())
+                let mine = Project::scoped(conn).select(projects::id).subquery();
+                Invoice::scoped(conn)
                     .filter(invoices::project_id.eq_any(mine))
                     .load(conn)
                     .await
@@ -194,22 +194,22 @@ async fn joins_scope_the_joined_tenant_table_in_both_directions() {
         w.t.db
             .tx(&c, async |conn| {
                 Project::insert(
-                    conn.ctx(),
+                    conn,
                     NewProject {
                         name: "empty".into(),
                     },
                 )
                 .execute(conn)
                 .await?;
-                let inner: Vec<(Invoice, Project)> = Invoice::scoped(conn.ctx())
+                let inner: Vec<(Invoice, Project)> = Invoice::scoped(conn)
                     .inner_join(projects::table)
                     .load(conn)
                     .await?;
-                let left: Vec<(Invoice, Option<Project>)> = Invoice::scoped(conn.ctx())
+                let left: Vec<(Invoice, Option<Project>)> = Invoice::scoped(conn)
                     .left_join(projects::table)
                     .load(conn)
                     .await?;
-                let with_currency: Vec<(Invoice, Currency)> = Invoice::scoped(conn.ctx())
+                let with_currency: Vec<(Invoice, Currency)> = Invoice::scoped(conn)
                     .inner_join(currencies::table)
                     .load(conn)
                     .await?;
@@ -233,15 +233,25 @@ async fn joins_scope_the_joined_tenant_table_in_both_directions() {
 async fn join_sql_puts_the_tenant_condition_in_the_on_clause() {
     let w = world().await;
     let c = ctx(w.acme);
-    let q = Invoice::scoped(&c).left_join(projects::table);
-    let sql = diesel::debug_query::<diesel::pg::Pg, _>(&q.subquery()).to_string();
+    let (left_sql, global_sql) = w
+        .t
+        .db
+        .tx(&c, async |conn| {
+            let q = Invoice::scoped(conn).left_join(projects::table);
+            let left = diesel::debug_query::<diesel::pg::Pg, _>(&q.subquery()).to_string();
+            let global = Invoice::scoped(conn).inner_join(currencies::table);
+            let global = diesel::debug_query::<diesel::pg::Pg, _>(&global.subquery()).to_string();
+            Ok::<_, DbError>((left, global))
+        })
+        .await
+        .unwrap();
+    let sql = left_sql;
     let on = sql.split(" ON ").nth(1).expect("an ON clause");
     let on = on.split(" WHERE ").next().unwrap();
     assert!(on.contains("\"projects\".\"tenant_id\" = $1"), "{sql}");
     let wh = sql.split(" WHERE ").nth(1).expect("a WHERE clause");
     assert!(wh.contains("\"invoices\".\"tenant_id\" = $2"), "{sql}");
-    let global = Invoice::scoped(&c).inner_join(currencies::table);
-    let sql = diesel::debug_query::<diesel::pg::Pg, _>(&global.subquery()).to_string();
+    let sql = global_sql;
     assert_eq!(
         sql.matches("\"tenant_id\" = ").count(),
         1,
@@ -257,7 +267,7 @@ async fn inserts_take_tenant_from_context() {
         w.t.db
             .tx(&c, async |conn| {
                 Invoice::insert(
-                    conn.ctx(),
+                    conn,
                     NewInvoice {
                         project_id: w.globex_project,
                         number: "NEW-1".into(),
@@ -278,7 +288,7 @@ async fn inserts_take_tenant_from_context() {
         w.t.db
             .tx(&c, async |conn| {
                 Invoice::insert(
-                    conn.ctx(),
+                    conn,
                     NewInvoice {
                         project_id: w.acme_project,
                         number: "NEW-2".into(),
@@ -311,7 +321,7 @@ async fn cross_tenant_update_and_delete_touch_nothing() {
     let globex_invoice: Invoice =
         w.t.db
             .tx(&ctx(w.globex), async |conn| {
-                Invoice::scoped(conn.ctx())
+                Invoice::scoped(conn)
                     .first(conn)
                     .await
                     .map_err(DbError::from)
@@ -320,32 +330,31 @@ async fn cross_tenant_update_and_delete_touch_nothing() {
             .unwrap();
     let id = globex_invoice.id;
     let c = ctx(w.acme);
-    let (updated, deleted, found) = w
-        .t
-        .db
-        .tx(&c, async |conn| {
-            let updated = diesel::update(Invoice::scoped(conn.ctx()).filter(invoices::id.eq(id)))
-                .set(invoices::status.eq("void"))
-                .execute(conn)
-                .await?;
-            let deleted = diesel::delete(Invoice::scoped(conn.ctx()).filter(invoices::id.eq(id)))
-                .execute(conn)
-                .await?;
-            let found = Invoice::scoped(conn.ctx())
-                .filter(invoices::id.eq(id))
-                .first::<Invoice>(conn)
-                .await
-                .optional()?;
-            Ok::<_, DbError>((updated, deleted, found))
-        })
-        .await
-        .unwrap();
+    let (updated, deleted, found) =
+        w.t.db
+            .tx(&c, async |conn| {
+                let updated = diesel::update(Invoice::scoped(conn).filter(invoices::id.eq(id)))
+                    .set(invoices::status.to("void"))
+                    .execute(conn)
+                    .await?;
+                let deleted = diesel::delete(Invoice::scoped(conn).filter(invoices::id.eq(id)))
+                    .execute(conn)
+                    .await?;
+                let found = Invoice::scoped(conn)
+                    .filter(invoices::id.eq(id))
+                    .first::<Invoice>(conn)
+                    .await
+                    .optional()?;
+                Ok::<_, DbError>((updated, deleted, found))
+            })
+            .await
+            .unwrap();
     assert_eq!((updated, deleted), (0, 0));
     assert!(found.is_none());
     let after: Invoice =
         w.t.db
             .tx(&ctx(w.globex), async |conn| {
-                Invoice::scoped(conn.ctx())
+                Invoice::scoped(conn)
                     .filter(invoices::id.eq(id))
                     .first(conn)
                     .await
@@ -360,31 +369,30 @@ async fn cross_tenant_update_and_delete_touch_nothing() {
 async fn own_update_and_delete_work() {
     let w = world().await;
     let c = ctx(w.acme);
-    let (updated, deleted, left) = w
-        .t
-        .db
-        .tx(&c, async |conn| {
-            let updated: Invoice =
-                diesel::update(Invoice::scoped(conn.ctx()).filter(invoices::number.eq("INV-1")))
-                    .set((invoices::status.eq("paid"), invoices::amount_cents.eq(7)))
-                    .get_result(conn)
-                    .await?;
-            let deleted =
-                diesel::delete(Invoice::scoped(conn.ctx()).filter(invoices::number.eq("INV-2")))
-                    .execute(conn)
-                    .await?;
-            let left: i64 = Invoice::scoped(conn.ctx()).count().get_result(conn).await?;
-            Ok::<_, DbError>((updated, deleted, left))
-        })
-        .await
-        .unwrap();
+    let (updated, deleted, left) =
+        w.t.db
+            .tx(&c, async |conn| {
+                let updated: Invoice =
+                    diesel::update(Invoice::scoped(conn).filter(invoices::number.eq("INV-1")))
+                        .set((invoices::status.to("paid"), invoices::amount_cents.to(7)))
+                        .get_result(conn)
+                        .await?;
+                let deleted =
+                    diesel::delete(Invoice::scoped(conn).filter(invoices::number.eq("INV-2")))
+                        .execute(conn)
+                        .await?;
+                let left: i64 = Invoice::scoped(conn).count().get_result(conn).await?;
+                Ok::<_, DbError>((updated, deleted, left))
+            })
+            .await
+            .unwrap();
     assert_eq!((updated.status.as_str(), updated.amount_cents), ("paid", 7));
     assert_eq!(deleted, 1);
     assert_eq!(left, 2);
     let globex_left: i64 =
         w.t.db
             .tx(&ctx(w.globex), async |conn| {
-                Invoice::scoped(conn.ctx())
+                Invoice::scoped(conn)
                     .count()
                     .get_result(conn)
                     .await
@@ -423,9 +431,7 @@ async fn a_failed_transaction_rolls_back() {
     let result: Result<(), DbError> =
         w.t.db
             .tx(&c, async |conn| {
-                diesel::delete(Invoice::scoped(conn.ctx()))
-                    .execute(conn)
-                    .await?;
+                diesel::delete(Invoice::scoped(conn)).execute(conn).await?;
                 Err(DbError::Config("boom".into()))
             })
             .await;
@@ -433,7 +439,7 @@ async fn a_failed_transaction_rolls_back() {
     let n: i64 =
         w.t.db
             .tx(&c, async |conn| {
-                Invoice::scoped(conn.ctx())
+                Invoice::scoped(conn)
                     .count()
                     .get_result(conn)
                     .await

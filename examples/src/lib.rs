@@ -48,14 +48,17 @@ impl Server {
     /// and binds the listener.
     pub async fn build(settings: &Settings) -> Result<Self, StartError> {
         setup::prepare(settings).await?;
-        let db = Db::connect(DbConfig::new(
+        // The example's only system job is the dev seed, so its `Jobs` lives here and is dropped
+        // before the router is built: request handlers have no way to reach it.
+        let (db, jobs) = Db::connect_with_jobs(DbConfig::new(
             settings.app_database_url.clone(),
             Some(settings.bypass_database_url.clone()),
         ))
         .await?;
         if let AuthMode::Dev { user_email } = &settings.auth {
-            setup::seed_dev(settings, &db, user_email).await?;
+            setup::seed_dev(settings, &jobs, user_email).await?;
         }
+        drop(jobs);
         let auth = Authenticator::from_settings(settings)?;
         let state = app::AppState {
             tenantry: Tenantry {

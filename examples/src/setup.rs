@@ -7,7 +7,7 @@ use diesel::{ExpressionMethods, QueryDsl};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use tenantry::schema::{memberships, tenants, users};
 use tenantry::settings::Settings;
-use tenantry::{Db, SystemJob};
+use tenantry::Jobs;
 use uuid::Uuid;
 
 use crate::models::{self, Invoice, NewInvoice, NewProject, Project};
@@ -92,7 +92,7 @@ pub async fn prepare(settings: &Settings) -> Result<(), SetupError> {
 
 /// In dev mode with an empty database: the tenant "Acme Corp" with a few projects and
 /// invoices, and the dev user as Owner and as partner of Acme Corp.
-pub async fn seed_dev(settings: &Settings, db: &Db, dev_email: &str) -> Result<(), SetupError> {
+pub async fn seed_dev(settings: &Settings, jobs: &Jobs, dev_email: &str) -> Result<(), SetupError> {
     let url =
         url::Url::parse(&settings.database_url).map_err(|e| SetupError::Url(e.to_string()))?;
     let mut conn = connect(&url).await?;
@@ -122,8 +122,8 @@ pub async fn seed_dev(settings: &Settings, db: &Db, dev_email: &str) -> Result<(
         ))
         .execute(&mut conn)
         .await?;
-    let job = SystemJob::named("dev-seed");
-    db.job_tx(&job, acme, "seed the dev tenant Acme Corp", async |tx| {
+    let job = jobs.job("dev-seed");
+    job.tx(acme, "seed the dev tenant Acme Corp", async |tx| {
         seed_acme(tx).await
     })
     .await?;
@@ -141,7 +141,7 @@ async fn seed_acme(tx: &mut tenantry::TenantConn<'_>) -> Result<(), SetupError> 
     ] {
         let project: Project = RunTenantQuery::get_result(
             Project::insert(
-                tx.ctx(),
+                tx,
                 NewProject {
                     name: name.to_owned(),
                 },
@@ -162,7 +162,7 @@ async fn seed_acme(tx: &mut tenantry::TenantConn<'_>) -> Result<(), SetupError> 
                 }
             })
             .collect();
-        RunTenantQuery::execute(Invoice::insert_many(tx.ctx(), rows), tx).await?;
+        RunTenantQuery::execute(Invoice::insert_many(tx, rows), tx).await?;
     }
     Ok(())
 }

@@ -7,6 +7,8 @@
 use proc_macro::TokenStream;
 
 mod bypass;
+mod changeset;
+mod diesel_attrs;
 mod requires_role;
 mod tenant_table;
 
@@ -54,8 +56,15 @@ pub fn no_tenant_scope(input: TokenStream) -> TokenStream {
 /// Requires a role of an axum handler; see `tenantry::requires_role`.
 #[proc_macro_attribute]
 pub fn requires_role(args: TokenStream, item: TokenStream) -> TokenStream {
+    let fallback: TokenStream = requires_role::fallback(item.clone().into()).into();
     into_tokens(
-        requires_role::expand(args.into(), item.clone().into()),
-        Some(item),
+        requires_role::expand(args.into(), item.into()),
+        Some(fallback),
     )
+}
+
+/// tenantry's `AsChangeset` derive; see `tenantry::AsChangeset`.
+#[proc_macro_derive(AsChangeset, attributes(diesel))]
+pub fn as_changeset(item: TokenStream) -> TokenStream {
+    into_tokens(changeset::expand(item.into()), None)
 }

@@ -10,5 +10,9 @@ GRANT SELECT, INSERT ON audit_log TO tenantry_bypass;
 GRANT USAGE ON SEQUENCE audit_log_id_seq TO tenantry_app, tenantry_bypass;
 GRANT SELECT ON tenantry_declared_tables TO tenantry_app, tenantry_bypass;
 REVOKE UPDATE, DELETE, TRUNCATE ON audit_log FROM tenantry_app, tenantry_bypass;
--- The identity layer records the token's `sub` beside the user (the email stays the key).
-GRANT UPDATE (cf_sub) ON users TO tenantry_app;
+-- The directory: the app role reads it under row-level security (the active tenant, its
+-- memberships and members) and reaches the rest only through these functions.
+REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON tenants, users, memberships FROM tenantry_app;
+REVOKE UPDATE (cf_sub) ON users FROM tenantry_app;
+GRANT EXECUTE ON FUNCTION tenantry_principal(text), tenantry_owner_tenant(uuid, text),
+    tenantry_record_sub(uuid, text) TO tenantry_app;

@@ -1,19 +1,32 @@
 //! Audited bypass: the only way to work across tenants or to run raw SQL.
 
 use std::borrow::Cow;
+use std::marker::PhantomData;
 use std::panic::Location;
 
 use crate::ctx::Actor;
 use crate::error::ScopeError;
 
-/// Who may lift tenant isolation. Implemented by named system jobs ([`SystemJob`]) and by the
-/// identity layer's Owner proof; not by partners or viewers.
+pub(crate) mod sealed {
+    /// Seal of [`super::BypassActor`]: tenantry decides who may lift tenant isolation.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` may not open a cross-tenant bypass",
+        label = "only an Owner's proof or a system job may open `no_tenant_scope!`",
+        note = "`BypassActor` is sealed: its implementations are tenantry's `OwnerProof` (from `#[requires_role(Owner)]`) and `SystemJob` (from the `Jobs` made once in `main`)"
+    )]
+    pub trait Sealed {}
+}
+
+/// Who may lift tenant isolation: an Owner's proof ([`crate::identity::OwnerProof`], from
+/// `#[requires_role(Owner)]`) or a system job ([`crate::SystemJob`], from the
+/// [`crate::Jobs`] capability made once in `main`). Sealed: partners, viewers and any other type
+/// cannot implement it.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` may not open a cross-tenant bypass",
-    label = "only an Owner or a named system job may call `no_tenant_scope!`",
-    note = "require `Owner` on the handler (`#[requires_role(Owner)]`) and pass its proof, or run the work as a `SystemJob`"
+    label = "only an Owner or a system job may call `no_tenant_scope!`",
+    note = "require `Owner` on the handler (`#[requires_role(Owner)]`) and pass its proof, or run the work as a `SystemJob` of the `Jobs` made in `main`"
 )]
-pub trait BypassActor {
+pub trait BypassActor: sealed::Sealed {
     /// The actor recorded in the audit row.
     fn bypass_actor(&self) -> Actor;
 
@@ -23,47 +36,25 @@ pub trait BypassActor {
     }
 }
 
-/// A named background job, the non-human actor of audited work (`audit_log.actor_email` is
-/// `job:<name>`).
-#[derive(Debug, Clone)]
-pub struct SystemJob {
-    name: Cow<'static, str>,
-}
-
-impl SystemJob {
-    /// A job named `name` (for example `"nightly-invoice-reminders"`).
-    pub fn named(name: impl Into<Cow<'static, str>>) -> Self {
-        Self { name: name.into() }
-    }
-
-    /// The job's name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-}
-
-impl BypassActor for SystemJob {
-    fn bypass_actor(&self) -> Actor {
-        Actor::job(&self.name)
-    }
-}
-
 /// Permission to work outside tenant scoping once, with a recorded reason.
 ///
 /// Made by [`no_tenant_scope`] or the `no_tenant_scope!` macro (which rejects an empty literal at
-/// compile time). Consumed by [`crate::Db::bypass`] or a tenant connection's raw SQL methods,
-/// each of which writes exactly one `audit_log` row in the same transaction as the work.
+/// compile time) from an Owner's proof or a system job, and bound to its lifetime `'a`: it
+/// cannot outlive the request or job that opened it. Consumed by [`crate::Db::bypass`] or a tenant
+/// connection's raw SQL methods, each of which writes exactly one `audit_log` row in the same
+/// transaction as the work.
 #[derive(Debug)]
 #[must_use = "a bypass does nothing until used: `db.bypass(token, ..)`"]
-pub struct AuditedBypass {
+pub struct AuditedBypass<'a> {
     pub(crate) actor: Actor,
     pub(crate) reason: Cow<'static, str>,
     pub(crate) action: Cow<'static, str>,
     pub(crate) location: &'static Location<'static>,
     pub(crate) request_id: Option<String>,
+    _actor: PhantomData<&'a ()>,
 }
 
-impl AuditedBypass {
+impl AuditedBypass<'_> {
     /// Names the action recorded in the audit row (default `no_tenant_scope`).
     pub fn action(mut self, action: impl Into<Cow<'static, str>>) -> Self {
         self.action = action.into();
@@ -102,32 +93,38 @@ impl AuditedBypass {
 /// Prefer the `no_tenant_scope!(&actor, "reason")` macro when the reason is a literal: it is
 /// checked at compile time. Here an empty or blank reason is [`ScopeError::EmptyReason`].
 #[track_caller]
-pub fn no_tenant_scope(
-    actor: &impl BypassActor,
+pub fn no_tenant_scope<'a>(
+    actor: &'a impl BypassActor,
     reason: impl Into<Cow<'static, str>>,
-) -> Result<AuditedBypass, ScopeError> {
+) -> Result<AuditedBypass<'a>, ScopeError> {
     let reason = reason.into();
     if reason.trim().is_empty() {
         return Err(ScopeError::EmptyReason);
     }
-    Ok(AuditedBypass {
-        actor: actor.bypass_actor(),
-        reason,
-        action: Cow::Borrowed("no_tenant_scope"),
-        location: Location::caller(),
-        request_id: actor.request_id(),
-    })
+    Ok(open(actor, reason, Location::caller()))
 }
 
 /// What `no_tenant_scope!` expands to after checking its literal (not public API).
 #[doc(hidden)]
 #[track_caller]
-pub fn __no_tenant_scope_literal(actor: &impl BypassActor, reason: &'static str) -> AuditedBypass {
+pub fn __no_tenant_scope_literal<'a>(
+    actor: &'a impl BypassActor,
+    reason: &'static str,
+) -> AuditedBypass<'a> {
+    open(actor, Cow::Borrowed(reason), Location::caller())
+}
+
+fn open<'a>(
+    actor: &'a impl BypassActor,
+    reason: Cow<'static, str>,
+    location: &'static Location<'static>,
+) -> AuditedBypass<'a> {
     AuditedBypass {
         actor: actor.bypass_actor(),
-        reason: Cow::Borrowed(reason),
+        reason,
         action: Cow::Borrowed("no_tenant_scope"),
-        location: Location::caller(),
+        location,
         request_id: actor.request_id(),
+        _actor: PhantomData,
     }
 }

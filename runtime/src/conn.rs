@@ -1,56 +1,76 @@
 //! The connections handed to transaction closures: [`TenantConn`] and [`BypassConn`].
 
+use std::future::Future;
+use std::marker::PhantomData;
+
 use diesel::pg::Pg;
 use diesel::query_builder::SqlQuery;
-use diesel::QueryableByName;
-use std::future::Future;
-
 use diesel::QueryResult;
+use diesel::QueryableByName;
 use diesel_async::methods::{ExecuteDsl, LoadQuery};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
 
 use crate::audit::AuditEntry;
 use crate::bypass::AuditedBypass;
-use crate::ctx::{Access, ReadWrite, TenantCtx};
+use crate::ctx::{Access, Actor, ReadWrite, Scope};
 use crate::error::DbError;
+
+/// Ties a value to one transaction: invariant in `'tx`, so a query built from one transaction's
+/// connection cannot run on another's (each transaction's closure gets a fresh `'tx`).
+pub(crate) type Brand<'tx> = PhantomData<fn(&'tx ()) -> &'tx ()>;
 
 /// A connection inside one tenant's transaction.
 ///
 /// It is not a Diesel connection and never dereferences to one: it runs only what
-/// [`crate::TenantQuery`] admits (scoped queries, scoped writes, global reads), through
-/// [`crate::RunTenantQuery`]. Raw SQL needs an [`AuditedBypass`] and still runs under row-level
-/// security, inside this tenant's transaction.
-pub struct TenantConn<'a, A: Access = ReadWrite> {
-    conn: &'a AsyncPgConnection,
-    ctx: TenantCtx<A>,
+/// [`crate::TenantQuery`] admits (scoped queries built from this connection, scoped writes,
+/// global reads), through [`crate::RunTenantQuery`]. Queries are built from it:
+/// `Invoice::scoped(conn)`, `Invoice::insert(conn, new)`, and they carry its transaction's
+/// lifetime `'tx`, so they cannot run on another transaction's connection. Raw SQL needs an
+/// [`AuditedBypass`] and still runs under row-level security, inside this tenant's transaction.
+pub struct TenantConn<'tx, A: Access = ReadWrite> {
+    conn: &'tx AsyncPgConnection,
+    scope: Scope,
+    _brand: Brand<'tx>,
+    _access: PhantomData<fn() -> A>,
 }
 
-impl<'a, A: Access> TenantConn<'a, A> {
-    pub(crate) fn new(conn: &'a AsyncPgConnection, ctx: TenantCtx<A>) -> Self {
-        Self { conn, ctx }
-    }
-
-    /// The context this transaction acts in (for building more scoped queries).
-    pub fn ctx(&self) -> &TenantCtx<A> {
-        &self.ctx
+impl<'tx, A: Access> TenantConn<'tx, A> {
+    pub(crate) fn new(conn: &'tx AsyncPgConnection, scope: Scope) -> Self {
+        Self {
+            conn,
+            scope,
+            _brand: PhantomData,
+            _access: PhantomData,
+        }
     }
 
     /// The active tenant's id.
-    pub fn tenant_id(&self) -> uuid::Uuid {
-        self.ctx.tenant_id()
+    pub fn tenant_id(&self) -> Uuid {
+        self.scope.tenant_id
     }
 
-    pub(crate) fn raw_for_run(&mut self) -> &mut &'a AsyncPgConnection {
+    /// Who acts in this transaction (recorded in audit rows).
+    pub fn actor(&self) -> &Actor {
+        &self.scope.actor
+    }
+
+    /// The request this transaction serves, if any.
+    pub fn request_id(&self) -> Option<&str> {
+        self.scope.request_id.as_deref()
+    }
+
+    pub(crate) fn raw_for_run(&mut self) -> &mut &'tx AsyncPgConnection {
         &mut self.conn
     }
 
-    async fn audit_raw(&self, bypass: &AuditedBypass) -> Result<(), DbError> {
+    async fn audit_raw(&self, bypass: &AuditedBypass<'_>) -> Result<(), DbError> {
         let location = bypass.location();
         tracing::warn!(
             actor = bypass.actor.email(),
             action = %bypass.action,
             reason = %bypass.reason,
-            tenant_id = %self.ctx.tenant_id(),
+            tenant_id = %self.scope.tenant_id,
             location = %location,
             "raw SQL inside a tenant transaction (audited bypass)"
         );
@@ -58,8 +78,8 @@ impl<'a, A: Access> TenantConn<'a, A> {
             actor: &bypass.actor,
             action: &bypass.action,
             reason: &bypass.reason,
-            tenant_id: Some(self.ctx.tenant_id()),
-            request_id: bypass.request_id.as_deref().or(self.ctx.request_id()),
+            tenant_id: Some(self.scope.tenant_id),
+            request_id: bypass.request_id.as_deref().or(self.request_id()),
             location: Some(&location),
         }
         .write(self.conn)
@@ -70,7 +90,7 @@ impl<'a, A: Access> TenantConn<'a, A> {
     /// Runs raw SQL returning rows, under row-level security, after writing one audit row.
     pub async fn raw_load<U>(
         &mut self,
-        bypass: AuditedBypass,
+        bypass: AuditedBypass<'_>,
         query: SqlQuery,
     ) -> Result<Vec<U>, DbError>
     where
@@ -84,7 +104,7 @@ impl<'a, A: Access> TenantConn<'a, A> {
     /// Runs a raw SQL statement, under row-level security, after writing one audit row.
     pub async fn raw_execute(
         &mut self,
-        bypass: AuditedBypass,
+        bypass: AuditedBypass<'_>,
         query: SqlQuery,
     ) -> Result<usize, DbError> {
         self.audit_raw(&bypass).await?;

@@ -1,4 +1,8 @@
 //! The tenant context: which tenant a unit of work acts in, who acts, and whether it may write.
+//!
+//! A [`TenantCtx`] is bound to the request (or job) that made it: its lifetime `'r` borrows the
+//! request's extractor, so a context cannot be kept in a `static`, a global cache, a spawned task
+//! or the router's state and reused by a later request of another tenant.
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -74,57 +78,67 @@ impl Access for ReadOnly {
 
 /// Marker for access modes that may insert, update and delete.
 #[diagnostic::on_unimplemented(
-    message = "this tenant transaction is read-only: it cannot insert, update or delete",
-    label = "a write needs a read-write tenant context",
-    note = "a `ClientViewer` is read-only; require `Partner` (or `Owner`) for handlers that write"
+    message = "this tenant transaction is read-only (a `ClientViewer`'s, or a read-only job's): it cannot insert, update or delete",
+    label = "a write needs a read-write tenant transaction",
+    note = "a `ClientViewer` is read-only: require `Partner` (or `Owner`) for handlers that write; a job writes in `job.tx(..)`, not `job.read_only_tx(..)`"
 )]
 pub trait CanWrite: Access {}
 impl CanWrite for ReadWrite {}
 
+/// What a context carries: the tenant, the actor and the request, owned.
+#[derive(Clone, Debug)]
+pub(crate) struct Scope {
+    pub(crate) tenant_id: Uuid,
+    pub(crate) actor: Actor,
+    pub(crate) request_id: Option<String>,
+}
+
 /// The tenant a unit of work acts in.
 ///
-/// A `TenantCtx` cannot be built from a bare id: it comes from the request extractor of the
-/// identity layer, from [`crate::Db::job_tx`] (an audited background job), or in tests from
-/// `TenantCtx::for_test` (feature `testing`). Every scoped query and tenant transaction needs one.
+/// A `TenantCtx` cannot be built from a bare id, nor deserialized, defaulted or converted: it
+/// comes from `#[requires_role(..)]` (the request's extractor), from a system job of
+/// [`crate::Jobs`] (audited), or in tests from `TenantCtx::for_test` (feature `testing`).
+///
+/// The lifetime `'r` ties the context to the request or job that made it, so it cannot outlive
+/// it by accident: a `static`, a global cache, `tokio::spawn` and the router's state all need
+/// `'static` values. Continue work after a response through a job, which is audited.
 ///
 /// The type parameter says whether the context may write ([`ReadWrite`], the default) or only
 /// read ([`ReadOnly`]); a read-only context yields `READ ONLY` transactions in which inserts,
 /// updates and deletes do not compile.
-pub struct TenantCtx<A: Access = ReadWrite> {
-    tenant_id: Uuid,
-    actor: Actor,
-    request_id: Option<String>,
+pub struct TenantCtx<'r, A: Access = ReadWrite> {
+    scope: Scope,
+    _bound: PhantomData<&'r ()>,
     _access: PhantomData<fn() -> A>,
 }
 
-impl<A: Access> Clone for TenantCtx<A> {
+impl<A: Access> Clone for TenantCtx<'_, A> {
     fn clone(&self) -> Self {
         Self {
-            tenant_id: self.tenant_id,
-            actor: self.actor.clone(),
-            request_id: self.request_id.clone(),
+            scope: self.scope.clone(),
+            _bound: PhantomData,
             _access: PhantomData,
         }
     }
 }
 
-impl<A: Access> fmt::Debug for TenantCtx<A> {
+impl<A: Access> fmt::Debug for TenantCtx<'_, A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TenantCtx")
-            .field("tenant_id", &self.tenant_id)
-            .field("actor", &self.actor.email)
+            .field("tenant_id", &self.scope.tenant_id)
+            .field("actor", &self.scope.actor.email)
             .field("read_only", &A::READ_ONLY)
             .finish()
     }
 }
 
-impl<A: Access> TenantCtx<A> {
-    /// Crate-internal constructor: the identity layer and job entry point call it.
-    pub(crate) fn new_trusted(tenant_id: Uuid, actor: Actor, request_id: Option<String>) -> Self {
+impl<'r, A: Access> TenantCtx<'r, A> {
+    /// Crate-internal constructor: a context living no longer than `'r` (the borrow of the
+    /// request extractor or job that makes it).
+    pub(crate) fn bound(scope: Scope) -> Self {
         Self {
-            tenant_id,
-            actor,
-            request_id,
+            scope,
+            _bound: PhantomData,
             _access: PhantomData,
         }
     }
@@ -138,40 +152,96 @@ impl<A: Access> TenantCtx<A> {
 
     /// The active tenant's id.
     pub fn tenant_id(&self) -> Uuid {
-        self.tenant_id
+        self.scope.tenant_id
     }
 
     /// Who acts.
     pub fn actor(&self) -> &Actor {
-        &self.actor
+        &self.scope.actor
     }
 
     /// The request id recorded in audit rows, if any.
     pub fn request_id(&self) -> Option<&str> {
-        self.request_id.as_deref()
+        self.scope.request_id.as_deref()
     }
 
-    /// The same tenant and actor, read-only.
-    pub fn read_only(&self) -> TenantCtx<ReadOnly> {
-        TenantCtx::new_trusted(self.tenant_id, self.actor.clone(), self.request_id.clone())
+    /// The same tenant and actor, read-only (for the reads of a handler that also writes).
+    pub fn read_only(&self) -> TenantCtx<'r, ReadOnly> {
+        TenantCtx::bound(self.scope.clone())
+    }
+
+    pub(crate) fn scope(&self) -> &Scope {
+        &self.scope
     }
 }
 
-#[cfg(feature = "testing")]
-impl<A: Access> TenantCtx<A> {
+impl<A: Access> TenantCtx<'static, A> {
     /// Test-only constructor (feature `testing`): a context for `tenant_id` acting as `actor`.
     ///
-    /// Never enable the `testing` feature in a production build; `tenantry doctor` cannot see it,
-    /// so keep it in `[dev-dependencies]`.
-    pub fn for_test(tenant_id: Uuid, actor: Actor) -> Self {
-        Self::new_trusted(tenant_id, actor, None)
+    /// Never enable the `testing` feature in a production build; keep it in
+    /// `[dev-dependencies]`. Without the feature this does not compile.
+    pub fn for_test(tenant_id: Uuid, actor: Actor) -> Self
+    where
+        A: TestingFeature,
+    {
+        Self::bound(Scope {
+            tenant_id,
+            actor,
+            request_id: None,
+        })
     }
 }
 
-/// Never implemented: carries the compile error of `TenantCtx::new(id)`.
+/// Implemented only when tenantry's `testing` feature is on: carries the compile error of the
+/// test-only constructors (`TenantCtx::for_test`, `Proof::for_test`) in a build without it.
+#[diagnostic::on_unimplemented(
+    message = "`for_test` needs tenantry's `testing` feature",
+    label = "a test-only constructor",
+    note = "add the feature to your dev-dependencies only: `tenantry = {{ version = \"..\", features = [\"testing\"] }}` under `[dev-dependencies]`; never enable it in a production build"
+)]
+pub trait TestingFeature {}
+#[cfg(feature = "testing")]
+impl<T: ?Sized> TestingFeature for T {}
+
+/// Never implemented: carries the compile error of `TenantCtx::new(id)`, `TenantCtx::from(id)`
+/// and `id.into()`.
 #[diagnostic::on_unimplemented(
     message = "a `TenantCtx` cannot be built from a bare id",
     label = "anyone could name any tenant this way",
-    note = "take the context from the request extractor (`#[requires_role(..)]`), from `Db::job_tx` for an audited background job, or from `TenantCtx::for_test` in tests (feature `testing`)"
+    note = "take the context from the request: `#[requires_role(Partner)] async fn h(ctx: TenantCtx, ..)`; a background job gets one from `Jobs` (audited); tests use `TenantCtx::for_test` (feature `testing`)"
 )]
 pub trait FromBareId: sealed::Sealed {}
+
+/// Never implemented: carries the compile error of `TenantCtx::default()`.
+#[diagnostic::on_unimplemented(
+    message = "a `TenantCtx` has no default: there is no ambient tenant",
+    label = "which tenant would this be?",
+    note = "take the context from the request: `#[requires_role(Partner)] async fn h(ctx: TenantCtx, ..)`; a background job gets one from `Jobs` (audited); tests use `TenantCtx::for_test` (feature `testing`)"
+)]
+pub trait NoAmbientTenant: sealed::Sealed {}
+
+/// Never implemented: carries the compile error of deserializing a `TenantCtx`.
+#[diagnostic::on_unimplemented(
+    message = "a `TenantCtx` cannot come from request data",
+    label = "a client could name any tenant this way",
+    note = "the tenant is chosen by `#[requires_role(..)]` from the verified identity and its memberships (`X-Tenant` only selects among them); take `ctx: TenantCtx` as a handler parameter"
+)]
+pub trait NotFromRequestData: sealed::Sealed {}
+
+impl<A: Access + NoAmbientTenant> Default for TenantCtx<'_, A> {
+    fn default() -> Self {
+        unreachable!("NoAmbientTenant has no implementations")
+    }
+}
+
+impl<A: Access + FromBareId> From<Uuid> for TenantCtx<'_, A> {
+    fn from(_: Uuid) -> Self {
+        unreachable!("FromBareId has no implementations")
+    }
+}
+
+impl<'de, A: Access + NotFromRequestData> serde::Deserialize<'de> for TenantCtx<'_, A> {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        unreachable!("NotFromRequestData has no implementations")
+    }
+}

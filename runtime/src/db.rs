@@ -15,10 +15,11 @@ use futures_util::future::join;
 use uuid::Uuid;
 
 use crate::audit::AuditEntry;
-use crate::bypass::{AuditedBypass, SystemJob};
+use crate::bypass::AuditedBypass;
 use crate::conn::{BypassConn, TenantConn};
-use crate::ctx::{Access, Actor, ReadWrite, TenantCtx};
-use crate::error::{DbError, ScopeError};
+use crate::ctx::{Access, Scope, TenantCtx};
+use crate::error::DbError;
+use crate::jobs::Jobs;
 
 type PgPool = Pool<AsyncPgConnection>;
 
@@ -75,11 +76,6 @@ fn pool(url: &str, size: usize) -> Result<PgPool, DbError> {
         .map_err(|e| DbError::Config(format!("cannot build the connection pool: {e}")))
 }
 
-diesel::define_sql_function! {
-    /// `tenantry_role_is_privileged()`: whether `current_user` is superuser or BYPASSRLS.
-    fn tenantry_role_is_privileged() -> Bool;
-}
-
 impl Db {
     /// Builds both pools and checks that the tenant pool's role is subject to row-level security.
     pub async fn connect(config: DbConfig) -> Result<Self, DbError> {
@@ -91,6 +87,22 @@ impl Db {
         let db = Self { app, bypass };
         db.check_app_role().await?;
         Ok(db)
+    }
+
+    /// [`Db::connect`], and the [`Jobs`] capability of this application's background work: audited
+    /// system jobs that act inside any tenant by id or across tenants.
+    ///
+    /// Call it once, in `main`, and hand the `Jobs` to the tasks that run jobs, never to the
+    /// router: nothing else makes one, and it cannot be cloned or shared (`Arc<Jobs>` is not
+    /// `Send`), so request handlers cannot reach it without a visible, deliberate act. It needs
+    /// the bypass URL: a job has the power of the bypass role.
+    pub async fn connect_with_jobs(config: DbConfig) -> Result<(Self, Jobs), DbError> {
+        if config.bypass_url.is_none() {
+            return Err(DbError::NoBypassPool);
+        }
+        let db = Self::connect(config).await?;
+        let jobs = Jobs::new(db.clone());
+        Ok((db, jobs))
     }
 
     async fn check_app_role(&self) -> Result<(), DbError> {
@@ -124,7 +136,10 @@ impl Db {
     /// If `work` fails the transaction rolls back. If the returned future is dropped before it
     /// finishes, the connection is closed rather than returned to the pool, so no open
     /// transaction or setting can reach the next user.
-    pub async fn tx<A, T, E, F>(&self, ctx: &TenantCtx<A>, work: F) -> Result<T, E>
+    ///
+    /// `work` gets a [`TenantConn`] whose queries (`Invoice::scoped(conn)`) belong to this
+    /// transaction alone: they cannot be returned from `work` or run on another connection.
+    pub async fn tx<A, T, E, F>(&self, ctx: &TenantCtx<'_, A>, work: F) -> Result<T, E>
     where
         A: Access,
         F: AsyncFnOnce(&mut TenantConn<'_, A>) -> Result<T, E>,
@@ -136,7 +151,7 @@ impl Db {
             let conn: &AsyncPgConnection = guard.conn();
             let prelude = begin_tenant_sql(ctx.tenant_id(), A::READ_ONLY);
             let mut prelude_conn = conn;
-            let mut tenant_conn = TenantConn::new(conn, ctx.clone());
+            let mut tenant_conn = TenantConn::new(conn, ctx.scope().clone());
             let (begun, result) =
                 join(prelude_conn.batch_execute(&prelude), work(&mut tenant_conn)).await;
             if let Err(e) = begun {
@@ -150,48 +165,53 @@ impl Db {
         guard.finish(result).await
     }
 
-    /// Runs `work` as the named system `job` inside `tenant_id`, writing one audit row (action
-    /// `job`, the job's name as actor, `reason`) in the same transaction.
-    ///
-    /// This is the entry point for background work that acts inside one tenant.
-    pub async fn job_tx<T, E, F>(
+    /// A system job's transaction inside `scope`'s tenant: one audit row (action `job`) is
+    /// written first, in the same transaction; then, for a read-only job, the transaction turns
+    /// `READ ONLY` before `work` runs.
+    pub(crate) async fn run_job_tx<A, T, E, F>(
         &self,
-        job: &SystemJob,
-        tenant_id: Uuid,
+        scope: Scope,
         reason: &str,
         work: F,
     ) -> Result<T, E>
     where
-        F: AsyncFnOnce(&mut TenantConn<'_, ReadWrite>) -> Result<T, E>,
-        E: From<DbError> + From<ScopeError>,
+        A: Access,
+        F: AsyncFnOnce(&mut TenantConn<'_, A>) -> Result<T, E>,
+        E: From<DbError>,
     {
-        if reason.trim().is_empty() {
-            return Err(E::from(ScopeError::EmptyReason));
-        }
-        let ctx: TenantCtx = TenantCtx::new_trusted(tenant_id, Actor::job(job.name()), None);
-        let actor = ctx.actor().clone();
-        self.tx(&ctx, async |conn| {
-            tracing::info!(job = job.name(), %tenant_id, reason, "system job inside a tenant");
+        let obj = self.app.get().await.map_err(pool_error)?;
+        let guard = TxGuard::new(obj);
+        let result = {
+            let mut conn: &AsyncPgConnection = guard.conn();
+            conn.batch_execute(&begin_tenant_sql(scope.tenant_id, false))
+                .await
+                .map_err(DbError::from)?;
             AuditEntry {
-                actor: &actor,
+                actor: &scope.actor,
                 action: "job",
                 reason,
-                tenant_id: Some(tenant_id),
+                tenant_id: Some(scope.tenant_id),
                 request_id: None,
                 location: None,
             }
-            .write(conn.raw_for_run())
+            .write(conn)
             .await
             .map_err(DbError::from)?;
-            work(conn).await
-        })
-        .await
+            if A::READ_ONLY {
+                // Allowed after the audit insert: a transaction may always turn read-only.
+                conn.batch_execute("SET TRANSACTION READ ONLY")
+                    .await
+                    .map_err(DbError::from)?;
+            }
+            work(&mut TenantConn::new(conn, scope)).await
+        };
+        guard.finish(result).await
     }
 
     /// Runs cross-tenant `work` on the bypass pool, after writing one `audit_log` row (actor,
     /// action, reason, caller location, time) in the same transaction, and emits a `WARN` event.
     /// If the audit row cannot be written, `work` does not run.
-    pub async fn bypass<T, E, F>(&self, bypass: AuditedBypass, work: F) -> Result<T, E>
+    pub async fn bypass<T, E, F>(&self, bypass: AuditedBypass<'_>, work: F) -> Result<T, E>
     where
         F: AsyncFnOnce(&mut BypassConn<'_>) -> Result<T, E>,
         E: From<DbError>,

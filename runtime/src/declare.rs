@@ -3,38 +3,7 @@
 use diesel::sql_types::Text;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-use crate::table::Declared;
-
-/// What `#[tenant_table]` / `#[global_table]` record about a table, for [`declare_tables`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TableDecl {
-    /// A tenant table and its tenant column.
-    Tenant {
-        /// SQL table name.
-        table: &'static str,
-        /// SQL name of the tenant column (`tenant_id`).
-        tenant_column: &'static str,
-    },
-    /// A global table.
-    Global {
-        /// SQL table name.
-        table: &'static str,
-    },
-}
-
-impl TableDecl {
-    /// The declaration of table `T`.
-    pub fn of<T: Declared>() -> Self {
-        T::DECL
-    }
-
-    /// The SQL table name.
-    pub fn table(&self) -> &'static str {
-        match self {
-            TableDecl::Tenant { table, .. } | TableDecl::Global { table } => table,
-        }
-    }
-}
+use crate::table::TableDecl;
 
 /// Applies each declaration to the database: for a tenant table, `ENABLE` and `FORCE ROW LEVEL
 /// SECURITY`, the policy `tenantry_tenant_isolation` (`USING` and `WITH CHECK` on
@@ -49,20 +18,17 @@ pub async fn declare_tables(
     tables: &[TableDecl],
 ) -> diesel::QueryResult<()> {
     for decl in tables {
-        match decl {
-            TableDecl::Tenant {
-                table,
-                tenant_column,
-            } => {
+        match decl.tenant_column() {
+            Some(tenant_column) => {
                 diesel::sql_query("SELECT tenantry_declare_tenant_table($1::regclass, $2::name)")
-                    .bind::<Text, _>(quote_ident(table))
-                    .bind::<Text, _>(*tenant_column)
+                    .bind::<Text, _>(quote_ident(decl.table()))
+                    .bind::<Text, _>(tenant_column)
                     .execute(conn)
                     .await?;
             }
-            TableDecl::Global { table } => {
+            None => {
                 diesel::sql_query("SELECT tenantry_declare_global_table($1::regclass)")
-                    .bind::<Text, _>(quote_ident(table))
+                    .bind::<Text, _>(quote_ident(decl.table()))
                     .execute(conn)
                     .await?;
             }

@@ -1,60 +1,87 @@
-//! Inserts whose `tenant_id` comes from the context, never from the caller's struct.
+//! Inserts whose `tenant_id` comes from the transaction, never from the caller's struct.
+
+use std::marker::PhantomData;
 
 use diesel::dsl::{Eq, Values};
+use diesel::expression::AsExpression;
 use diesel::query_builder::IncompleteInsertStatement;
+use diesel::query_source::Column;
+use diesel::sql_types::SqlType;
 use diesel::{ExpressionMethods, Insertable};
 use uuid::Uuid;
 
-use crate::ctx::{Access, TenantCtx};
-use crate::table::TenantTable;
+use crate::conn::{Brand, TenantConn};
+use crate::ctx::CanWrite;
 
-/// An insert into a tenant table whose rows carry the context's `tenant_id`.
+/// An insert into a tenant table whose rows carry the transaction's `tenant_id`.
 ///
-/// Built by `<Model>::insert(&ctx, new)` / `<Model>::insert_many(&ctx, rows)`; run it with
-/// `.execute(conn)` or `.get_result::<Model>(conn)` (which returns the inserted row).
+/// Built by `<Model>::insert(conn, new)` / `<Model>::insert_many(conn, rows)` in a read-write
+/// transaction; run it with `.execute(conn)` or `.get_result::<Model>(conn)` (which returns the
+/// inserted row), or make it an upsert with [`ScopedInsert::on_conflict`].
 #[derive(Debug)]
 #[must_use = "inserts do nothing until run on a tenant connection: `.execute(conn).await`"]
-pub struct ScopedInsert<S>(S);
+pub struct ScopedInsert<'tx, S> {
+    statement: S,
+    _brand: Brand<'tx>,
+}
 
-impl<S> ScopedInsert<S> {
+impl<'tx, S> ScopedInsert<'tx, S> {
+    pub(crate) fn new(statement: S) -> Self {
+        Self {
+            statement,
+            _brand: PhantomData,
+        }
+    }
+
     pub(crate) fn into_statement(self) -> S {
-        self.0
+        self.statement
     }
 }
 
-/// One row of a scoped insert: `(tenant_id = $ctx, <new row without tenant_id>)`.
-pub type TenantRow<T, N> = (Eq<<T as TenantTable>::TenantColumn, Uuid>, N);
+/// One row of a scoped insert into a table whose tenant column is `C`:
+/// `(C = $tenant, <new row without the tenant column>)`.
+pub type TenantRow<C, N> = (Eq<C, Uuid>, N);
 
-/// The statement of a single-row scoped insert into `T`.
-pub type InsertOne<T, N> = Values<IncompleteInsertStatement<T>, TenantRow<T, N>>;
-/// The statement of a multi-row scoped insert into `T`.
-pub type InsertMany<T, N> = Values<IncompleteInsertStatement<T>, Vec<TenantRow<T, N>>>;
+/// The statement of a single-row scoped insert into `T` (tenant column `C`).
+pub type InsertOne<T, C, N> = Values<IncompleteInsertStatement<T>, TenantRow<C, N>>;
+/// The statement of a multi-row scoped insert into `T` (tenant column `C`).
+pub type InsertMany<T, C, N> = Values<IncompleteInsertStatement<T>, Vec<TenantRow<C, N>>>;
 
-/// `INSERT INTO t (tenant_id, ..) VALUES ($ctx, ..)` (what `<Model>::insert` calls).
-pub fn insert<T, N, A>(ctx: &TenantCtx<A>, new: N) -> ScopedInsert<InsertOne<T, N>>
+/// `INSERT INTO t (tenant_id, ..) VALUES ($tenant, ..)` (what `<Model>::insert` calls).
+pub fn insert<'tx, T, C, N, A>(
+    conn: &TenantConn<'tx, A>,
+    new: N,
+) -> ScopedInsert<'tx, InsertOne<T, C, N>>
 where
-    T: TenantTable,
-    A: Access,
-    TenantRow<T, N>: Insertable<T>,
+    T: diesel::Table + Default,
+    C: Column + Default,
+    C::SqlType: SqlType + diesel::sql_types::SingleValue,
+    Uuid: AsExpression<C::SqlType>,
+    A: CanWrite,
+    TenantRow<C, N>: Insertable<T>,
 {
-    let row = (T::TenantColumn::default().eq(ctx.tenant_id()), new);
-    ScopedInsert(diesel::insert_into(T::default()).values(row))
+    let row = (C::default().eq(conn.tenant_id()), new);
+    ScopedInsert::new(diesel::insert_into(T::default()).values(row))
 }
 
-/// Multi-row insert, every row with the context's `tenant_id` (what `<Model>::insert_many` calls).
-pub fn insert_many<T, N, A>(
-    ctx: &TenantCtx<A>,
+/// Multi-row insert, every row with the transaction's `tenant_id` (what `<Model>::insert_many`
+/// calls).
+pub fn insert_many<'tx, T, C, N, A>(
+    conn: &TenantConn<'tx, A>,
     rows: impl IntoIterator<Item = N>,
-) -> ScopedInsert<InsertMany<T, N>>
+) -> ScopedInsert<'tx, InsertMany<T, C, N>>
 where
-    T: TenantTable,
-    A: Access,
-    Vec<TenantRow<T, N>>: Insertable<T>,
+    T: diesel::Table + Default,
+    C: Column + Default,
+    C::SqlType: SqlType + diesel::sql_types::SingleValue,
+    Uuid: AsExpression<C::SqlType>,
+    A: CanWrite,
+    Vec<TenantRow<C, N>>: Insertable<T>,
 {
-    let tenant = ctx.tenant_id();
+    let tenant = conn.tenant_id();
     let rows: Vec<_> = rows
         .into_iter()
-        .map(|n| (T::TenantColumn::default().eq(tenant), n))
+        .map(|n| (C::default().eq(tenant), n))
         .collect();
-    ScopedInsert(diesel::insert_into(T::default()).values(rows))
+    ScopedInsert::new(diesel::insert_into(T::default()).values(rows))
 }

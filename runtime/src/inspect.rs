@@ -49,6 +49,14 @@ pub enum Finding {
         /// `schema.table`.
         table: String,
     },
+    /// A table with a foreign key to `tenants` (whatever the column is called) that row-level
+    /// security does not cover: RLS disabled or no policy. Declare it as a tenant table.
+    TenantReferenceWithoutPolicy {
+        /// `schema.table`.
+        table: String,
+        /// The foreign key's name.
+        constraint: String,
+    },
     /// The app role does not exist.
     AppRoleMissing {
         /// Role name.
@@ -95,6 +103,10 @@ impl fmt::Display for Finding {
             Finding::UndeclaredTenantColumn { table } => write!(
                 f,
                 "{table}: has a tenant_id column but is declared neither tenant nor global"
+            ),
+            Finding::TenantReferenceWithoutPolicy { table, constraint } => write!(
+                f,
+                "{table}: references tenants ({constraint}) but has no row-level security policy (declare it: tenantry_declare_tenant_table('{table}', '<column>'))"
             ),
             Finding::AppRoleMissing { role } => write!(f, "role {role} does not exist"),
             Finding::AppRolePrivileged {
@@ -162,6 +174,14 @@ struct TableName {
 }
 
 #[derive(QueryableByName)]
+struct TenantReference {
+    #[diesel(sql_type = Text)]
+    table: String,
+    #[diesel(sql_type = Text)]
+    constraint: String,
+}
+
+#[derive(QueryableByName)]
 struct RoleState {
     #[diesel(sql_type = Nullable<Bool>)]
     superuser: Option<bool>,
@@ -217,9 +237,25 @@ WHERE c.relkind IN ('r', 'p')
 ORDER BY 1
 "#;
 
+/// Tables with a foreign key to `tenants` that row-level security does not cover (declared tenant
+/// tables have their own, finer findings above).
+const UNCOVERED_REFERENCES_SQL: &str = r#"
+SELECT DISTINCT ON (c.oid) n.nspname || '.' || c.relname AS "table", k.conname::text AS "constraint"
+FROM pg_constraint k
+JOIN pg_class c ON c.oid = k.conrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE k.contype = 'f' AND k.confrelid = to_regclass('tenants')
+  AND NOT (c.relrowsecurity AND EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid))
+  AND NOT EXISTS (SELECT 1 FROM tenantry_declared_tables d
+                  WHERE d.kind = 'tenant' AND d.table_schema = n.nspname AND d.table_name = c.relname)
+ORDER BY c.oid, k.conname
+"#;
+
 /// Inspects the database `conn` is connected to: every declared tenant table must have
 /// row-level security enabled and forced, the tenant policy and an index leading with its
-/// tenant column; every other table with a `tenant_id` column must be declared (global);
+/// tenant column; every other table with a `tenant_id` column must be declared, and every
+/// table with a foreign key to `tenants` (whatever the column is called) must be covered by
+/// row-level security;
 /// `app_role` must exist and be neither superuser nor `BYPASSRLS`.
 ///
 /// Run it as any role that can read the catalogs (the migration role, say).
@@ -278,6 +314,24 @@ pub async fn inspect(conn: &mut AsyncPgConnection, app_role: &str) -> diesel::Qu
                 .into_iter()
                 .map(|t| Finding::UndeclaredTenantColumn { table: t.table }),
         );
+        let uncovered: Vec<TenantReference> = diesel::sql_query(UNCOVERED_REFERENCES_SQL)
+            .load(conn)
+            .await?;
+        let already = |table: &str| {
+            report
+                .findings
+                .iter()
+                .any(|f| matches!(f, Finding::UndeclaredTenantColumn { table: t } if t == table))
+        };
+        let uncovered: Vec<Finding> = uncovered
+            .into_iter()
+            .filter(|r| !already(&r.table))
+            .map(|r| Finding::TenantReferenceWithoutPolicy {
+                table: r.table,
+                constraint: r.constraint,
+            })
+            .collect();
+        report.findings.extend(uncovered);
     }
 
     let role: Vec<RoleState> = diesel::sql_query(

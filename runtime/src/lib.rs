@@ -5,6 +5,8 @@
 mod audit;
 pub mod auth;
 mod bypass;
+mod changes;
+mod columns;
 mod conn;
 mod ctx;
 mod db;
@@ -13,6 +15,7 @@ mod error;
 pub mod identity;
 mod insert;
 mod inspect;
+mod jobs;
 mod migrate;
 mod query;
 pub mod schema;
@@ -22,30 +25,42 @@ mod table;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use bypass::{no_tenant_scope, AuditedBypass, BypassActor, SystemJob};
+pub use bypass::{no_tenant_scope, AuditedBypass, BypassActor};
+pub use changes::{Assignable, CheckedChanges, Set, SetColumn};
+pub use columns::{NotTheTenantColumn, UuidNotNull};
 pub use conn::{BypassConn, TenantConn};
-pub use ctx::{Access, Actor, CanWrite, FromBareId, ReadOnly, ReadWrite, TenantCtx};
+pub use ctx::{
+    Access, Actor, CanWrite, FromBareId, NoAmbientTenant, NotFromRequestData, ReadOnly, ReadWrite,
+    TenantCtx, TestingFeature,
+};
 pub use db::{Db, DbConfig};
-pub use declare::{declare_tables, TableDecl};
+pub use declare::declare_tables;
 pub use error::{DbError, ScopeError};
 pub use insert::{InsertMany, InsertOne, ScopedInsert, TenantRow};
 pub use inspect::{inspect, Finding, Report};
+pub use jobs::{Jobs, JobsOnly, SystemJob};
 pub use migrate::{
     migrate, migrate_url, run_migrations, MigrateError, Migration, FRAMEWORK_MIGRATIONS,
 };
-pub use query::{RunTenantQuery, TenantQuery};
-pub use scoped::{NoWidening, Scoped, ScopedJoin, ScopedOn, ScopedTable, ScopedWhere};
+pub use query::{RunFuture, RunTenantQuery, TenantQuery};
+pub use scoped::{
+    NoWidening, Scoped, ScopedExpr, ScopedFrom, ScopedJoin, ScopedOn, ScopedSubquery, ScopedWhere,
+};
 pub use table::{
-    Declared, GlobalTable, IsGlobal, IsTenant, JoinScope, TableKind, TenantJoinOn, TenantTable,
+    Declared, GlobalTable, IsGlobal, IsTenant, JoinScope, ReadWithoutScope, TableDecl, TableKind,
+    TenantJoinOn, TenantTable,
 };
 
 /// The names a module that uses tenantry needs: `use tenantry::prelude::*;`.
 ///
 /// It carries Diesel's query-building traits and derives (everything of `diesel::prelude`
 /// except `RunQueryDsl`, `Connection` and `SaveChangesDsl`, which run queries outside tenant
-/// scoping), tenantry's run methods and the main types. Do not also import `diesel::prelude::*`
-/// or `diesel_async::RunQueryDsl` in the same module: their `load`/`execute` would be ambiguous.
+/// scoping, and Diesel's `AsChangeset` derive, replaced by tenantry's, whose columns tenantry
+/// checks), tenantry's run methods, `column.to(value)` for updates, and the main types. Do not
+/// also import `diesel::prelude::*` or `diesel_async::RunQueryDsl` in the same module: their
+/// `load`/`execute` would be ambiguous.
 pub mod prelude {
+    pub use crate::changes::SetColumn as _;
     pub use crate::query::RunTenantQuery as _;
     pub use crate::{AuditedBypass, Db, ReadOnly, ReadWrite, TenantConn, TenantCtx};
     pub use diesel::associations::{Associations, GroupedBy, Identifiable};
@@ -66,32 +81,25 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::bypass::__no_tenant_scope_literal;
+    pub use crate::columns::{has_column, ColumnNames, TenantKeyColumn};
     pub use crate::insert::{insert, insert_many};
     pub use crate::scoped::scoped;
-    pub use ::core::default::Default;
-    pub use ::core::marker::Copy;
-    pub use ::core::option::Option;
-    pub use ::core::result::Result;
+    pub use crate::table::sealed::Declaration;
     pub use diesel;
-    pub use uuid::Uuid;
-
-    /// Seal of the table-declaration traits; implemented only by generated code.
-    pub trait Sealed {}
 }
 
 mod framework_tables {
     use crate::schema::{memberships, tenants, users};
-    use crate::table::{Declared, GlobalTable, IsGlobal};
-    use crate::TableDecl;
+    use crate::table::{sealed::Declaration, IsGlobal, TableDecl};
 
+    // tenantry's own directory tables are read without a scope, and row-level security limits
+    // them to the active tenant: the tenant itself, its memberships and its members.
     macro_rules! global {
         ($($t:ident),*) => {$(
-            impl crate::__private::Sealed for $t::table {}
-            impl Declared for $t::table {
-                type Kind = IsGlobal;
-                const DECL: TableDecl = TableDecl::Global { table: stringify!($t) };
+            impl Declaration for $t::table {
+                type DeclaredKind = IsGlobal;
+                const DECLARATION: TableDecl = TableDecl::global(stringify!($t));
             }
-            impl GlobalTable for $t::table {}
         )*};
     }
     global!(tenants, users, memberships);

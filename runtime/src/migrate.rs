@@ -13,10 +13,16 @@ pub struct Migration {
 }
 
 /// tenantry's own migrations (`tenants`, `users`, `memberships`, `audit_log`, declarations).
-pub const FRAMEWORK_MIGRATIONS: &[Migration] = &[Migration {
-    version: "0001_framework",
-    sql: include_str!("../migrations/0001_framework.sql"),
-}];
+pub const FRAMEWORK_MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: "0001_framework",
+        sql: include_str!("../migrations/0001_framework.sql"),
+    },
+    Migration {
+        version: "0002_directory",
+        sql: include_str!("../migrations/0002_directory.sql"),
+    },
+];
 
 const ROLES_SQL: &str = include_str!("../migrations/roles.sql");
 const GRANTS_SQL: &str = include_str!("../migrations/grants.sql");

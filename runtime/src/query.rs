@@ -1,14 +1,16 @@
 //! What a tenant connection may run ([`TenantQuery`]) and the methods that run it ([`RunTenantQuery`]).
 
 use std::future::Future;
+use std::pin::Pin;
 
 use diesel::internal::table_macro::{BoxedSelectStatement, FromClause, SelectStatement};
 use diesel::pg::Pg;
-use diesel::query_builder::{DeleteStatement, UpdateStatement};
+use diesel::query_builder::{DeleteStatement, QueryId, UpdateStatement};
 use diesel::QueryResult;
 use diesel_async::methods::{ExecuteDsl, LoadQuery};
 use diesel_async::AsyncPgConnection;
 
+use crate::changes::CheckedChanges;
 use crate::conn::TenantConn;
 use crate::ctx::{Access, CanWrite};
 use crate::insert::ScopedInsert;
@@ -20,51 +22,70 @@ mod sealed {
     #[diagnostic::on_unimplemented(
         message = "`{Self}` cannot be marked tenant-safe by hand",
         label = "the tenant-query marker is sealed",
-        note = "build the query from `<Model>::scoped(&ctx)` (tenant tables) or a `#[global_table]`; cross-tenant work goes through `no_tenant_scope!`"
+        note = "build the query from `<Model>::scoped(conn)` (tenant tables) or a `#[global_table]`; cross-tenant work goes through `no_tenant_scope!`"
     )]
-    pub trait Sealed<A> {}
+    pub trait Sealed<'tx, A> {}
 }
 
-/// A query a tenant connection may run in access mode `A`: a scoped query, a scoped insert,
-/// update or delete (read-write only), or a read of a global table.
+/// A query a tenant connection of transaction `'tx` may run: a scoped query built from that
+/// transaction's connection, a scoped insert, update or delete (whose writes were checked when
+/// they were built: read-write transaction, no tenant column in the changes), or a read of a
+/// global table.
 ///
 /// Sealed: it cannot be implemented outside tenantry.
 #[diagnostic::on_unimplemented(
     message = "this query is not tenant-scoped, so a tenant connection will not run it",
-    label = "not built from `<Model>::scoped(&ctx)`",
-    note = "scope it: `Invoice::scoped(&ctx).filter(..)`; insert with `Invoice::insert(&ctx, new)`; update or delete with `diesel::update(Invoice::scoped(&ctx).filter(..))`",
-    note = "raw SQL and cross-tenant work need an audited bypass: `no_tenant_scope!(&actor, \"reason\")`"
+    label = "not built from `<Model>::scoped(conn)`, or its changes hide their columns",
+    note = "scope it: `Invoice::scoped(conn).filter(..)`; insert with `Invoice::insert(conn, new)`; update or delete with `diesel::update(Invoice::scoped(conn).filter(..))`",
+    note = "a scoped update sets columns with `column.to(value)` or tenantry's `#[derive(AsChangeset)]`, which tenantry checks (never the tenant column); Diesel's `.eq(..)` assignments and its own derive hide the column they set",
+    note = "raw SQL and cross-tenant work need an audited bypass: `no_tenant_scope!(&owner, \"reason\")`"
 )]
-pub trait TenantQuery<A: Access>: sealed::Sealed<A> {
+pub trait TenantQuery<'tx, A: Access>: sealed::Sealed<'tx, A> {
     /// The Diesel query that runs.
     type Inner;
     /// Unwraps the Diesel query.
     fn into_inner(self) -> Self::Inner;
 }
 
-impl<Q, A: Access> sealed::Sealed<A> for Scoped<Q> {}
-impl<Q, A: Access> TenantQuery<A> for Scoped<Q> {
+impl<'tx, Q, A: Access> sealed::Sealed<'tx, A> for Scoped<'tx, Q, A> {}
+impl<'tx, Q, A: Access> TenantQuery<'tx, A> for Scoped<'tx, Q, A> {
     type Inner = Q;
     fn into_inner(self) -> Q {
         self.into_query()
     }
 }
 
-impl<S, A: CanWrite> sealed::Sealed<A> for ScopedInsert<S> {}
-impl<S, A: CanWrite> TenantQuery<A> for ScopedInsert<S> {
+impl<'tx, S, A: Access> sealed::Sealed<'tx, A> for ScopedInsert<'tx, S> {}
+impl<'tx, S, A: Access> TenantQuery<'tx, A> for ScopedInsert<'tx, S> {
     type Inner = S;
     fn into_inner(self) -> S {
         self.into_statement()
     }
 }
 
-impl<T, W, V, R, A> sealed::Sealed<A> for UpdateStatement<T, ScopedWhere<W>, V, R>
+impl<'tx, T, W, V, R, A: Access> sealed::Sealed<'tx, A>
+    for UpdateStatement<T, ScopedWhere<'tx, W>, V, R>
+where
+    T: diesel::QuerySource,
+{
+}
+impl<'tx, T, W, V, R, A> TenantQuery<'tx, A> for UpdateStatement<T, ScopedWhere<'tx, W>, V, R>
 where
     T: diesel::QuerySource,
     A: CanWrite,
+    V: CheckedChanges,
+{
+    type Inner = Self;
+    fn into_inner(self) -> Self {
+        self
+    }
+}
+
+impl<'tx, T, W, R, A: Access> sealed::Sealed<'tx, A> for DeleteStatement<T, ScopedWhere<'tx, W>, R> where
+    T: diesel::QuerySource
 {
 }
-impl<T, W, V, R, A> TenantQuery<A> for UpdateStatement<T, ScopedWhere<W>, V, R>
+impl<'tx, T, W, R, A> TenantQuery<'tx, A> for DeleteStatement<T, ScopedWhere<'tx, W>, R>
 where
     T: diesel::QuerySource,
     A: CanWrite,
@@ -75,43 +96,24 @@ where
     }
 }
 
-impl<T, W, R, A> sealed::Sealed<A> for DeleteStatement<T, ScopedWhere<W>, R>
-where
-    T: diesel::QuerySource,
-    A: CanWrite,
-{
-}
-impl<T, W, R, A> TenantQuery<A> for DeleteStatement<T, ScopedWhere<W>, R>
-where
-    T: diesel::QuerySource,
-    A: CanWrite,
-{
-    type Inner = Self;
-    fn into_inner(self) -> Self {
-        self
-    }
-}
-
-impl<T: GlobalTable, A: Access> sealed::Sealed<A> for T {}
-impl<T: GlobalTable, A: Access> TenantQuery<A> for T {
+impl<'tx, T: GlobalTable, A: Access> sealed::Sealed<'tx, A> for T {}
+impl<'tx, T: GlobalTable, A: Access> TenantQuery<'tx, A> for T {
     type Inner = T;
     fn into_inner(self) -> T {
         self
     }
 }
 
-impl<T, S, D, W, O, LO, G, H, LC, A> sealed::Sealed<A>
+impl<'tx, T, S, D, W, O, LO, G, H, LC, A: Access> sealed::Sealed<'tx, A>
     for SelectStatement<FromClause<T>, S, D, W, O, LO, G, H, LC>
 where
     T: GlobalTable,
-    A: Access,
 {
 }
-impl<T, S, D, W, O, LO, G, H, LC, A> TenantQuery<A>
+impl<'tx, T, S, D, W, O, LO, G, H, LC, A: Access> TenantQuery<'tx, A>
     for SelectStatement<FromClause<T>, S, D, W, O, LO, G, H, LC>
 where
     T: GlobalTable,
-    A: Access,
 {
     type Inner = Self;
     fn into_inner(self) -> Self {
@@ -119,16 +121,16 @@ where
     }
 }
 
-impl<'a, ST, T, GB, A> sealed::Sealed<A> for BoxedSelectStatement<'a, ST, FromClause<T>, Pg, GB>
+impl<'tx, 'a, ST, T, GB, A: Access> sealed::Sealed<'tx, A>
+    for BoxedSelectStatement<'a, ST, FromClause<T>, Pg, GB>
 where
     T: GlobalTable,
-    A: Access,
 {
 }
-impl<'a, ST, T, GB, A> TenantQuery<A> for BoxedSelectStatement<'a, ST, FromClause<T>, Pg, GB>
+impl<'tx, 'a, ST, T, GB, A: Access> TenantQuery<'tx, A>
+    for BoxedSelectStatement<'a, ST, FromClause<T>, Pg, GB>
 where
     T: GlobalTable,
-    A: Access,
 {
     type Inner = Self;
     fn into_inner(self) -> Self {
@@ -136,77 +138,84 @@ where
     }
 }
 
-/// Runs tenant queries on a [`TenantConn`]: `Invoice::scoped(&ctx).load(conn).await`.
+/// The future of a tenant query: boxed, so that a query a tenant connection will not run is one
+/// compile error at the method, not three.
+pub type RunFuture<'c, T> = Pin<Box<dyn Future<Output = QueryResult<T>> + Send + 'c>>;
+
+/// Runs tenant queries on a [`TenantConn`]: `Invoice::scoped(conn).load(conn).await`.
 ///
-/// Implemented for every type, so that an unscoped query fails with tenantry's message
-/// ("this query is not tenant-scoped") rather than a missing method. Import it through
-/// `tenantry::prelude::*` and do not import `diesel_async::RunQueryDsl` in the same module
-/// (the two would make `.load` ambiguous).
+/// Implemented for tenantry's scoped queries and inserts and for Diesel's query types, so that
+/// an unscoped Diesel query fails with tenantry's message ("this query is not tenant-scoped")
+/// rather than a missing method, while other types (`Vec`, your own) keep their own `first`,
+/// `load` and `execute`. Import it through `tenantry::prelude::*` and do not import
+/// `diesel_async::RunQueryDsl` in the same module (the two would make `.load` ambiguous).
 pub trait RunTenantQuery<A: Access>: Sized {
     /// Loads all rows.
-    fn load<'c, 'a: 'c, U>(
-        self,
-        conn: &'c mut TenantConn<'a, A>,
-    ) -> impl Future<Output = QueryResult<Vec<U>>> + Send + 'c
+    fn load<'c, 'tx, U>(self, conn: &'c mut TenantConn<'tx, A>) -> RunFuture<'c, Vec<U>>
     where
-        Self: TenantQuery<A>,
-        Self::Inner: LoadQuery<'c, &'a AsyncPgConnection, U> + 'c,
+        Self: TenantQuery<'tx, A>,
+        Self::Inner: LoadQuery<'c, &'tx AsyncPgConnection, U> + 'c,
         U: Send + 'c,
     {
-        diesel_async::RunQueryDsl::load(self.into_inner(), conn.raw_for_run())
+        Box::pin(diesel_async::RunQueryDsl::load(
+            self.into_inner(),
+            conn.raw_for_run(),
+        ))
     }
 
     /// Loads all rows (alias of [`RunTenantQuery::load`]).
-    fn get_results<'c, 'a: 'c, U>(
-        self,
-        conn: &'c mut TenantConn<'a, A>,
-    ) -> impl Future<Output = QueryResult<Vec<U>>> + Send + 'c
+    fn get_results<'c, 'tx, U>(self, conn: &'c mut TenantConn<'tx, A>) -> RunFuture<'c, Vec<U>>
     where
-        Self: TenantQuery<A>,
-        Self::Inner: LoadQuery<'c, &'a AsyncPgConnection, U> + 'c,
+        Self: TenantQuery<'tx, A>,
+        Self::Inner: LoadQuery<'c, &'tx AsyncPgConnection, U> + 'c,
         U: Send + 'c,
     {
-        self.load(conn)
+        Box::pin(diesel_async::RunQueryDsl::load(
+            self.into_inner(),
+            conn.raw_for_run(),
+        ))
     }
 
     /// Loads exactly one row (`NotFound` if there is none), e.g. an insert's `RETURNING` row.
-    fn get_result<'c, 'a: 'c, U>(
-        self,
-        conn: &'c mut TenantConn<'a, A>,
-    ) -> impl Future<Output = QueryResult<U>> + Send + 'c
+    fn get_result<'c, 'tx, U>(self, conn: &'c mut TenantConn<'tx, A>) -> RunFuture<'c, U>
     where
-        Self: TenantQuery<A>,
-        Self::Inner: LoadQuery<'c, &'a AsyncPgConnection, U> + 'c,
+        Self: TenantQuery<'tx, A>,
+        Self::Inner: LoadQuery<'c, &'tx AsyncPgConnection, U> + 'c,
         U: Send + 'c,
     {
-        diesel_async::RunQueryDsl::get_result(self.into_inner(), conn.raw_for_run())
+        Box::pin(diesel_async::RunQueryDsl::get_result(
+            self.into_inner(),
+            conn.raw_for_run(),
+        ))
     }
 
     /// Loads the first row (`LIMIT 1`; `NotFound` if there is none).
-    fn first<'c, 'a: 'c, U>(
-        self,
-        conn: &'c mut TenantConn<'a, A>,
-    ) -> impl Future<Output = QueryResult<U>> + Send + 'c
+    fn first<'c, 'tx, U>(self, conn: &'c mut TenantConn<'tx, A>) -> RunFuture<'c, U>
     where
-        Self: TenantQuery<A>,
+        Self: TenantQuery<'tx, A>,
         Self::Inner: diesel::query_dsl::methods::LimitDsl,
-        diesel::dsl::Limit<Self::Inner>: LoadQuery<'c, &'a AsyncPgConnection, U> + Send + 'c,
+        diesel::dsl::Limit<Self::Inner>: LoadQuery<'c, &'tx AsyncPgConnection, U> + Send + 'c,
         U: Send + 'c,
     {
-        diesel_async::RunQueryDsl::first(self.into_inner(), conn.raw_for_run())
+        Box::pin(diesel_async::RunQueryDsl::first(
+            self.into_inner(),
+            conn.raw_for_run(),
+        ))
     }
 
     /// Runs an insert, update or delete and returns the number of rows it touched.
-    fn execute<'c, 'a: 'c>(
-        self,
-        conn: &'c mut TenantConn<'a, A>,
-    ) -> impl Future<Output = QueryResult<usize>> + Send + 'c
+    fn execute<'c, 'tx>(self, conn: &'c mut TenantConn<'tx, A>) -> RunFuture<'c, usize>
     where
-        Self: TenantQuery<A>,
-        Self::Inner: ExecuteDsl<&'a AsyncPgConnection> + 'c,
+        Self: TenantQuery<'tx, A>,
+        Self::Inner: ExecuteDsl<&'tx AsyncPgConnection> + 'c,
     {
-        diesel_async::RunQueryDsl::execute(self.into_inner(), conn.raw_for_run())
+        Box::pin(diesel_async::RunQueryDsl::execute(
+            self.into_inner(),
+            conn.raw_for_run(),
+        ))
     }
 }
 
-impl<T, A: Access> RunTenantQuery<A> for T {}
+impl<T: QueryId, A: Access> RunTenantQuery<A> for T {}
+impl<Q, A: Access, B: Access> RunTenantQuery<A> for Scoped<'_, Q, B> {}
+impl<S, A: Access> RunTenantQuery<A> for ScopedInsert<'_, S> {}

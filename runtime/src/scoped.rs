@@ -1,58 +1,100 @@
-//! `Scoped<Q>`: a query that carries `WHERE tenant_id = $ctx` and offers only narrowing operations.
+//! `Scoped<'tx, Q>`: a query that carries `WHERE tenant_id = $tenant`, belongs to one tenant
+//! transaction, and offers only narrowing operations.
 //!
-//! Built by `<Model>::scoped(&ctx)`. It forwards `filter`, `order`, `then_order_by`, `limit`,
-//! `offset`, `select`, `distinct`, `count`, `into_boxed`, `inner_join` and `left_join` to Diesel,
-//! and nothing that could widen the result: there is no `or_filter`. `.filter(a.or(b))` stays
-//! safe because Diesel parenthesises the predicate, giving `tenant_id = $1 AND (a OR b)`.
+//! Built by `<Model>::scoped(conn)` from the transaction's [`TenantConn`]. It forwards `filter`,
+//! `order`, `then_order_by`, `limit`, `offset`, `select`, `distinct`, `count`, `into_boxed`,
+//! `inner_join` and `left_join` to Diesel, and nothing that could widen the result: there is no
+//! `or_filter`. `.filter(a.or(b))` stays safe because Diesel parenthesises the predicate, giving
+//! `tenant_id = $1 AND (a OR b)`.
+//!
+//! The lifetime `'tx` is the transaction's: a scoped query (and its `subquery()`, `exists()` and
+//! `single_value()`) cannot leave the transaction closure nor run on another connection.
+
+use std::fmt;
+use std::marker::PhantomData;
 
 use diesel::associations::HasTable;
 use diesel::dsl::CountStar;
-use diesel::expression::Expression;
+use diesel::expression::{AppearsOnTable, Expression, SelectableExpression, ValidGrouping};
+use diesel::internal::derives::multiconnection::array_comparison::AsInExpression;
 use diesel::internal::table_macro::{Inner, LeftOuter};
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, IntoUpdateTarget, QueryFragment, QueryId, UpdateTarget};
 use diesel::query_dsl::methods::{
-    BoxedDsl, DistinctDsl, FilterDsl, LimitDsl, OffsetDsl, OrderDsl, SelectDsl, ThenOrderDsl,
+    BoxedDsl, DistinctDsl, FilterDsl, LimitDsl, OffsetDsl, OrderDsl, SelectDsl, SingleValueDsl,
+    ThenOrderDsl,
 };
 use diesel::query_dsl::InternalJoinDsl;
-use diesel::query_source::JoinTo;
+use diesel::query_source::{Column, JoinTo};
+use diesel::sql_types::SqlType;
 use diesel::QueryResult;
 use uuid::Uuid;
 
-use crate::ctx::{Access, TenantCtx};
-use crate::table::{Declared, JoinScope, TenantTable};
+use crate::conn::{Brand, TenantConn};
+use crate::ctx::{Access, ReadWrite};
+use crate::table::{Declared, JoinScope};
 
-/// A query kept inside one tenant. Private fields: only `<Model>::scoped(&ctx)` makes one.
-#[derive(Debug, Clone, Copy)]
+/// A query kept inside one tenant and one transaction. Private fields: only
+/// `<Model>::scoped(conn)` makes one.
 #[must_use = "queries do nothing until run on a tenant connection: `.load(conn).await`"]
-pub struct Scoped<Q> {
+pub struct Scoped<'tx, Q, A: Access = ReadWrite> {
     query: Q,
     tenant: Uuid,
+    _brand: Brand<'tx>,
+    _access: PhantomData<fn() -> A>,
 }
 
-/// The query `<Model>::scoped(&ctx)` starts from: `SELECT .. FROM t WHERE t.tenant_id = $ctx`.
-pub type ScopedTable<T> =
-    diesel::dsl::Filter<T, diesel::dsl::Eq<<T as TenantTable>::TenantColumn, Uuid>>;
-
-/// Starts a scoped query on tenant table `T` (what `<Model>::scoped(&ctx)` calls).
-pub fn scoped<T, A>(ctx: &TenantCtx<A>) -> Scoped<ScopedTable<T>>
-where
-    T: TenantTable + FilterDsl<diesel::dsl::Eq<<T as TenantTable>::TenantColumn, Uuid>>,
-    A: Access,
-{
-    use diesel::ExpressionMethods;
-    let tenant = ctx.tenant_id();
-    Scoped {
-        query: FilterDsl::filter(T::default(), T::TenantColumn::default().eq(tenant)),
-        tenant,
+impl<Q: Clone, A: Access> Clone for Scoped<'_, Q, A> {
+    fn clone(&self) -> Self {
+        Self {
+            query: self.query.clone(),
+            tenant: self.tenant,
+            _brand: PhantomData,
+            _access: PhantomData,
+        }
     }
 }
 
-impl<Q> Scoped<Q> {
-    fn map<R>(self, f: impl FnOnce(Q) -> R) -> Scoped<R> {
+impl<Q: fmt::Debug, A: Access> fmt::Debug for Scoped<'_, Q, A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Scoped")
+            .field("tenant", &self.tenant)
+            .field("query", &self.query)
+            .finish()
+    }
+}
+
+/// The query `<Model>::scoped(conn)` starts from, for table `T` with tenant column `C`:
+/// `SELECT .. FROM t WHERE t.<C> = $tenant`.
+pub type ScopedFrom<T, C> = diesel::dsl::Filter<T, diesel::dsl::Eq<C, Uuid>>;
+
+/// Starts a scoped query on table `T`, whose tenant column is `C`, inside `conn`'s transaction
+/// (what `<Model>::scoped(conn)` calls).
+pub fn scoped<'tx, T, C, A>(conn: &TenantConn<'tx, A>) -> Scoped<'tx, ScopedFrom<T, C>, A>
+where
+    T: Default + FilterDsl<diesel::dsl::Eq<C, Uuid>>,
+    C: Column + Default,
+    C::SqlType: SqlType + diesel::sql_types::SingleValue,
+    Uuid: diesel::expression::AsExpression<C::SqlType>,
+    A: Access,
+{
+    use diesel::ExpressionMethods;
+    let tenant = conn.tenant_id();
+    Scoped {
+        query: FilterDsl::filter(T::default(), C::default().eq(tenant)),
+        tenant,
+        _brand: PhantomData,
+        _access: PhantomData,
+    }
+}
+
+impl<'tx, Q, A: Access> Scoped<'tx, Q, A> {
+    fn map<R>(self, f: impl FnOnce(Q) -> R) -> Scoped<'tx, R, A> {
         Scoped {
             query: f(self.query),
             tenant: self.tenant,
+            _brand: PhantomData,
+            _access: PhantomData,
         }
     }
 
@@ -61,8 +103,8 @@ impl<Q> Scoped<Q> {
         self.tenant
     }
 
-    /// Narrows the query: `WHERE tenant_id = $ctx AND (<predicate>)`.
-    pub fn filter<P>(self, predicate: P) -> Scoped<diesel::dsl::Filter<Q, P>>
+    /// Narrows the query: `WHERE tenant_id = $tenant AND (<predicate>)`.
+    pub fn filter<P>(self, predicate: P) -> Scoped<'tx, diesel::dsl::Filter<Q, P>, A>
     where
         Q: FilterDsl<P>,
     {
@@ -70,7 +112,7 @@ impl<Q> Scoped<Q> {
     }
 
     /// Sets the `ORDER BY` clause.
-    pub fn order<O>(self, order: O) -> Scoped<diesel::dsl::Order<Q, O>>
+    pub fn order<O>(self, order: O) -> Scoped<'tx, diesel::dsl::Order<Q, O>, A>
     where
         O: Expression,
         Q: OrderDsl<O>,
@@ -79,7 +121,7 @@ impl<Q> Scoped<Q> {
     }
 
     /// Alias of [`Scoped::order`], as in Diesel.
-    pub fn order_by<O>(self, order: O) -> Scoped<diesel::dsl::Order<Q, O>>
+    pub fn order_by<O>(self, order: O) -> Scoped<'tx, diesel::dsl::Order<Q, O>, A>
     where
         O: Expression,
         Q: OrderDsl<O>,
@@ -88,7 +130,7 @@ impl<Q> Scoped<Q> {
     }
 
     /// Appends to the `ORDER BY` clause.
-    pub fn then_order_by<O>(self, order: O) -> Scoped<diesel::dsl::ThenOrderBy<Q, O>>
+    pub fn then_order_by<O>(self, order: O) -> Scoped<'tx, diesel::dsl::ThenOrderBy<Q, O>, A>
     where
         Q: ThenOrderDsl<O>,
     {
@@ -96,7 +138,7 @@ impl<Q> Scoped<Q> {
     }
 
     /// Sets `LIMIT`.
-    pub fn limit(self, limit: i64) -> Scoped<diesel::dsl::Limit<Q>>
+    pub fn limit(self, limit: i64) -> Scoped<'tx, diesel::dsl::Limit<Q>, A>
     where
         Q: LimitDsl,
     {
@@ -104,7 +146,7 @@ impl<Q> Scoped<Q> {
     }
 
     /// Sets `OFFSET`.
-    pub fn offset(self, offset: i64) -> Scoped<diesel::dsl::Offset<Q>>
+    pub fn offset(self, offset: i64) -> Scoped<'tx, diesel::dsl::Offset<Q>, A>
     where
         Q: OffsetDsl,
     {
@@ -112,7 +154,7 @@ impl<Q> Scoped<Q> {
     }
 
     /// Chooses the selected columns.
-    pub fn select<S>(self, selection: S) -> Scoped<diesel::dsl::Select<Q, S>>
+    pub fn select<S>(self, selection: S) -> Scoped<'tx, diesel::dsl::Select<Q, S>, A>
     where
         S: Expression,
         Q: SelectDsl<S>,
@@ -121,7 +163,7 @@ impl<Q> Scoped<Q> {
     }
 
     /// `SELECT DISTINCT`.
-    pub fn distinct(self) -> Scoped<diesel::dsl::Distinct<Q>>
+    pub fn distinct(self) -> Scoped<'tx, diesel::dsl::Distinct<Q>, A>
     where
         Q: DistinctDsl,
     {
@@ -129,7 +171,7 @@ impl<Q> Scoped<Q> {
     }
 
     /// `SELECT COUNT(*)` of the scoped rows; load it with `.get_result::<i64>(conn)`.
-    pub fn count(self) -> Scoped<diesel::dsl::Select<Q, CountStar>>
+    pub fn count(self) -> Scoped<'tx, diesel::dsl::Select<Q, CountStar>, A>
     where
         Q: SelectDsl<CountStar>,
     {
@@ -137,20 +179,21 @@ impl<Q> Scoped<Q> {
     }
 
     /// Boxes the query so that filters can be added at run time (dynamic filters).
-    pub fn into_boxed<'a>(self) -> Scoped<diesel::dsl::IntoBoxed<'a, Q, Pg>>
+    pub fn into_boxed<'a>(self) -> Scoped<'tx, diesel::dsl::IntoBoxed<'a, Q, Pg>, A>
     where
         Q: BoxedDsl<'a, Pg>,
     {
         self.map(|q| q.internal_into_boxed())
     }
 
-    /// `INNER JOIN rhs ON <joinable!> [AND rhs.tenant_id = $ctx]`.
+    /// `INNER JOIN rhs ON <joinable!> [AND rhs.tenant_id = $tenant]`.
     ///
-    /// A joined tenant table is scoped in the `ON` clause; a joined global table is not.
-    pub fn inner_join<R>(self, rhs: R) -> Scoped<ScopedJoin<Q, R, Inner>>
+    /// A joined tenant table is scoped in the `ON` clause; a joined global table is not. Joins
+    /// follow `joinable!`: pass the table itself (`.inner_join(projects::table)`).
+    pub fn inner_join<R>(self, rhs: R) -> Scoped<'tx, ScopedJoin<Q, R, Inner>, A>
     where
-        Q: JoinTo<R>,
         R: Declared,
+        Q: JoinTo<R>,
         R::Kind: JoinScope<R, <Q as JoinTo<R>>::OnClause>,
         Q: InternalJoinDsl<<Q as JoinTo<R>>::FromClause, Inner, ScopedOn<Q, R>>,
     {
@@ -162,14 +205,14 @@ impl<Q> Scoped<Q> {
         })
     }
 
-    /// `LEFT OUTER JOIN rhs ON <joinable!> [AND rhs.tenant_id = $ctx]`.
+    /// `LEFT OUTER JOIN rhs ON <joinable!> [AND rhs.tenant_id = $tenant]`.
     ///
     /// The tenant condition sits in the `ON` clause, so rows of the left table without a match
     /// in this tenant still appear (with `NULL`s), and rows of other tenants never do.
-    pub fn left_join<R>(self, rhs: R) -> Scoped<ScopedJoin<Q, R, LeftOuter>>
+    pub fn left_join<R>(self, rhs: R) -> Scoped<'tx, ScopedJoin<Q, R, LeftOuter>, A>
     where
-        Q: JoinTo<R>,
         R: Declared,
+        Q: JoinTo<R>,
         R::Kind: JoinScope<R, <Q as JoinTo<R>>::OnClause>,
         Q: InternalJoinDsl<<Q as JoinTo<R>>::FromClause, LeftOuter, ScopedOn<Q, R>>,
     {
@@ -181,9 +224,31 @@ impl<Q> Scoped<Q> {
         })
     }
 
-    /// `EXISTS (<this scoped query>)`, for use inside another scoped query's filter.
-    pub fn exists(self) -> diesel::dsl::exists<Q> {
-        diesel::dsl::exists(self.query)
+    /// `EXISTS (<this scoped query>)`, for use inside another scoped query's filter of the same
+    /// transaction.
+    pub fn exists(self) -> ScopedExpr<'tx, diesel::dsl::exists<Q>> {
+        ScopedExpr::new(diesel::dsl::exists(self.query))
+    }
+
+    /// `(<this scoped query> LIMIT 1)` as a nullable value, for a filter or an update's value:
+    /// `invoices::number.to(Invoice::scoped(conn).select(..).single_value())`.
+    pub fn single_value(self) -> ScopedExpr<'tx, diesel::dsl::SingleValue<Q>>
+    where
+        Q: SingleValueDsl,
+    {
+        ScopedExpr::new(self.query.single_value())
+    }
+
+    /// The query as a subquery for `eq_any` in another scoped query of the same transaction:
+    /// `invoices::project_id.eq_any(Project::scoped(conn).select(projects::id).subquery())`.
+    ///
+    /// The subquery still carries `tenant_id = $tenant`, and no tenant connection runs it on its
+    /// own: it is only usable inside an expression.
+    pub fn subquery(self) -> ScopedSubquery<'tx, Q> {
+        ScopedSubquery {
+            query: self.query,
+            _brand: PhantomData,
+        }
     }
 
     /// Not available: `or_filter` would turn `tenant_id = $1 AND a` into `tenant_id = $1 OR b`.
@@ -196,15 +261,6 @@ impl<Q> Scoped<Q> {
         P: NoWidening,
     {
         self
-    }
-
-    /// The query as a subquery for another scoped query's filter:
-    /// `invoices::project_id.eq_any(Project::scoped(&ctx).select(projects::id).subquery())`.
-    ///
-    /// The result still carries `tenant_id = $ctx`, and no tenant connection runs it on its own:
-    /// it is only usable inside an expression.
-    pub fn subquery(self) -> Q {
-        self.query
     }
 
     pub(crate) fn into_query(self) -> Q {
@@ -220,7 +276,7 @@ pub type ScopedOn<Q, R> =
 pub type ScopedJoin<Q, R, Kind> =
     <Q as InternalJoinDsl<<Q as JoinTo<R>>::FromClause, Kind, ScopedOn<Q, R>>>::Output;
 
-impl<Q: HasTable> HasTable for Scoped<Q> {
+impl<Q: HasTable, A: Access> HasTable for Scoped<'_, Q, A> {
     type Table = Q::Table;
 
     fn table() -> Self::Table {
@@ -228,10 +284,11 @@ impl<Q: HasTable> HasTable for Scoped<Q> {
     }
 }
 
-/// `diesel::update(<Model>::scoped(&ctx).filter(..))` and `diesel::delete(..)` keep the tenant
+/// `diesel::update(<Model>::scoped(conn).filter(..))` and `diesel::delete(..)` keep the tenant
 /// condition: the `WHERE` clause is wrapped in [`ScopedWhere`], which only a scoped query yields.
-impl<Q: IntoUpdateTarget> IntoUpdateTarget for Scoped<Q> {
-    type WhereClause = ScopedWhere<Q::WhereClause>;
+/// (A read-only transaction's connection will not run the update or delete.)
+impl<'tx, Q: IntoUpdateTarget, A: Access> IntoUpdateTarget for Scoped<'tx, Q, A> {
+    type WhereClause = ScopedWhere<'tx, Q::WhereClause>;
 
     fn into_update_target(self) -> UpdateTarget<Self::Table, Self::WhereClause> {
         let UpdateTarget {
@@ -240,7 +297,7 @@ impl<Q: IntoUpdateTarget> IntoUpdateTarget for Scoped<Q> {
         } = self.query.into_update_target();
         UpdateTarget {
             table,
-            where_clause: ScopedWhere(where_clause),
+            where_clause: ScopedWhere(where_clause, PhantomData),
         }
     }
 }
@@ -250,16 +307,87 @@ impl<Q: IntoUpdateTarget> IntoUpdateTarget for Scoped<Q> {
 /// Private field: it exists only so that tenant connections can tell a scoped update or delete
 /// from an unscoped one at compile time.
 #[derive(Debug, Clone, Copy)]
-pub struct ScopedWhere<W>(W);
+pub struct ScopedWhere<'tx, W>(W, Brand<'tx>);
 
-impl<W: QueryId> QueryId for ScopedWhere<W> {
+impl<W: QueryId> QueryId for ScopedWhere<'_, W> {
     type QueryId = W::QueryId;
     const HAS_STATIC_QUERY_ID: bool = W::HAS_STATIC_QUERY_ID;
 }
 
-impl<W: QueryFragment<Pg>> QueryFragment<Pg> for ScopedWhere<W> {
+impl<W: QueryFragment<Pg>> QueryFragment<Pg> for ScopedWhere<'_, W> {
     fn walk_ast<'b>(&'b self, pass: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         self.0.walk_ast(pass)
+    }
+}
+
+/// A scoped query used as an expression (`exists()`, `single_value()`), branded with its
+/// transaction.
+#[derive(Debug, Clone, Copy)]
+pub struct ScopedExpr<'tx, E> {
+    expr: E,
+    _brand: Brand<'tx>,
+}
+
+impl<E> ScopedExpr<'_, E> {
+    fn new(expr: E) -> Self {
+        Self {
+            expr,
+            _brand: PhantomData,
+        }
+    }
+}
+
+impl<E: Expression> Expression for ScopedExpr<'_, E> {
+    type SqlType = E::SqlType;
+}
+
+impl<E: AppearsOnTable<QS>, QS> AppearsOnTable<QS> for ScopedExpr<'_, E> {}
+
+impl<E: SelectableExpression<QS>, QS> SelectableExpression<QS> for ScopedExpr<'_, E> {}
+
+impl<E: ValidGrouping<GB>, GB> ValidGrouping<GB> for ScopedExpr<'_, E> {
+    type IsAggregate = E::IsAggregate;
+}
+
+impl<E: QueryId> QueryId for ScopedExpr<'_, E> {
+    type QueryId = E::QueryId;
+    const HAS_STATIC_QUERY_ID: bool = E::HAS_STATIC_QUERY_ID;
+}
+
+impl<E: QueryFragment<Pg>> QueryFragment<Pg> for ScopedExpr<'_, E> {
+    fn walk_ast<'b>(&'b self, pass: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        self.expr.walk_ast(pass)
+    }
+}
+
+/// A scoped query as the right-hand side of `eq_any`, branded with its transaction.
+#[derive(Debug, Clone, Copy)]
+pub struct ScopedSubquery<'tx, Q> {
+    query: Q,
+    _brand: Brand<'tx>,
+}
+
+impl<Q, ST> AsInExpression<ST> for ScopedSubquery<'_, Q>
+where
+    ST: SqlType,
+    Q: AsInExpression<ST>,
+{
+    type InExpression = Q::InExpression;
+
+    fn as_in_expression(self) -> Self::InExpression {
+        self.query.as_in_expression()
+    }
+}
+
+impl<Q: QueryId> QueryId for ScopedSubquery<'_, Q> {
+    type QueryId = Q::QueryId;
+    const HAS_STATIC_QUERY_ID: bool = Q::HAS_STATIC_QUERY_ID;
+}
+
+/// Renders the subquery (for `diesel::debug_query`).
+impl<Q: QueryFragment<Pg>> QueryFragment<Pg> for ScopedSubquery<'_, Q> {
+    fn walk_ast<'b>(&'b self, pass: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        self.query.walk_ast(pass)
     }
 }
 
@@ -269,4 +397,4 @@ impl<W: QueryFragment<Pg>> QueryFragment<Pg> for ScopedWhere<W> {
     label = "`tenant_id = $1 OR ..` would match other tenants' rows",
     note = "put the alternatives inside one filter, which keeps the tenant condition: `.filter(a.or(b))`"
 )]
-pub trait NoWidening: crate::__private::Sealed {}
+pub trait NoWidening: crate::table::sealed::Sealed {}

@@ -1,7 +1,13 @@
 //! Table declarations: which tables are tenant-scoped and which are global.
 //!
-//! `#[tenant_table]` and `#[global_table]` implement these traits for the Diesel `table!` type of
-//! a model; users do not implement them by hand.
+//! `#[tenant_table]` and `#[global_table]` implement one hidden trait for the Diesel `table!`
+//! type of a model (so declaring a table twice is one "conflicting implementations" error);
+//! [`Declared`], [`TenantTable`] and [`GlobalTable`] follow from it. The checks
+//! are made against the schema (`table!`'s columns and types), not the model's fields: see
+//! [`crate::__private`]'s column helpers, which the generated code evaluates at compile time.
+
+use std::convert::Infallible;
+use std::marker::PhantomData;
 
 use diesel::expression::{AppearsOnTable, Expression, SelectableExpression, ValidGrouping};
 use diesel::pg::Pg;
@@ -10,52 +16,135 @@ use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::Table;
 use uuid::Uuid;
 
-/// Which kind of table a declared table is, used to dispatch joins without overlapping impls.
-pub trait TableKind: crate::__private::Sealed {}
+pub(crate) mod sealed {
+    /// Seal of the table kinds.
+    pub trait Sealed {}
 
-/// Kind of a `#[tenant_table]`.
+    /// What `#[tenant_table]` / `#[global_table]` generate for a table (through
+    /// `tenantry::__private`); [`super::Declared`] follows from it and cannot be implemented by
+    /// hand. Implementing this instead is writing tenantry's generated code by hand.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` is not declared to tenantry",
+        label = "declare its model with `#[tenant_table]` or `#[global_table]`",
+        note = "every table a tenant transaction touches must be declared: `#[tenant_table]` for tables with a tenant column, `#[global_table]` for shared reference data; the attributes check the declaration against the `table!` schema",
+        note = "a scoped join takes the table itself and follows `joinable!`: `.inner_join(projects::table)`; tenantry adds the joined tenant table's `tenant_id = $tenant` to that `ON` clause, so an explicit `.on(..)` or an alias is refused inside a tenant scope"
+    )]
+    pub trait Declaration: diesel::Table {
+        /// [`super::IsTenant`] (with its tenant column) or [`super::IsGlobal`].
+        type DeclaredKind: super::TableKind;
+        /// What the declaration says.
+        const DECLARATION: super::TableDecl;
+    }
+}
+
+/// Which kind of table a declared table is: [`IsTenant`] or [`IsGlobal`].
+pub trait TableKind: sealed::Sealed {}
+
+/// Kind of a `#[tenant_table]` whose tenant column is `C`.
 #[derive(Debug, Clone, Copy)]
-pub enum IsTenant {}
+pub struct IsTenant<C>(Infallible, PhantomData<C>);
 /// Kind of a `#[global_table]`.
 #[derive(Debug, Clone, Copy)]
 pub enum IsGlobal {}
-impl crate::__private::Sealed for IsTenant {}
-impl crate::__private::Sealed for IsGlobal {}
-impl TableKind for IsTenant {}
+impl<C> sealed::Sealed for IsTenant<C> {}
+impl sealed::Sealed for IsGlobal {}
+impl<C> TableKind for IsTenant<C> {}
 impl TableKind for IsGlobal {}
+
+/// What a declaration says, as [`crate::declare_tables`] applies it to the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableDecl {
+    table: &'static str,
+    tenant_column: Option<&'static str>,
+}
+
+impl TableDecl {
+    /// A tenant table and its tenant column, for [`crate::declare_tables`] (what
+    /// `#[tenant_table]` records; the database checks that the column is the tenant key).
+    pub const fn tenant(table: &'static str, tenant_column: &'static str) -> Self {
+        Self {
+            table,
+            tenant_column: Some(tenant_column),
+        }
+    }
+
+    /// A global table, for [`crate::declare_tables`] (what `#[global_table]` records; the
+    /// database refuses a table with a `tenant_id` column or a foreign key to `tenants`).
+    pub const fn global(table: &'static str) -> Self {
+        Self {
+            table,
+            tenant_column: None,
+        }
+    }
+
+    /// The SQL table name.
+    pub fn table(&self) -> &'static str {
+        self.table
+    }
+
+    /// The tenant column of a tenant table; `None` for a global table.
+    pub fn tenant_column(&self) -> Option<&'static str> {
+        self.tenant_column
+    }
+}
 
 /// A table declared to tenantry, either tenant-scoped or global.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not declared to tenantry",
     label = "declare its model with `#[tenant_table]` or `#[global_table]`",
-    note = "every table a tenant transaction touches must be declared: `#[tenant_table(table = ..)]` for tables with a `tenant_id`, `#[global_table(table = ..)]` for shared reference data"
+    note = "every table a tenant transaction touches must be declared: `#[tenant_table(table = ..)]` for tables with a tenant column, `#[global_table(table = ..)]` for shared reference data"
 )]
-pub trait Declared: Table + crate::__private::Sealed {
-    /// [`IsTenant`] or [`IsGlobal`].
+pub trait Declared: Table + sealed::Declaration {
+    /// [`IsTenant`] (with its tenant column) or [`IsGlobal`].
     type Kind: TableKind;
     /// What the declaration says, as [`crate::declare_tables`] applies it.
-    const DECL: crate::TableDecl;
+    const DECL: TableDecl;
+}
+
+/// The only implementation: from the attributes' generated declaration, so that a table cannot
+/// be declared (say, global) through this public trait by hand.
+impl<T: sealed::Declaration> Declared for T {
+    type Kind = T::DeclaredKind;
+    const DECL: TableDecl = T::DECLARATION;
 }
 
 /// A table whose rows belong to one tenant each (declared with `#[tenant_table]`).
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a tenant table",
     label = "declare its model with `#[tenant_table(table = ..)]`",
-    note = "a tenant table carries `tenant_id uuid not null` and is read through `<Model>::scoped(&ctx)`"
+    note = "a tenant table carries `tenant_id uuid not null` and is read through `<Model>::scoped(conn)`"
 )]
-pub trait TenantTable: Declared<Kind = IsTenant> + Default + Copy {
+pub trait TenantTable: Declared + Default + Copy {
     /// The column that holds the owning tenant's id.
     type TenantColumn: Column<Table = Self, SqlType = diesel::sql_types::Uuid> + Default + Copy;
 }
 
-/// A table shared by all tenants (declared with `#[global_table]`); read without a scope.
+impl<T, C> TenantTable for T
+where
+    T: Declared<Kind = IsTenant<C>> + Default + Copy,
+    C: Column<Table = T, SqlType = diesel::sql_types::Uuid> + Default + Copy,
+{
+    type TenantColumn = C;
+}
+
+/// Table kinds whose rows may be read without a tenant scope: only [`IsGlobal`].
 #[diagnostic::on_unimplemented(
     message = "this query is not tenant-scoped, so a tenant connection will not run it",
-    label = "not built from `<Model>::scoped(&ctx)`",
-    note = "scope it: `Invoice::scoped(&ctx)`; insert with `Invoice::insert(&ctx, new)`; update or delete with `diesel::update(Invoice::scoped(&ctx).filter(..))`; only `#[global_table]`s are read without a scope",
-    note = "for deliberate cross-tenant work, use an audited bypass: `db.bypass(no_tenant_scope!(&actor, \"reason\"), ..)`"
+    label = "not built from `<Model>::scoped(conn)`",
+    note = "scope it: `Invoice::scoped(conn)`; insert with `Invoice::insert(conn, new)`; update or delete with `diesel::update(Invoice::scoped(conn).filter(..))`; only `#[global_table]`s are read without a scope",
+    note = "for deliberate cross-tenant work, use an audited bypass: `db.bypass(no_tenant_scope!(&owner, \"reason\"), ..)`"
 )]
-pub trait GlobalTable: Declared<Kind = IsGlobal> {}
+pub trait ReadWithoutScope: TableKind {}
+impl ReadWithoutScope for IsGlobal {}
+
+/// A table shared by all tenants (declared with `#[global_table]`); read without a scope.
+pub trait GlobalTable: Declared {}
+impl<T> GlobalTable for T
+where
+    T: Declared,
+    T::Kind: ReadWithoutScope,
+{
+}
 
 /// Adds the tenant condition to a join's `ON` clause when the joined table is a tenant table.
 ///
@@ -71,7 +160,7 @@ pub trait JoinScope<T, On>: TableKind {
     fn scope_on(on: On, tenant: Uuid) -> Self::Output;
 }
 
-impl<T, On> JoinScope<T, On> for IsTenant
+impl<T, On, C> JoinScope<T, On> for IsTenant<C>
 where
     T: TenantTable,
 {

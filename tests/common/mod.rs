@@ -5,7 +5,7 @@ pub mod schema;
 
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use tenantry::testing::{connect_superuser, database_url, server_url, ScratchDatabase};
-use tenantry::{Actor, Db, DbConfig, TenantCtx};
+use tenantry::{Actor, Db, DbConfig, Jobs, TenantCtx};
 use uuid::Uuid;
 
 /// The server tests run against; a superuser URL (it creates and drops databases).
@@ -27,6 +27,8 @@ pub fn admin_url_of(name: &str) -> String {
 pub struct TestDb {
     pub name: String,
     pub db: Db,
+    /// The system-job capability of this database (tests open audited bypasses with its jobs).
+    pub jobs: Jobs,
     _scratch: ScratchDatabase,
 }
 
@@ -47,10 +49,11 @@ impl TestDb {
         drop(conn);
         let mut config = DbConfig::new(Self::app_url_of(&name), Some(Self::bypass_url_of(&name)));
         config.max_connections = size;
-        let db = Db::connect(config).await.expect("pools");
+        let (db, jobs) = Db::connect_with_jobs(config).await.expect("pools");
         TestDb {
             name,
             db,
+            jobs,
             _scratch: scratch,
         }
     }
@@ -103,11 +106,11 @@ pub struct CountRow {
     pub n: i64,
 }
 
-pub fn ctx(tenant: Uuid) -> TenantCtx {
+pub fn ctx(tenant: Uuid) -> TenantCtx<'static> {
     TenantCtx::for_test(tenant, Actor::user(Uuid::new_v4(), "tester@example.com"))
 }
 
-pub fn viewer_ctx(tenant: Uuid) -> TenantCtx<tenantry::ReadOnly> {
+pub fn viewer_ctx(tenant: Uuid) -> TenantCtx<'static, tenantry::ReadOnly> {
     TenantCtx::for_test(tenant, Actor::user(Uuid::new_v4(), "viewer@example.com"))
 }
 

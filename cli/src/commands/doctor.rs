@@ -45,6 +45,16 @@ fn print_report(report: &Report, app_role: &str, out: &mut impl Write) -> Result
                 "ok    every other table with a tenant_id column is declared"
             )?;
         }
+        if !report
+            .findings
+            .iter()
+            .any(|f| matches!(f, Finding::TenantReferenceWithoutPolicy { .. }))
+        {
+            writeln!(
+                out,
+                "ok    every table with a foreign key to tenants has row-level security"
+            )?;
+        }
     }
     if !report.findings.iter().any(|f| {
         matches!(
@@ -90,6 +100,7 @@ fn table_of(finding: &Finding) -> Option<&String> {
         | Finding::TenantIndexMissing { table, .. }
         | Finding::ExtraPermissivePolicy { table, .. } => Some(table),
         Finding::UndeclaredTenantColumn { .. }
+        | Finding::TenantReferenceWithoutPolicy { .. }
         | Finding::AppRoleMissing { .. }
         | Finding::AppRolePrivileged { .. }
         | Finding::NotMigrated => None,

@@ -85,7 +85,7 @@ pub async fn list(
         .tenantry
         .db
         .tx(&ctx, async |conn| {
-            let mut query = Invoice::scoped(conn.ctx()).into_boxed();
+            let mut query = Invoice::scoped(conn).into_boxed();
             if let Some(status) = q.status {
                 query = query.filter(invoices::status.eq(status));
             }
@@ -134,7 +134,7 @@ pub async fn create(
             if known == 0 {
                 return Err(ApiError::invalid("currency", "unknown currency code"));
             }
-            let projects: i64 = Project::scoped(conn.ctx())
+            let projects: i64 = Project::scoped(conn)
                 .filter(projects::id.eq(body.project_id))
                 .count()
                 .get_result(conn)
@@ -149,7 +149,7 @@ pub async fn create(
                 currency: body.currency,
                 status: "draft".into(),
             };
-            Invoice::insert(conn.ctx(), new)
+            Invoice::insert(conn, new)
                 .get_result(conn)
                 .await
                 .map_err(|e| match e {
@@ -176,7 +176,7 @@ pub async fn show(
         .db
         .tx(&ctx, async |conn| {
             Ok::<_, ApiError>(
-                Invoice::scoped(conn.ctx())
+                Invoice::scoped(conn)
                     .filter(invoices::id.eq(id))
                     .first(conn)
                     .await
@@ -219,7 +219,7 @@ pub async fn update(
         .db
         .tx(&ctx, async |conn| {
             Ok::<_, ApiError>(
-                diesel::update(Invoice::scoped(conn.ctx()).filter(invoices::id.eq(id)))
+                diesel::update(Invoice::scoped(conn).filter(invoices::id.eq(id)))
                     .set(patch)
                     .get_result(conn)
                     .await
@@ -244,7 +244,7 @@ pub async fn delete(
         .db
         .tx(&ctx, async |conn| {
             Ok::<_, ApiError>(
-                diesel::delete(Invoice::scoped(conn.ctx()).filter(invoices::id.eq(id)))
+                diesel::delete(Invoice::scoped(conn).filter(invoices::id.eq(id)))
                     .execute(conn)
                     .await?,
             )

@@ -8,9 +8,9 @@ use tenantry::identity::CurrentUser;
 pub async fn me(user: CurrentUser) -> Json<Value> {
     let p = &user.principal;
     Json(json!({
-        "user": { "id": p.user_id, "email": p.email },
-        "is_owner": p.is_owner,
-        "tenants": p.memberships.iter().map(|m| json!({
+        "user": { "id": p.user_id(), "email": p.email() },
+        "is_owner": p.is_owner(),
+        "tenants": p.memberships().iter().map(|m| json!({
             "id": m.tenant_id, "slug": m.slug, "name": m.name, "role": m.role.as_str(),
         })).collect::<Vec<_>>(),
         "active_tenant": user.active_tenant.as_ref().map(|t| json!({

@@ -44,7 +44,7 @@ pub async fn list(
         .db
         .tx(&ctx, async |conn| {
             Ok::<_, ApiError>(
-                Project::scoped(conn.ctx())
+                Project::scoped(conn)
                     .order(projects::name.asc())
                     .load(conn)
                     .await?,
@@ -76,7 +76,7 @@ pub async fn create(
         .db
         .tx(&ctx, async |conn| {
             Ok::<_, ApiError>(
-                Project::insert(conn.ctx(), NewProject { name })
+                Project::insert(conn, NewProject { name })
                     .get_result(conn)
                     .await?,
             )

@@ -51,6 +51,8 @@ impl App {
 
     /// The app with extra settings.
     pub async fn start_with(vars: &[(&str, &str)]) -> Self {
+        // The app's log, shown with a failing test's output.
+        let _ = tracing_subscriber::fmt().with_test_writer().try_init();
         let scratch = ScratchDatabase::create("tenantry_ex").await;
         let db = scratch.name().to_owned();
         let mut env: HashMap<String, String> = HashMap::new();

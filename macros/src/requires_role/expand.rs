@@ -21,7 +21,9 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenS
         }
     };
     let filled = handler::read(role, &mut func)?;
-    let auth = Ident::new("__tenantry_auth", Span::mixed_site());
+    // The extractor is a local of the handler; the context and proof borrow it, so they cannot
+    // outlive the request (a borrow error names this variable).
+    let auth = Ident::new("tenantry_request", Span::mixed_site());
     let role_ident = role.ident();
     let role_path = quote!(::tenantry::identity::#role_ident);
     let extractor = match role {
@@ -32,15 +34,16 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenS
     if let Some(pat) = &filled.ctx {
         prologue.push(quote! {
             let #pat: ::tenantry::TenantCtx<
+                '_,
                 <#role_path as ::tenantry::identity::TenantRoleRequirement>::Access,
-            > = #auth.ctx;
+            > = #auth.ctx();
         });
     }
     if let Some((pat, ty)) = &filled.proof {
-        prologue.push(quote! { let #pat: #ty = #auth.proof; });
+        prologue.push(quote! { let #pat: #ty = #auth.proof(); });
     }
     if let Some((pat, ty)) = &filled.principal {
-        prologue.push(quote! { let #pat: #ty = #auth.principal; });
+        prologue.push(quote! { let #pat: #ty = ::core::clone::Clone::clone(#auth.principal()); });
     }
     if prologue.is_empty() {
         prologue.push(quote! { let _ = #auth; });
@@ -58,4 +61,19 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenS
         #[doc = #doc]
         #func
     })
+}
+
+/// The handler to emit beside an error: unchanged, except that the parameters tenantry would
+/// have filled get the anonymous lifetime they need (`TenantCtx<'_>`), so that the attribute's
+/// error is not followed by "implicit elided lifetime not allowed here".
+pub(crate) fn fallback(item: TokenStream) -> TokenStream {
+    let Ok(mut func) = syn::parse2::<ItemFn>(item.clone()) else {
+        return item;
+    };
+    for arg in &mut func.sig.inputs {
+        if let syn::FnArg::Typed(pat_type) = arg {
+            handler::add_anonymous_lifetime(&mut pat_type.ty);
+        }
+    }
+    quote!(#func)
 }

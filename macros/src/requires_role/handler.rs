@@ -82,3 +82,33 @@ pub(crate) fn read(role: RoleName, item: &mut ItemFn) -> syn::Result<Filled> {
         }
     }
 }
+
+/// Adds `'_` to `TenantCtx`, `Proof<..>` and `OwnerProof` written without a lifetime.
+pub(crate) fn add_anonymous_lifetime(ty: &mut Type) {
+    let Type::Path(path) = ty else { return };
+    let Some(last) = path.path.segments.last_mut() else {
+        return;
+    };
+    if !matches!(
+        last.ident.to_string().as_str(),
+        "TenantCtx" | "Proof" | "OwnerProof"
+    ) {
+        return;
+    }
+    let lifetime: syn::GenericArgument = syn::parse_quote!('_);
+    match &mut last.arguments {
+        syn::PathArguments::None => {
+            last.arguments = syn::PathArguments::AngleBracketed(syn::parse_quote!(<'_>));
+        }
+        syn::PathArguments::AngleBracketed(args) => {
+            if !args
+                .args
+                .iter()
+                .any(|a| matches!(a, syn::GenericArgument::Lifetime(_)))
+            {
+                args.args.insert(0, lifetime);
+            }
+        }
+        syn::PathArguments::Parenthesized(_) => {}
+    }
+}

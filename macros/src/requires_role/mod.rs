@@ -7,4 +7,4 @@ mod handler;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use expand::expand;
+pub(crate) use expand::{expand, fallback};

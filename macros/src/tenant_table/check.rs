@@ -1,4 +1,8 @@
-//! Validation of a declaration before anything is generated.
+//! Validation of a declaration's own arguments before anything is generated.
+//!
+//! What depends on the schema (does the table have a `tenant_id` column, is the tenant column
+//! `uuid NOT NULL`) cannot be seen by a macro, which only reads the struct: the generated code
+//! checks it against the `table!` types at compile time (see `expand.rs`).
 
 use syn::Ident;
 
@@ -8,48 +12,19 @@ use super::model::Model;
 /// Checks the declaration, returning every problem at once.
 pub(crate) fn check(kind: Kind, args: &Args, model: &Model) -> syn::Result<()> {
     let mut errors: Vec<syn::Error> = Vec::new();
-    match kind {
-        Kind::Tenant => {
-            let column = tenant_column(args);
-            if model.field(&column).is_none() {
-                errors.push(syn::Error::new_spanned(
-                    &model.ident,
-                    format!(
-                        "`#[tenant_table]` model `{}` has no `{column}` field\n\
-                         help: a tenant table carries `tenant_id uuid not null`; add `pub {column}: uuid::Uuid`, \
-                         or name the tenant column: `#[tenant_table(column = owner_tenant)]`",
-                        model.ident
-                    ),
-                ));
-            }
-            for g in &args.generated {
-                if g == &column {
-                    errors.push(syn::Error::new_spanned(
-                        g,
-                        "the tenant column is never generated: tenantry fills it from the context",
-                    ));
-                } else if model.field(g).is_none() {
-                    errors.push(syn::Error::new_spanned(
-                        g,
-                        format!("`generated({g})` names no field of `{}`", model.ident),
-                    ));
-                }
-            }
-        }
-        Kind::Global => {
-            if let Some(field) = model
-                .fields
-                .iter()
-                .find(|f| f.ident.as_ref().is_some_and(|i| i == "tenant_id"))
-            {
-                errors.push(syn::Error::new_spanned(
-                    field.ident.as_ref().unwrap_or(&model.ident),
-                    format!(
-                        "`{}` has a `tenant_id` column, so it cannot be declared `#[global_table]`\n\
-                         help: declare it with `#[tenant_table]` so that every query on it is scoped",
-                        model.ident
-                    ),
-                ));
+    if kind == Kind::Tenant {
+        let column = tenant_column(args);
+        for g in &args.generated {
+            match model.field(g) {
+                Some(f) if f.column == column => errors.push(syn::Error::new_spanned(
+                    g,
+                    "the tenant column is never generated: tenantry fills it from the transaction",
+                )),
+                Some(_) => {}
+                None => errors.push(syn::Error::new_spanned(
+                    g,
+                    format!("`generated({g})` names no field of `{}`", model.ident),
+                )),
             }
         }
     }
@@ -65,7 +40,7 @@ pub(crate) fn check(kind: Kind, args: &Args, model: &Model) -> syn::Result<()> {
     }
 }
 
-/// The tenant column's field name (`tenant_id` unless `column = ..` says otherwise).
+/// The tenant column's name (`tenant_id` unless `column = ..` says otherwise).
 pub(crate) fn tenant_column(args: &Args) -> Ident {
     args.column
         .clone()

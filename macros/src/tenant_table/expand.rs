@@ -1,4 +1,8 @@
 //! Code generation for `#[tenant_table]` and `#[global_table]`.
+//!
+//! Each declaration generates one impl (of the hidden `Declaration`) for the table (declaring a table twice is one
+//! "conflicting implementations" error), compile-time checks against the `table!` schema, and,
+//! for a tenant table, the model's `scoped`/`insert`/`insert_many` and its `New<Model>`.
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
@@ -27,16 +31,24 @@ pub(crate) fn expand(kind: Kind, args: TokenStream, item: TokenStream) -> syn::R
 fn expand_global(model: &model::Model) -> TokenStream {
     let table = &model.table;
     let sql_name = model.table_sql_name();
+    let refused = format!(
+        "`{}` cannot be declared `#[global_table]`: its table `{sql_name}` has a `tenant_id` column, \
+         so it holds rows of tenants; declare it with `#[tenant_table]` so that every query on it is scoped",
+        model.ident
+    );
     quote! {
         #[automatically_derived]
-        impl ::tenantry::__private::Sealed for #table::table {}
-        #[automatically_derived]
-        impl ::tenantry::Declared for #table::table {
-            type Kind = ::tenantry::IsGlobal;
-            const DECL: ::tenantry::TableDecl = ::tenantry::TableDecl::Global { table: #sql_name };
+        impl ::tenantry::__private::Declaration for #table::table {
+            type DeclaredKind = ::tenantry::IsGlobal;
+            const DECLARATION: ::tenantry::TableDecl = ::tenantry::TableDecl::global(#sql_name);
         }
-        #[automatically_derived]
-        impl ::tenantry::GlobalTable for #table::table {}
+        // Checked against the `table!` schema, not the struct: a model that omits or renames
+        // the field still cannot hide a tenant table.
+        const _: () = {
+            if ::tenantry::__private::has_column::<#table::table>("tenant_id") {
+                ::core::panic!(#refused)
+            }
+        };
     }
 }
 
@@ -56,49 +68,51 @@ fn expand_tenant(args: &Args, model: &model::Model) -> TokenStream {
         .fields
         .iter()
         .filter(|f| {
-            let name = f.ident.as_ref();
-            name != Some(&column) && !args.generated.iter().any(|g| Some(g) == name)
+            let name = f.field.ident.as_ref();
+            f.column != column && !args.generated.iter().any(|g| Some(g) == name)
         })
         .map(|f| {
-            let name = &f.ident;
-            let ty = &f.ty;
-            let diesel_attrs = f.attrs.iter().filter(|a| a.path().is_ident("diesel"));
+            let name = &f.field.ident;
+            let ty = &f.field.ty;
+            let diesel_attrs = f.field.attrs.iter().filter(|a| a.path().is_ident("diesel"));
             quote! { #(#diesel_attrs)* pub #name: #ty }
         })
         .collect();
 
     let scoped_doc = format!(
-        "Starts a query on `{sql_name}` kept inside `ctx`'s tenant (`WHERE {column_name} = $ctx`)."
+        "Starts a query on `{sql_name}` inside `conn`'s tenant transaction (`WHERE {column_name} = $tenant`)."
     );
     let new_doc = format!(
-        "A new `{sql_name}` row, without `{column_name}` (taken from the tenant context) or generated columns."
+        "A new `{sql_name}` row, without `{column_name}` (taken from the tenant transaction) or generated columns."
     );
+    let col_ty = quote!(#table::#column);
+    let scoped_ty = quote!(::tenantry::ScopedFrom<#table::table, #col_ty>);
 
     let insert = if new_fields.is_empty() {
         quote! {
-            /// Inserts a row whose tenant column is the context's tenant.
-            #vis fn insert<A: ::tenantry::Access>(
-                ctx: &::tenantry::TenantCtx<A>,
-            ) -> ::tenantry::ScopedInsert<::tenantry::InsertOne<#table::table, ()>> {
-                ::tenantry::__private::insert::<#table::table, (), A>(ctx, ())
+            /// Inserts a row whose tenant column is the transaction's tenant.
+            #vis fn insert<'tx, A: ::tenantry::CanWrite>(
+                conn: &::tenantry::TenantConn<'tx, A>,
+            ) -> ::tenantry::ScopedInsert<'tx, ::tenantry::InsertOne<#table::table, #col_ty, ()>> {
+                ::tenantry::__private::insert::<#table::table, #col_ty, (), A>(conn, ())
             }
         }
     } else {
         quote! {
-            /// Inserts one row; its tenant column is the context's tenant, never the caller's.
-            #vis fn insert<A: ::tenantry::Access>(
-                ctx: &::tenantry::TenantCtx<A>,
+            /// Inserts one row; its tenant column is the transaction's tenant, never the caller's.
+            #vis fn insert<'tx, A: ::tenantry::CanWrite>(
+                conn: &::tenantry::TenantConn<'tx, A>,
                 new: #new_ident,
-            ) -> ::tenantry::ScopedInsert<::tenantry::InsertOne<#table::table, #new_ident>> {
-                ::tenantry::__private::insert::<#table::table, #new_ident, A>(ctx, new)
+            ) -> ::tenantry::ScopedInsert<'tx, ::tenantry::InsertOne<#table::table, #col_ty, #new_ident>> {
+                ::tenantry::__private::insert::<#table::table, #col_ty, #new_ident, A>(conn, new)
             }
 
-            /// Inserts many rows in one statement, each with the context's tenant.
-            #vis fn insert_many<A: ::tenantry::Access>(
-                ctx: &::tenantry::TenantCtx<A>,
+            /// Inserts many rows in one statement, each with the transaction's tenant.
+            #vis fn insert_many<'tx, A: ::tenantry::CanWrite>(
+                conn: &::tenantry::TenantConn<'tx, A>,
                 rows: impl ::core::iter::IntoIterator<Item = #new_ident>,
-            ) -> ::tenantry::ScopedInsert<::tenantry::InsertMany<#table::table, #new_ident>> {
-                ::tenantry::__private::insert_many::<#table::table, #new_ident, A>(ctx, rows)
+            ) -> ::tenantry::ScopedInsert<'tx, ::tenantry::InsertMany<#table::table, #col_ty, #new_ident>> {
+                ::tenantry::__private::insert_many::<#table::table, #col_ty, #new_ident, A>(conn, rows)
             }
         }
     };
@@ -116,31 +130,43 @@ fn expand_tenant(args: &Args, model: &model::Model) -> TokenStream {
         }
     };
 
+    let key_check = (column != "tenant_id").then(|| {
+        let refused = format!(
+            "`#[tenant_table(column = {column})]` on `{ident}`: table `{sql_name}` has a `tenant_id` column, \
+             which is its tenant key; drop `column = {column}`"
+        );
+        quote! {
+            const _: () = {
+                if ::tenantry::__private::has_column::<#table::table>("tenant_id") {
+                    ::core::panic!(#refused)
+                }
+            };
+        }
+    });
+
     quote! {
         #new_struct
 
         #[automatically_derived]
-        impl ::tenantry::__private::Sealed for #table::table {}
-        #[automatically_derived]
-        impl ::tenantry::Declared for #table::table {
-            type Kind = ::tenantry::IsTenant;
-            const DECL: ::tenantry::TableDecl = ::tenantry::TableDecl::Tenant {
-                table: #sql_name,
-                tenant_column: #column_name,
-            };
+        impl ::tenantry::__private::Declaration for #table::table {
+            type DeclaredKind = ::tenantry::IsTenant<#col_ty>;
+            const DECLARATION: ::tenantry::TableDecl =
+                ::tenantry::TableDecl::tenant(#sql_name, #column_name);
         }
-        #[automatically_derived]
-        impl ::tenantry::TenantTable for #table::table {
-            type TenantColumn = #table::#column;
-        }
+        // The tenant column is checked against the `table!` schema: `uuid NOT NULL`.
+        const _: fn() = || {
+            fn tenant_key<C: ::tenantry::__private::TenantKeyColumn>() {}
+            tenant_key::<#col_ty>();
+        };
+        #key_check
 
         #[automatically_derived]
         impl #ident {
             #[doc = #scoped_doc]
-            #vis fn scoped<A: ::tenantry::Access>(
-                ctx: &::tenantry::TenantCtx<A>,
-            ) -> ::tenantry::Scoped<::tenantry::ScopedTable<#table::table>> {
-                ::tenantry::__private::scoped::<#table::table, A>(ctx)
+            #vis fn scoped<'tx, A: ::tenantry::Access>(
+                conn: &::tenantry::TenantConn<'tx, A>,
+            ) -> ::tenantry::Scoped<'tx, #scoped_ty, A> {
+                ::tenantry::__private::scoped::<#table::table, #col_ty, A>(conn)
             }
 
             #insert

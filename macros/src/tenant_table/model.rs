@@ -1,12 +1,21 @@
 //! The model struct an attribute is placed on: its name, fields and Diesel table.
 
-use syn::{Attribute, Field, Ident, ItemStruct, Path, Visibility};
+use syn::{Field, Ident, ItemStruct, Path, Visibility};
+
+use crate::diesel_attrs;
+
+/// One field and the SQL column it maps to.
+pub(crate) struct ModelField {
+    pub(crate) field: Field,
+    /// `#[diesel(column_name = ..)]`, else the field's name.
+    pub(crate) column: Ident,
+}
 
 /// What the expansion needs to know about the annotated struct.
 pub(crate) struct Model {
     pub(crate) ident: Ident,
     pub(crate) vis: Visibility,
-    pub(crate) fields: Vec<Field>,
+    pub(crate) fields: Vec<ModelField>,
     /// The Diesel `table!` module (`invoices` or `schema::invoices`).
     pub(crate) table: Path,
 }
@@ -18,8 +27,8 @@ pub(crate) fn read(
     table_arg: Option<Path>,
     attr_name: &str,
 ) -> syn::Result<Model> {
-    let fields: Vec<Field> = match &item.fields {
-        syn::Fields::Named(named) => named.named.iter().cloned().collect(),
+    let named = match &item.fields {
+        syn::Fields::Named(named) => &named.named,
         _ => {
             return Err(syn::Error::new_spanned(
                 &item.ident,
@@ -27,18 +36,28 @@ pub(crate) fn read(
             ))
         }
     };
+    let mut fields = Vec::with_capacity(named.len());
+    for field in named {
+        let column = diesel_attrs::column_name(field)?.expect("a named field has an identifier");
+        fields.push(ModelField {
+            field: field.clone(),
+            column,
+        });
+    }
     let table = match table_arg {
         Some(t) => t,
-        None => diesel_table_name(&item.attrs)?.ok_or_else(|| {
-            syn::Error::new_spanned(
-                &item.ident,
-                format!(
-                    "`#[{attr_name}]` cannot tell which table `{}` maps to\n\
-                     help: name it: `#[{attr_name}(table = invoices)]`, or add `#[diesel(table_name = invoices)]`",
-                    item.ident
-                ),
-            )
-        })?,
+        None => diesel_attrs::struct_attrs(&item.attrs)?
+            .table_name
+            .ok_or_else(|| {
+                syn::Error::new_spanned(
+                    &item.ident,
+                    format!(
+                        "`#[{attr_name}]` cannot tell which table `{}` maps to\n\
+                         help: name it: `#[{attr_name}(table = invoices)]`, or add `#[diesel(table_name = invoices)]`",
+                        item.ident
+                    ),
+                )
+            })?,
     };
     Ok(Model {
         ident: item.ident.clone(),
@@ -48,28 +67,12 @@ pub(crate) fn read(
     })
 }
 
-fn diesel_table_name(attrs: &[Attribute]) -> syn::Result<Option<Path>> {
-    let mut found = None;
-    for attr in attrs.iter().filter(|a| a.path().is_ident("diesel")) {
-        attr.parse_nested_meta(|meta| {
-            if meta.path.is_ident("table_name") {
-                found = Some(meta.value()?.parse::<Path>()?);
-            } else if meta.input.peek(syn::Token![=]) {
-                let _: syn::Expr = meta.value()?.parse()?;
-            } else if meta.input.peek(syn::token::Paren) {
-                let _content;
-                syn::parenthesized!(_content in meta.input);
-            }
-            Ok(())
-        })?;
-    }
-    Ok(found)
-}
-
 impl Model {
     /// The field named `name`, if any.
-    pub(crate) fn field(&self, name: &Ident) -> Option<&Field> {
-        self.fields.iter().find(|f| f.ident.as_ref() == Some(name))
+    pub(crate) fn field(&self, name: &Ident) -> Option<&ModelField> {
+        self.fields
+            .iter()
+            .find(|f| f.field.ident.as_ref() == Some(name))
     }
 
     /// The SQL name of the table: the last segment of its path.

@@ -70,15 +70,6 @@ impl Authenticator {
         })
     }
 
-    /// The mode's name (`cloudflare`, `dev`, `trusted_header`).
-    pub fn mode(&self) -> &'static str {
-        match self {
-            Authenticator::Cloudflare(_) => "cloudflare",
-            Authenticator::Dev { .. } => "dev",
-            Authenticator::TrustedHeader { .. } => "trusted_header",
-        }
-    }
-
     /// Authenticates the request.
     pub async fn authenticate(&self, parts: &Parts) -> Result<Identity, AuthError> {
         match self {

@@ -2,6 +2,7 @@
 //! Owner) and [`CurrentUser`] (any provisioned user). `#[requires_role(..)]` expands to the
 //! first two; a handler cannot get a [`TenantCtx`] any other way.
 
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 use axum::extract::{FromRef, FromRequestParts};
@@ -15,8 +16,8 @@ use super::principal::{load_principal, Principal};
 use super::roles::{Owner, Proof, TenantRoleRequirement};
 use super::tenant::{select_tenant, tenant_header, ActiveTenant};
 use crate::auth::AuthError;
-use crate::ctx::TenantCtx;
-use crate::Db;
+use crate::ctx::{Scope, TenantCtx};
+use crate::db::Db;
 
 /// What tenantry's extractors need from the application state: `impl FromRef<AppState> for
 /// Tenantry` (or use `Tenantry` itself as the state).
@@ -55,14 +56,22 @@ pub fn request_id(parts: &Parts) -> String {
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
 
+/// The principal the authenticator found for this request, cached in the request's extensions.
+///
+/// Private: no code outside tenantry can put one there, so a middleware (or a test helper that
+/// leaked into production) cannot make the extractors trust a principal the authenticator did not
+/// produce. A `Principal` inserted by anyone else is ignored.
+#[derive(Clone)]
+struct Authenticated(Principal);
+
 /// Authenticates once per request (later extractors reuse the principal).
 async fn principal(parts: &mut Parts, state: &Tenantry) -> Result<Principal, AuthError> {
-    if let Some(p) = parts.extensions.get::<Principal>() {
+    if let Some(Authenticated(p)) = parts.extensions.get::<Authenticated>() {
         return Ok(p.clone());
     }
     let identity = state.auth.authenticate(parts).await?;
     let principal = load_principal(&state.db, &identity).await?;
-    parts.extensions.insert(principal.clone());
+    parts.extensions.insert(Authenticated(principal.clone()));
     Ok(principal)
 }
 
@@ -88,7 +97,7 @@ where
         let principal = principal(parts, &state).await?;
         let active_tenant = match tenant_header(&parts.headers)? {
             Some(named) => Some(select_tenant(&state.db, &principal, Some(&named)).await?),
-            None if principal.memberships.len() == 1 => {
+            None if principal.memberships().len() == 1 => {
                 Some(select_tenant(&state.db, &principal, None).await?)
             }
             None => None,
@@ -100,20 +109,40 @@ where
     }
 }
 
-/// Role `R` inside the active tenant: a [`TenantCtx`] (read-only for `ClientViewer`) and a proof.
+/// Role `R` inside the active tenant: what `#[requires_role(Partner)]` and
+/// `#[requires_role(ClientViewer)]` expand to. A principal without the role is refused with 403
+/// before the handler runs.
 ///
-/// What `#[requires_role(Partner)]` and `#[requires_role(ClientViewer)]` expand to. A principal
-/// without the role is refused with 403 before the handler runs.
+/// It holds the request's tenant scope; the [`TenantCtx`] and [`Proof`] it hands out borrow it,
+/// so they cannot outlive the handler.
 #[derive(Debug)]
 pub struct InTenant<R: TenantRoleRequirement> {
-    /// The tenant context the handler's transactions use.
-    pub ctx: TenantCtx<R::Access>,
-    /// Proof of the role.
-    pub proof: Proof<R>,
+    scope: Scope,
+    principal: Principal,
+    tenant: ActiveTenant,
+    _role: PhantomData<fn() -> R>,
+}
+
+impl<R: TenantRoleRequirement> InTenant<R> {
+    /// The tenant context of this request (read-only for `ClientViewer`).
+    pub fn ctx(&self) -> TenantCtx<'_, R::Access> {
+        TenantCtx::bound(self.scope.clone())
+    }
+
+    /// Proof of the role, for this request.
+    pub fn proof(&self) -> Proof<'_, R> {
+        Proof::new(&self.principal, self.scope.request_id.clone())
+    }
+
     /// The principal.
-    pub principal: Principal,
+    pub fn principal(&self) -> &Principal {
+        &self.principal
+    }
+
     /// The active tenant.
-    pub tenant: ActiveTenant,
+    pub fn tenant(&self) -> &ActiveTenant {
+        &self.tenant
+    }
 }
 
 impl<S, R> FromRequestParts<S> for InTenant<R>
@@ -135,13 +164,15 @@ where
                 R::NAME
             )));
         }
-        let request = request_id(parts);
-        let ctx = TenantCtx::new_trusted(tenant.id, principal.actor(), Some(request.clone()));
         Ok(InTenant {
-            ctx,
-            proof: Proof::new(&principal, Some(request)),
+            scope: Scope {
+                tenant_id: tenant.id,
+                actor: principal.actor(),
+                request_id: Some(request_id(parts)),
+            },
             principal,
             tenant,
+            _role: PhantomData,
         })
     }
 }
@@ -149,12 +180,25 @@ where
 /// The global Owner, for cross-tenant routes: what `#[requires_role(Owner)]` expands to.
 #[derive(Debug)]
 pub struct AsOwner {
-    /// Proof of the Owner role: pass it to `no_tenant_scope!(&owner, "..")`.
-    pub proof: Proof<Owner>,
+    principal: Principal,
+    request_id: String,
+}
+
+impl AsOwner {
+    /// Proof of the Owner role, for this request: pass it to `no_tenant_scope!(&owner, "..")`.
+    pub fn proof(&self) -> Proof<'_, Owner> {
+        Proof::new(&self.principal, Some(self.request_id.clone()))
+    }
+
     /// The principal.
-    pub principal: Principal,
-    /// The request id.
-    pub request_id: String,
+    pub fn principal(&self) -> &Principal {
+        &self.principal
+    }
+
+    /// The request id recorded in audit rows.
+    pub fn request_id(&self) -> &str {
+        &self.request_id
+    }
 }
 
 impl<S> FromRequestParts<S> for AsOwner
@@ -167,15 +211,13 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AuthError> {
         let state = Tenantry::from_ref(state);
         let principal = principal(parts, &state).await?;
-        if !principal.is_owner {
+        if !principal.is_owner() {
             return Err(AuthError::Forbidden(
                 "this action requires the Owner role".into(),
             ));
         }
-        let request = request_id(parts);
         Ok(AsOwner {
-            proof: Proof::new(&principal, Some(request.clone())),
-            request_id: request,
+            request_id: request_id(parts),
             principal,
         })
     }
@@ -190,11 +232,11 @@ where
 )]
 pub trait RoleRequirement {}
 
-impl<S, A> FromRequestParts<S> for TenantCtx<A>
+impl<'r, S, A> FromRequestParts<S> for TenantCtx<'r, A>
 where
     S: Send + Sync,
     A: crate::Access,
-    TenantCtx<A>: RoleRequirement,
+    TenantCtx<'r, A>: RoleRequirement,
 {
     type Rejection = AuthError;
 

@@ -9,6 +9,7 @@
 
 mod authenticator;
 mod csrf;
+mod directory;
 mod extract;
 mod principal;
 mod roles;

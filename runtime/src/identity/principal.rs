@@ -1,12 +1,11 @@
 //! The principal: a verified identity mapped to its `users` row and memberships.
 
-use diesel::{ExpressionMethods, NullableExpressionMethods, QueryDsl};
 use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
+use super::directory::{PrincipalRow, PrincipalRows, RecordSub};
 use crate::auth::{AuthError, Identity};
-use crate::schema::{memberships, tenants, users};
-use crate::Db;
+use crate::db::Db;
 
 /// A role inside one tenant, as stored in `memberships.role`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
@@ -52,20 +51,39 @@ pub struct Membership {
     pub role: TenantRole,
 }
 
-/// A provisioned user making a request.
+/// A provisioned user making a request, as the authenticator found it.
+///
+/// Read-only: its fields are private and only tenantry's authenticator makes one, so no
+/// middleware or helper can forge a principal (say, an Owner) for the extractors to trust.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
-    /// `users.id`.
-    pub user_id: Uuid,
-    /// `users.email` as stored.
-    pub email: String,
-    /// `users.is_owner`: the global Owner role.
-    pub is_owner: bool,
-    /// Memberships, by tenant slug.
-    pub memberships: Vec<Membership>,
+    user_id: Uuid,
+    email: String,
+    is_owner: bool,
+    memberships: Vec<Membership>,
 }
 
 impl Principal {
+    /// `users.id`.
+    pub fn user_id(&self) -> Uuid {
+        self.user_id
+    }
+
+    /// `users.email` as stored.
+    pub fn email(&self) -> &str {
+        &self.email
+    }
+
+    /// `users.is_owner`: the global Owner role.
+    pub fn is_owner(&self) -> bool {
+        self.is_owner
+    }
+
+    /// Memberships, by tenant slug.
+    pub fn memberships(&self) -> &[Membership] {
+        &self.memberships
+    }
+
     /// The membership in `tenant_id`, if any.
     pub fn membership(&self, tenant_id: Uuid) -> Option<&Membership> {
         self.memberships.iter().find(|m| m.tenant_id == tenant_id)
@@ -77,22 +95,14 @@ impl Principal {
     }
 }
 
-diesel::define_sql_function! {
-    /// SQL `lower(text)`.
-    fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text;
-}
-
-/// A user row with one of its memberships (if any) and that membership's tenant.
-type Row = (
-    Uuid,
-    String,
-    bool,
-    Option<String>,
-    Option<(Uuid, String, String, String)>,
-);
-
-/// Maps `identity` to its principal in one round trip: the user by case-insensitive email (a
-/// service token by its common name) and its memberships. Unknown identity → `NotProvisioned`.
+/// Maps `identity` to its principal in one round trip, through the directory function
+/// `tenantry_principal` (the app role cannot read `users` whole): the user by case-insensitive
+/// email (a service token by its common name) and its memberships. Unknown identity →
+/// `NotProvisioned`.
+///
+/// What the authenticator calls. A `Principal` grants nothing by itself: the extractors trust
+/// only the one the authenticator stored in the request, never a value built or looked up
+/// elsewhere.
 ///
 /// When the token's `sub` differs from the stored one (Cloudflare issues a new `sub` when a user
 /// is removed and re-added), the stored `sub` is updated; the email stays the key.
@@ -102,28 +112,12 @@ pub async fn load_principal(db: &Db, identity: &Identity) -> Result<Principal, A
         AuthError::Unavailable("the user directory is unavailable".into())
     };
     let mut conn = db.global_conn().await.map_err(|e| unavailable(&e))?;
-    // Built with the query builder (not `sql_query`) so that the prepared statement is cached
-    // per connection: one round trip, no planning per request.
-    let rows: Vec<Row> = users::table
-        .left_join(memberships::table.inner_join(tenants::table))
-        .filter(lower(users::email).eq(lower(identity.email())))
-        .select((
-            users::id,
-            users::email,
-            users::is_owner,
-            users::cf_sub,
-            (
-                memberships::tenant_id,
-                memberships::role,
-                tenants::slug,
-                tenants::name,
-            )
-                .nullable(),
-        ))
-        .order(tenants::slug.nullable().asc())
-        .load(&mut *conn)
-        .await
-        .map_err(|e| unavailable(&e))?;
+    let rows: Vec<PrincipalRow> = PrincipalRows {
+        email: identity.email().to_owned(),
+    }
+    .load(&mut *conn)
+    .await
+    .map_err(|e| unavailable(&e))?;
     let Some(first) = rows.as_slice().first() else {
         return Err(AuthError::NotProvisioned(identity.email().to_owned()));
     };
@@ -131,23 +125,24 @@ pub async fn load_principal(db: &Db, identity: &Identity) -> Result<Principal, A
         (first.0, first.1.clone(), first.2, first.3.clone());
     let memberships = rows
         .into_iter()
-        .filter_map(|(.., m)| {
-            let (tenant_id, role, slug, name) = m?;
+        .filter_map(|(.., tenant_id, role, slug, name)| {
             Some(Membership {
-                tenant_id,
-                slug,
-                name,
-                role: TenantRole::parse(&role)?,
+                tenant_id: tenant_id?,
+                slug: slug?,
+                name: name?,
+                role: TenantRole::parse(&role?)?,
             })
         })
         .collect();
     if let Identity::User { sub: Some(sub), .. } = identity {
         if stored_sub.as_deref() != Some(sub.as_str()) {
-            let updated = diesel::update(users::table.find(user_id))
-                .set(users::cf_sub.eq(sub))
-                .execute(&mut *conn)
-                .await;
-            if let Err(e) = updated {
+            let recorded = RecordSub {
+                user: user_id,
+                sub: sub.clone(),
+            }
+            .execute(&mut *conn)
+            .await;
+            if let Err(e) = recorded {
                 tracing::warn!(error = %e, %user_id, "could not record the token's new sub");
             }
         }

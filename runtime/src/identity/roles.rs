@@ -4,8 +4,8 @@
 use std::marker::PhantomData;
 
 use super::principal::{Principal, TenantRole};
-use crate::bypass::BypassActor;
-use crate::ctx::{Access, Actor, ReadOnly, ReadWrite};
+use crate::bypass::{sealed as sealed_bypass, BypassActor};
+use crate::ctx::{Access, Actor, ReadOnly, ReadWrite, TestingFeature};
 
 mod sealed {
     pub trait Sealed {}
@@ -66,24 +66,27 @@ impl TenantRoleRequirement for ClientViewer {
     }
 }
 
-/// Proof that the request's principal holds role `R`. Only tenantry's extractors make one.
+/// Proof that the request's principal holds role `R`. Only tenantry's extractors make one, and
+/// it borrows the request's extractor (`'r`): it cannot be kept for a later request.
 #[derive(Debug, Clone)]
-pub struct Proof<R: Role> {
+pub struct Proof<'r, R: Role> {
     actor: Actor,
     request_id: Option<String>,
     _role: PhantomData<fn() -> R>,
+    _request: PhantomData<&'r ()>,
 }
 
 /// Proof of the global Owner role: the only user-facing [`BypassActor`], so only Owner
 /// handlers can call `no_tenant_scope!(&owner, "..")`.
-pub type OwnerProof = Proof<Owner>;
+pub type OwnerProof<'r> = Proof<'r, Owner>;
 
-impl<R: Role> Proof<R> {
+impl<R: Role> Proof<'_, R> {
     pub(crate) fn new(principal: &Principal, request_id: Option<String>) -> Self {
         Self {
             actor: principal.actor(),
             request_id,
             _role: PhantomData,
+            _request: PhantomData,
         }
     }
 
@@ -93,7 +96,8 @@ impl<R: Role> Proof<R> {
     }
 }
 
-impl BypassActor for Proof<Owner> {
+impl sealed_bypass::Sealed for Proof<'_, Owner> {}
+impl BypassActor for Proof<'_, Owner> {
     fn bypass_actor(&self) -> Actor {
         self.actor.clone()
     }
@@ -103,10 +107,18 @@ impl BypassActor for Proof<Owner> {
     }
 }
 
-#[cfg(feature = "testing")]
-impl<R: Role> Proof<R> {
-    /// Test-only (feature `testing`): a proof of `R` for `principal`.
-    pub fn for_test(principal: &Principal) -> Self {
-        Self::new(principal, None)
+impl<R: Role> Proof<'static, R> {
+    /// Test-only (feature `testing`): a proof of `R` held by `actor`. Without the feature this
+    /// does not compile.
+    pub fn for_test(actor: Actor) -> Self
+    where
+        R: TestingFeature,
+    {
+        Self {
+            actor,
+            request_id: None,
+            _role: PhantomData,
+            _request: PhantomData,
+        }
     }
 }

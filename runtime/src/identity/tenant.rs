@@ -1,14 +1,13 @@
 //! Tenant selection: which tenant a request acts in (`X-Tenant`, by id or slug).
 
 use axum::http::HeaderMap;
-use diesel::{ExpressionMethods, QueryDsl};
 use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
+use super::directory::OwnerTenant;
 use super::principal::{Principal, TenantRole};
 use crate::auth::AuthError;
-use crate::schema::tenants;
-use crate::Db;
+use crate::db::Db;
 
 /// The header naming the tenant a request acts in.
 pub const TENANT_HEADER: &str = "x-tenant";
@@ -58,14 +57,14 @@ pub async fn select_tenant(
     requested: Option<&str>,
 ) -> Result<ActiveTenant, AuthError> {
     let owner_role = |role: TenantRole| {
-        if principal.is_owner {
+        if principal.is_owner() {
             TenantRole::Owner
         } else {
             role
         }
     };
     let Some(requested) = requested else {
-        return match principal.memberships.as_slice() {
+        return match principal.memberships() {
             [only] => Ok(ActiveTenant {
                 id: only.tenant_id,
                 slug: only.slug.clone(),
@@ -78,7 +77,7 @@ pub async fn select_tenant(
         };
     };
     let as_id = Uuid::parse_str(requested).ok();
-    let member = principal.memberships.iter().find(|m| match as_id {
+    let member = principal.memberships().iter().find(|m| match as_id {
         Some(id) => m.tenant_id == id,
         None => m.slug == requested,
     });
@@ -90,32 +89,21 @@ pub async fn select_tenant(
             role: owner_role(m.role),
         });
     }
-    if !principal.is_owner {
+    if !principal.is_owner() {
         return Err(forbidden());
     }
-    let mut conn = db
-        .global_conn()
-        .await
-        .map_err(|_| AuthError::Unavailable("the tenant directory is unavailable".into()))?;
-    let unavailable = |_| AuthError::Unavailable("the tenant directory is unavailable".into());
-    let columns = (tenants::id, tenants::slug, tenants::name);
-    let found: Vec<(Uuid, String, String)> = match as_id {
-        Some(id) => {
-            tenants::table
-                .filter(tenants::id.eq(id))
-                .select(columns)
-                .load(&mut *conn)
-                .await
-        }
-        None => {
-            tenants::table
-                .filter(tenants::slug.eq(requested))
-                .select(columns)
-                .load(&mut *conn)
-                .await
-        }
+    let unavailable = |e: &dyn std::fmt::Display| {
+        tracing::error!(error = %e, "tenant lookup failed");
+        AuthError::Unavailable("the tenant directory is unavailable".into())
+    };
+    let mut conn = db.global_conn().await.map_err(|e| unavailable(&e))?;
+    let found: Vec<(Uuid, String, String)> = OwnerTenant {
+        owner: principal.user_id(),
+        key: requested.to_owned(),
     }
-    .map_err(unavailable)?;
+    .load(&mut *conn)
+    .await
+    .map_err(|e| unavailable(&e))?;
     let t = found.into_iter().next().ok_or_else(forbidden)?;
     Ok(ActiveTenant {
         id: t.0,

@@ -6,9 +6,9 @@ use schema::*;
 use tenantry::prelude::*;
 use tenantry::DbError;
 
-async fn handler(db: &Db, ctx: &TenantCtx) -> Result<Vec<Invoice>, DbError> {
+async fn handler(db: &Db, ctx: &TenantCtx<'_>) -> Result<Vec<Invoice>, DbError> {
     db.tx(ctx, async |conn| {
-        Ok(diesel_async::RunQueryDsl::load(Invoice::scoped(ctx), conn).await?)
+        Ok(diesel_async::RunQueryDsl::load(Invoice::scoped(conn), conn).await?)
     })
     .await
 }

@@ -6,8 +6,8 @@ use schema::*;
 use tenantry::prelude::*;
 use tenantry::DbError;
 
-fn open() {
-    let job = tenantry::SystemJob::named("report");
+fn open(jobs: &tenantry::Jobs) {
+    let job = jobs.job("report");
     let _bypass = tenantry::no_tenant_scope!(&job, "  ");
 }
 

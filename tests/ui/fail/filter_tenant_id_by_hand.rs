@@ -6,7 +6,7 @@ use schema::*;
 use tenantry::prelude::*;
 use tenantry::DbError;
 
-async fn handler(db: &Db, ctx: &TenantCtx) -> Result<Vec<Invoice>, DbError> {
+async fn handler(db: &Db, ctx: &TenantCtx<'_>) -> Result<Vec<Invoice>, DbError> {
     let tenant = ctx.tenant_id();
     db.tx(ctx, async |conn| {
         Ok(invoices::table

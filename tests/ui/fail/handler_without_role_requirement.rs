@@ -8,9 +8,9 @@ use tenantry::identity::{OwnerProof, Proof, Partner, Tenantry};
 use tenantry::prelude::*;
 use tenantry::{no_tenant_scope, requires_role, DbError};
 
-async fn list(ctx: TenantCtx, State(t): State<Tenantry>) -> Result<(), DbError> {
+async fn list(ctx: TenantCtx<'_>, State(t): State<Tenantry>) -> Result<(), DbError> {
     t.db.tx(&ctx, async |conn| {
-        Invoice::scoped(conn.ctx()).load::<Invoice>(conn).await?;
+        Invoice::scoped(conn).load::<Invoice>(conn).await?;
         Ok(())
     })
     .await
@@ -20,6 +20,6 @@ fn assert_extractor<T: axum::extract::FromRequestParts<Tenantry>>() {}
 
 fn main() {
     // What axum checks for each handler argument:
-    assert_extractor::<TenantCtx>();
+    assert_extractor::<TenantCtx<'static>>();
     let _ = axum::Router::<Tenantry>::new().route("/invoices", axum::routing::get(list));
 }

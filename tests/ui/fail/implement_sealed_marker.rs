@@ -8,7 +8,7 @@ use tenantry::DbError;
 
 struct AllInvoices;
 
-impl tenantry::TenantQuery<tenantry::ReadWrite> for AllInvoices {
+impl<'tx> tenantry::TenantQuery<'tx> for AllInvoices {
     type Inner = invoices::table;
     fn into_inner(self) -> invoices::table {
         invoices::table

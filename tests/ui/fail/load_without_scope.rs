@@ -6,7 +6,7 @@ use schema::*;
 use tenantry::prelude::*;
 use tenantry::DbError;
 
-async fn handler(db: &Db, ctx: &TenantCtx) -> Result<Vec<Invoice>, DbError> {
+async fn handler(db: &Db, ctx: &TenantCtx<'_>) -> Result<Vec<Invoice>, DbError> {
     db.tx(ctx, async |conn| {
         // forgot the scope
         Ok(invoices::table.load::<Invoice>(conn).await?)

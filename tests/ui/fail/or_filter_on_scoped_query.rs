@@ -6,8 +6,8 @@ use schema::*;
 use tenantry::prelude::*;
 use tenantry::DbError;
 
-fn widen(ctx: &TenantCtx) {
-    let _ = Invoice::scoped(ctx)
+fn widen(ctx: &TenantCtx<'_>) {
+    let _ = Invoice::scoped(conn)
         .filter(invoices::status.eq("draft"))
         .or_filter(invoices::status.eq("paid"));
 }

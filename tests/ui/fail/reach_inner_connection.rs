@@ -6,7 +6,7 @@ use schema::*;
 use tenantry::prelude::*;
 use tenantry::DbError;
 
-async fn handler(db: &Db, ctx: &TenantCtx) -> Result<(), DbError> {
+async fn handler(db: &Db, ctx: &TenantCtx<'_>) -> Result<(), DbError> {
     db.tx(ctx, async |conn| {
         let _raw: &mut diesel_async::AsyncPgConnection = &mut *conn;
         Ok(())

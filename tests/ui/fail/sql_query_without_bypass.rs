@@ -6,7 +6,7 @@ use schema::*;
 use tenantry::prelude::*;
 use tenantry::DbError;
 
-async fn handler(db: &Db, ctx: &TenantCtx) -> Result<usize, DbError> {
+async fn handler(db: &Db, ctx: &TenantCtx<'_>) -> Result<usize, DbError> {
     db.tx(ctx, async |conn| {
         Ok(diesel::sql_query("DELETE FROM invoices").execute(conn).await?)
     })

@@ -6,7 +6,7 @@ use schema::*;
 use tenantry::prelude::*;
 use tenantry::DbError;
 
-fn forge(id: uuid::Uuid) -> TenantCtx {
+fn forge(id: uuid::Uuid) -> TenantCtx<'static> {
     TenantCtx::new(id)
 }
 

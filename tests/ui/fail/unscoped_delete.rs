@@ -6,7 +6,7 @@ use schema::*;
 use tenantry::prelude::*;
 use tenantry::DbError;
 
-async fn handler(db: &Db, ctx: &TenantCtx) -> Result<usize, DbError> {
+async fn handler(db: &Db, ctx: &TenantCtx<'_>) -> Result<usize, DbError> {
     db.tx(ctx, async |conn| Ok(diesel::delete(invoices::table).execute(conn).await?))
         .await
 }

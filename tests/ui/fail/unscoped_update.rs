@@ -6,10 +6,10 @@ use schema::*;
 use tenantry::prelude::*;
 use tenantry::DbError;
 
-async fn handler(db: &Db, ctx: &TenantCtx, id: uuid::Uuid) -> Result<usize, DbError> {
+async fn handler(db: &Db, ctx: &TenantCtx<'_>, id: uuid::Uuid) -> Result<usize, DbError> {
     db.tx(ctx, async |conn| {
         Ok(diesel::update(invoices::table.filter(invoices::id.eq(id)))
-            .set(invoices::status.eq("void"))
+            .set(invoices::status.to("void"))
             .execute(conn)
             .await?)
     })

@@ -6,8 +6,8 @@ use schema::*;
 use tenantry::prelude::*;
 use tenantry::DbError;
 
-async fn handler(db: &Db, ctx: &TenantCtx<ReadOnly>) -> Result<usize, DbError> {
-    db.tx(ctx, async |conn| Ok(diesel::delete(Invoice::scoped(conn.ctx())).execute(conn).await?))
+async fn handler(db: &Db, ctx: &TenantCtx<'_, ReadOnly>) -> Result<usize, DbError> {
+    db.tx(ctx, async |conn| Ok(diesel::delete(Invoice::scoped(conn)).execute(conn).await?))
         .await
 }
 

@@ -6,10 +6,10 @@ use schema::*;
 use tenantry::prelude::*;
 use tenantry::DbError;
 
-async fn handler(db: &Db, ctx: &TenantCtx<ReadOnly>) -> Result<usize, DbError> {
+async fn handler(db: &Db, ctx: &TenantCtx<'_, ReadOnly>) -> Result<usize, DbError> {
     db.tx(ctx, async |conn| {
-        Ok(diesel::update(Invoice::scoped(conn.ctx()))
-            .set(invoices::status.eq("void"))
+        Ok(diesel::update(Invoice::scoped(conn))
+            .set(invoices::status.to("void"))
             .execute(conn)
             .await?)
     })

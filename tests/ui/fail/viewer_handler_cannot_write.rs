@@ -12,12 +12,12 @@ use tenantry::{no_tenant_scope, requires_role, DbError};
 async fn touch(ctx: TenantCtx, State(t): State<Tenantry>, id: axum::extract::Path<uuid::Uuid>) -> Result<(), DbError> {
     let id = id.0;
     t.db.tx(&ctx, async |conn| {
-        Project::insert(conn.ctx(), NewProject { name: "x".into() }).execute(conn).await?;
-        diesel::update(Invoice::scoped(conn.ctx()).filter(invoices::id.eq(id)))
-            .set(invoices::status.eq("void"))
+        Project::insert(conn, NewProject { name: "x".into() }).execute(conn).await?;
+        diesel::update(Invoice::scoped(conn).filter(invoices::id.eq(id)))
+            .set(invoices::status.to("void"))
             .execute(conn)
             .await?;
-        diesel::delete(Invoice::scoped(conn.ctx()).filter(invoices::id.eq(id))).execute(conn).await?;
+        diesel::delete(Invoice::scoped(conn).filter(invoices::id.eq(id))).execute(conn).await?;
         Ok(())
     })
     .await

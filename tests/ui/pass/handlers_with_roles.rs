@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use schema::*;
-use tenantry::identity::{OwnerProof, Principal, Tenantry};
+use tenantry::identity::{OwnerProof, Partner, Principal, Proof, Tenantry};
 use tenantry::prelude::*;
 use tenantry::{no_tenant_scope, requires_role, DbError};
 
@@ -25,7 +25,7 @@ impl axum::response::IntoResponse for ApiError {
 
 #[requires_role(ClientViewer)]
 async fn list(ctx: TenantCtx, State(t): State<Tenantry>) -> Result<Json<usize>, ApiError> {
-    let rows: Vec<Invoice> = t.db.tx(&ctx, async |conn| Ok::<_, ApiError>(Invoice::scoped(conn.ctx()).load(conn).await.map_err(DbError::from)?)).await?;
+    let rows: Vec<Invoice> = t.db.tx(&ctx, async |conn| Ok::<_, ApiError>(Invoice::scoped(conn).load(conn).await.map_err(DbError::from)?)).await?;
     Ok(Json(rows.len()))
 }
 
@@ -34,7 +34,7 @@ async fn create(ctx: TenantCtx, principal: Principal, State(t): State<Tenantry>)
     let p: Project = t
         .db
         .tx(&ctx, async |conn| {
-            Ok::<_, ApiError>(Project::insert(conn.ctx(), NewProject { name: principal.email.clone() }).get_result(conn).await.map_err(DbError::from)?)
+            Ok::<_, ApiError>(Project::insert(conn, NewProject { name: principal.email().to_owned() }).get_result(conn).await.map_err(DbError::from)?)
         })
         .await?;
     Ok(Json(p.name))
@@ -47,10 +47,23 @@ async fn count_all(owner: OwnerProof, State(t): State<Tenantry>) -> Result<Json<
     Ok(Json(n))
 }
 
+/// A helper of handlers takes the context by reference (`TenantCtx<'_>`: it is the request's).
+async fn count_projects(t: &Tenantry, ctx: &TenantCtx<'_, ReadOnly>) -> Result<i64, ApiError> {
+    Ok(t.db.tx(ctx, async |conn| Ok::<_, DbError>(Project::scoped(conn).count().get_result(conn).await?)).await?)
+}
+
+/// A writing handler reads through a read-only view of its own context.
+#[requires_role(Partner)]
+async fn summary(ctx: TenantCtx, proof: Proof<Partner>, State(t): State<Tenantry>) -> Result<Json<(i64, String)>, ApiError> {
+    let n = count_projects(&t, &ctx.read_only()).await?;
+    Ok(Json((n, proof.actor().email().to_owned())))
+}
+
 #[allow(dead_code)]
 fn router(state: Tenantry) -> Router {
     Router::new()
         .route("/invoices", get(list).post(create))
+        .route("/summary", get(summary))
         .route("/admin/count", get(count_all))
         .with_state(state)
 }

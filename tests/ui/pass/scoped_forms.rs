@@ -1,11 +1,12 @@
-//! Every supported form compiles: reads, joins, subqueries, boxing, writes, global reads,
-//! bypass, raw SQL with a bypass, jobs, read-only contexts reading.
+//! Every supported form compiles: reads, joins, subqueries, boxing, writes with checked changes,
+//! upserts, global reads, bypass, raw SQL with a bypass, jobs (read-write and read-only),
+//! read-only contexts reading, and tenantry's prelude leaving other types' methods alone.
 #[path = "../support/schema.rs"]
 mod schema;
 
 use schema::*;
 use tenantry::prelude::*;
-use tenantry::{no_tenant_scope, BypassConn, DbError, SystemJob};
+use tenantry::{no_tenant_scope, BypassConn, DbError, Jobs};
 
 #[derive(QueryableByName)]
 #[allow(dead_code)]
@@ -14,10 +15,22 @@ struct Count {
     n: i64,
 }
 
+/// tenantry's `AsChangeset` (from the prelude): `Option` fields are skipped when `None`, the
+/// primary key is left out.
+#[derive(AsChangeset)]
+#[diesel(table_name = invoices)]
 #[allow(dead_code)]
-async fn reads(db: &Db, ctx: &TenantCtx, id: uuid::Uuid) -> Result<(), DbError> {
+struct PatchInvoice {
+    id: uuid::Uuid,
+    status: Option<String>,
+    #[diesel(column_name = amount_cents)]
+    amount: Option<i64>,
+}
+
+#[allow(dead_code)]
+async fn reads(db: &Db, ctx: &TenantCtx<'_>, id: uuid::Uuid) -> Result<(), DbError> {
     db.tx(ctx, async |conn| {
-        let _: Vec<Invoice> = Invoice::scoped(conn.ctx())
+        let _: Vec<Invoice> = Invoice::scoped(conn)
             .filter(invoices::amount_cents.gt(100).or(invoices::status.eq("paid")))
             .order(invoices::id.desc())
             .then_order_by(invoices::number.asc())
@@ -25,20 +38,23 @@ async fn reads(db: &Db, ctx: &TenantCtx, id: uuid::Uuid) -> Result<(), DbError> 
             .offset(10)
             .load(conn)
             .await?;
-        let _: i64 = Invoice::scoped(conn.ctx()).count().get_result(conn).await?;
-        let _: Vec<String> = Invoice::scoped(conn.ctx()).select(invoices::currency).distinct().load(conn).await?;
-        let _: Option<Invoice> = Invoice::scoped(conn.ctx()).filter(invoices::id.eq(id)).first(conn).await.optional()?;
-        let mut boxed = Invoice::scoped(conn.ctx()).into_boxed();
+        let _ = Invoice::scoped(conn).load::<Invoice>(conn).await?;
+        let _: i64 = Invoice::scoped(conn).count().get_result(conn).await?;
+        let _: Vec<String> = Invoice::scoped(conn).select(invoices::currency).distinct().load(conn).await?;
+        let _: Option<Invoice> = Invoice::scoped(conn).filter(invoices::id.eq(id)).first(conn).await.optional()?;
+        let mut boxed = Invoice::scoped(conn).into_boxed();
         boxed = boxed.filter(invoices::status.eq("draft"));
         let _: Vec<Invoice> = boxed.load(conn).await?;
-        let mine = Project::scoped(conn.ctx()).select(projects::id).subquery();
-        let _: Vec<Invoice> = Invoice::scoped(conn.ctx()).filter(invoices::project_id.eq_any(mine)).load(conn).await?;
-        let named = Project::scoped(conn.ctx()).filter(projects::name.eq("Website")).exists();
-        let _: Vec<Invoice> = Invoice::scoped(conn.ctx()).filter(named).load(conn).await?;
-        let _: Vec<(Invoice, Project)> = Invoice::scoped(conn.ctx()).inner_join(projects::table).load(conn).await?;
-        let _: Vec<(Invoice, Option<Project>)> = Invoice::scoped(conn.ctx()).left_join(projects::table).load(conn).await?;
-        let _: Vec<(Invoice, Currency)> = Invoice::scoped(conn.ctx()).inner_join(currencies::table).load(conn).await?;
-        let _: Vec<(String, String)> = Invoice::scoped(conn.ctx())
+        let mine = Project::scoped(conn).select(projects::id).subquery();
+        let _: Vec<Invoice> = Invoice::scoped(conn).filter(invoices::project_id.eq_any(mine)).load(conn).await?;
+        let named = Project::scoped(conn).filter(projects::name.eq("Website")).exists();
+        let _: Vec<Invoice> = Invoice::scoped(conn).filter(named).load(conn).await?;
+        let first_name = Project::scoped(conn).select(projects::name).single_value();
+        let _: Vec<Invoice> = Invoice::scoped(conn).filter(invoices::number.nullable().eq(first_name)).load(conn).await?;
+        let _: Vec<(Invoice, Project)> = Invoice::scoped(conn).inner_join(projects::table).load(conn).await?;
+        let _: Vec<(Invoice, Option<Project>)> = Invoice::scoped(conn).left_join(projects::table).load(conn).await?;
+        let _: Vec<(Invoice, Currency)> = Invoice::scoped(conn).inner_join(currencies::table).load(conn).await?;
+        let _: Vec<(String, String)> = Invoice::scoped(conn)
             .inner_join(projects::table)
             .select((invoices::number, projects::name))
             .load(conn)
@@ -51,9 +67,9 @@ async fn reads(db: &Db, ctx: &TenantCtx, id: uuid::Uuid) -> Result<(), DbError> 
 }
 
 #[allow(dead_code)]
-async fn writes(db: &Db, ctx: &TenantCtx, id: uuid::Uuid, project: uuid::Uuid) -> Result<(), DbError> {
+async fn writes(db: &Db, ctx: &TenantCtx<'_>, id: uuid::Uuid, project: uuid::Uuid) -> Result<(), DbError> {
     db.tx(ctx, async |conn| {
-        let _: Project = Project::insert(conn.ctx(), NewProject { name: "p".into() }).get_result(conn).await?;
+        let _: Project = Project::insert(conn, NewProject { name: "p".into() }).get_result(conn).await?;
         let rows = vec![NewInvoice {
             project_id: project,
             number: "1".into(),
@@ -61,67 +77,119 @@ async fn writes(db: &Db, ctx: &TenantCtx, id: uuid::Uuid, project: uuid::Uuid) -
             currency: "EUR".into(),
             status: "draft".into(),
         }];
-        let _: usize = Invoice::insert_many(conn.ctx(), rows).execute(conn).await?;
-        let _: usize = diesel::update(Invoice::scoped(conn.ctx()).filter(invoices::id.eq(id)))
-            .set(invoices::status.eq("void"))
+        let _: usize = Invoice::insert_many(conn, rows).execute(conn).await?;
+        let _: usize = diesel::update(Invoice::scoped(conn).filter(invoices::id.eq(id)))
+            .set(invoices::status.to("void"))
             .execute(conn)
             .await?;
-        let _: Invoice = diesel::update(Invoice::scoped(conn.ctx()).filter(invoices::id.eq(id)))
-            .set(invoices::amount_cents.eq(5))
+        let _: Invoice = diesel::update(Invoice::scoped(conn).filter(invoices::id.eq(id)))
+            .set((invoices::amount_cents.to(5), invoices::status.to("sent")))
             .get_result(conn)
             .await?;
-        let _: usize = diesel::delete(Invoice::scoped(conn.ctx()).filter(invoices::id.eq(id))).execute(conn).await?;
-        let job = SystemJob::named("maintenance");
-        let _: Vec<Count> = conn
-            .raw_load(no_tenant_scope!(&job, "count under RLS"), diesel::sql_query("SELECT count(*) AS n FROM invoices"))
+        let _: Invoice = diesel::update(Invoice::scoped(conn).filter(invoices::id.eq(id)))
+            .set(invoices::amount_cents.to(invoices::amount_cents + 1))
+            .get_result(conn)
             .await?;
+        let patch = PatchInvoice { id, status: Some("paid".into()), amount: None };
+        let _: Invoice = diesel::update(Invoice::scoped(conn).filter(invoices::id.eq(id)))
+            .set(&patch)
+            .get_result(conn)
+            .await?;
+        let _: Invoice = diesel::update(Invoice::scoped(conn).filter(invoices::id.eq(id)))
+            .set(patch)
+            .get_result(conn)
+            .await?;
+        let _: usize = diesel::delete(Invoice::scoped(conn).filter(invoices::id.eq(id))).execute(conn).await?;
         Ok(())
     })
     .await
 }
 
 #[allow(dead_code)]
-async fn viewer(db: &Db, ctx: &TenantCtx<ReadOnly>) -> Result<Vec<Invoice>, DbError> {
-    db.tx(ctx, async |conn| Ok(Invoice::scoped(conn.ctx()).load(conn).await?)).await
+async fn viewer(db: &Db, ctx: &TenantCtx<'_, ReadOnly>) -> Result<Vec<Invoice>, DbError> {
+    db.tx(ctx, async |conn| Ok(Invoice::scoped(conn).load(conn).await?)).await
 }
 
+#[derive(Debug)]
 #[allow(dead_code)]
-async fn cross_tenant(db: &Db) -> Result<i64, DbError> {
-    let job = SystemJob::named("report");
-    db.bypass(no_tenant_scope!(&job, "monthly report across tenants").action("report"), async |conn: &mut BypassConn<'_>| {
-        Ok(conn.get_result(invoices::table.count()).await?)
-    })
-    .await
+enum JobError {
+    Db(DbError),
+    Scope(tenantry::ScopeError),
+}
+impl From<DbError> for JobError {
+    fn from(e: DbError) -> Self {
+        JobError::Db(e)
+    }
+}
+impl From<tenantry::ScopeError> for JobError {
+    fn from(e: tenantry::ScopeError) -> Self {
+        JobError::Scope(e)
+    }
+}
+impl From<diesel::result::Error> for JobError {
+    fn from(e: diesel::result::Error) -> Self {
+        JobError::Db(e.into())
+    }
 }
 
+/// The task that owns the `Jobs` capability: jobs inside a tenant (read-write or read-only), a
+/// raw statement with a job's bypass, and a cross-tenant bypass.
 #[allow(dead_code)]
-async fn job(db: &Db, tenant: uuid::Uuid) -> Result<usize, Box<dyn std::error::Error + Send + Sync>> {
-    #[derive(Debug)]
-    struct JobError(String);
-    impl From<DbError> for JobError {
-        fn from(e: DbError) -> Self { JobError(e.to_string()) }
-    }
-    impl From<tenantry::ScopeError> for JobError {
-        fn from(e: tenantry::ScopeError) -> Self { JobError(e.to_string()) }
-    }
-    let job = SystemJob::named("reminders");
-    let n = db
-        .job_tx(&job, tenant, "send reminders", async |conn| {
-            let v: Vec<Invoice> = Invoice::scoped(conn.ctx()).load(conn).await.map_err(DbError::from)?;
+async fn job_runner(db: Db, jobs: Jobs, tenant: uuid::Uuid) -> Result<i64, JobError> {
+    let job = jobs.job("reminders");
+    let _: usize = job
+        .tx(tenant, "send reminders", async |conn| {
+            let v: Vec<Invoice> = Invoice::scoped(conn).load(conn).await?;
+            let _: Vec<Count> = conn
+                .raw_load(no_tenant_scope!(&job, "count under RLS"), diesel::sql_query("SELECT count(*) AS n FROM invoices"))
+                .await?;
             Ok::<_, JobError>(v.len())
         })
-        .await
-        .map_err(|e| e.0)?;
+        .await?;
+    let _: usize = job
+        .read_only_tx(tenant, "export", async |conn| {
+            Ok::<_, JobError>(Invoice::scoped(conn).load::<Invoice>(conn).await?.len())
+        })
+        .await?;
+    let n = db
+        .bypass(no_tenant_scope!(&job, "monthly report across tenants").action("report"), async |conn: &mut BypassConn<'_>| {
+            Ok::<_, JobError>(conn.get_result(invoices::table.count()).await?)
+        })
+        .await?;
     Ok(n)
+}
+
+/// `main` makes the capability once and hands it to a spawned job runner (so it is `Send`).
+#[allow(dead_code)]
+async fn start(config: tenantry::DbConfig, tenant: uuid::Uuid) -> Result<Db, DbError> {
+    let (db, jobs) = Db::connect_with_jobs(config).await?;
+    tokio::spawn(job_runner(db.clone(), jobs, tenant));
+    Ok(db)
 }
 
 /// The tenant transaction's future is `Send`, so it can run inside axum handlers and spawned tasks.
 #[allow(dead_code)]
-fn futures_are_send(db: &'static Db, ctx: &'static TenantCtx, id: uuid::Uuid, p: uuid::Uuid) {
+fn futures_are_send(db: &'static Db, ctx: &'static TenantCtx<'static>, id: uuid::Uuid, p: uuid::Uuid) {
     fn is_send<T: Send>(_: T) {}
     is_send(reads(db, ctx, id));
     is_send(writes(db, ctx, id, p));
-    is_send(cross_tenant(db));
+}
+
+/// The prelude's run methods apply to queries only: `Vec::first`, `Option` and your own types
+/// keep their methods.
+#[allow(dead_code)]
+fn other_types_keep_their_methods() {
+    struct Cache;
+    impl Cache {
+        fn load(&self, _key: &str) -> Option<u8> {
+            None
+        }
+    }
+    let v = vec![1, 2, 3];
+    let _: Option<&i32> = v.first();
+    let _: Option<u8> = Cache.load("k");
+    let words = ["a", "b"];
+    let _: Option<&&str> = words.first();
 }
 
 fn main() {}

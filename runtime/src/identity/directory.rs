@@ -1,0 +1,95 @@
+//! The narrow path into the directory: calls of the `SECURITY DEFINER` functions of migration
+//! `0002_directory` (the app role cannot read `users`, `tenants` or `memberships` whole).
+//!
+//! Each call is its own query type with a static query id, so its prepared statement is cached
+//! per connection: one round trip, no planning per request.
+
+use diesel::pg::Pg;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::sql_types::{Bool, Nullable, Text, Uuid as SqlUuid};
+use diesel::QueryResult;
+use uuid::Uuid;
+
+/// `tenantry_principal($email)`: the user and one row per membership.
+#[derive(Debug, QueryId)]
+pub(crate) struct PrincipalRows {
+    pub(crate) email: String,
+}
+
+/// A row of [`PrincipalRows`]: user id, email, is_owner, stored sub, and the membership's
+/// tenant id, role, slug and name (all `None` for a user without memberships).
+pub(crate) type PrincipalRow = (
+    Uuid,
+    String,
+    bool,
+    Option<String>,
+    Option<Uuid>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+impl Query for PrincipalRows {
+    type SqlType = (
+        SqlUuid,
+        Text,
+        Bool,
+        Nullable<Text>,
+        Nullable<SqlUuid>,
+        Nullable<Text>,
+        Nullable<Text>,
+        Nullable<Text>,
+    );
+}
+
+impl QueryFragment<Pg> for PrincipalRows {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql(
+            "SELECT user_id, email, is_owner, cf_sub, tenant_id, role, slug, name \
+             FROM tenantry_principal(",
+        );
+        out.push_bind_param::<Text, _>(&self.email)?;
+        out.push_sql(")");
+        Ok(())
+    }
+}
+
+/// `tenantry_owner_tenant($owner, $key)`: the tenant an Owner names by id or slug.
+#[derive(Debug, QueryId)]
+pub(crate) struct OwnerTenant {
+    pub(crate) owner: Uuid,
+    pub(crate) key: String,
+}
+
+impl Query for OwnerTenant {
+    type SqlType = (SqlUuid, Text, Text);
+}
+
+impl QueryFragment<Pg> for OwnerTenant {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql("SELECT id, slug, name FROM tenantry_owner_tenant(");
+        out.push_bind_param::<SqlUuid, _>(&self.owner)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&self.key)?;
+        out.push_sql(")");
+        Ok(())
+    }
+}
+
+/// `tenantry_record_sub($user, $sub)`: records the token's `sub` beside the user.
+#[derive(Debug, QueryId)]
+pub(crate) struct RecordSub {
+    pub(crate) user: Uuid,
+    pub(crate) sub: String,
+}
+
+impl QueryFragment<Pg> for RecordSub {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql("SELECT tenantry_record_sub(");
+        out.push_bind_param::<SqlUuid, _>(&self.user)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&self.sub)?;
+        out.push_sql(")");
+        Ok(())
+    }
+}
