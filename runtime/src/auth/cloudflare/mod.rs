@@ -18,8 +18,11 @@
 //! `exp` (required) and `nbf` (when present) within the leeway, both integers; `type == "app"`;
 //! and either a non-empty `email` (a user) or `sub == ""` with a `common_name` (a service token).
 //! The unsigned `Cf-Access-Authenticated-User-Email` header is never read.
+//!
+//! Signatures are checked with ring ([`install_crypto_provider`]).
 
 mod config;
+mod crypto;
 mod extract;
 mod fetch;
 mod jwks;
@@ -31,6 +34,7 @@ use jsonwebtoken::Validation;
 use serde_json::{Map, Value};
 
 pub use config::{CloudflareConfig, CloudflareConfigError};
+pub use crypto::{install_crypto_provider, RING_PROVIDER};
 pub use extract::{token_from_headers, ASSERTION_HEADER, AUTHORIZATION_COOKIE};
 
 use crate::auth::{AuthError, Identity};
@@ -53,8 +57,12 @@ struct Inner {
 impl CloudflareVerifier {
     /// A verifier for `config` (checked again here). No network until the first token or
     /// [`CloudflareVerifier::prefetch`].
+    ///
+    /// Installs tenantry's ring provider as jsonwebtoken's crypto provider unless one is
+    /// installed already (see [`install_crypto_provider`]).
     pub fn new(config: CloudflareConfig) -> Result<Self, CloudflareConfigError> {
         config.validate()?;
+        install_crypto_provider();
         let keys = Arc::new(KeyCache::new(&config)?);
         Ok(CloudflareVerifier {
             inner: Arc::new(Inner {
