@@ -5,13 +5,15 @@
 //! `TENANTRY_BENCH_SCALE=0.3` shortens every timed phase).
 //!
 //! - (d) token verification with cached keys (`auth/tokens.rs`): `CloudflareVerifier::verify` on a
-//!   valid RS256 user token, on a forged one (full RSA work, then refused) and on tokens refused
-//!   by the pre-checks (bad `alg`, no `kid`), against plain `jsonwebtoken::decode` with the same
-//!   key and the RSA signature check alone;
+//!   valid RS256 user token with the verified-token cache off (cold), on a cache miss and on a
+//!   hit, on forged tokens (full RSA work, then refused) and on tokens refused by the pre-checks
+//!   (bad `alg`, no `kid`), against ring's raw RSA check and jsonwebtoken on tenantry's ring
+//!   provider with the same key;
 //! - (e) the authentication step per request, over real HTTP on 127.0.0.1 (`auth/http.rs`): one
 //!   handler that returns a constant, served without authentication, behind
-//!   `CloudflareVerifier::authenticate` only, and behind `#[requires_role(ClientViewer)]` in
-//!   `trusted_header` and in `cloudflare` mode (a real local certs server), with 1 and 8 clients;
+//!   `CloudflareVerifier::authenticate` only (with the app's verifier, and with one whose cache is
+//!   off), and behind `#[requires_role(ClientViewer)]` in `trusted_header` and in `cloudflare`
+//!   mode (a real local certs server), with 1 and 8 clients;
 //! - (f) the database protocol traffic of each of those requests, counted by a PostgreSQL
 //!   protocol-aware TCP proxy in front of the server (`support/pg_proxy.rs`; the same app on a
 //!   second listener, its pool connected through the proxy); and, for the lookups of (g), the
@@ -28,8 +30,10 @@
 //! The bench's HTTP server runs on its own tokio runtime (2 workers, threads `auth-srv`), so that
 //! the CPU time of this process splits into server (the app) and client (the load generator).
 //! Prints tables; asserts nothing about time. It does assert every response is 200, that
-//! accepted and refused tokens are accepted and refused for the expected reason, that the key
-//! set was fetched exactly once, and that the protocol counts are consistent.
+//! accepted and refused tokens are accepted and refused for the expected reason with the expected
+//! identity, that cached tokens are not verified again (the verifiers count their signature
+//! checks), that the key set was fetched exactly once, and that the protocol counts are
+//! consistent.
 #![allow(missing_docs, unreachable_pub)]
 
 #[path = "../tests/common/mod.rs"]
@@ -55,6 +59,7 @@ use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, HeaderValue};
 use diesel_async::SimpleAsyncConnection;
+use tenantry::auth::cloudflare::{CloudflareConfig, CloudflareVerifier};
 use tenantry::auth::Identity;
 use tenantry::identity::Authenticator;
 use tenantry::settings::Settings;
@@ -67,7 +72,7 @@ use lookup::{one_lookup, plain_pool, run_lookup, time_lookups, Lookup};
 use measure::{loadavg, secs};
 use pg_proxy::{diff, print_traffic, start_proxy, Traffic, Wire};
 use stats::Watcher;
-use tokens::token_verification;
+use tokens::{token_verification, Verifiers};
 
 /// Clients of the concurrent runs (and the app's pool size).
 const CLIENTS: usize = 8;
@@ -165,16 +170,31 @@ async fn main() {
         unreachable!("cloudflare mode")
     };
     let verifier = verifier.clone();
-    verifier
-        .prefetch()
-        .await
-        .expect("keys from the certs server");
+    // Two more verifiers of the same team and keys: the verified-token cache off, and on (the
+    // default) but emptied before each call of (d)'s miss row.
+    let with_capacity = |token_cache_capacity| {
+        let config = CloudflareConfig {
+            token_cache_capacity,
+            ..CloudflareConfig::new(TEAM, AUD).expect("config")
+        };
+        CloudflareVerifier::new(config.with_certs_url(&certs_url).expect("certs url"))
+            .expect("verifier")
+    };
+    let verifiers = Verifiers {
+        app: verifier.clone(),
+        cold: with_capacity(0),
+        miss: with_capacity(verifier.config().token_cache_capacity),
+    };
+    for v in [&verifiers.app, &verifiers.cold, &verifiers.miss] {
+        v.prefetch().await.expect("keys from the certs server");
+    }
     let minter = TokenMinter::new(TEAM, AUD, &TestKey::A);
 
     // ---- (d) ----------------------------------------------------------------------------------
-    token_verification(&verifier, &minter);
+    token_verification(&verifiers, &minter);
 
     // ---- (e) ----------------------------------------------------------------------------------
+    let checks_before_http = verifier.verification_count();
     // The app: its own runtime, its own pool (connections are made, and driven, on that runtime).
     let server_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -188,18 +208,19 @@ async fn main() {
     let counted_url = app_url.replace(&upstream, &proxy.to_string());
     let (addr, counted_addr) = {
         let (cloudflare, trusted) = (Arc::clone(&cloudflare), Arc::clone(&trusted));
+        let cold = verifiers.cold.clone();
         let (app_url, counted_url) = (app_url.clone(), counted_url.clone());
         server_rt
             .spawn(async move {
                 let mut config = DbConfig::new(app_url, None);
                 config.max_connections = CLIENTS;
                 let db = Db::connect(config).await.expect("app pools");
-                let addr = serve(router(&db, &cloudflare, &trusted)).await;
+                let addr = serve(router(&db, &cloudflare, &trusted, &cold)).await;
                 // The same app with a one-connection pool through the counting proxy, for (f).
                 let mut config = DbConfig::new(counted_url, None);
                 config.max_connections = 1;
                 let counted = Db::connect(config).await.expect("counted pool");
-                let counted_addr = serve(router(&counted, &cloudflare, &trusted)).await;
+                let counted_addr = serve(router(&counted, &cloudflare, &trusted, &cold)).await;
                 (addr, counted_addr)
             })
             .await
@@ -244,7 +265,13 @@ async fn main() {
          app / cli / pg CPU = µs of CPU per request of the server runtime's threads / of this \
          process's other threads / of the PostgreSQL backends"
     );
-    let routes = [Route::Open, Route::Jwt, Route::Trusted, Route::Cloudflare];
+    let routes = [
+        Route::Open,
+        Route::Jwt,
+        Route::JwtCold,
+        Route::Trusted,
+        Route::Cloudflare,
+    ];
     for (clients, round) in [(1, secs(0.3)), (CLIENTS, secs(0.3))] {
         let mut stats = compare(&http, &routes, clients, round).await;
         print_http(
@@ -400,10 +427,21 @@ async fn main() {
         1,
         "the key set is fetched once, at prefetch"
     );
+    assert_eq!(
+        verifiers.cold.fetch_count() + verifiers.miss.fetch_count(),
+        2,
+        "the other two verifiers fetched once each, at prefetch"
+    );
+    let checks = verifier.verification_count() - checks_before_http;
+    assert!(
+        checks <= 1,
+        "(e) and (f) reuse one token: at most its first request reaches the signature check"
+    );
     println!(
-        "    key set fetches during the whole run: {} (certs server requests: {})",
+        "    key set fetches of the app's verifier during the whole run: {} (certs server requests: {}, \
+         one per verifier); its signature checks during (e) and (f): {checks}",
         verifier.fetch_count(),
-        certs.request_count()
+        certs.request_count(),
     );
 
     println!("load average at the end: {}", loadavg());

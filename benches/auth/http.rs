@@ -30,7 +30,8 @@ async fn viewer(_ctx: tenantry::TenantCtx) -> &'static str {
     BODY
 }
 
-/// The same handler behind the token verification alone (no database).
+/// The same handler behind the token verification alone (no database): the app's verifier, or
+/// one whose verified-token cache is off.
 async fn jwt_only(
     State(verifier): State<CloudflareVerifier>,
     headers: HeaderMap,
@@ -39,8 +40,14 @@ async fn jwt_only(
     Ok(BODY)
 }
 
-/// The bench's app: one route per variant, all on one listener.
-pub fn router(db: &Db, cloudflare: &Arc<Authenticator>, trusted: &Arc<Authenticator>) -> Router {
+/// The bench's app: one route per variant, all on one listener; `cold` is a verifier without
+/// a verified-token cache.
+pub fn router(
+    db: &Db,
+    cloudflare: &Arc<Authenticator>,
+    trusted: &Arc<Authenticator>,
+    cold: &CloudflareVerifier,
+) -> Router {
     let Authenticator::Cloudflare(verifier) = &**cloudflare else {
         unreachable!("built in cloudflare mode")
     };
@@ -54,6 +61,11 @@ pub fn router(db: &Db, cloudflare: &Arc<Authenticator>, trusted: &Arc<Authentica
             Router::new()
                 .route(Route::Jwt.path(), get(jwt_only))
                 .with_state(verifier.clone()),
+        )
+        .merge(
+            Router::new()
+                .route(Route::JwtCold.path(), get(jwt_only))
+                .with_state(cold.clone()),
         )
         .merge(
             Router::new()
@@ -89,6 +101,7 @@ pub async fn serve(router: Router) -> SocketAddr {
 pub enum Route {
     Open,
     Jwt,
+    JwtCold,
     Trusted,
     Cloudflare,
 }
@@ -98,6 +111,7 @@ impl Route {
         match self {
             Route::Open => "/open",
             Route::Jwt => "/jwt",
+            Route::JwtCold => "/jwt-cold",
             Route::Trusted => "/trusted",
             Route::Cloudflare => "/cf",
         }
@@ -107,6 +121,7 @@ impl Route {
         match self {
             Route::Open => "no authentication",
             Route::Jwt => "JWT only: CloudflareVerifier::authenticate",
+            Route::JwtCold => "JWT only, verified-token cache off",
             Route::Trusted => "#[requires_role(ClientViewer)], trusted_header",
             Route::Cloudflare => "#[requires_role(ClientViewer)], cloudflare",
         }
