@@ -2,8 +2,11 @@
 //! real local certs server over HTTP, requests through a real axum router.
 //!
 //! Cases follow "Cases to test" in the Cloudflare Access reference: `tokens` (claims and
-//! headers), `requests` (where the token is found), `keys` (the key cache and the certs endpoint).
+//! headers), `requests` (where the token is found), `keys` (the key cache and the certs endpoint),
+//! and `cache` (the cache of verified tokens).
 
+#[path = "auth_cloudflare/cache.rs"]
+mod cache;
 #[path = "auth_cloudflare/keys.rs"]
 mod keys;
 #[path = "auth_cloudflare/requests.rs"]

@@ -198,6 +198,7 @@ impl TestToken {
     }
 
     fn sign_with(&self, key: &EncodingKey, alg: Algorithm) -> String {
+        crate::auth::cloudflare::install_crypto_provider();
         let input = self.signing_input();
         let signature =
             jsonwebtoken::crypto::sign(input.as_bytes(), key, alg).expect("test keys can sign");

@@ -1,4 +1,5 @@
-//! [`CloudflareConfig`]: the pinned issuer, audience and certs URL, and the cache's timings.
+//! [`CloudflareConfig`]: the pinned issuer, audience and certs URL, the key cache's timings and
+//! the size of the verified-token cache.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -45,7 +46,15 @@ pub struct CloudflareConfig {
     pub max_staleness: Duration,
     /// How long a fetched key set is used before it is refreshed (default 1 h).
     pub cache_ttl: Duration,
+    /// Most verified tokens remembered, so that a token seen again skips the signature check
+    /// (default [`DEFAULT_TOKEN_CACHE_CAPACITY`]; 0 turns the cache off and every token is
+    /// verified). An entry is ~300 bytes; it lives until the token's `exp` (plus `leeway`) at
+    /// most, and only while the key that verified it is in the key set.
+    pub token_cache_capacity: usize,
 }
+
+/// Default of [`CloudflareConfig::token_cache_capacity`]: 10,000 tokens, a few MB.
+pub const DEFAULT_TOKEN_CACHE_CAPACITY: usize = 10_000;
 
 /// A [`CloudflareConfig`] that cannot be used; the message names the problem.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -105,6 +114,7 @@ impl CloudflareConfig {
             refetch_cooldown: Duration::from_secs(30),
             max_staleness: Duration::from_secs(24 * 60 * 60),
             cache_ttl: Duration::from_secs(60 * 60),
+            token_cache_capacity: DEFAULT_TOKEN_CACHE_CAPACITY,
         };
         config.validate()?;
         Ok(config)
@@ -258,6 +268,7 @@ mod tests {
         );
         assert_eq!(config.leeway, Duration::from_secs(30));
         assert_eq!(config.refetch_cooldown, Duration::from_secs(30));
+        assert_eq!(config.token_cache_capacity, 10_000);
     }
 
     #[test]

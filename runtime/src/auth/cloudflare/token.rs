@@ -218,6 +218,7 @@ mod tests {
     /// Why [`identity`] re-checks `exp`: jsonwebtoken 11 alone accepts a float `exp`.
     #[test]
     fn jsonwebtoken_alone_accepts_a_float_exp() {
+        crate::auth::cloudflare::install_crypto_provider();
         let exp = jsonwebtoken::get_current_timestamp() as f64 + 600.5;
         let claims = json!({"exp": exp, "iss": "i", "aud": "a"});
         let token = encode(&Header::default(), &claims, &EncodingKey::from_secret(b"s")).unwrap();
