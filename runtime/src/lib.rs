@@ -14,6 +14,7 @@ pub mod identity;
 mod insert;
 mod inspect;
 mod migrate;
+mod pool;
 mod query;
 pub mod schema;
 mod scoped;
