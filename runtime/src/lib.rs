@@ -18,6 +18,7 @@ mod pool;
 mod query;
 pub mod schema;
 mod scoped;
+pub mod serve;
 pub mod settings;
 mod table;
 #[cfg(feature = "testing")]
