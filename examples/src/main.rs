@@ -30,8 +30,10 @@ async fn main() {
         server.addr,
         settings.auth.name()
     );
+    // Until SIGTERM or Ctrl-C; then in-flight requests finish and the pools close: exit 0.
     if let Err(e) = server.serve().await {
         eprintln!("tenantry-example: {e}");
         std::process::exit(1);
     }
+    tracing::info!("stopped");
 }

@@ -7,9 +7,13 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::time::Duration;
 
 use ipnet::IpNet;
 use thiserror::Error;
+
+use crate::serve::ServeConfig;
+use crate::DbConfig;
 
 /// A missing or malformed setting.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
@@ -92,6 +96,62 @@ pub struct Settings {
     /// `TENANTRY_ALLOWED_ORIGINS`: extra origins allowed to send state-changing requests
     /// (comma-separated, e.g. `https://app.example.com`); the request's own host is always allowed.
     pub allowed_origins: Vec<String>,
+    /// The database pools' sizes and timeouts (`TENANTRY_DB_*`, `TENANTRY_HEALTH_TIMEOUT`).
+    pub db: DbSettings,
+    /// The HTTP server's bounds (`TENANTRY_HTTP_*`, `TENANTRY_DRAIN_TIMEOUT`).
+    pub http: ServeConfig,
+}
+
+/// The database pools' sizes and timeouts. Durations are written `500ms`, `5s` or `2m`.
+///
+/// | variable | default | what a user sees when it is reached |
+/// |---|---|---|
+/// | `TENANTRY_DB_POOL_SIZE` | 16 | requests beyond it wait for a connection |
+/// | `TENANTRY_DB_BYPASS_POOL_SIZE` | 2 | the same, for audited cross-tenant work |
+/// | `TENANTRY_DB_CONNECT_TIMEOUT` | 5s | opening a connection gives up: 503 |
+/// | `TENANTRY_DB_POOL_TIMEOUT` | 1s | no connection became free: 503 with `Retry-After` |
+/// | `TENANTRY_DB_STATEMENT_TIMEOUT` | 5s | the statement is cancelled: 503 (a silent server is given up 1 s later) |
+/// | `TENANTRY_DB_LOCK_TIMEOUT` | 2s | a statement waiting for a lock fails: 503 |
+/// | `TENANTRY_DB_IDLE_IN_TRANSACTION_TIMEOUT` | 10s | the server ends a session idle inside a transaction |
+/// | `TENANTRY_HEALTH_TIMEOUT` | 2s | `GET /healthz` answers 503 |
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DbSettings {
+    /// `TENANTRY_DB_POOL_SIZE`.
+    pub pool_size: usize,
+    /// `TENANTRY_DB_BYPASS_POOL_SIZE`.
+    pub bypass_pool_size: usize,
+    /// `TENANTRY_DB_CONNECT_TIMEOUT`.
+    pub connect_timeout: Duration,
+    /// `TENANTRY_DB_POOL_TIMEOUT`.
+    pub pool_timeout: Duration,
+    /// `TENANTRY_DB_STATEMENT_TIMEOUT`.
+    pub statement_timeout: Duration,
+    /// `TENANTRY_DB_LOCK_TIMEOUT`.
+    pub lock_timeout: Duration,
+    /// `TENANTRY_DB_IDLE_IN_TRANSACTION_TIMEOUT`.
+    pub idle_in_transaction_timeout: Duration,
+    /// `TENANTRY_HEALTH_TIMEOUT`.
+    pub health_timeout: Duration,
+}
+
+impl Settings {
+    /// The [`DbConfig`] of the request path: the app and bypass URLs with [`Settings::db`].
+    pub fn db_config(&self) -> DbConfig {
+        let mut config = DbConfig::new(
+            self.app_database_url.clone(),
+            Some(self.bypass_database_url.clone()),
+        );
+        let db = &self.db;
+        config.max_connections = db.pool_size;
+        config.max_bypass_connections = db.bypass_pool_size;
+        config.connect_timeout = db.connect_timeout;
+        config.pool_timeout = db.pool_timeout;
+        config.statement_timeout = db.statement_timeout;
+        config.lock_timeout = db.lock_timeout;
+        config.idle_in_transaction_timeout = db.idle_in_transaction_timeout;
+        config.ping_timeout = db.health_timeout;
+        config
+    }
 }
 
 /// The default `DATABASE_URL` of the example app.
@@ -226,6 +286,46 @@ impl Settings {
             .transpose()?
             .unwrap_or_default();
 
+        let defaults = DbConfig::new("", None);
+        let db = DbSettings {
+            pool_size: raw.count("TENANTRY_DB_POOL_SIZE", defaults.max_connections)?,
+            bypass_pool_size: raw.count(
+                "TENANTRY_DB_BYPASS_POOL_SIZE",
+                defaults.max_bypass_connections,
+            )?,
+            connect_timeout: raw
+                .duration("TENANTRY_DB_CONNECT_TIMEOUT", defaults.connect_timeout)?,
+            pool_timeout: raw.duration("TENANTRY_DB_POOL_TIMEOUT", defaults.pool_timeout)?,
+            statement_timeout: raw
+                .duration("TENANTRY_DB_STATEMENT_TIMEOUT", defaults.statement_timeout)?,
+            lock_timeout: raw.duration("TENANTRY_DB_LOCK_TIMEOUT", defaults.lock_timeout)?,
+            idle_in_transaction_timeout: raw.duration(
+                "TENANTRY_DB_IDLE_IN_TRANSACTION_TIMEOUT",
+                defaults.idle_in_transaction_timeout,
+            )?,
+            health_timeout: raw.duration("TENANTRY_HEALTH_TIMEOUT", defaults.ping_timeout)?,
+        };
+        let serve = ServeConfig::default();
+        let http = ServeConfig {
+            header_timeout: raw.duration("TENANTRY_HTTP_HEADER_TIMEOUT", serve.header_timeout)?,
+            body_timeout: raw.duration("TENANTRY_HTTP_BODY_TIMEOUT", serve.body_timeout)?,
+            request_timeout: raw
+                .duration("TENANTRY_HTTP_REQUEST_TIMEOUT", serve.request_timeout)?,
+            idle_timeout: raw.duration("TENANTRY_HTTP_IDLE_TIMEOUT", serve.idle_timeout)?,
+            max_connections: raw.count("TENANTRY_HTTP_MAX_CONNECTIONS", serve.max_connections)?,
+            body_limit: raw.count("TENANTRY_HTTP_BODY_LIMIT", serve.body_limit)?,
+            drain_timeout: raw.duration("TENANTRY_DRAIN_TIMEOUT", serve.drain_timeout)?,
+        };
+        if http.idle_timeout <= http.request_timeout {
+            return Err(err(
+                "TENANTRY_HTTP_IDLE_TIMEOUT",
+                format!(
+                    "must be longer than TENANTRY_HTTP_REQUEST_TIMEOUT ({} ms), or connections would be closed under slow requests",
+                    http.request_timeout.as_millis()
+                ),
+            ));
+        }
+
         Ok(Settings {
             database_url,
             app_database_url,
@@ -235,7 +335,22 @@ impl Settings {
             environment,
             auth,
             allowed_origins,
+            db,
+            http,
         })
+    }
+}
+
+/// Parses `500ms`, `5s` or `2m`.
+fn parse_duration(value: &str) -> Option<Duration> {
+    let split = value.find(|c: char| !c.is_ascii_digit())?;
+    let (number, unit) = value.split_at(split);
+    let n: u64 = number.parse().ok()?;
+    match unit.trim() {
+        "ms" => Some(Duration::from_millis(n)),
+        "s" => Some(Duration::from_secs(n)),
+        "m" => Some(Duration::from_secs(n.checked_mul(60)?)),
+        _ => None,
     }
 }
 
@@ -255,6 +370,21 @@ struct RawVars {
     tenantry_dev_user_email: Option<String>,
     tenantry_trusted_proxies: Option<String>,
     tenantry_allowed_origins: Option<String>,
+    tenantry_db_pool_size: Option<String>,
+    tenantry_db_bypass_pool_size: Option<String>,
+    tenantry_db_connect_timeout: Option<String>,
+    tenantry_db_pool_timeout: Option<String>,
+    tenantry_db_statement_timeout: Option<String>,
+    tenantry_db_lock_timeout: Option<String>,
+    tenantry_db_idle_in_transaction_timeout: Option<String>,
+    tenantry_health_timeout: Option<String>,
+    tenantry_http_header_timeout: Option<String>,
+    tenantry_http_body_timeout: Option<String>,
+    tenantry_http_request_timeout: Option<String>,
+    tenantry_http_idle_timeout: Option<String>,
+    tenantry_http_max_connections: Option<String>,
+    tenantry_http_body_limit: Option<String>,
+    tenantry_drain_timeout: Option<String>,
 }
 
 struct Raw(HashMap<&'static str, String>);
@@ -279,6 +409,39 @@ impl Raw {
             ("TENANTRY_DEV_USER_EMAIL", v.tenantry_dev_user_email),
             ("TENANTRY_TRUSTED_PROXIES", v.tenantry_trusted_proxies),
             ("TENANTRY_ALLOWED_ORIGINS", v.tenantry_allowed_origins),
+            ("TENANTRY_DB_POOL_SIZE", v.tenantry_db_pool_size),
+            (
+                "TENANTRY_DB_BYPASS_POOL_SIZE",
+                v.tenantry_db_bypass_pool_size,
+            ),
+            ("TENANTRY_DB_CONNECT_TIMEOUT", v.tenantry_db_connect_timeout),
+            ("TENANTRY_DB_POOL_TIMEOUT", v.tenantry_db_pool_timeout),
+            (
+                "TENANTRY_DB_STATEMENT_TIMEOUT",
+                v.tenantry_db_statement_timeout,
+            ),
+            ("TENANTRY_DB_LOCK_TIMEOUT", v.tenantry_db_lock_timeout),
+            (
+                "TENANTRY_DB_IDLE_IN_TRANSACTION_TIMEOUT",
+                v.tenantry_db_idle_in_transaction_timeout,
+            ),
+            ("TENANTRY_HEALTH_TIMEOUT", v.tenantry_health_timeout),
+            (
+                "TENANTRY_HTTP_HEADER_TIMEOUT",
+                v.tenantry_http_header_timeout,
+            ),
+            ("TENANTRY_HTTP_BODY_TIMEOUT", v.tenantry_http_body_timeout),
+            (
+                "TENANTRY_HTTP_REQUEST_TIMEOUT",
+                v.tenantry_http_request_timeout,
+            ),
+            ("TENANTRY_HTTP_IDLE_TIMEOUT", v.tenantry_http_idle_timeout),
+            (
+                "TENANTRY_HTTP_MAX_CONNECTIONS",
+                v.tenantry_http_max_connections,
+            ),
+            ("TENANTRY_HTTP_BODY_LIMIT", v.tenantry_http_body_limit),
+            ("TENANTRY_DRAIN_TIMEOUT", v.tenantry_drain_timeout),
         ];
         Ok(Raw(pairs
             .into_iter()
@@ -291,6 +454,36 @@ impl Raw {
 
     fn get(&self, name: &str) -> Option<&str> {
         self.0.get(name).map(String::as_str)
+    }
+
+    /// A duration (`500ms`, `5s`, `2m`) greater than zero, or `default`.
+    fn duration(&self, name: &'static str, default: Duration) -> Result<Duration, SettingsError> {
+        let Some(value) = self.get(name) else {
+            return Ok(default);
+        };
+        match parse_duration(value) {
+            Some(d) if !d.is_zero() => Ok(d),
+            Some(_) => Err(err(name, "must be greater than zero")),
+            None => Err(err(
+                name,
+                format!("expected a duration like 500ms, 5s or 2m (got {value:?})"),
+            )),
+        }
+    }
+
+    /// A whole number greater than zero, or `default`.
+    fn count(&self, name: &'static str, default: usize) -> Result<usize, SettingsError> {
+        let Some(value) = self.get(name) else {
+            return Ok(default);
+        };
+        match value.parse::<usize>() {
+            Ok(0) => Err(err(name, "must be greater than zero")),
+            Ok(n) => Ok(n),
+            Err(_) => Err(err(
+                name,
+                format!("expected a whole number (got {value:?})"),
+            )),
+        }
     }
 
     fn required(&self, name: &'static str, mode: &str) -> Result<&str, SettingsError> {
@@ -538,6 +731,48 @@ mod tests {
             &[CF[0], CF[1], ("TENANTRY_ALLOWED_ORIGINS", "not an origin")],
             "TENANTRY_ALLOWED_ORIGINS",
             "origin",
+        );
+    }
+
+    #[test]
+    fn timeouts_and_limits_default_and_parse() {
+        let s = load(&CF).unwrap();
+        assert_eq!(s.db.statement_timeout, Duration::from_secs(5));
+        assert_eq!(s.db.lock_timeout, Duration::from_secs(2));
+        assert_eq!(s.db.pool_timeout, Duration::from_secs(1));
+        assert_eq!(s.db.health_timeout, Duration::from_secs(2));
+        assert_eq!(s.http, ServeConfig::default());
+        let s = load(&[
+            CF[0],
+            CF[1],
+            ("TENANTRY_DB_STATEMENT_TIMEOUT", "750ms"),
+            ("TENANTRY_DRAIN_TIMEOUT", "2m"),
+            ("TENANTRY_HTTP_MAX_CONNECTIONS", "64"),
+        ])
+        .unwrap();
+        assert_eq!(s.db.statement_timeout, Duration::from_millis(750));
+        assert_eq!(s.db_config().statement_timeout, Duration::from_millis(750));
+        assert_eq!(s.http.drain_timeout, Duration::from_secs(120));
+        assert_eq!(s.http.max_connections, 64);
+        fails(
+            &[CF[0], CF[1], ("TENANTRY_DB_LOCK_TIMEOUT", "5")],
+            "TENANTRY_DB_LOCK_TIMEOUT",
+            "like 500ms",
+        );
+        fails(
+            &[CF[0], CF[1], ("TENANTRY_HTTP_HEADER_TIMEOUT", "0s")],
+            "TENANTRY_HTTP_HEADER_TIMEOUT",
+            "greater than zero",
+        );
+        fails(
+            &[CF[0], CF[1], ("TENANTRY_DB_POOL_SIZE", "many")],
+            "TENANTRY_DB_POOL_SIZE",
+            "whole number",
+        );
+        fails(
+            &[CF[0], CF[1], ("TENANTRY_HTTP_IDLE_TIMEOUT", "30s")],
+            "TENANTRY_HTTP_IDLE_TIMEOUT",
+            "longer than TENANTRY_HTTP_REQUEST_TIMEOUT",
         );
     }
 
