@@ -167,8 +167,10 @@ pub async fn serve(
     Ok(())
 }
 
-/// Answers a connection over the limit with 503 and closes it, without reading its request
-/// beyond what arrives within a second.
+/// Answers a connection over the limit with 503 and closes it: reads its request head (a
+/// client that has not sent one would take an early answer for a broken connection), answers,
+/// and reads what else arrives so that closing does not reset the connection under the answer;
+/// two seconds at most in all.
 async fn refuse(mut stream: TcpStream) {
     let body = error_json(
         axum::http::StatusCode::SERVICE_UNAVAILABLE,
@@ -179,15 +181,23 @@ async fn refuse(mut stream: TcpStream) {
         body.len(),
         RETRY_AFTER_SECS
     );
-    let write = async {
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    let read_head = async {
+        while !seen.windows(4).any(|w| w == b"\r\n\r\n") && seen.len() < 16 * 1024 {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), read_head).await;
+    let answer = async {
         stream.write_all(head.as_bytes()).await?;
         stream.write_all(&body).await?;
         stream.shutdown().await?;
-        // Read what the client sent, so that closing does not reset the connection before the
-        // client has read the answer.
-        let mut sink = [0u8; 4096];
-        while stream.read(&mut sink).await? > 0 {}
+        while stream.read(&mut buf).await? > 0 {}
         Ok::<_, std::io::Error>(())
     };
-    let _ = tokio::time::timeout(Duration::from_secs(1), write).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), answer).await;
 }
