@@ -13,6 +13,7 @@ mod error;
 pub mod identity;
 mod insert;
 mod inspect;
+pub mod log_limit;
 mod migrate;
 mod pool;
 mod query;

@@ -130,7 +130,7 @@ impl Connector {
             .config
             .connect_raw(stream, NoTls)
             .await
-            .map_err(|e| bad(format!("PostgreSQL refused the connection: {e}")))?;
+            .map_err(|e| bad(format!("the connection startup failed: {e}")))?;
         let driver = tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "PostgreSQL connection ended");
