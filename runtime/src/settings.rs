@@ -12,6 +12,11 @@ use std::time::Duration;
 use ipnet::IpNet;
 use thiserror::Error;
 
+mod pg_url;
+
+pub use pg_url::{redact, PgUrl, PgUrlError};
+
+use crate::auth::cloudflare::{CloudflareConfig, CloudflareConfigError};
 use crate::serve::ServeConfig;
 use crate::DbConfig;
 
@@ -44,15 +49,10 @@ pub enum Environment {
 /// `TENANTRY_AUTH_MODE` and what each mode needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthMode {
-    /// Cloudflare Access application tokens (the default).
-    Cloudflare {
-        /// `TENANTRY_CF_TEAM_DOMAIN`, e.g. `acme.cloudflareaccess.com`.
-        team_domain: String,
-        /// `TENANTRY_CF_AUDIENCE`: the Access application's AUD tag.
-        audience: String,
-        /// `TENANTRY_CF_CERTS_URL`, or derived from the team domain.
-        certs_url: String,
-    },
+    /// Cloudflare Access application tokens (the default): `TENANTRY_CF_TEAM_DOMAIN`,
+    /// `TENANTRY_CF_AUDIENCE` and `TENANTRY_CF_CERTS_URL`, validated by [`CloudflareConfig`]
+    /// (the one place that knows the team-domain and certs-URL rules).
+    Cloudflare(CloudflareConfig),
     /// Every request is `TENANTRY_DEV_USER_EMAIL` (loopback, non-production only).
     Dev {
         /// `TENANTRY_DEV_USER_EMAIL`.
@@ -69,7 +69,7 @@ impl AuthMode {
     /// The mode's name as in `TENANTRY_AUTH_MODE`.
     pub fn name(&self) -> &'static str {
         match self {
-            AuthMode::Cloudflare { .. } => "cloudflare",
+            AuthMode::Cloudflare(_) => "cloudflare",
             AuthMode::Dev { .. } => "dev",
             AuthMode::TrustedHeader { .. } => "trusted_header",
         }
@@ -176,14 +176,14 @@ impl Settings {
                 parse_pg_url("TENANTRY_APP_DATABASE_URL", u)?;
                 u.to_owned()
             }
-            None => with_role(&parsed_db, "tenantry_app"),
+            None => parsed_db.with_role("tenantry_app"),
         };
         let bypass_database_url = match raw.get("TENANTRY_BYPASS_DATABASE_URL") {
             Some(u) => {
                 parse_pg_url("TENANTRY_BYPASS_DATABASE_URL", u)?;
                 u.to_owned()
             }
-            None => with_role(&parsed_db, "tenantry_bypass"),
+            None => parsed_db.with_role("tenantry_bypass"),
         };
 
         let bind = raw
@@ -206,27 +206,13 @@ impl Settings {
         let auth = match raw.get("TENANTRY_AUTH_MODE").unwrap_or("cloudflare") {
             "cloudflare" => {
                 let team_domain = raw.required("TENANTRY_CF_TEAM_DOMAIN", "cloudflare")?;
-                validate_host("TENANTRY_CF_TEAM_DOMAIN", team_domain)?;
-                let audience = raw
-                    .required("TENANTRY_CF_AUDIENCE", "cloudflare")?
-                    .to_owned();
-                let certs_url = match raw.get("TENANTRY_CF_CERTS_URL") {
-                    Some(u) => {
-                        let parsed = url::Url::parse(u).map_err(|e| {
-                            err("TENANTRY_CF_CERTS_URL", format!("not a URL ({e}): {u:?}"))
-                        })?;
-                        if !matches!(parsed.scheme(), "http" | "https") {
-                            return Err(err("TENANTRY_CF_CERTS_URL", "must be an http(s) URL"));
-                        }
-                        u.to_owned()
-                    }
-                    None => format!("https://{team_domain}/cdn-cgi/access/certs"),
-                };
-                AuthMode::Cloudflare {
-                    team_domain: team_domain.to_owned(),
-                    audience,
-                    certs_url,
+                let audience = raw.required("TENANTRY_CF_AUDIENCE", "cloudflare")?;
+                let mut config =
+                    CloudflareConfig::new(team_domain, audience).map_err(cloudflare_error)?;
+                if let Some(url) = raw.get("TENANTRY_CF_CERTS_URL") {
+                    config = config.with_certs_url(url).map_err(cloudflare_error)?;
                 }
+                AuthMode::Cloudflare(config)
             }
             "dev" => {
                 let user_email = raw.required("TENANTRY_DEV_USER_EMAIL", "dev")?;
@@ -492,42 +478,8 @@ impl Raw {
     }
 }
 
-fn parse_pg_url(variable: &'static str, value: &str) -> Result<url::Url, SettingsError> {
-    let url = url::Url::parse(value)
-        .map_err(|e| err(variable, format!("not a URL ({e}): {}", redact(value))))?;
-    if !matches!(url.scheme(), "postgres" | "postgresql") {
-        return Err(err(
-            variable,
-            "must start with postgres:// or postgresql://",
-        ));
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err(err(variable, "has no host"));
-    }
-    if url.path().trim_start_matches('/').is_empty() {
-        return Err(err(
-            variable,
-            "names no database (postgres://user@host:5432/DATABASE)",
-        ));
-    }
-    Ok(url)
-}
-
-fn redact(value: &str) -> String {
-    match url::Url::parse(value) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        _ => value.to_owned(),
-    }
-}
-
-fn with_role(url: &url::Url, role: &str) -> String {
-    let mut u = url.clone();
-    let _ = u.set_username(role);
-    let _ = u.set_password(None);
-    u.to_string()
+fn parse_pg_url(variable: &'static str, value: &str) -> Result<PgUrl, SettingsError> {
+    PgUrl::parse(value).map_err(|e| err(variable, e.to_string()))
 }
 
 fn resolve_bind(bind: &str) -> Result<SocketAddr, SettingsError> {
@@ -553,21 +505,14 @@ fn resolve_bind(bind: &str) -> Result<SocketAddr, SettingsError> {
         .ok_or_else(|| err("TENANTRY_BIND", format!("cannot resolve {bind:?}")))
 }
 
-fn validate_host(variable: &'static str, host: &str) -> Result<(), SettingsError> {
-    let ok = !host.contains("://")
-        && !host.contains('/')
-        && host.contains('.')
-        && host
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
-    if ok {
-        Ok(())
-    } else {
-        Err(err(
-            variable,
-            format!("expected a host name like acme.cloudflareaccess.com, without scheme or path (got {host:?})"),
-        ))
-    }
+/// A [`CloudflareConfigError`] as the setting it comes from.
+fn cloudflare_error(e: CloudflareConfigError) -> SettingsError {
+    let variable = match e {
+        CloudflareConfigError::InvalidAudience => "TENANTRY_CF_AUDIENCE",
+        CloudflareConfigError::InvalidCertsUrl { .. } => "TENANTRY_CF_CERTS_URL",
+        _ => "TENANTRY_CF_TEAM_DOMAIN",
+    };
+    err(variable, e.to_string())
 }
 
 fn looks_like_email(s: &str) -> bool {
@@ -641,13 +586,14 @@ mod tests {
         );
         assert_eq!(s.bind_addr, "127.0.0.1:3000".parse().unwrap());
         assert_eq!(s.environment, Environment::Development);
+        let AuthMode::Cloudflare(cf) = &s.auth else {
+            panic!("{:?}", s.auth)
+        };
+        assert_eq!(cf.team_domain, "acme.cloudflareaccess.com");
+        assert_eq!(cf.audience, "aud-tag");
         assert_eq!(
-            s.auth,
-            AuthMode::Cloudflare {
-                team_domain: "acme.cloudflareaccess.com".into(),
-                audience: "aud-tag".into(),
-                certs_url: "https://acme.cloudflareaccess.com/cdn-cgi/access/certs".into(),
-            }
+            cf.certs_url(),
+            "https://acme.cloudflareaccess.com/cdn-cgi/access/certs"
         );
     }
 
@@ -685,12 +631,26 @@ mod tests {
                 CF[1],
             ],
             "TENANTRY_CF_TEAM_DOMAIN",
-            "without scheme",
+            "without a scheme",
         );
         fails(
             &[CF[0], CF[1], ("TENANTRY_CF_CERTS_URL", "ftp://x/certs")],
             "TENANTRY_CF_CERTS_URL",
-            "http(s)",
+            "https",
+        );
+        fails(
+            &[
+                CF[0],
+                CF[1],
+                ("TENANTRY_CF_CERTS_URL", "http://keys.example.com/certs"),
+            ],
+            "TENANTRY_CF_CERTS_URL",
+            "loopback",
+        );
+        fails(
+            &[CF[0], ("TENANTRY_CF_AUDIENCE", "a tag")],
+            "TENANTRY_CF_AUDIENCE",
+            "no whitespace",
         );
         fails(
             &[("TENANTRY_AUTH_MODE", "ldap")],
