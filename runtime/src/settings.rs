@@ -98,7 +98,17 @@ pub struct Settings {
     pub allowed_origins: Vec<String>,
     /// The database pools' sizes and timeouts (`TENANTRY_DB_*`, `TENANTRY_HEALTH_TIMEOUT`).
     pub db: DbSettings,
-    /// The HTTP server's bounds (`TENANTRY_HTTP_*`, `TENANTRY_DRAIN_TIMEOUT`).
+    /// The HTTP server's bounds (durations written `500ms`, `5s` or `2m`):
+    ///
+    /// | variable | default | what a user sees when it is reached |
+    /// |---|---|---|
+    /// | `TENANTRY_HTTP_HEADER_TIMEOUT` | 10s | a request head not complete in time (or an idle keep-alive connection): the connection is closed |
+    /// | `TENANTRY_HTTP_BODY_TIMEOUT` | 10s | 408 `timeout` |
+    /// | `TENANTRY_HTTP_REQUEST_TIMEOUT` | 30s | 503 `unavailable` with `Retry-After` |
+    /// | `TENANTRY_HTTP_IDLE_TIMEOUT` | 60s | no byte moves either way (a client not reading its answer): the connection is closed; must exceed the request timeout |
+    /// | `TENANTRY_HTTP_MAX_CONNECTIONS` | 512 | a connection beyond it is answered 503 `unavailable` and closed |
+    /// | `TENANTRY_HTTP_BODY_LIMIT` | 1048576 (bytes) | 413 `too_large` |
+    /// | `TENANTRY_DRAIN_TIMEOUT` | 15s | after SIGTERM or Ctrl-C, requests still running then are cut off |
     pub http: ServeConfig,
 }
 
