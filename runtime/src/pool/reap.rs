@@ -28,16 +28,27 @@ pub(crate) fn abandon(obj: Object<PgManager>) {
 
 async fn reap(mut obj: Object<PgManager>) {
     let limit = obj.connector.timeouts().reply();
-    if obj.link.owed() > 0 {
+    let mut driver_done = obj.driver.is_finished();
+    let link = obj.link.clone();
+    if link.owed() > 0 {
         if let Err(e) = obj.connector.cancel(&obj.cancel).await {
             tracing::debug!(error = %e, "cancel request for an abandoned statement failed");
         }
-        if tokio::time::timeout(limit, obj.link.idle()).await.is_err() {
-            tracing::debug!("the server did not answer an abandoned statement in time");
+        // Wait for the server's answer, unless the connection is already gone (then no answer
+        // can come).
+        if !driver_done {
+            tokio::select! {
+                idle = tokio::time::timeout(limit, link.idle()) => {
+                    if idle.is_err() {
+                        tracing::debug!("the server did not answer an abandoned statement in time");
+                    }
+                }
+                _ = &mut obj.driver => driver_done = true,
+            }
         }
     }
-    obj.link.kill();
-    if tokio::time::timeout(limit, &mut obj.driver).await.is_err() {
+    link.kill();
+    if !driver_done && tokio::time::timeout(limit, &mut obj.driver).await.is_err() {
         obj.driver.abort();
     }
     drop(Object::take(obj));
