@@ -102,15 +102,45 @@ pub fn with_limits(router: Router, config: &ServeConfig) -> Router {
         .layer(middleware::from_fn(json_errors))
 }
 
+impl ServeConfig {
+    /// Checks the rules of the field docs: nothing zero, and an idle timeout longer than the
+    /// request timeout (else a slow request's connection would be closed under it).
+    pub fn validate(&self) -> Result<(), String> {
+        let durations = [
+            ("header_timeout", self.header_timeout),
+            ("body_timeout", self.body_timeout),
+            ("request_timeout", self.request_timeout),
+            ("idle_timeout", self.idle_timeout),
+            ("drain_timeout", self.drain_timeout),
+        ];
+        if let Some((name, _)) = durations.iter().find(|(_, d)| d.is_zero()) {
+            return Err(format!("ServeConfig::{name} must be greater than zero"));
+        }
+        if self.max_connections == 0 || self.body_limit == 0 {
+            return Err(
+                "ServeConfig::max_connections and body_limit must be greater than zero".into(),
+            );
+        }
+        if self.idle_timeout <= self.request_timeout {
+            return Err("ServeConfig::idle_timeout must be longer than request_timeout".into());
+        }
+        Ok(())
+    }
+}
+
 /// Serves `router` on `listener` (HTTP/1.1) within the bounds of `config` until `shutdown`
 /// completes; then stops accepting, lets in-flight requests finish within the drain timeout,
-/// and returns. Handlers see the peer address as `ConnectInfo<SocketAddr>`.
+/// and returns. Handlers see the peer address as `ConnectInfo<SocketAddr>`. A `config` that
+/// breaks [`ServeConfig::validate`] is an `InvalidInput` error.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     config: ServeConfig,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    config
+        .validate()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     let router = with_limits(router, &config);
     let slots = Arc::new(Semaphore::new(config.max_connections));
     let graceful = GracefulShutdown::new();
