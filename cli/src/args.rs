@@ -1,6 +1,8 @@
 //! Command-line arguments (clap derive): the five commands and their flags.
 
-use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::{ArgGroup, Args, Parser, Subcommand};
+use tenantry::identity::TenantRole;
 
 /// Exit codes, shown at the end of every `--help` (values in [`crate::error::exit`]).
 pub(crate) const EXIT_CODES: &str = "\
@@ -118,28 +120,19 @@ pub(crate) struct AddUserArgs {
     pub(crate) tenant: Option<String>,
 
     /// Role inside --tenant
-    #[arg(long, value_enum, value_name = "ROLE", requires = "tenant")]
+    #[arg(long, value_name = "ROLE", requires = "tenant", value_parser = role_parser())]
     pub(crate) role: Option<TenantRole>,
 }
 
-/// A role inside one tenant, as `--role` spells it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(crate) enum TenantRole {
-    /// Read and write inside the tenant
-    Partner,
-    /// Read only inside the tenant
-    #[value(alias = "client_viewer")]
-    ClientViewer,
-}
-
-impl TenantRole {
-    /// The value stored in `memberships.role`.
-    pub(crate) fn as_db(self) -> &'static str {
-        match self {
-            TenantRole::Partner => "partner",
-            TenantRole::ClientViewer => "client_viewer",
+/// `--role`: the runtime's [`TenantRole`] a membership can hold (`owner` is `--owner`).
+fn role_parser() -> impl TypedValueParser<Value = TenantRole> {
+    PossibleValuesParser::new(["partner", "client-viewer", "client_viewer"]).map(|role| {
+        if role == "partner" {
+            TenantRole::Partner
+        } else {
+            TenantRole::ClientViewer
         }
-    }
+    })
 }
 
 /// Flags of `tenantry audit`.

@@ -1,12 +1,11 @@
 //! Where the database URLs come from (`--database-url`, `DATABASE_URL`,
 //! `TENANTRY_APP_DATABASE_URL`) and what is wrong with a malformed one.
 //!
-//! The rules follow `tenantry::settings`: an empty variable counts as unset, a URL must be
-//! `postgres://` or `postgresql://` with a host and a database, and the app role defaults to
-//! `tenantry_app`.
+//! The rules are `tenantry::settings`' own ([`PgUrl`] parses every URL): an empty variable
+//! counts as unset, a URL must be `postgres://` or `postgresql://` with a host and a database,
+//! and the app role defaults to `tenantry_app`.
 
-use percent_encoding::percent_decode_str;
-use tenantry::settings::DEFAULT_DATABASE_URL;
+use tenantry::settings::{PgUrl, DEFAULT_DATABASE_URL};
 
 use crate::error::CliError;
 
@@ -38,39 +37,17 @@ impl DbTarget {
 
     /// Validates `value`, naming `origin` in the error.
     pub(crate) fn parse(origin: &'static str, value: &str) -> Result<Self, CliError> {
-        let bad = |problem: String| CliError::BadUrl { origin, problem };
-        let url =
-            url::Url::parse(value).map_err(|e| bad(format!("{e} (got {:?})", redact(value))))?;
-        if !matches!(url.scheme(), "postgres" | "postgresql") {
-            return Err(bad(format!(
-                "must start with postgres:// or postgresql:// (got {:?})",
-                redact(value)
-            )));
-        }
-        let host = match url.host_str() {
-            Some(h) if !h.is_empty() => h.to_owned(),
-            _ => {
-                return Err(bad(
-                    "names no host (postgres://user@HOST:5432/database)".into()
-                ))
-            }
-        };
-        let database = decode(url.path().trim_start_matches('/'));
-        if database.is_empty() {
-            return Err(bad(
-                "names no database (postgres://user@host:5432/DATABASE)".into(),
-            ));
-        }
-        if database.contains('/') {
-            return Err(bad(format!("{database:?} is not a database name")));
-        }
+        let url = PgUrl::parse(value).map_err(|e| CliError::BadUrl {
+            origin,
+            problem: e.to_string(),
+        })?;
         Ok(DbTarget {
             url: value.to_owned(),
             origin,
-            host,
-            port: url.port().unwrap_or(5432),
-            database,
-            user: decode(url.username()),
+            host: url.host,
+            port: url.port,
+            database: url.database,
+            user: url.user,
         })
     }
 
@@ -118,26 +95,6 @@ fn env_var(name: &'static str) -> Result<Option<String>, CliError> {
     }
 }
 
-fn decode(s: &str) -> String {
-    percent_decode_str(s).decode_utf8_lossy().into_owned()
-}
-
-/// `value` with any password replaced by `***`, even when it does not parse as a URL.
-fn redact(value: &str) -> String {
-    let Some((scheme, rest)) = value.split_once("://") else {
-        return value.to_owned();
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
-            None => value.to_owned(),
-        },
-        None => value.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,12 +131,6 @@ mod tests {
 
     #[test]
     fn passwords_are_redacted() {
-        assert_eq!(
-            redact("postgres://u:secret@h:x/db"),
-            "postgres://u:***@h:x/db"
-        );
-        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
-        assert_eq!(redact("garbage"), "garbage");
         let e = DbTarget::parse("DATABASE_URL", "postgres://u:secret@h:badport/db")
             .expect_err("bad port");
         assert!(!e.to_string().contains("secret"), "{e}");

@@ -20,6 +20,8 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("{0}")]
     Conflict(String),
+    #[error("{0}")]
+    TooLarge(String),
     #[error("the service is temporarily unavailable")]
     Unavailable,
     #[error("internal error")]
@@ -39,11 +41,12 @@ impl ApiError {
 impl From<DbError> for ApiError {
     fn from(e: DbError) -> Self {
         match e {
-            DbError::Query(q) => q.into(),
-            DbError::Pool(_) | DbError::Connection(_) => {
-                tracing::error!(error = %e, "database unavailable");
+            // Logged once per outage by the pools, not once per request.
+            e if e.is_unavailable() => {
+                tracing::debug!(error = %e, "database unavailable");
                 ApiError::Unavailable
             }
+            DbError::Query(q) => q.into(),
             other => {
                 tracing::error!(error = %other, "database error");
                 ApiError::Internal
@@ -55,6 +58,10 @@ impl From<DbError> for ApiError {
 impl From<DieselError> for ApiError {
     fn from(e: DieselError) -> Self {
         match &e {
+            e if DbError::is_unavailable_query(e) => {
+                tracing::debug!(error = %e, "database unavailable");
+                ApiError::Unavailable
+            }
             DieselError::NotFound => ApiError::not_found("resource"),
             DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
                 ApiError::Conflict(format!(
@@ -90,6 +97,7 @@ impl IntoResponse for ApiError {
             ApiError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
             ApiError::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "invalid"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };

@@ -9,22 +9,71 @@ use uuid::Uuid;
 
 use crate::error::ApiError;
 
-/// A JSON body; a missing content type is 415, malformed or mistyped JSON 422 naming the field.
+/// A JSON body; a missing content type is 415, a body over the limit 413, malformed or
+/// mistyped JSON 422 naming the field, and so is a NUL character in any string (PostgreSQL
+/// text cannot hold one).
 pub struct ApiJson<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(ApiJson(v)),
-            Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::UnsupportedMediaType(
-                "send a JSON body with Content-Type: application/json".into(),
-            )),
-            Err(JsonRejection::JsonDataError(e)) => Err(ApiError::Invalid(e.body_text())),
-            Err(JsonRejection::JsonSyntaxError(e)) => Err(ApiError::Invalid(e.body_text())),
-            Err(e) => Err(ApiError::Invalid(e.body_text())),
+        let value = match axum::Json::<serde_json::Value>::from_request(req, state).await {
+            Ok(axum::Json(v)) => v,
+            Err(e) => return Err(rejection(e)),
+        };
+        if let Some(field) = nul_in(&value, String::new()) {
+            return Err(ApiError::invalid(
+                &field,
+                "must not contain a NUL character (\\u0000)",
+            ));
         }
+        // Deserialize the checked value as axum would, so errors name the field.
+        let bytes = serde_json::to_vec(&value).map_err(|_| ApiError::Internal)?;
+        axum::Json::<T>::from_bytes(&bytes)
+            .map(|axum::Json(v)| ApiJson(v))
+            .map_err(rejection)
+    }
+}
+
+fn rejection(e: JsonRejection) -> ApiError {
+    match e {
+        JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType(
+            "send a JSON body with Content-Type: application/json".into(),
+        ),
+        e if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::TooLarge("the request body is too large".into())
+        }
+        e => ApiError::Invalid(e.body_text()),
+    }
+}
+
+/// The path (`name`, `items[2].label`) of the first string or key in `value` holding a NUL.
+fn nul_in(value: &serde_json::Value, path: String) -> Option<String> {
+    use serde_json::Value;
+    let field = |path: &str, key: &str| {
+        if path.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{path}.{key}")
+        }
+    };
+    match value {
+        Value::String(s) if s.contains('\0') => {
+            Some(if path.is_empty() { "body".into() } else { path })
+        }
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| nul_in(v, format!("{path}[{i}]"))),
+        Value::Object(map) => map.iter().find_map(|(k, v)| {
+            if k.contains('\0') {
+                Some(field(&path, &k.replace('\0', "\\u0000")))
+            } else {
+                nul_in(v, field(&path, k))
+            }
+        }),
+        _ => None,
     }
 }
 

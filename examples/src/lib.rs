@@ -14,11 +14,13 @@ pub mod routes;
 pub mod schema;
 pub mod setup;
 
+use std::future::Future;
 use std::net::SocketAddr;
 
 use tenantry::identity::{Authenticator, Tenantry};
+use tenantry::serve::{serve, shutdown_signal, ServeConfig};
 use tenantry::settings::{AuthMode, Settings};
-use tenantry::{Db, DbConfig};
+use tenantry::Db;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -36,11 +38,13 @@ pub enum StartError {
     },
 }
 
-/// A server ready to serve: its address and the router.
+/// A server ready to serve: its address, the router, the pools and the HTTP bounds.
 pub struct Server {
     pub addr: SocketAddr,
     listener: tokio::net::TcpListener,
     router: axum::Router,
+    db: Db,
+    http: ServeConfig,
 }
 
 impl Server {
@@ -50,11 +54,7 @@ impl Server {
         setup::prepare(settings).await?;
         // The example's only system job is the dev seed, so its `Jobs` lives here and is dropped
         // before the router is built: request handlers have no way to reach it.
-        let (db, jobs) = Db::connect_with_jobs(DbConfig::new(
-            settings.app_database_url.clone(),
-            Some(settings.bypass_database_url.clone()),
-        ))
-        .await?;
+        let (db, jobs) = Db::connect_with_jobs(settings.db_config()).await?;
         if let AuthMode::Dev { user_email } = &settings.auth {
             setup::seed_dev(settings, &jobs, user_email).await?;
         }
@@ -62,7 +62,7 @@ impl Server {
         let auth = Authenticator::from_settings(settings)?;
         let state = app::AppState {
             tenantry: Tenantry {
-                db,
+                db: db.clone(),
                 auth: std::sync::Arc::new(auth),
             },
         };
@@ -81,16 +81,22 @@ impl Server {
             addr,
             listener,
             router,
+            db,
+            http: settings.http,
         })
     }
 
-    /// Serves until the process ends.
+    /// Serves until SIGTERM or Ctrl-C, then drains (see [`Server::serve_until`]).
     pub async fn serve(self) -> std::io::Result<()> {
-        axum::serve(
-            self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
+        self.serve_until(shutdown_signal()).await
+    }
+
+    /// Serves within the `TENANTRY_HTTP_*` bounds until `shutdown` completes; then stops
+    /// accepting, lets in-flight requests finish within `TENANTRY_DRAIN_TIMEOUT`, and closes
+    /// the pools.
+    pub async fn serve_until(self, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+        let result = serve(self.listener, self.router, self.http, shutdown).await;
+        self.db.close();
+        result
     }
 }

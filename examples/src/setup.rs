@@ -33,11 +33,7 @@ pub enum SetupError {
 }
 
 fn redacted(url: &url::Url) -> String {
-    let mut u = url.clone();
-    if u.password().is_some() {
-        let _ = u.set_password(Some("***"));
-    }
-    u.to_string()
+    tenantry::settings::redact(url.as_str())
 }
 
 async fn connect(url: &url::Url) -> Result<AsyncPgConnection, SetupError> {

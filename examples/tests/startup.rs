@@ -14,6 +14,8 @@ fn run(env: &[(&str, &str)]) -> (i32, String) {
         "TENANTRY_CF_TEAM_DOMAIN",
         "TENANTRY_CF_AUDIENCE",
         "TENANTRY_TRUSTED_PROXIES",
+        "TENANTRY_DB_STATEMENT_TIMEOUT",
+        "TENANTRY_HTTP_IDLE_TIMEOUT",
     ] {
         cmd.env_remove(var);
     }
@@ -60,6 +62,22 @@ fn bad_settings_exit_with_one_line_naming_the_variable() {
                 ("DATABASE_URL", "not a url"),
             ],
             "DATABASE_URL",
+        ),
+        (
+            vec![
+                ("TENANTRY_AUTH_MODE", "dev"),
+                ("TENANTRY_DEV_USER_EMAIL", "d@example.com"),
+                ("TENANTRY_DB_STATEMENT_TIMEOUT", "soon"),
+            ],
+            "TENANTRY_DB_STATEMENT_TIMEOUT",
+        ),
+        (
+            vec![
+                ("TENANTRY_AUTH_MODE", "dev"),
+                ("TENANTRY_DEV_USER_EMAIL", "d@example.com"),
+                ("TENANTRY_HTTP_IDLE_TIMEOUT", "1s"),
+            ],
+            "TENANTRY_HTTP_IDLE_TIMEOUT",
         ),
     ] {
         let (code, stderr) = run(&env);

@@ -4,12 +4,13 @@
 //! first statement sets `app.tenant_id` with a transaction-local `SET LOCAL`. Audited
 //! cross-tenant work runs on a separate pool whose role has `BYPASSRLS`; a tenant transaction
 //! can never reach that pool.
+//!
+//! Every wait is bounded (see [`DbConfig`]); the pools themselves live in `pool/`.
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use diesel::sql_types::Bool;
-use diesel_async::pooled_connection::deadpool::{Object, Pool};
-use diesel_async::pooled_connection::{
-    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
-};
 use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use futures_util::future::join;
 use uuid::Uuid;
@@ -20,31 +21,81 @@ use crate::conn::{BypassConn, TenantConn};
 use crate::ctx::{Access, Scope, TenantCtx};
 use crate::error::DbError;
 use crate::jobs::Jobs;
+use crate::pool::{self, Outage, PgPool, Pooled, Timeouts};
 
-type PgPool = Pool<AsyncPgConnection>;
-
-/// Settings of [`Db::connect`].
+/// Settings of [`Db::connect`]. [`DbConfig::new`] fills in the defaults below; every duration
+/// must be greater than zero.
+///
+/// The three session timeouts are sent in each connection's startup packet (`options`), so they
+/// hold for every statement of both roles; a URL's own `options` parameter overrides them.
 #[derive(Debug, Clone)]
 pub struct DbConfig {
     /// URL of the tenant pool: a role that is neither superuser nor `BYPASSRLS`.
     pub app_url: String,
     /// URL of the bypass pool (a `BYPASSRLS` role), or `None` to refuse all bypasses.
     pub bypass_url: Option<String>,
-    /// Maximum connections of the tenant pool.
+    /// Maximum connections of the tenant pool (default 16).
     pub max_connections: usize,
-    /// Maximum connections of the bypass pool.
+    /// Maximum connections of the bypass pool (default 2).
     pub max_bypass_connections: usize,
+    /// Longest wait to open a connection: TCP connect, startup and authentication (default 5 s).
+    pub connect_timeout: Duration,
+    /// Longest wait for a free pooled connection when all are in use (default 1 s); past it the
+    /// request fails with [`DbError::Pool`] (503 in the example app).
+    pub pool_timeout: Duration,
+    /// `statement_timeout` of every session (default 5 s). The client also gives up when the
+    /// server owes a reply and stays silent for this long plus one second (a frozen network).
+    pub statement_timeout: Duration,
+    /// `lock_timeout` of every session (default 2 s): a statement waiting for a lock fails.
+    pub lock_timeout: Duration,
+    /// `idle_in_transaction_session_timeout` of every session (default 10 s).
+    pub idle_in_transaction_timeout: Duration,
+    /// Longest [`Db::ping`], checkout included (default 2 s).
+    pub ping_timeout: Duration,
 }
 
 impl DbConfig {
-    /// A config with default pool sizes (16 tenant connections, 2 bypass connections).
+    /// A config with the default pool sizes and timeouts.
     pub fn new(app_url: impl Into<String>, bypass_url: Option<String>) -> Self {
+        let t = Timeouts::default();
         Self {
             app_url: app_url.into(),
             bypass_url,
             max_connections: 16,
             max_bypass_connections: 2,
+            connect_timeout: t.connect,
+            pool_timeout: t.wait,
+            statement_timeout: t.statement,
+            lock_timeout: t.lock,
+            idle_in_transaction_timeout: t.idle_in_transaction,
+            ping_timeout: Duration::from_secs(2),
         }
+    }
+
+    fn timeouts(&self) -> Result<Timeouts, DbError> {
+        let durations = [
+            ("connect_timeout", self.connect_timeout),
+            ("pool_timeout", self.pool_timeout),
+            ("statement_timeout", self.statement_timeout),
+            ("lock_timeout", self.lock_timeout),
+            (
+                "idle_in_transaction_timeout",
+                self.idle_in_transaction_timeout,
+            ),
+            ("ping_timeout", self.ping_timeout),
+        ];
+        if let Some((name, _)) = durations.iter().find(|(_, d)| d.is_zero()) {
+            return Err(DbError::Config(format!(
+                "DbConfig::{name} must be greater than zero"
+            )));
+        }
+        Ok(Timeouts {
+            connect: self.connect_timeout,
+            wait: self.pool_timeout,
+            statement: self.statement_timeout,
+            lock: self.lock_timeout,
+            idle_in_transaction: self.idle_in_transaction_timeout,
+        })
     }
 }
 
@@ -53,6 +104,9 @@ impl DbConfig {
 pub struct Db {
     app: PgPool,
     bypass: Option<PgPool>,
+    app_outage: Arc<Outage>,
+    bypass_outage: Arc<Outage>,
+    ping_timeout: Duration,
 }
 
 impl std::fmt::Debug for Db {
@@ -64,27 +118,38 @@ impl std::fmt::Debug for Db {
     }
 }
 
-fn pool(url: &str, size: usize) -> Result<PgPool, DbError> {
-    let mut config = ManagerConfig::default();
-    // Every tenant transaction starts with BEGIN, which fails fast on a dead connection; a ping
-    // on each checkout would add a round trip to every request.
-    config.recycling_method = RecyclingMethod::Fast;
-    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
-    Pool::builder(manager)
-        .max_size(size)
-        .build()
-        .map_err(|e| DbError::Config(format!("cannot build the connection pool: {e}")))
+fn pool(url: &str, size: usize, timeouts: Timeouts) -> Result<PgPool, DbError> {
+    pool::build(url, size, timeouts).map_err(DbError::Config)
+}
+
+/// Takes a connection from `pool`, recording a failure in `outage`.
+async fn checkout(pool: &PgPool, outage: &Outage) -> Result<Pooled, DbError> {
+    match pool.get().await {
+        Ok(obj) => Ok(Pooled::new(obj)),
+        Err(e) => {
+            let e = pool_error(e);
+            outage.failed(&e);
+            Err(e)
+        }
+    }
 }
 
 impl Db {
     /// Builds both pools and checks that the tenant pool's role is subject to row-level security.
     pub async fn connect(config: DbConfig) -> Result<Self, DbError> {
-        let app = pool(&config.app_url, config.max_connections)?;
+        let timeouts = config.timeouts()?;
+        let app = pool(&config.app_url, config.max_connections, timeouts)?;
         let bypass = match &config.bypass_url {
-            Some(url) => Some(pool(url, config.max_bypass_connections)?),
+            Some(url) => Some(pool(url, config.max_bypass_connections, timeouts)?),
             None => None,
         };
-        let db = Self { app, bypass };
+        let db = Self {
+            app,
+            bypass,
+            app_outage: Arc::new(Outage::new("app")),
+            bypass_outage: Arc::new(Outage::new("bypass")),
+            ping_timeout: config.ping_timeout,
+        };
         db.check_app_role().await?;
         Ok(db)
     }
@@ -106,7 +171,7 @@ impl Db {
     }
 
     async fn check_app_role(&self) -> Result<(), DbError> {
-        let mut conn = self.app.get().await.map_err(pool_error)?;
+        let mut conn = checkout(&self.app, &self.app_outage).await?;
         let (role, privileged): (String, bool) = diesel::select((
             diesel::dsl::sql::<diesel::sql_types::Text>("current_user::text"),
             diesel::dsl::sql::<Bool>(
@@ -121,11 +186,41 @@ impl Db {
         Ok(())
     }
 
-    /// Whether the database answers (one `SELECT 1` on the tenant pool).
+    /// Whether the database answers (one `SELECT 1` on the tenant pool), within
+    /// [`DbConfig::ping_timeout`] including the wait for a connection. A ping cut short by the
+    /// timeout is [`DbError::Timeout`]; its statement is cancelled.
     pub async fn ping(&self) -> Result<(), DbError> {
-        let mut conn = self.app.get().await.map_err(pool_error)?;
-        conn.batch_execute("SELECT 1").await?;
-        Ok(())
+        let ping = async {
+            let mut conn = checkout(&self.app, &self.app_outage).await?;
+            conn.batch_execute("SELECT 1").await?;
+            Ok::<_, DbError>(())
+        };
+        let result = match tokio::time::timeout(self.ping_timeout, ping).await {
+            Ok(result) => result,
+            Err(_) => Err(DbError::Timeout(format!(
+                "the database did not answer within {} ms",
+                self.ping_timeout.as_millis()
+            ))),
+        };
+        self.record(&self.app_outage, &result);
+        result
+    }
+
+    /// Stops handing out connections and closes the idle ones (at shutdown, after the last
+    /// request). Connections in use are closed when they are returned.
+    pub fn close(&self) {
+        self.app.close();
+        if let Some(bypass) = &self.bypass {
+            bypass.close();
+        }
+    }
+
+    fn record<T>(&self, outage: &Outage, result: &Result<T, DbError>) {
+        match result {
+            Ok(_) => outage.succeeded(),
+            Err(e) if e.is_unavailable() => outage.failed(e),
+            Err(_) => {}
+        }
     }
 
     /// Runs `work` in a transaction of `ctx`'s tenant.
@@ -145,8 +240,8 @@ impl Db {
         F: AsyncFnOnce(&mut TenantConn<'_, A>) -> Result<T, E>,
         E: From<DbError>,
     {
-        let obj = self.app.get().await.map_err(pool_error)?;
-        let mut guard = TxGuard::new(obj);
+        let obj = checkout(&self.app, &self.app_outage).await?;
+        let mut guard = TxGuard::new(obj, self.app_outage.clone());
         let result = {
             let conn: &AsyncPgConnection = guard.conn();
             let prelude = begin_tenant_sql(ctx.tenant_id(), A::READ_ONLY);
@@ -158,7 +253,11 @@ impl Db {
                 // The work ran without a tenant (row-level security showed it nothing); drop the
                 // connection rather than guess its state.
                 guard.discard();
-                return Err(E::from(DbError::from(e)));
+                let e = DbError::from(e);
+                if e.is_unavailable() {
+                    self.app_outage.failed(&e);
+                }
+                return Err(E::from(e));
             }
             result
         };
@@ -179,8 +278,8 @@ impl Db {
         F: AsyncFnOnce(&mut TenantConn<'_, A>) -> Result<T, E>,
         E: From<DbError>,
     {
-        let obj = self.app.get().await.map_err(pool_error)?;
-        let guard = TxGuard::new(obj);
+        let obj = checkout(&self.app, &self.app_outage).await?;
+        let guard = TxGuard::new(obj, self.app_outage.clone());
         let result = {
             let mut conn: &AsyncPgConnection = guard.conn();
             conn.batch_execute(&begin_tenant_sql(scope.tenant_id, false))
@@ -217,8 +316,8 @@ impl Db {
         E: From<DbError>,
     {
         let pool = self.bypass.as_ref().ok_or(DbError::NoBypassPool)?;
-        let obj = pool.get().await.map_err(pool_error)?;
-        let guard = TxGuard::new(obj);
+        let obj = checkout(pool, &self.bypass_outage).await?;
+        let guard = TxGuard::new(obj, self.bypass_outage.clone());
         let result = {
             let mut conn: &AsyncPgConnection = guard.conn();
             let location = bypass.location();
@@ -256,8 +355,11 @@ impl Db {
 impl Db {
     /// A pooled tenant-pool connection outside any tenant transaction (no tenant set, so
     /// row-level security shows no tenant rows): for reads of global tables such as `users`.
-    pub(crate) async fn global_conn(&self) -> Result<Object<AsyncPgConnection>, DbError> {
-        self.app.get().await.map_err(pool_error)
+    ///
+    /// Dropped while a statement runs (its request was abandoned), the connection is cancelled
+    /// and closed rather than returned.
+    pub(crate) async fn global_conn(&self) -> Result<Pooled, DbError> {
+        checkout(&self.app, &self.app_outage).await
     }
 }
 
@@ -276,18 +378,20 @@ fn pool_error(e: impl std::fmt::Display) -> DbError {
 }
 
 /// Owns a pooled connection for the length of one transaction. Unless the transaction is
-/// finished (committed or rolled back), dropping the guard closes the connection instead of
-/// returning it to the pool.
+/// finished (committed or rolled back), dropping the guard cancels whatever statement runs and
+/// closes the connection (see `pool/reap.rs`) instead of returning it to the pool.
 struct TxGuard {
-    obj: Option<Object<AsyncPgConnection>>,
+    obj: Option<Pooled>,
     clean: bool,
+    outage: Arc<Outage>,
 }
 
 impl TxGuard {
-    fn new(obj: Object<AsyncPgConnection>) -> Self {
+    fn new(obj: Pooled, outage: Arc<Outage>) -> Self {
         Self {
             obj: Some(obj),
             clean: false,
+            outage,
         }
     }
 
@@ -299,7 +403,7 @@ impl TxGuard {
 
     fn discard(&mut self) {
         if let Some(obj) = self.obj.take() {
-            drop(Object::take(obj));
+            obj.discard();
         }
     }
 
@@ -309,12 +413,17 @@ impl TxGuard {
         match conn.batch_execute(end).await {
             Ok(()) => {
                 self.clean = true;
+                self.outage.succeeded();
                 result
             }
             Err(e) => {
                 self.discard();
+                let e = DbError::from(e);
+                if e.is_unavailable() {
+                    self.outage.failed(&e);
+                }
                 match result {
-                    Ok(_) => Err(E::from(DbError::from(e))),
+                    Ok(_) => Err(E::from(e)),
                     Err(original) => Err(original),
                 }
             }

@@ -28,12 +28,54 @@ pub enum DbError {
     /// A settings or URL problem found while building the pools.
     #[error("{0}")]
     Config(String),
+    /// The database did not answer in time (see [`Db::ping`](crate::Db::ping)).
+    #[error("{0}")]
+    Timeout(String),
 }
 
 impl DbError {
     /// Whether this is Diesel's `NotFound` (no row matched, which includes another tenant's row).
     pub fn is_not_found(&self) -> bool {
         matches!(self, DbError::Query(diesel::result::Error::NotFound))
+    }
+
+    /// Whether the database was unavailable rather than the request wrong: no connection, a
+    /// connection lost, a timeout, a cancelled statement. Answer these with 503 and retry later.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            DbError::Pool(_) | DbError::Connection(_) | DbError::Timeout(_) => true,
+            DbError::Query(e) => DbError::is_unavailable_query(e),
+            DbError::PrivilegedAppRole { .. } | DbError::NoBypassPool | DbError::Config(_) => false,
+        }
+    }
+
+    /// [`DbError::is_unavailable`] for a query's error: the connection failed (no SQLSTATE),
+    /// or the server cancelled or refused the statement for a reason of its own (statement or
+    /// lock timeout, cancel request, deadlock, serialization failure, shutdown, too many
+    /// clients).
+    ///
+    /// Diesel does not expose the SQLSTATE of other errors, so those are recognised by
+    /// PostgreSQL's message, which is English unless the server sets `lc_messages` otherwise.
+    pub fn is_unavailable_query(e: &diesel::result::Error) -> bool {
+        use diesel::result::{DatabaseErrorKind as Kind, Error};
+        const TRANSIENT: [&str; 7] = [
+            "canceling statement due to",
+            "terminating connection",
+            "could not obtain lock",
+            "deadlock detected",
+            "the database system is",
+            "too many clients",
+            "remaining connection slots are reserved",
+        ];
+        match e {
+            Error::DatabaseError(Kind::UnableToSendCommand | Kind::ClosedConnection, _)
+            | Error::DatabaseError(Kind::SerializationFailure, _) => true,
+            Error::DatabaseError(_, info) => {
+                let message = info.message();
+                TRANSIENT.iter().any(|m| message.contains(m))
+            }
+            _ => false,
+        }
     }
 }
 

@@ -16,10 +16,13 @@ pub mod identity;
 mod insert;
 mod inspect;
 mod jobs;
+pub mod log_limit;
 mod migrate;
+mod pool;
 mod query;
 pub mod schema;
 mod scoped;
+pub mod serve;
 pub mod settings;
 mod table;
 #[cfg(feature = "testing")]

@@ -7,9 +7,18 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::time::Duration;
 
 use ipnet::IpNet;
 use thiserror::Error;
+
+mod pg_url;
+
+pub use pg_url::{redact, PgUrl, PgUrlError};
+
+use crate::auth::cloudflare::{CloudflareConfig, CloudflareConfigError};
+use crate::serve::ServeConfig;
+use crate::DbConfig;
 
 /// A missing or malformed setting.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
@@ -40,15 +49,10 @@ pub enum Environment {
 /// `TENANTRY_AUTH_MODE` and what each mode needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthMode {
-    /// Cloudflare Access application tokens (the default).
-    Cloudflare {
-        /// `TENANTRY_CF_TEAM_DOMAIN`, e.g. `acme.cloudflareaccess.com`.
-        team_domain: String,
-        /// `TENANTRY_CF_AUDIENCE`: the Access application's AUD tag.
-        audience: String,
-        /// `TENANTRY_CF_CERTS_URL`, or derived from the team domain.
-        certs_url: String,
-    },
+    /// Cloudflare Access application tokens (the default): `TENANTRY_CF_TEAM_DOMAIN`,
+    /// `TENANTRY_CF_AUDIENCE` and `TENANTRY_CF_CERTS_URL`, validated by [`CloudflareConfig`]
+    /// (the one place that knows the team-domain and certs-URL rules).
+    Cloudflare(CloudflareConfig),
     /// Every request is `TENANTRY_DEV_USER_EMAIL` (loopback, non-production only).
     Dev {
         /// `TENANTRY_DEV_USER_EMAIL`.
@@ -65,7 +69,7 @@ impl AuthMode {
     /// The mode's name as in `TENANTRY_AUTH_MODE`.
     pub fn name(&self) -> &'static str {
         match self {
-            AuthMode::Cloudflare { .. } => "cloudflare",
+            AuthMode::Cloudflare(_) => "cloudflare",
             AuthMode::Dev { .. } => "dev",
             AuthMode::TrustedHeader { .. } => "trusted_header",
         }
@@ -92,6 +96,72 @@ pub struct Settings {
     /// `TENANTRY_ALLOWED_ORIGINS`: extra origins allowed to send state-changing requests
     /// (comma-separated, e.g. `https://app.example.com`); the request's own host is always allowed.
     pub allowed_origins: Vec<String>,
+    /// The database pools' sizes and timeouts (`TENANTRY_DB_*`, `TENANTRY_HEALTH_TIMEOUT`).
+    pub db: DbSettings,
+    /// The HTTP server's bounds (durations written `500ms`, `5s` or `2m`):
+    ///
+    /// | variable | default | what a user sees when it is reached |
+    /// |---|---|---|
+    /// | `TENANTRY_HTTP_HEADER_TIMEOUT` | 10s | a request head not complete in time (or an idle keep-alive connection): the connection is closed |
+    /// | `TENANTRY_HTTP_BODY_TIMEOUT` | 10s | 408 `timeout` |
+    /// | `TENANTRY_HTTP_REQUEST_TIMEOUT` | 30s | 503 `unavailable` with `Retry-After` |
+    /// | `TENANTRY_HTTP_IDLE_TIMEOUT` | 60s | no byte moves either way (a client not reading its answer): the connection is closed; must exceed the request timeout |
+    /// | `TENANTRY_HTTP_MAX_CONNECTIONS` | 512 | a connection beyond it is answered 503 `unavailable` and closed |
+    /// | `TENANTRY_HTTP_BODY_LIMIT` | 1048576 (bytes) | 413 `too_large` |
+    /// | `TENANTRY_DRAIN_TIMEOUT` | 15s | after SIGTERM or Ctrl-C, requests still running then are cut off |
+    pub http: ServeConfig,
+}
+
+/// The database pools' sizes and timeouts. Durations are written `500ms`, `5s` or `2m`.
+///
+/// | variable | default | what a user sees when it is reached |
+/// |---|---|---|
+/// | `TENANTRY_DB_POOL_SIZE` | 16 | requests beyond it wait for a connection |
+/// | `TENANTRY_DB_BYPASS_POOL_SIZE` | 2 | the same, for audited cross-tenant work |
+/// | `TENANTRY_DB_CONNECT_TIMEOUT` | 5s | opening a connection gives up: 503 |
+/// | `TENANTRY_DB_POOL_TIMEOUT` | 1s | no connection became free: 503 with `Retry-After` |
+/// | `TENANTRY_DB_STATEMENT_TIMEOUT` | 5s | the statement is cancelled: 503 (a silent server is given up 1 s later) |
+/// | `TENANTRY_DB_LOCK_TIMEOUT` | 2s | a statement waiting for a lock fails: 503 |
+/// | `TENANTRY_DB_IDLE_IN_TRANSACTION_TIMEOUT` | 10s | the server ends a session idle inside a transaction |
+/// | `TENANTRY_HEALTH_TIMEOUT` | 2s | `GET /healthz` answers 503 |
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DbSettings {
+    /// `TENANTRY_DB_POOL_SIZE`.
+    pub pool_size: usize,
+    /// `TENANTRY_DB_BYPASS_POOL_SIZE`.
+    pub bypass_pool_size: usize,
+    /// `TENANTRY_DB_CONNECT_TIMEOUT`.
+    pub connect_timeout: Duration,
+    /// `TENANTRY_DB_POOL_TIMEOUT`.
+    pub pool_timeout: Duration,
+    /// `TENANTRY_DB_STATEMENT_TIMEOUT`.
+    pub statement_timeout: Duration,
+    /// `TENANTRY_DB_LOCK_TIMEOUT`.
+    pub lock_timeout: Duration,
+    /// `TENANTRY_DB_IDLE_IN_TRANSACTION_TIMEOUT`.
+    pub idle_in_transaction_timeout: Duration,
+    /// `TENANTRY_HEALTH_TIMEOUT`.
+    pub health_timeout: Duration,
+}
+
+impl Settings {
+    /// The [`DbConfig`] of the request path: the app and bypass URLs with [`Settings::db`].
+    pub fn db_config(&self) -> DbConfig {
+        let mut config = DbConfig::new(
+            self.app_database_url.clone(),
+            Some(self.bypass_database_url.clone()),
+        );
+        let db = &self.db;
+        config.max_connections = db.pool_size;
+        config.max_bypass_connections = db.bypass_pool_size;
+        config.connect_timeout = db.connect_timeout;
+        config.pool_timeout = db.pool_timeout;
+        config.statement_timeout = db.statement_timeout;
+        config.lock_timeout = db.lock_timeout;
+        config.idle_in_transaction_timeout = db.idle_in_transaction_timeout;
+        config.ping_timeout = db.health_timeout;
+        config
+    }
 }
 
 /// The default `DATABASE_URL` of the example app.
@@ -116,14 +186,14 @@ impl Settings {
                 parse_pg_url("TENANTRY_APP_DATABASE_URL", u)?;
                 u.to_owned()
             }
-            None => with_role(&parsed_db, "tenantry_app"),
+            None => parsed_db.with_role("tenantry_app"),
         };
         let bypass_database_url = match raw.get("TENANTRY_BYPASS_DATABASE_URL") {
             Some(u) => {
                 parse_pg_url("TENANTRY_BYPASS_DATABASE_URL", u)?;
                 u.to_owned()
             }
-            None => with_role(&parsed_db, "tenantry_bypass"),
+            None => parsed_db.with_role("tenantry_bypass"),
         };
 
         let bind = raw
@@ -146,27 +216,13 @@ impl Settings {
         let auth = match raw.get("TENANTRY_AUTH_MODE").unwrap_or("cloudflare") {
             "cloudflare" => {
                 let team_domain = raw.required("TENANTRY_CF_TEAM_DOMAIN", "cloudflare")?;
-                validate_host("TENANTRY_CF_TEAM_DOMAIN", team_domain)?;
-                let audience = raw
-                    .required("TENANTRY_CF_AUDIENCE", "cloudflare")?
-                    .to_owned();
-                let certs_url = match raw.get("TENANTRY_CF_CERTS_URL") {
-                    Some(u) => {
-                        let parsed = url::Url::parse(u).map_err(|e| {
-                            err("TENANTRY_CF_CERTS_URL", format!("not a URL ({e}): {u:?}"))
-                        })?;
-                        if !matches!(parsed.scheme(), "http" | "https") {
-                            return Err(err("TENANTRY_CF_CERTS_URL", "must be an http(s) URL"));
-                        }
-                        u.to_owned()
-                    }
-                    None => format!("https://{team_domain}/cdn-cgi/access/certs"),
-                };
-                AuthMode::Cloudflare {
-                    team_domain: team_domain.to_owned(),
-                    audience,
-                    certs_url,
+                let audience = raw.required("TENANTRY_CF_AUDIENCE", "cloudflare")?;
+                let mut config =
+                    CloudflareConfig::new(team_domain, audience).map_err(cloudflare_error)?;
+                if let Some(url) = raw.get("TENANTRY_CF_CERTS_URL") {
+                    config = config.with_certs_url(url).map_err(cloudflare_error)?;
                 }
+                AuthMode::Cloudflare(config)
             }
             "dev" => {
                 let user_email = raw.required("TENANTRY_DEV_USER_EMAIL", "dev")?;
@@ -226,6 +282,46 @@ impl Settings {
             .transpose()?
             .unwrap_or_default();
 
+        let defaults = DbConfig::new("", None);
+        let db = DbSettings {
+            pool_size: raw.count("TENANTRY_DB_POOL_SIZE", defaults.max_connections)?,
+            bypass_pool_size: raw.count(
+                "TENANTRY_DB_BYPASS_POOL_SIZE",
+                defaults.max_bypass_connections,
+            )?,
+            connect_timeout: raw
+                .duration("TENANTRY_DB_CONNECT_TIMEOUT", defaults.connect_timeout)?,
+            pool_timeout: raw.duration("TENANTRY_DB_POOL_TIMEOUT", defaults.pool_timeout)?,
+            statement_timeout: raw
+                .duration("TENANTRY_DB_STATEMENT_TIMEOUT", defaults.statement_timeout)?,
+            lock_timeout: raw.duration("TENANTRY_DB_LOCK_TIMEOUT", defaults.lock_timeout)?,
+            idle_in_transaction_timeout: raw.duration(
+                "TENANTRY_DB_IDLE_IN_TRANSACTION_TIMEOUT",
+                defaults.idle_in_transaction_timeout,
+            )?,
+            health_timeout: raw.duration("TENANTRY_HEALTH_TIMEOUT", defaults.ping_timeout)?,
+        };
+        let serve = ServeConfig::default();
+        let http = ServeConfig {
+            header_timeout: raw.duration("TENANTRY_HTTP_HEADER_TIMEOUT", serve.header_timeout)?,
+            body_timeout: raw.duration("TENANTRY_HTTP_BODY_TIMEOUT", serve.body_timeout)?,
+            request_timeout: raw
+                .duration("TENANTRY_HTTP_REQUEST_TIMEOUT", serve.request_timeout)?,
+            idle_timeout: raw.duration("TENANTRY_HTTP_IDLE_TIMEOUT", serve.idle_timeout)?,
+            max_connections: raw.count("TENANTRY_HTTP_MAX_CONNECTIONS", serve.max_connections)?,
+            body_limit: raw.count("TENANTRY_HTTP_BODY_LIMIT", serve.body_limit)?,
+            drain_timeout: raw.duration("TENANTRY_DRAIN_TIMEOUT", serve.drain_timeout)?,
+        };
+        if http.idle_timeout <= http.request_timeout {
+            return Err(err(
+                "TENANTRY_HTTP_IDLE_TIMEOUT",
+                format!(
+                    "must be longer than TENANTRY_HTTP_REQUEST_TIMEOUT ({} ms), or connections would be closed under slow requests",
+                    http.request_timeout.as_millis()
+                ),
+            ));
+        }
+
         Ok(Settings {
             database_url,
             app_database_url,
@@ -235,7 +331,22 @@ impl Settings {
             environment,
             auth,
             allowed_origins,
+            db,
+            http,
         })
+    }
+}
+
+/// Parses `500ms`, `5s` or `2m`.
+fn parse_duration(value: &str) -> Option<Duration> {
+    let split = value.find(|c: char| !c.is_ascii_digit())?;
+    let (number, unit) = value.split_at(split);
+    let n: u64 = number.parse().ok()?;
+    match unit.trim() {
+        "ms" => Some(Duration::from_millis(n)),
+        "s" => Some(Duration::from_secs(n)),
+        "m" => Some(Duration::from_secs(n.checked_mul(60)?)),
+        _ => None,
     }
 }
 
@@ -255,6 +366,21 @@ struct RawVars {
     tenantry_dev_user_email: Option<String>,
     tenantry_trusted_proxies: Option<String>,
     tenantry_allowed_origins: Option<String>,
+    tenantry_db_pool_size: Option<String>,
+    tenantry_db_bypass_pool_size: Option<String>,
+    tenantry_db_connect_timeout: Option<String>,
+    tenantry_db_pool_timeout: Option<String>,
+    tenantry_db_statement_timeout: Option<String>,
+    tenantry_db_lock_timeout: Option<String>,
+    tenantry_db_idle_in_transaction_timeout: Option<String>,
+    tenantry_health_timeout: Option<String>,
+    tenantry_http_header_timeout: Option<String>,
+    tenantry_http_body_timeout: Option<String>,
+    tenantry_http_request_timeout: Option<String>,
+    tenantry_http_idle_timeout: Option<String>,
+    tenantry_http_max_connections: Option<String>,
+    tenantry_http_body_limit: Option<String>,
+    tenantry_drain_timeout: Option<String>,
 }
 
 struct Raw(HashMap<&'static str, String>);
@@ -279,6 +405,39 @@ impl Raw {
             ("TENANTRY_DEV_USER_EMAIL", v.tenantry_dev_user_email),
             ("TENANTRY_TRUSTED_PROXIES", v.tenantry_trusted_proxies),
             ("TENANTRY_ALLOWED_ORIGINS", v.tenantry_allowed_origins),
+            ("TENANTRY_DB_POOL_SIZE", v.tenantry_db_pool_size),
+            (
+                "TENANTRY_DB_BYPASS_POOL_SIZE",
+                v.tenantry_db_bypass_pool_size,
+            ),
+            ("TENANTRY_DB_CONNECT_TIMEOUT", v.tenantry_db_connect_timeout),
+            ("TENANTRY_DB_POOL_TIMEOUT", v.tenantry_db_pool_timeout),
+            (
+                "TENANTRY_DB_STATEMENT_TIMEOUT",
+                v.tenantry_db_statement_timeout,
+            ),
+            ("TENANTRY_DB_LOCK_TIMEOUT", v.tenantry_db_lock_timeout),
+            (
+                "TENANTRY_DB_IDLE_IN_TRANSACTION_TIMEOUT",
+                v.tenantry_db_idle_in_transaction_timeout,
+            ),
+            ("TENANTRY_HEALTH_TIMEOUT", v.tenantry_health_timeout),
+            (
+                "TENANTRY_HTTP_HEADER_TIMEOUT",
+                v.tenantry_http_header_timeout,
+            ),
+            ("TENANTRY_HTTP_BODY_TIMEOUT", v.tenantry_http_body_timeout),
+            (
+                "TENANTRY_HTTP_REQUEST_TIMEOUT",
+                v.tenantry_http_request_timeout,
+            ),
+            ("TENANTRY_HTTP_IDLE_TIMEOUT", v.tenantry_http_idle_timeout),
+            (
+                "TENANTRY_HTTP_MAX_CONNECTIONS",
+                v.tenantry_http_max_connections,
+            ),
+            ("TENANTRY_HTTP_BODY_LIMIT", v.tenantry_http_body_limit),
+            ("TENANTRY_DRAIN_TIMEOUT", v.tenantry_drain_timeout),
         ];
         Ok(Raw(pairs
             .into_iter()
@@ -293,48 +452,44 @@ impl Raw {
         self.0.get(name).map(String::as_str)
     }
 
+    /// A duration (`500ms`, `5s`, `2m`) greater than zero, or `default`.
+    fn duration(&self, name: &'static str, default: Duration) -> Result<Duration, SettingsError> {
+        let Some(value) = self.get(name) else {
+            return Ok(default);
+        };
+        match parse_duration(value) {
+            Some(d) if !d.is_zero() => Ok(d),
+            Some(_) => Err(err(name, "must be greater than zero")),
+            None => Err(err(
+                name,
+                format!("expected a duration like 500ms, 5s or 2m (got {value:?})"),
+            )),
+        }
+    }
+
+    /// A whole number greater than zero, or `default`.
+    fn count(&self, name: &'static str, default: usize) -> Result<usize, SettingsError> {
+        let Some(value) = self.get(name) else {
+            return Ok(default);
+        };
+        match value.parse::<usize>() {
+            Ok(0) => Err(err(name, "must be greater than zero")),
+            Ok(n) => Ok(n),
+            Err(_) => Err(err(
+                name,
+                format!("expected a whole number (got {value:?})"),
+            )),
+        }
+    }
+
     fn required(&self, name: &'static str, mode: &str) -> Result<&str, SettingsError> {
         self.get(name)
             .ok_or_else(|| err(name, format!("required when TENANTRY_AUTH_MODE={mode}")))
     }
 }
 
-fn parse_pg_url(variable: &'static str, value: &str) -> Result<url::Url, SettingsError> {
-    let url = url::Url::parse(value)
-        .map_err(|e| err(variable, format!("not a URL ({e}): {}", redact(value))))?;
-    if !matches!(url.scheme(), "postgres" | "postgresql") {
-        return Err(err(
-            variable,
-            "must start with postgres:// or postgresql://",
-        ));
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err(err(variable, "has no host"));
-    }
-    if url.path().trim_start_matches('/').is_empty() {
-        return Err(err(
-            variable,
-            "names no database (postgres://user@host:5432/DATABASE)",
-        ));
-    }
-    Ok(url)
-}
-
-fn redact(value: &str) -> String {
-    match url::Url::parse(value) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        _ => value.to_owned(),
-    }
-}
-
-fn with_role(url: &url::Url, role: &str) -> String {
-    let mut u = url.clone();
-    let _ = u.set_username(role);
-    let _ = u.set_password(None);
-    u.to_string()
+fn parse_pg_url(variable: &'static str, value: &str) -> Result<PgUrl, SettingsError> {
+    PgUrl::parse(value).map_err(|e| err(variable, e.to_string()))
 }
 
 fn resolve_bind(bind: &str) -> Result<SocketAddr, SettingsError> {
@@ -360,21 +515,14 @@ fn resolve_bind(bind: &str) -> Result<SocketAddr, SettingsError> {
         .ok_or_else(|| err("TENANTRY_BIND", format!("cannot resolve {bind:?}")))
 }
 
-fn validate_host(variable: &'static str, host: &str) -> Result<(), SettingsError> {
-    let ok = !host.contains("://")
-        && !host.contains('/')
-        && host.contains('.')
-        && host
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
-    if ok {
-        Ok(())
-    } else {
-        Err(err(
-            variable,
-            format!("expected a host name like acme.cloudflareaccess.com, without scheme or path (got {host:?})"),
-        ))
-    }
+/// A [`CloudflareConfigError`] as the setting it comes from.
+fn cloudflare_error(e: CloudflareConfigError) -> SettingsError {
+    let variable = match e {
+        CloudflareConfigError::InvalidAudience => "TENANTRY_CF_AUDIENCE",
+        CloudflareConfigError::InvalidCertsUrl { .. } => "TENANTRY_CF_CERTS_URL",
+        _ => "TENANTRY_CF_TEAM_DOMAIN",
+    };
+    err(variable, e.to_string())
 }
 
 fn looks_like_email(s: &str) -> bool {
@@ -448,13 +596,14 @@ mod tests {
         );
         assert_eq!(s.bind_addr, "127.0.0.1:3000".parse().unwrap());
         assert_eq!(s.environment, Environment::Development);
+        let AuthMode::Cloudflare(cf) = &s.auth else {
+            panic!("{:?}", s.auth)
+        };
+        assert_eq!(cf.team_domain, "acme.cloudflareaccess.com");
+        assert_eq!(cf.audience, "aud-tag");
         assert_eq!(
-            s.auth,
-            AuthMode::Cloudflare {
-                team_domain: "acme.cloudflareaccess.com".into(),
-                audience: "aud-tag".into(),
-                certs_url: "https://acme.cloudflareaccess.com/cdn-cgi/access/certs".into(),
-            }
+            cf.certs_url(),
+            "https://acme.cloudflareaccess.com/cdn-cgi/access/certs"
         );
     }
 
@@ -492,12 +641,26 @@ mod tests {
                 CF[1],
             ],
             "TENANTRY_CF_TEAM_DOMAIN",
-            "without scheme",
+            "without a scheme",
         );
         fails(
             &[CF[0], CF[1], ("TENANTRY_CF_CERTS_URL", "ftp://x/certs")],
             "TENANTRY_CF_CERTS_URL",
-            "http(s)",
+            "https",
+        );
+        fails(
+            &[
+                CF[0],
+                CF[1],
+                ("TENANTRY_CF_CERTS_URL", "http://keys.example.com/certs"),
+            ],
+            "TENANTRY_CF_CERTS_URL",
+            "loopback",
+        );
+        fails(
+            &[CF[0], ("TENANTRY_CF_AUDIENCE", "a tag")],
+            "TENANTRY_CF_AUDIENCE",
+            "no whitespace",
         );
         fails(
             &[("TENANTRY_AUTH_MODE", "ldap")],
@@ -538,6 +701,48 @@ mod tests {
             &[CF[0], CF[1], ("TENANTRY_ALLOWED_ORIGINS", "not an origin")],
             "TENANTRY_ALLOWED_ORIGINS",
             "origin",
+        );
+    }
+
+    #[test]
+    fn timeouts_and_limits_default_and_parse() {
+        let s = load(&CF).unwrap();
+        assert_eq!(s.db.statement_timeout, Duration::from_secs(5));
+        assert_eq!(s.db.lock_timeout, Duration::from_secs(2));
+        assert_eq!(s.db.pool_timeout, Duration::from_secs(1));
+        assert_eq!(s.db.health_timeout, Duration::from_secs(2));
+        assert_eq!(s.http, ServeConfig::default());
+        let s = load(&[
+            CF[0],
+            CF[1],
+            ("TENANTRY_DB_STATEMENT_TIMEOUT", "750ms"),
+            ("TENANTRY_DRAIN_TIMEOUT", "2m"),
+            ("TENANTRY_HTTP_MAX_CONNECTIONS", "64"),
+        ])
+        .unwrap();
+        assert_eq!(s.db.statement_timeout, Duration::from_millis(750));
+        assert_eq!(s.db_config().statement_timeout, Duration::from_millis(750));
+        assert_eq!(s.http.drain_timeout, Duration::from_secs(120));
+        assert_eq!(s.http.max_connections, 64);
+        fails(
+            &[CF[0], CF[1], ("TENANTRY_DB_LOCK_TIMEOUT", "5")],
+            "TENANTRY_DB_LOCK_TIMEOUT",
+            "like 500ms",
+        );
+        fails(
+            &[CF[0], CF[1], ("TENANTRY_HTTP_HEADER_TIMEOUT", "0s")],
+            "TENANTRY_HTTP_HEADER_TIMEOUT",
+            "greater than zero",
+        );
+        fails(
+            &[CF[0], CF[1], ("TENANTRY_DB_POOL_SIZE", "many")],
+            "TENANTRY_DB_POOL_SIZE",
+            "whole number",
+        );
+        fails(
+            &[CF[0], CF[1], ("TENANTRY_HTTP_IDLE_TIMEOUT", "30s")],
+            "TENANTRY_HTTP_IDLE_TIMEOUT",
+            "longer than TENANTRY_HTTP_REQUEST_TIMEOUT",
         );
     }
 

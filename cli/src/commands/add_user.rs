@@ -7,7 +7,9 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use tenantry::schema::{memberships, tenants, users};
 use uuid::Uuid;
 
-use crate::args::{AddUserArgs, TenantRole};
+use tenantry::identity::TenantRole;
+
+use crate::args::AddUserArgs;
 use crate::error::CliError;
 
 mod sql {
@@ -154,7 +156,7 @@ async fn apply(conn: &mut AsyncPgConnection, input: Input) -> Result<Outcome, Cl
 
     let grant = match (input.grant, tenant) {
         (Grant::Member { slug, role }, Some(tenant_id)) => {
-            let to = role.as_db();
+            let to = role.as_str();
             let current: Option<String> = memberships::table
                 .find((user_id, tenant_id))
                 .select(memberships::role)

@@ -51,6 +51,15 @@ impl App {
 
     /// The app with extra settings.
     pub async fn start_with(vars: &[(&str, &str)]) -> Self {
+        Self::start_custom(vars, |_| Vec::new()).await
+    }
+
+    /// The app with extra settings, some of which depend on its scratch database (e.g. the
+    /// request path's URLs through a `FaultProxy`).
+    pub async fn start_custom(
+        vars: &[(&str, &str)],
+        more: impl FnOnce(&ScratchDatabase) -> Vec<(String, String)>,
+    ) -> Self {
         // The app's log, shown with a failing test's output.
         let _ = tracing_subscriber::fmt().with_test_writer().try_init();
         let scratch = ScratchDatabase::create("tenantry_ex").await;
@@ -61,6 +70,7 @@ impl App {
         for (k, v) in vars {
             env.insert((*k).into(), (*v).into());
         }
+        env.extend(more(&scratch));
         let settings = Settings::from_map(&env).expect("settings");
         let server = tenantry_example::Server::build(&settings)
             .await
@@ -218,6 +228,35 @@ impl App {
             .expect("invoice")
             .id
     }
+}
+
+/// The number of backends the role `role` has open in database `db`.
+pub async fn backends(db: &str, role: &str) -> i64 {
+    #[derive(QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let mut c = admin("postgres").await;
+    diesel::sql_query(
+        "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = $1 AND usename = $2",
+    )
+    .bind::<Text, _>(db)
+    .bind::<Text, _>(role)
+    .get_result::<N>(&mut c)
+    .await
+    .expect("pg_stat_activity")
+    .n
+}
+
+/// `host:port` of the test server, for a `FaultProxy`.
+pub fn pg_upstream() -> String {
+    let url = url::Url::parse(&tenantry::testing::server_url()).expect("a URL");
+    format!(
+        "{}:{}",
+        url.host_str().unwrap_or("127.0.0.1"),
+        url.port().unwrap_or(5432)
+    )
 }
 
 /// Asserts the contract's error shape and code.

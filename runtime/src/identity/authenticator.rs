@@ -6,7 +6,7 @@ use axum::extract::ConnectInfo;
 use axum::http::request::Parts;
 use ipnet::IpNet;
 
-use crate::auth::cloudflare::{CloudflareConfig, CloudflareVerifier};
+use crate::auth::cloudflare::CloudflareVerifier;
 use crate::auth::{AuthError, Identity};
 use crate::settings::{AuthMode, Settings};
 
@@ -34,26 +34,13 @@ impl Authenticator {
     /// The authenticator `settings` ask for. Dev mode logs a loud warning.
     pub fn from_settings(settings: &Settings) -> Result<Self, crate::settings::SettingsError> {
         Ok(match &settings.auth {
-            AuthMode::Cloudflare {
-                team_domain,
-                audience,
-                certs_url,
-            } => {
-                let invalid = |variable: &'static str| {
-                    move |e: crate::auth::cloudflare::CloudflareConfigError| {
-                        crate::settings::SettingsError {
-                            variable,
-                            problem: e.to_string(),
-                        }
+            AuthMode::Cloudflare(config) => {
+                Authenticator::Cloudflare(CloudflareVerifier::new(config.clone()).map_err(|e| {
+                    crate::settings::SettingsError {
+                        variable: "TENANTRY_CF_TEAM_DOMAIN",
+                        problem: e.to_string(),
                     }
-                };
-                let config = CloudflareConfig::new(team_domain.clone(), audience.clone())
-                    .map_err(invalid("TENANTRY_CF_TEAM_DOMAIN"))?
-                    .with_certs_url(certs_url.clone())
-                    .map_err(invalid("TENANTRY_CF_CERTS_URL"))?;
-                Authenticator::Cloudflare(
-                    CloudflareVerifier::new(config).map_err(invalid("TENANTRY_CF_TEAM_DOMAIN"))?,
-                )
+                })?)
             }
             AuthMode::Dev { user_email } => {
                 tracing::warn!(

@@ -137,6 +137,14 @@ pub(crate) fn identity(claims: &Map<String, Value>, issuer: &str) -> Result<Iden
     }
     let email = optional_str(claims, "email")?.filter(|e| !e.trim().is_empty());
     let sub = optional_str(claims, "sub")?;
+    // A control character (NUL above all: PostgreSQL text cannot hold it) names no one.
+    for (name, value) in [("email", email), ("sub", sub)] {
+        if value.is_some_and(|v| v.contains(char::is_control)) {
+            return Err(reject(format!(
+                "claim `{name}` contains a control character"
+            )));
+        }
+    }
     if let Some(email) = email {
         return Ok(Identity::User {
             email: email.to_owned(),
@@ -144,6 +152,9 @@ pub(crate) fn identity(claims: &Map<String, Value>, issuer: &str) -> Result<Iden
         });
     }
     let common_name = optional_str(claims, "common_name")?.filter(|c| !c.trim().is_empty());
+    if common_name.is_some_and(|c| c.contains(char::is_control)) {
+        return Err(reject("claim `common_name` contains a control character"));
+    }
     match (sub, common_name) {
         (Some(""), Some(common_name)) => Ok(Identity::Service {
             common_name: common_name.to_owned(),
@@ -262,5 +273,7 @@ mod tests {
         assert!(with(json!({"email": 5})).is_err());
         assert!(with(json!({"iss": ["i"], "email": "a@b.c"})).is_err());
         assert!(with(json!({"nbf": "1", "email": "a@b.c"})).is_err());
+        assert!(with(json!({"email": "a\0@b.c"})).is_err());
+        assert!(with(json!({"sub": "", "common_name": "x\0.access"})).is_err());
     }
 }

@@ -1,0 +1,180 @@
+//! The connection pools behind [`Db`](crate::Db): connections opened with bounded waits and the
+//! session timeouts, watched so that the client never waits forever for the server, and
+//! cancelled rather than leaked when a request is abandoned mid-statement.
+//!
+//! - `connect.rs`: opening a connection (socket, startup options, diesel-async setup).
+//! - `watch.rs`: the socket wrapper that counts owed replies and enforces the reply timeout.
+//! - `reap.rs`: what happens to a connection dropped while the server still works for it.
+//! - `outage.rs`: logging an outage once when it starts and once when it ends.
+
+mod connect;
+mod outage;
+mod reap;
+mod watch;
+
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool::managed::{Manager, Metrics, Object, Pool, RecycleError, RecycleResult};
+use deadpool::Runtime;
+use diesel::ConnectionError;
+use diesel_async::pooled_connection::PoolableConnection;
+use diesel_async::AsyncPgConnection;
+use tokio::task::JoinHandle;
+use tokio_postgres::CancelToken;
+
+pub(crate) use outage::Outage;
+
+use connect::Connector;
+use watch::Link;
+
+/// The timeouts of one pool (see [`DbConfig`](crate::DbConfig) for what each one means).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Timeouts {
+    pub(crate) connect: Duration,
+    pub(crate) wait: Duration,
+    pub(crate) statement: Duration,
+    pub(crate) lock: Duration,
+    pub(crate) idle_in_transaction: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(5),
+            wait: Duration::from_secs(1),
+            statement: Duration::from_secs(5),
+            lock: Duration::from_secs(2),
+            idle_in_transaction: Duration::from_secs(10),
+        }
+    }
+}
+
+/// How long the server may stay silent while it owes a reply: the statement timeout plus one
+/// second for the network (past it, the server would have cancelled the statement itself).
+const REPLY_GRACE: Duration = Duration::from_secs(1);
+
+impl Timeouts {
+    pub(crate) fn reply(&self) -> Duration {
+        self.statement + REPLY_GRACE
+    }
+}
+
+/// One pooled connection: the diesel-async connection and what the pool needs to know about
+/// its socket. Dereferences to the [`AsyncPgConnection`].
+pub(crate) struct PgConn {
+    conn: AsyncPgConnection,
+    link: Arc<Link>,
+    driver: JoinHandle<()>,
+    cancel: CancelToken,
+    connector: Arc<Connector>,
+}
+
+impl Deref for PgConn {
+    type Target = AsyncPgConnection;
+    fn deref(&self) -> &AsyncPgConnection {
+        &self.conn
+    }
+}
+
+impl DerefMut for PgConn {
+    fn deref_mut(&mut self) -> &mut AsyncPgConnection {
+        &mut self.conn
+    }
+}
+
+impl PgConn {
+    /// Whether the server owes this connection no reply (nothing is running on it).
+    pub(crate) fn is_idle(&self) -> bool {
+        self.link.owed() == 0
+    }
+}
+
+/// Creates and recycles [`PgConn`]s for deadpool.
+#[derive(Debug)]
+pub(crate) struct PgManager {
+    connector: Arc<Connector>,
+}
+
+impl Manager for PgManager {
+    type Type = PgConn;
+    type Error = ConnectionError;
+
+    async fn create(&self) -> Result<PgConn, ConnectionError> {
+        self.connector.connect().await
+    }
+
+    async fn recycle(&self, conn: &mut PgConn, _: &Metrics) -> RecycleResult<ConnectionError> {
+        // No round trip: every transaction starts with BEGIN, which fails fast on a dead
+        // connection. A connection that is closed or still owed a reply is not reused.
+        if conn.driver.is_finished() || !conn.is_idle() || conn.conn.is_broken() {
+            return Err(RecycleError::message("connection closed or busy"));
+        }
+        Ok(())
+    }
+}
+
+/// A pool of [`PgConn`]s.
+pub(crate) type PgPool = Pool<PgManager>;
+
+/// Builds a pool of at most `size` connections to `url`.
+pub(crate) fn build(url: &str, size: usize, timeouts: Timeouts) -> Result<PgPool, String> {
+    let connector = Connector::new(url, timeouts).map_err(|e| e.to_string())?;
+    Pool::builder(PgManager {
+        connector: Arc::new(connector),
+    })
+    .max_size(size)
+    .wait_timeout(Some(timeouts.wait))
+    .create_timeout(Some(timeouts.connect))
+    .recycle_timeout(Some(timeouts.connect))
+    .runtime(Runtime::Tokio1)
+    .build()
+    .map_err(|e| format!("cannot build the connection pool: {e}"))
+}
+
+/// A connection checked out of a pool. Dropped while the server still owes it a reply (its
+/// future was dropped mid-query), it is reaped (see `reap.rs`) instead of returned.
+pub(crate) struct Pooled {
+    obj: Option<Object<PgManager>>,
+}
+
+impl Pooled {
+    pub(crate) fn new(obj: Object<PgManager>) -> Self {
+        Pooled { obj: Some(obj) }
+    }
+
+    fn conn(&self) -> &PgConn {
+        self.obj.as_ref().expect("present until dropped")
+    }
+
+    /// Closes the connection instead of returning it to the pool (cancelling whatever runs).
+    pub(crate) fn discard(mut self) {
+        if let Some(obj) = self.obj.take() {
+            reap::abandon(obj);
+        }
+    }
+}
+
+impl Deref for Pooled {
+    type Target = AsyncPgConnection;
+    fn deref(&self) -> &AsyncPgConnection {
+        self.conn()
+    }
+}
+
+impl DerefMut for Pooled {
+    fn deref_mut(&mut self) -> &mut AsyncPgConnection {
+        self.obj.as_mut().expect("present until dropped")
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        if let Some(obj) = self.obj.take() {
+            if !obj.is_idle() {
+                reap::abandon(obj);
+            }
+        }
+    }
+}

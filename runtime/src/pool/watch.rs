@@ -1,0 +1,305 @@
+//! [`Watched`]: the socket of one PostgreSQL connection, wrapped so that the client never waits
+//! forever for the server.
+//!
+//! It reads just enough of the protocol's framing (a type byte and a length per message) to
+//! count the replies the server owes: one `ReadyForQuery` (`Z`) for the startup packet and for
+//! each simple query (`Q`), `Sync` (`S`) or function call (`F`) sent. While a reply is owed and
+//! the server sends nothing for the reply timeout, reads fail with `TimedOut`, which ends the
+//! connection: a frozen network or a stalled server becomes an error instead of a hang. The
+//! count also tells the pool whether a connection is idle, and [`Link::kill`] closes the socket
+//! from outside (see `reap.rs`).
+
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_util::task::AtomicWaker;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::Notify;
+use tokio::time::{Instant, Sleep};
+
+/// What the pool and the reaper know about one connection's socket.
+#[derive(Debug, Default)]
+pub(crate) struct Link {
+    owed: AtomicUsize,
+    killed: AtomicBool,
+    waker: AtomicWaker,
+    idle: Notify,
+}
+
+impl Link {
+    /// Replies the server still owes (0: the connection is idle).
+    pub(crate) fn owed(&self) -> usize {
+        self.owed.load(Ordering::Acquire)
+    }
+
+    /// Waits until no reply is owed.
+    pub(crate) async fn idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.owed() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Closes the socket: the connection's driver sees an error at its next poll, which it is
+    /// woken for now.
+    pub(crate) fn kill(&self) {
+        self.killed.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
+    fn sent(&self, messages: usize) {
+        self.owed.fetch_add(messages, Ordering::AcqRel);
+    }
+
+    fn answered(&self, replies: usize) {
+        let before = self
+            .owed
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                Some(n.saturating_sub(replies))
+            })
+            .unwrap_or(0);
+        if before <= replies {
+            self.idle.notify_waiters();
+        }
+    }
+}
+
+/// Splits a byte stream into protocol messages and counts those of interest.
+#[derive(Debug)]
+struct Framer {
+    /// The next message is the startup packet, which has no type byte.
+    startup: bool,
+    header: [u8; 5],
+    have: usize,
+    /// Body bytes of the current message still to skip.
+    skip: usize,
+}
+
+impl Framer {
+    fn new(startup: bool) -> Self {
+        Framer {
+            startup,
+            header: [0; 5],
+            have: 0,
+            skip: 0,
+        }
+    }
+
+    /// Feeds `bytes`; returns how many complete message headers matched `counts`.
+    fn feed(&mut self, mut bytes: &[u8], counts: impl Fn(u8) -> bool) -> usize {
+        let mut matched = 0;
+        while !bytes.is_empty() {
+            if self.skip > 0 {
+                let n = self.skip.min(bytes.len());
+                self.skip -= n;
+                bytes = &bytes[n..];
+                continue;
+            }
+            let header_len = if self.startup { 4 } else { 5 };
+            let n = (header_len - self.have).min(bytes.len());
+            self.header[self.have..self.have + n].copy_from_slice(&bytes[..n]);
+            self.have += n;
+            bytes = &bytes[n..];
+            if self.have < header_len {
+                break;
+            }
+            let (kind, len) = if self.startup {
+                (0, &self.header[..4])
+            } else {
+                (self.header[0], &self.header[1..5])
+            };
+            let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+            // The length counts itself (4 bytes) but not the type byte.
+            self.skip = len.saturating_sub(4);
+            self.have = 0;
+            self.startup = false;
+            if counts(kind) {
+                matched += 1;
+            }
+        }
+        matched
+    }
+}
+
+/// A socket whose replies are watched (see the module docs).
+pub(crate) struct Watched<S> {
+    inner: S,
+    link: Arc<Link>,
+    reply_timeout: Duration,
+    out: Framer,
+    inc: Framer,
+    deadline: Pin<Box<Sleep>>,
+    armed: bool,
+    terminated: bool,
+}
+
+/// The `Terminate` message: sent best-effort when a connection is killed, so that the server
+/// ends the session quietly.
+const TERMINATE: [u8; 5] = [b'X', 0, 0, 0, 4];
+
+impl<S> Watched<S> {
+    /// Wraps `inner`; the first message written must be the startup packet.
+    pub(crate) fn new(inner: S, link: Arc<Link>, reply_timeout: Duration) -> Self {
+        Watched {
+            inner,
+            link,
+            reply_timeout,
+            out: Framer::new(true),
+            inc: Framer::new(false),
+            deadline: Box::pin(tokio::time::sleep(reply_timeout)),
+            armed: false,
+            terminated: false,
+        }
+    }
+
+    fn arm(&mut self, cx: &mut Context<'_>) {
+        self.armed = true;
+        let at = Instant::now() + self.reply_timeout;
+        self.deadline.as_mut().reset(at);
+        // Register the timer now: the driver may not poll a read again before it fires.
+        let _ = self.deadline.as_mut().poll(cx);
+    }
+
+    fn timed_out(&self) -> io::Error {
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "PostgreSQL sent no reply within {} ms",
+                self.reply_timeout.as_millis()
+            ),
+        )
+    }
+}
+
+impl<S: AsyncWrite + Unpin> Watched<S> {
+    fn check_killed(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        self.link.waker.register(cx.waker());
+        if !self.link.killed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        if !self.terminated {
+            self.terminated = true;
+            let _ = Pin::new(&mut self.inner).poll_write(cx, &TERMINATE);
+            let _ = Pin::new(&mut self.inner).poll_flush(cx);
+        }
+        Err(io::Error::new(
+            io::ErrorKind::ConnectionAborted,
+            "connection closed by tenantry",
+        ))
+    }
+}
+
+use std::future::Future as _;
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Watched<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        this.check_killed(cx)?;
+        let before = buf.filled().len();
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                let read = &buf.filled()[before..];
+                if !read.is_empty() {
+                    let replies = this.inc.feed(read, |kind| kind == b'Z');
+                    this.link.answered(replies);
+                    if this.link.owed() > 0 {
+                        this.arm(cx);
+                    } else {
+                        this.armed = false;
+                    }
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => {
+                if this.armed && this.deadline.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Err(this.timed_out()));
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Watched<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        this.check_killed(cx)?;
+        let written = match Pin::new(&mut this.inner).poll_write(cx, buf) {
+            Poll::Ready(Ok(n)) => n,
+            other => return other,
+        };
+        let requests = this.out.feed(&buf[..written], |kind| {
+            matches!(kind, 0 | b'Q' | b'S' | b'F')
+        });
+        if requests > 0 {
+            let was_idle = this.link.owed() == 0;
+            this.link.sent(requests);
+            if was_idle || !this.armed {
+                this.arm(cx);
+            }
+        }
+        Poll::Ready(Ok(written))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        this.check_killed(cx)?;
+        Pin::new(&mut this.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(kind: u8, body: &[u8]) -> Vec<u8> {
+        let mut m = vec![kind];
+        m.extend_from_slice(&(body.len() as u32 + 4).to_be_bytes());
+        m.extend_from_slice(body);
+        m
+    }
+
+    #[test]
+    fn framer_counts_messages_split_anywhere() {
+        let mut stream = (8u32).to_be_bytes().to_vec();
+        stream.extend_from_slice(&196608u32.to_be_bytes()); // startup packet
+        stream.extend(message(b'Q', b"SELECT 1\0"));
+        stream.extend(message(b'P', b"\0SELECT 2\0\0\0"));
+        stream.extend(message(b'S', b""));
+        stream.extend(message(b'X', b""));
+        let counts = |k: u8| matches!(k, 0 | b'Q' | b'S' | b'F');
+        for chunk in 1..stream.len() {
+            let mut framer = Framer::new(true);
+            let total: usize = stream.chunks(chunk).map(|c| framer.feed(c, counts)).sum();
+            assert_eq!(total, 3, "chunks of {chunk}");
+        }
+    }
+
+    #[test]
+    fn answered_never_goes_below_zero() {
+        let link = Link::default();
+        link.sent(1);
+        link.answered(2);
+        assert_eq!(link.owed(), 0);
+    }
+}

@@ -1,0 +1,123 @@
+//! The contract's error body, `{"error": "<code>", "message": "..."}`, for every error the HTTP
+//! layer emits itself: the one table from status to code, the middleware that gives a JSON
+//! body to error responses that have none (axum's 405, a timeout, ...), and the same body for
+//! the responses hyper writes on its own (400, 414, 431; see `client_io.rs`).
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::Response;
+
+/// The stable JSON code of an error `status`.
+pub fn error_code(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        401 => "unauthenticated",
+        403 => "forbidden",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        408 => "timeout",
+        409 => "conflict",
+        413 | 414 | 431 => "too_large",
+        415 | 422 => "invalid",
+        502..=504 => "unavailable",
+        500..=599 => "internal",
+        _ => "bad_request",
+    }
+}
+
+/// A human message for an error `status` that came without one.
+pub fn error_message(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "the request is malformed",
+        405 => "this route does not accept this method",
+        408 => "the request was not received in time",
+        413 => "the request body is too large",
+        414 => "the request URI is too long",
+        431 => "the request headers are too large",
+        503 => "the service is temporarily unavailable; retry shortly",
+        _ => status.canonical_reason().unwrap_or("error"),
+    }
+}
+
+/// The error body for `status` with `message`, as bytes.
+pub fn error_json(status: StatusCode, message: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "error": error_code(status),
+        "message": message,
+    }))
+    .unwrap_or_default()
+}
+
+/// Seconds a client is asked to wait before retrying a 503 (`Retry-After`).
+pub const RETRY_AFTER_SECS: u32 = 1;
+
+/// A complete error response for `status`.
+pub fn error_response(status: StatusCode, message: &str) -> Response {
+    let mut response = Response::new(Body::from(error_json(status, message)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    add_retry_after(&mut response);
+    response
+}
+
+fn add_retry_after(response: &mut Response) {
+    if response.status() == StatusCode::SERVICE_UNAVAILABLE
+        && !response.headers().contains_key(header::RETRY_AFTER)
+    {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+    }
+}
+
+/// Middleware: an error response (4xx, 5xx) that is not JSON gets the contract's error body;
+/// every 503 gets a `Retry-After`.
+pub async fn json_errors(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !is_json {
+        let (mut parts, _) = response.into_parts();
+        parts.headers.remove(header::CONTENT_LENGTH);
+        parts.headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        response =
+            Response::from_parts(parts, Body::from(error_json(status, error_message(status))));
+    }
+    add_retry_after(&mut response);
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_status_the_server_emits_has_a_code() {
+        for (status, code) in [
+            (400, "bad_request"),
+            (405, "method_not_allowed"),
+            (408, "timeout"),
+            (413, "too_large"),
+            (414, "too_large"),
+            (431, "too_large"),
+            (503, "unavailable"),
+            (500, "internal"),
+        ] {
+            assert_eq!(error_code(StatusCode::from_u16(status).unwrap()), code);
+        }
+    }
+}
