@@ -89,7 +89,10 @@ mod raw {
             .n
     }
 
-    pub(crate) async fn exec(conn: &mut AsyncPgConnection, sql: &str) -> diesel::QueryResult<usize> {
+    pub(crate) async fn exec(
+        conn: &mut AsyncPgConnection,
+        sql: &str,
+    ) -> diesel::QueryResult<usize> {
         diesel::sql_query(sql).execute(conn).await
     }
 
@@ -117,7 +120,11 @@ mod raw {
         pub(crate) slug: String,
     }
 
-    pub(crate) async fn owner_tenant(conn: &mut AsyncPgConnection, owner: Uuid, key: &str) -> Vec<String> {
+    pub(crate) async fn owner_tenant(
+        conn: &mut AsyncPgConnection,
+        owner: Uuid,
+        key: &str,
+    ) -> Vec<String> {
         diesel::sql_query("SELECT slug FROM tenantry_owner_tenant($1, $2)")
             .bind::<SqlUuid, _>(owner)
             .bind::<Text, _>(key)

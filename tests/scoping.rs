@@ -449,3 +449,91 @@ async fn a_failed_transaction_rolls_back() {
             .unwrap();
     assert_eq!(n, 3, "the delete was rolled back");
 }
+
+#[tokio::test]
+async fn a_scoped_upsert_updates_or_inserts_inside_its_tenant_only() {
+    let w = world().await;
+    let c = ctx(w.acme);
+    let new = |number: &str, amount_cents: i64| NewInvoice {
+        project_id: w.acme_project,
+        number: number.into(),
+        amount_cents,
+        currency: "EUR".into(),
+        status: "draft".into(),
+    };
+    let (updated, inserted, untouched) = w
+        .t
+        .db
+        .tx(&c, async |conn| {
+            // INV-1 exists in both tenants: acme's takes the proposed amount.
+            let updated: Invoice = Invoice::insert(conn, new("INV-1", 5))
+                .on_conflict((invoices::tenant_id, invoices::number))
+                .do_update()
+                .set(invoices::amount_cents.to(diesel::upsert::excluded(invoices::amount_cents)))
+                .get_result(conn)
+                .await?;
+            // INV-9 exists nowhere: inserted.
+            let inserted: Invoice = Invoice::insert(conn, new("INV-9", 9))
+                .on_conflict((invoices::tenant_id, invoices::number))
+                .do_update()
+                .set(invoices::amount_cents.to(diesel::upsert::excluded(invoices::amount_cents)))
+                .get_result(conn)
+                .await?;
+            // DO NOTHING leaves INV-2 as it was.
+            let untouched = Invoice::insert(conn, new("INV-2", 7))
+                .on_conflict((invoices::tenant_id, invoices::number))
+                .do_nothing()
+                .execute(conn)
+                .await?;
+            Ok::<_, DbError>((updated, inserted, untouched))
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            updated.tenant_id,
+            updated.number.as_str(),
+            updated.amount_cents
+        ),
+        (w.acme, "INV-1", 5)
+    );
+    assert_eq!((inserted.tenant_id, inserted.amount_cents), (w.acme, 9));
+    assert_eq!(untouched, 0);
+
+    // globex's INV-1 and INV-2 are as they were, and it has no INV-9.
+    let globex: Vec<(String, i64)> =
+        w.t.db
+            .tx(&ctx(w.globex), async |conn| {
+                Ok::<_, DbError>(
+                    Invoice::scoped(conn)
+                        .select((invoices::number, invoices::amount_cents))
+                        .order(invoices::number)
+                        .load(conn)
+                        .await?,
+                )
+            })
+            .await
+            .unwrap();
+    assert_eq!(
+        globex,
+        [
+            ("INV-1".into(), 1100),
+            ("INV-2".into(), 1200),
+            ("INV-3".into(), 1300)
+        ]
+    );
+    let acme_inv2: i64 =
+        w.t.db
+            .tx(&c, async |conn| {
+                Ok::<_, DbError>(
+                    Invoice::scoped(conn)
+                        .filter(invoices::number.eq("INV-2"))
+                        .select(invoices::amount_cents)
+                        .first(conn)
+                        .await?,
+                )
+            })
+            .await
+            .unwrap();
+    assert_eq!(acme_inv2, 200);
+}

@@ -27,6 +27,7 @@ pub mod settings;
 mod table;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod upsert;
 
 pub use bypass::{no_tenant_scope, AuditedBypass, BypassActor};
 pub use changes::{Assignable, CheckedChanges, Set, SetColumn};
@@ -52,6 +53,10 @@ pub use scoped::{
 pub use table::{
     Declared, GlobalTable, IsGlobal, IsTenant, JoinScope, ReadWithoutScope, TableDecl, TableKind,
     TenantJoinOn, TenantTable,
+};
+pub use upsert::{
+    Columns, ConflictTarget, LeadsWithTheTenantColumn, NamesItsTarget, OnConflictAction, OneColumn,
+    Returning, ScopedDoUpdate, ScopedOnConflict, TargetColumn, Upsert, UpsertUpdate,
 };
 
 /// The names a module that uses tenantry needs: `use tenantry::prelude::*;`.

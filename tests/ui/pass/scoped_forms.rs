@@ -1,5 +1,5 @@
 //! Every supported form compiles: reads, joins, subqueries, boxing, writes with checked changes,
-//! upserts, global reads, bypass, raw SQL with a bypass, jobs (read-write and read-only),
+//! scoped upserts, global reads, bypass, raw SQL with a bypass, jobs (read-write and read-only),
 //! read-only contexts reading, and tenantry's prelude leaving other types' methods alone.
 #[path = "../support/schema.rs"]
 mod schema;
@@ -98,6 +98,24 @@ async fn writes(db: &Db, ctx: &TenantCtx<'_>, id: uuid::Uuid, project: uuid::Uui
         let _: Invoice = diesel::update(Invoice::scoped(conn).filter(invoices::id.eq(id)))
             .set(patch)
             .get_result(conn)
+            .await?;
+        let upsert = NewInvoice {
+            project_id: project,
+            number: "1".into(),
+            amount_cents: 1,
+            currency: "EUR".into(),
+            status: "draft".into(),
+        };
+        let _: Invoice = Invoice::insert(conn, upsert.clone())
+            .on_conflict((invoices::tenant_id, invoices::number))
+            .do_update()
+            .set((invoices::amount_cents.to(diesel::upsert::excluded(invoices::amount_cents)), invoices::status.to("sent")))
+            .get_result(conn)
+            .await?;
+        let _: usize = Invoice::insert(conn, upsert)
+            .on_conflict((invoices::tenant_id, invoices::number))
+            .do_nothing()
+            .execute(conn)
             .await?;
         let _: usize = diesel::delete(Invoice::scoped(conn).filter(invoices::id.eq(id))).execute(conn).await?;
         Ok(())
