@@ -490,3 +490,51 @@ async fn compile_time_holes_are_closed_by_row_level_security() {
     let n = common::count(&mut admin, &sql).await;
     assert_eq!(n, ACME_INVOICES + GLOBEX_INVOICES);
 }
+
+/// The update-side hole the compiler cannot see either: an unscoped subquery as an update's
+/// value. Row-level security shows it the active tenant's rows only, so no value of another
+/// tenant can be copied in.
+#[tokio::test]
+async fn an_unscoped_value_subquery_reads_only_the_active_tenant() {
+    use common::schema::{invoices, projects};
+    let w = world(2).await;
+    let mut admin = w.t.admin().await;
+    // globex's only project gets a name that must never reach acme's rows.
+    raw::batch(
+        &mut admin,
+        &format!(
+            "UPDATE projects SET name = 'globex-secret' WHERE tenant_id = '{}'",
+            w.globex
+        ),
+    )
+    .await;
+    let numbers: Vec<String> = w
+        .t
+        .db
+        .tx(&ctx(w.acme), async |conn| {
+            // every project name, largest first: 'globex-secret' sorts after 'acme-project'
+            let largest_name = projects::table
+                .select(projects::name)
+                .order(projects::name.desc())
+                .single_value()
+                .assume_not_null();
+            let updated = diesel::update(Invoice::scoped(conn).filter(invoices::number.eq("INV-1")))
+                .set(invoices::number.to(largest_name))
+                .execute(conn)
+                .await?;
+            assert_eq!(updated, 1);
+            Ok::<_, DbError>(Invoice::scoped(conn).select(invoices::number).load(conn).await?)
+        })
+        .await
+        .unwrap();
+    assert_eq!(numbers.len() as i64, ACME_INVOICES);
+    assert!(numbers.iter().any(|n| n == "acme-project"), "{numbers:?}");
+    assert!(!numbers.iter().any(|n| n == "globex-secret"), "{numbers:?}");
+    // As the superuser the same subquery sees globex's project.
+    let n = common::count(
+        &mut admin,
+        "SELECT count(*) AS n FROM projects WHERE name = (SELECT name FROM projects ORDER BY name DESC LIMIT 1) AND name = 'globex-secret'",
+    )
+    .await;
+    assert_eq!(n, 1);
+}
