@@ -508,25 +508,30 @@ async fn an_unscoped_value_subquery_reads_only_the_active_tenant() {
         ),
     )
     .await;
-    let numbers: Vec<String> = w
-        .t
-        .db
-        .tx(&ctx(w.acme), async |conn| {
-            // every project name, largest first: 'globex-secret' sorts after 'acme-project'
-            let largest_name = projects::table
-                .select(projects::name)
-                .order(projects::name.desc())
-                .single_value()
-                .assume_not_null();
-            let updated = diesel::update(Invoice::scoped(conn).filter(invoices::number.eq("INV-1")))
-                .set(invoices::number.to(largest_name))
-                .execute(conn)
-                .await?;
-            assert_eq!(updated, 1);
-            Ok::<_, DbError>(Invoice::scoped(conn).select(invoices::number).load(conn).await?)
-        })
-        .await
-        .unwrap();
+    let numbers: Vec<String> =
+        w.t.db
+            .tx(&ctx(w.acme), async |conn| {
+                // every project name, largest first: 'globex-secret' sorts after 'acme-project'
+                let largest_name = projects::table
+                    .select(projects::name)
+                    .order(projects::name.desc())
+                    .single_value()
+                    .assume_not_null();
+                let updated =
+                    diesel::update(Invoice::scoped(conn).filter(invoices::number.eq("INV-1")))
+                        .set(invoices::number.to(largest_name))
+                        .execute(conn)
+                        .await?;
+                assert_eq!(updated, 1);
+                Ok::<_, DbError>(
+                    Invoice::scoped(conn)
+                        .select(invoices::number)
+                        .load(conn)
+                        .await?,
+                )
+            })
+            .await
+            .unwrap();
     assert_eq!(numbers.len() as i64, ACME_INVOICES);
     assert!(numbers.iter().any(|n| n == "acme-project"), "{numbers:?}");
     assert!(!numbers.iter().any(|n| n == "globex-secret"), "{numbers:?}");

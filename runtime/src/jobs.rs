@@ -31,7 +31,10 @@ struct KeptOutOfRequestState(PhantomData<Cell<()>>);
 /// (`db.bypass(no_tenant_scope!(&job, ".."), ..)`).
 ///
 /// Made once, in `main`, by [`crate::Db::connect_with_jobs`]; hand it to the task that runs
-/// the jobs. See the [module docs](self) for why request handlers cannot reach it.
+/// the jobs. It is neither `Clone` nor `Sync`: the router's state (which must be
+/// `Clone + Send + Sync + 'static`) cannot hold it, nor an `Arc` of it, and the [`SystemJob`]s it
+/// names borrow it, so they cannot be stored there either. Putting it behind a `Mutex` in the
+/// state is possible, and is the visible, deliberate act a reviewer sees.
 #[derive(Debug)]
 pub struct Jobs {
     db: Db,

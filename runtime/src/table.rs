@@ -4,7 +4,7 @@
 //! type of a model (so declaring a table twice is one "conflicting implementations" error);
 //! [`Declared`], [`TenantTable`] and [`GlobalTable`] follow from it. The checks
 //! are made against the schema (`table!`'s columns and types), not the model's fields: see
-//! [`crate::__private`]'s column helpers, which the generated code evaluates at compile time.
+//! the column helpers of `columns.rs`, which the generated code evaluates at compile time.
 
 use std::convert::Infallible;
 use std::marker::PhantomData;

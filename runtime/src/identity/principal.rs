@@ -90,8 +90,8 @@ impl Principal {
     }
 
     /// The actor recorded in audit rows.
-    pub fn actor(&self) -> crate::Actor {
-        crate::Actor::user(self.user_id, self.email.clone())
+    pub fn actor(&self) -> crate::ctx::Actor {
+        crate::ctx::Actor::user(self.user_id, self.email.clone())
     }
 }
 
