@@ -138,6 +138,12 @@ pub trait ReadWithoutScope: TableKind {}
 impl ReadWithoutScope for IsGlobal {}
 
 /// A table shared by all tenants (declared with `#[global_table]`); read without a scope.
+#[diagnostic::on_unimplemented(
+    message = "this query is not tenant-scoped, so a tenant connection will not run it",
+    label = "not built from `<Model>::scoped(conn)`",
+    note = "scope it: `Invoice::scoped(conn)`; insert with `Invoice::insert(conn, new)`; update or delete with `diesel::update(Invoice::scoped(conn).filter(..))`; only `#[global_table]`s are read without a scope",
+    note = "for deliberate cross-tenant work, use an audited bypass: `db.bypass(no_tenant_scope!(&owner, \"reason\"), ..)`"
+)]
 pub trait GlobalTable: Declared {}
 impl<T> GlobalTable for T
 where
