@@ -482,6 +482,33 @@ fn doctor_reports_undeclared_tenant_tables() {
 }
 
 #[test]
+fn doctor_reports_a_table_referencing_tenants_under_any_column_name() {
+    let db = ScratchDb::migrated();
+    db.sql(
+        "CREATE TABLE org_notes (id int PRIMARY KEY,
+            org uuid NOT NULL CONSTRAINT org_notes_org_fkey REFERENCES tenants (id))",
+    );
+    let out = db.tenantry(&["doctor"]).fails(1, &["1 problem"]);
+    assert!(
+        out.stdout.contains(
+            "FAIL  public.org_notes: references tenants (org_notes_org_fkey) but has no row-level security policy"
+        ),
+        "{out:?}"
+    );
+    assert!(
+        !out.stdout
+            .contains("ok    every table with a foreign key to tenants"),
+        "{out:?}"
+    );
+    db.sql("SELECT tenantry_declare_tenant_table('org_notes', 'org')");
+    let ok = db.tenantry(&["doctor"]).succeeds().stdout;
+    assert!(
+        ok.contains("ok    every table with a foreign key to tenants has row-level security"),
+        "{ok}"
+    );
+}
+
+#[test]
 fn doctor_checks_the_role_of_the_app_url() {
     let db = ScratchDb::migrated();
     let app_url = db.url(); // the superuser: row-level security does not apply to it
