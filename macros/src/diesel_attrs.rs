@@ -30,11 +30,8 @@ pub(crate) fn struct_attrs(attrs: &[Attribute]) -> syn::Result<StructAttrs> {
             } else if meta.path.is_ident("treat_none_as_null") {
                 let _: syn::Expr = meta.value()?.parse()?;
                 found.treat_none_as_null = Some(meta.path.clone());
-            } else if meta.input.peek(syn::Token![=]) {
-                let _: syn::Expr = meta.value()?.parse()?;
-            } else if meta.input.peek(syn::token::Paren) {
-                let _content;
-                syn::parenthesized!(_content in meta.input);
+            } else {
+                skip(&meta)?;
             }
             Ok(())
         })?;
@@ -49,14 +46,22 @@ pub(crate) fn column_name(field: &Field) -> syn::Result<Option<Ident>> {
         attr.parse_nested_meta(|meta| {
             if meta.path.is_ident("column_name") {
                 found = Some(meta.value()?.parse::<Ident>()?);
-            } else if meta.input.peek(syn::Token![=]) {
-                let _: syn::Expr = meta.value()?.parse()?;
-            } else if meta.input.peek(syn::token::Paren) {
-                let _content;
-                syn::parenthesized!(_content in meta.input);
+            } else {
+                skip(&meta)?;
             }
             Ok(())
         })?;
     }
     Ok(found.or_else(|| field.ident.clone()))
+}
+
+/// Skips a `#[diesel(..)]` option tenantry does not read (`key = value` or `key(..)`).
+fn skip(meta: &syn::meta::ParseNestedMeta<'_>) -> syn::Result<()> {
+    if meta.input.peek(syn::Token![=]) {
+        let _: syn::Expr = meta.value()?.parse()?;
+    } else if meta.input.peek(syn::token::Paren) {
+        let _content;
+        syn::parenthesized!(_content in meta.input);
+    }
+    Ok(())
 }
