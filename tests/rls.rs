@@ -491,9 +491,10 @@ async fn compile_time_holes_are_closed_by_row_level_security() {
     assert_eq!(n, ACME_INVOICES + GLOBEX_INVOICES);
 }
 
-/// The update-side hole the compiler cannot see either: an unscoped subquery as an update's
-/// value. Row-level security shows it the active tenant's rows only, so no value of another
-/// tenant can be copied in.
+/// The update-side hole the compiler cannot see: an unscoped subquery as an update's value that
+/// is boxed (an unboxed one does not compile: `update_value_from_an_unscoped_subquery`).
+/// Row-level security shows it the active tenant's rows only, so no value of another tenant can
+/// be copied in.
 #[tokio::test]
 async fn an_unscoped_value_subquery_reads_only_the_active_tenant() {
     use common::schema::{invoices, projects};
@@ -515,6 +516,7 @@ async fn an_unscoped_value_subquery_reads_only_the_active_tenant() {
                 let largest_name = projects::table
                     .select(projects::name)
                     .order(projects::name.desc())
+                    .into_boxed::<diesel::pg::Pg>()
                     .single_value()
                     .assume_not_null();
                 let updated =

@@ -461,34 +461,33 @@ async fn a_scoped_upsert_updates_or_inserts_inside_its_tenant_only() {
         currency: "EUR".into(),
         status: "draft".into(),
     };
-    let (updated, inserted, untouched) = w
-        .t
-        .db
-        .tx(&c, async |conn| {
-            // INV-1 exists in both tenants: acme's takes the proposed amount.
-            let updated: Invoice = Invoice::insert(conn, new("INV-1", 5))
-                .on_conflict((invoices::tenant_id, invoices::number))
-                .do_update()
-                .set(invoices::amount_cents.to(diesel::upsert::excluded(invoices::amount_cents)))
-                .get_result(conn)
-                .await?;
-            // INV-9 exists nowhere: inserted.
-            let inserted: Invoice = Invoice::insert(conn, new("INV-9", 9))
-                .on_conflict((invoices::tenant_id, invoices::number))
-                .do_update()
-                .set(invoices::amount_cents.to(diesel::upsert::excluded(invoices::amount_cents)))
-                .get_result(conn)
-                .await?;
-            // DO NOTHING leaves INV-2 as it was.
-            let untouched = Invoice::insert(conn, new("INV-2", 7))
-                .on_conflict((invoices::tenant_id, invoices::number))
-                .do_nothing()
-                .execute(conn)
-                .await?;
-            Ok::<_, DbError>((updated, inserted, untouched))
-        })
-        .await
-        .unwrap();
+    let (updated, inserted, untouched) =
+        w.t.db
+            .tx(&c, async |conn| {
+                // INV-1 exists in both tenants: acme's takes the proposed amount.
+                let updated: Invoice = Invoice::insert(conn, new("INV-1", 5))
+                    .on_conflict((invoices::tenant_id, invoices::number))
+                    .do_update()
+                    .set(invoices::amount_cents.to(tenantry::excluded(invoices::amount_cents)))
+                    .get_result(conn)
+                    .await?;
+                // INV-9 exists nowhere: inserted.
+                let inserted: Invoice = Invoice::insert(conn, new("INV-9", 9))
+                    .on_conflict((invoices::tenant_id, invoices::number))
+                    .do_update()
+                    .set(invoices::amount_cents.to(tenantry::excluded(invoices::amount_cents)))
+                    .get_result(conn)
+                    .await?;
+                // DO NOTHING leaves INV-2 as it was.
+                let untouched = Invoice::insert(conn, new("INV-2", 7))
+                    .on_conflict((invoices::tenant_id, invoices::number))
+                    .do_nothing()
+                    .execute(conn)
+                    .await?;
+                Ok::<_, DbError>((updated, inserted, untouched))
+            })
+            .await
+            .unwrap();
     assert_eq!(
         (
             updated.tenant_id,

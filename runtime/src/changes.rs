@@ -7,12 +7,16 @@
 //! scoped update takes only changes made of it ([`CheckedChanges`]), and [`Set`] can only be made
 //! for a column that is not the tenant column.
 
+use std::marker::PhantomData;
+
 use diesel::expression::{
-    AppearsOnTable, AsExpression, Expression, IsContainedInGroupBy, TypedExpressionType,
+    is_aggregate, AppearsOnTable, AsExpression, Expression, IsContainedInGroupBy,
+    TypedExpressionType, ValidGrouping,
 };
 use diesel::pg::Pg;
 use diesel::query_builder::{AsChangeset, AstPass, QueryFragment, QueryId};
 use diesel::query_source::Column;
+use diesel::query_source::{AppearsInFromClause, Once};
 use diesel::sql_types::SqlType;
 use diesel::QueryResult;
 
@@ -32,11 +36,15 @@ pub trait SetColumn: Column + Sized {
     /// Assigns `value` to this column: `.set((invoices::status.to("paid"), invoices::amount_cents.to(0)))`.
     ///
     /// The tenant column of a tenant table cannot be assigned: that would move the row to
-    /// another tenant.
+    /// another tenant. The value reads only the updated row (literals, its columns, arithmetic
+    /// and functions of them, [`excluded`] in an upsert) or a scoped subquery of the same
+    /// transaction (`Project::scoped(conn).select(..).single_value()`): an unscoped subquery
+    /// over a table does not compile.
     fn to<V>(self, value: V) -> Set<Self, V::Expression>
     where
         Self::SqlType: SqlType + TypedExpressionType,
         V: AsExpression<Self::SqlType>,
+        V::Expression: UpdateValue<Self::Table>,
         Self::Table: Declared,
         <Self::Table as Declared>::Kind: Assignable<Self>,
     {
@@ -48,6 +56,64 @@ pub trait SetColumn: Column + Sized {
 }
 
 impl<C: Column> SetColumn for C {}
+
+/// The `FROM` clause an update's value may read: the updated table `T`'s own row, nothing else.
+/// It is not a query source, so no Diesel subquery is valid on it: a subquery in a value must be
+/// a scoped one ([`crate::ScopedExpr`]), which carries the tenant condition.
+#[derive(Debug, Clone, Copy)]
+pub struct UpdatedRow<T>(PhantomData<T>);
+
+impl<T: diesel::Table> AppearsInFromClause<T> for UpdatedRow<T> {
+    type Count = Once;
+}
+
+/// What an update's value may be: an expression over the updated row of table `T` (its
+/// columns, literals, functions of them) which may contain scoped subqueries
+/// ([`crate::Scoped::single_value`]) but no other subquery.
+#[diagnostic::on_unimplemented(
+    message = "an update's value may read only the updated row and scoped subqueries",
+    label = "this value reads something else (an unscoped subquery would read every tenant's rows)",
+    note = "scope the subquery: `Project::scoped(conn).select(projects::name).single_value()`; in an upsert, the proposed row is `tenantry::excluded(column)`"
+)]
+pub trait UpdateValue<T> {}
+
+#[diagnostic::do_not_recommend]
+impl<E, T> UpdateValue<T> for E where E: AppearsOnTable<UpdatedRow<T>> {}
+
+/// `excluded.<column>`: in a scoped upsert's `DO UPDATE`, the value the insert proposed.
+pub fn excluded<C: Column>(column: C) -> Excluded<C> {
+    Excluded(column)
+}
+
+/// The value of `column` in the row an upsert proposed (`excluded."column"`). Made by
+/// [`excluded`].
+#[derive(Debug, Clone, Copy)]
+pub struct Excluded<C>(C);
+
+impl<C: Column> Expression for Excluded<C> {
+    type SqlType = C::SqlType;
+}
+
+impl<C: Column, QS> AppearsOnTable<QS> for Excluded<C> where
+    QS: AppearsInFromClause<C::Table, Count = Once>
+{
+}
+
+impl<C, GB> ValidGrouping<GB> for Excluded<C> {
+    type IsAggregate = is_aggregate::Never;
+}
+
+impl<C: QueryId> QueryId for Excluded<C> {
+    type QueryId = Excluded<C::QueryId>;
+    const HAS_STATIC_QUERY_ID: bool = C::HAS_STATIC_QUERY_ID;
+}
+
+impl<C: Column> QueryFragment<Pg> for Excluded<C> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql("excluded.");
+        out.push_identifier(C::NAME)
+    }
+}
 
 /// Which columns of a table of this kind may be assigned: every column of a global table, every
 /// column but the tenant column of a tenant table.

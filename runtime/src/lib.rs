@@ -30,7 +30,9 @@ pub mod testing;
 mod upsert;
 
 pub use bypass::{no_tenant_scope, AuditedBypass, BypassActor};
-pub use changes::{Assignable, CheckedChanges, Set, SetColumn};
+pub use changes::{
+    excluded, Assignable, CheckedChanges, Excluded, Set, SetColumn, UpdateValue, UpdatedRow,
+};
 pub use columns::{NotTheTenantColumn, UuidNotNull};
 pub use conn::{BypassConn, TenantConn};
 pub use ctx::{

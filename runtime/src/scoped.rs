@@ -341,9 +341,16 @@ impl<E: Expression> Expression for ScopedExpr<'_, E> {
     type SqlType = E::SqlType;
 }
 
-impl<E: AppearsOnTable<QS>, QS> AppearsOnTable<QS> for ScopedExpr<'_, E> {}
+impl<E: AppearsOnTable<QS>, QS: diesel::QuerySource> AppearsOnTable<QS> for ScopedExpr<'_, E> {}
 
-impl<E: SelectableExpression<QS>, QS> SelectableExpression<QS> for ScopedExpr<'_, E> {}
+/// A scoped subquery may be an update's value (it carries the tenant condition): it appears on
+/// the updated row wherever it would appear on the updated table.
+impl<E: AppearsOnTable<T>, T> AppearsOnTable<crate::changes::UpdatedRow<T>> for ScopedExpr<'_, E> {}
+
+impl<E: SelectableExpression<QS>, QS: diesel::QuerySource> SelectableExpression<QS>
+    for ScopedExpr<'_, E>
+{
+}
 
 impl<E: ValidGrouping<GB>, GB> ValidGrouping<GB> for ScopedExpr<'_, E> {
     type IsAggregate = E::IsAggregate;

@@ -217,7 +217,7 @@ impl<'tx, T, U, Op, Target> ScopedDoUpdate<'tx, InsertStatement<T, U, Op>, Targe
 where
     T: TenantTable,
 {
-    /// `DO UPDATE SET <changes>`: `column.to(value)` assignments (use `diesel::upsert::excluded`
+    /// `DO UPDATE SET <changes>`: `column.to(value)` assignments (use [`crate::excluded`]
     /// for the proposed row's values) or tenantry's `#[derive(AsChangeset)]`; the tenant column
     /// cannot be set.
     pub fn set<Changes>(

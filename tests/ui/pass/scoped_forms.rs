@@ -90,6 +90,12 @@ async fn writes(db: &Db, ctx: &TenantCtx<'_>, id: uuid::Uuid, project: uuid::Uui
             .set(invoices::amount_cents.to(invoices::amount_cents + 1))
             .get_result(conn)
             .await?;
+        // a value from a scoped subquery of the same transaction
+        let first_name = Project::scoped(conn).select(projects::name).order(projects::name).single_value();
+        let _: usize = diesel::update(Invoice::scoped(conn).filter(invoices::id.eq(id)))
+            .set(invoices::status.to(first_name.assume_not_null()))
+            .execute(conn)
+            .await?;
         let patch = PatchInvoice { id, status: Some("paid".into()), amount: None };
         let _: Invoice = diesel::update(Invoice::scoped(conn).filter(invoices::id.eq(id)))
             .set(&patch)
@@ -109,7 +115,7 @@ async fn writes(db: &Db, ctx: &TenantCtx<'_>, id: uuid::Uuid, project: uuid::Uui
         let _: Invoice = Invoice::insert(conn, upsert.clone())
             .on_conflict((invoices::tenant_id, invoices::number))
             .do_update()
-            .set((invoices::amount_cents.to(diesel::upsert::excluded(invoices::amount_cents)), invoices::status.to("sent")))
+            .set((invoices::amount_cents.to(tenantry::excluded(invoices::amount_cents)), invoices::status.to("sent")))
             .get_result(conn)
             .await?;
         let _: usize = Invoice::insert(conn, upsert)
