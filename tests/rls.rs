@@ -449,7 +449,7 @@ async fn connect_refuses_a_privileged_app_role() {
 }
 
 /// The holes the compiler cannot see, closed by row-level security: a raw `sql()` fragment that
-/// breaks out of the tenant condition, and an unscoped subquery inside a scoped filter.
+/// breaks out of the tenant condition, and a boxed unscoped subquery inside a scoped filter.
 #[tokio::test]
 async fn compile_time_holes_are_closed_by_row_level_security() {
     use common::schema::{invoices, projects};
@@ -463,8 +463,11 @@ async fn compile_time_holes_are_closed_by_row_level_security() {
                     .filter(diesel::dsl::sql::<Bool>("TRUE) OR (TRUE"))
                     .load(conn)
                     .await?;
-                // an unscoped subquery over another tenant table
-                let all_projects = projects::table.select(projects::id);
+                // an unscoped subquery over another tenant table (boxed: an unboxed one does not
+                // compile, `filter_with_an_unscoped_subquery`)
+                let all_projects = projects::table
+                    .select(projects::id)
+                    .into_boxed::<diesel::pg::Pg>();
                 let via_subquery: Vec<Invoice> = Invoice::scoped(conn)
                     .filter(invoices::project_id.eq_any(all_projects))
                     .load(conn)

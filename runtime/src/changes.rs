@@ -7,8 +7,6 @@
 //! scoped update takes only changes made of it ([`CheckedChanges`]), and [`Set`] can only be made
 //! for a column that is not the tenant column.
 
-use std::marker::PhantomData;
-
 use diesel::expression::{
     is_aggregate, AppearsOnTable, AsExpression, Expression, IsContainedInGroupBy,
     TypedExpressionType, ValidGrouping,
@@ -17,6 +15,8 @@ use diesel::pg::Pg;
 use diesel::query_builder::{AsChangeset, AstPass, QueryFragment, QueryId};
 use diesel::query_source::Column;
 use diesel::query_source::{AppearsInFromClause, Once};
+
+use crate::scoped::FromOnly;
 use diesel::sql_types::SqlType;
 use diesel::QueryResult;
 
@@ -57,16 +57,6 @@ pub trait SetColumn: Column + Sized {
 
 impl<C: Column> SetColumn for C {}
 
-/// The `FROM` clause an update's value may read: the updated table `T`'s own row, nothing else.
-/// It is not a query source, so no Diesel subquery is valid on it: a subquery in a value must be
-/// a scoped one ([`crate::ScopedExpr`]), which carries the tenant condition.
-#[derive(Debug, Clone, Copy)]
-pub struct UpdatedRow<T>(PhantomData<T>);
-
-impl<T: diesel::Table> AppearsInFromClause<T> for UpdatedRow<T> {
-    type Count = Once;
-}
-
 /// What an update's value may be: an expression over the updated row of table `T` (its
 /// columns, literals, functions of them) which may contain scoped subqueries
 /// ([`crate::Scoped::single_value`]) but no other subquery.
@@ -78,7 +68,7 @@ impl<T: diesel::Table> AppearsInFromClause<T> for UpdatedRow<T> {
 pub trait UpdateValue<T> {}
 
 #[diagnostic::do_not_recommend]
-impl<E, T> UpdateValue<T> for E where E: AppearsOnTable<UpdatedRow<T>> {}
+impl<E, T> UpdateValue<T> for E where E: AppearsOnTable<FromOnly<T>> {}
 
 /// `excluded.<column>`: in a scoped upsert's `DO UPDATE`, the value the insert proposed.
 pub fn excluded<C: Column>(column: C) -> Excluded<C> {

@@ -30,9 +30,7 @@ pub mod testing;
 mod upsert;
 
 pub use bypass::{no_tenant_scope, AuditedBypass, BypassActor};
-pub use changes::{
-    excluded, Assignable, CheckedChanges, Excluded, Set, SetColumn, UpdateValue, UpdatedRow,
-};
+pub use changes::{excluded, Assignable, CheckedChanges, Excluded, Set, SetColumn, UpdateValue};
 pub use columns::{NotTheTenantColumn, UuidNotNull};
 pub use conn::{BypassConn, TenantConn};
 pub use ctx::{
@@ -50,7 +48,8 @@ pub use migrate::{
 };
 pub use query::{RunFuture, RunTenantQuery, TenantQuery};
 pub use scoped::{
-    NoWidening, Scoped, ScopedExpr, ScopedFrom, ScopedJoin, ScopedOn, ScopedSubquery, ScopedWhere,
+    FilterValue, FromOnly, NoWidening, Scoped, ScopedExpr, ScopedFrom, ScopedIn, ScopedJoin,
+    ScopedOn, ScopedSource, ScopedSubquery, ScopedWhere,
 };
 pub use table::{
     Declared, GlobalTable, IsGlobal, IsTenant, JoinScope, ReadWithoutScope, TableDecl, TableKind,

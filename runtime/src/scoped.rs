@@ -16,7 +16,8 @@ use std::marker::PhantomData;
 use diesel::associations::HasTable;
 use diesel::dsl::CountStar;
 use diesel::expression::{AppearsOnTable, Expression, SelectableExpression, ValidGrouping};
-use diesel::internal::derives::multiconnection::array_comparison::AsInExpression;
+use diesel::internal::derives::multiconnection::array_comparison::{AsInExpression, InExpression};
+use diesel::internal::table_macro::{BoxedSelectStatement, FromClause, SelectStatement};
 use diesel::internal::table_macro::{Inner, LeftOuter};
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, IntoUpdateTarget, QueryFragment, QueryId, UpdateTarget};
@@ -25,6 +26,7 @@ use diesel::query_dsl::methods::{
     ThenOrderDsl,
 };
 use diesel::query_dsl::InternalJoinDsl;
+use diesel::query_source::AppearsInFromClause;
 use diesel::query_source::{Column, JoinTo};
 use diesel::sql_types::SqlType;
 use diesel::QueryResult;
@@ -104,9 +106,14 @@ impl<'tx, Q, A: Access> Scoped<'tx, Q, A> {
     }
 
     /// Narrows the query: `WHERE tenant_id = $tenant AND (<predicate>)`.
+    ///
+    /// The predicate reads the query's own tables, literals and functions of them, and scoped
+    /// subqueries of the same transaction (`subquery()`, `exists()`, `single_value()`): an
+    /// unscoped subquery over a table does not compile.
     pub fn filter<P>(self, predicate: P) -> Scoped<'tx, diesel::dsl::Filter<Q, P>, A>
     where
-        Q: FilterDsl<P>,
+        Q: FilterDsl<P> + ScopedSource,
+        P: FilterValue<Q::From>,
     {
         self.map(|q| q.filter(predicate))
     }
@@ -343,9 +350,9 @@ impl<E: Expression> Expression for ScopedExpr<'_, E> {
 
 impl<E: AppearsOnTable<QS>, QS: diesel::QuerySource> AppearsOnTable<QS> for ScopedExpr<'_, E> {}
 
-/// A scoped subquery may be an update's value (it carries the tenant condition): it appears on
-/// the updated row wherever it would appear on the updated table.
-impl<E: AppearsOnTable<T>, T> AppearsOnTable<crate::changes::UpdatedRow<T>> for ScopedExpr<'_, E> {}
+/// A scoped subquery carries the tenant condition, so it may stand where only the query's own
+/// tables may be read: it appears on `FromOnly<QS>` wherever it would appear on `QS`.
+impl<E: AppearsOnTable<QS>, QS> AppearsOnTable<FromOnly<QS>> for ScopedExpr<'_, E> {}
 
 impl<E: SelectableExpression<QS>, QS: diesel::QuerySource> SelectableExpression<QS>
     for ScopedExpr<'_, E>
@@ -374,17 +381,110 @@ pub struct ScopedSubquery<'tx, Q> {
     _brand: Brand<'tx>,
 }
 
-impl<Q, ST> AsInExpression<ST> for ScopedSubquery<'_, Q>
+impl<'tx, Q, ST> AsInExpression<ST> for ScopedSubquery<'tx, Q>
 where
     ST: SqlType,
     Q: AsInExpression<ST>,
 {
-    type InExpression = Q::InExpression;
+    type InExpression = ScopedIn<'tx, Q::InExpression>;
 
     fn as_in_expression(self) -> Self::InExpression {
-        self.query.as_in_expression()
+        ScopedIn {
+            inner: self.query.as_in_expression(),
+            _brand: PhantomData,
+        }
     }
 }
+
+/// The right-hand side of `eq_any(<scoped subquery>)`: Diesel's `IN (subquery)`, branded and
+/// declared valid where only the query's own tables may be read ([`FromOnly`]).
+#[derive(Debug, Clone, Copy)]
+pub struct ScopedIn<'tx, I> {
+    inner: I,
+    _brand: Brand<'tx>,
+}
+
+impl<I: Expression> Expression for ScopedIn<'_, I> {
+    type SqlType = I::SqlType;
+}
+
+impl<I: InExpression> InExpression for ScopedIn<'_, I> {
+    type SqlType = <I as InExpression>::SqlType;
+    fn is_empty(&self) -> bool {
+        self.inner.is_empty()
+    }
+    fn is_array(&self) -> bool {
+        self.inner.is_array()
+    }
+}
+
+impl<I: AppearsOnTable<QS>, QS: diesel::QuerySource> AppearsOnTable<QS> for ScopedIn<'_, I> {}
+impl<I: AppearsOnTable<QS>, QS> AppearsOnTable<FromOnly<QS>> for ScopedIn<'_, I> {}
+impl<I: SelectableExpression<QS>, QS: diesel::QuerySource> SelectableExpression<QS>
+    for ScopedIn<'_, I>
+{
+}
+
+impl<I: ValidGrouping<GB>, GB> ValidGrouping<GB> for ScopedIn<'_, I> {
+    type IsAggregate = I::IsAggregate;
+}
+
+impl<I: QueryId> QueryId for ScopedIn<'_, I> {
+    type QueryId = I::QueryId;
+    const HAS_STATIC_QUERY_ID: bool = I::HAS_STATIC_QUERY_ID;
+}
+
+impl<I: QueryFragment<Pg>> QueryFragment<Pg> for ScopedIn<'_, I> {
+    fn walk_ast<'b>(&'b self, pass: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        self.inner.walk_ast(pass)
+    }
+}
+
+/// The tables of the `FROM` clause `QS`, and nothing else: not a query source, so Diesel
+/// declares no subquery valid on it (a subquery validates against a query source), while the
+/// columns of `QS`'s tables, literals and functions of them appear on it as they do on `QS`.
+/// What a scoped filter and an update's value are checked against; scoped subqueries
+/// ([`ScopedExpr`], [`ScopedIn`]) are declared valid on it since they carry the tenant
+/// condition.
+#[derive(Debug, Clone, Copy)]
+pub struct FromOnly<QS>(PhantomData<QS>);
+
+impl<T, QS> AppearsInFromClause<T> for FromOnly<QS>
+where
+    QS: AppearsInFromClause<T>,
+{
+    type Count = QS::Count;
+}
+
+/// The `FROM` clause of a scoped query's select statement (what its filters may read).
+pub trait ScopedSource {
+    /// The tables of the `FROM` clause (a table or a join).
+    type From;
+}
+
+impl<F: diesel::QuerySource, S, D, W, O, LOf, G, H, LC> ScopedSource
+    for SelectStatement<FromClause<F>, S, D, W, O, LOf, G, H, LC>
+{
+    type From = F;
+}
+
+impl<'a, ST, F: diesel::QuerySource, GB> ScopedSource
+    for BoxedSelectStatement<'a, ST, FromClause<F>, Pg, GB>
+{
+    type From = F;
+}
+
+/// What a scoped query's filter may be: an expression over the query's own tables (columns,
+/// literals, functions of them) which may contain scoped subqueries but no other subquery.
+#[diagnostic::on_unimplemented(
+    message = "a scoped filter may read only the query's own tables and scoped subqueries",
+    label = "this predicate reads something else (an unscoped subquery would read every tenant's rows)",
+    note = "scope the subquery: `Project::scoped(conn).select(projects::id).subquery()` for `eq_any`, `.exists()`, `.single_value()`"
+)]
+pub trait FilterValue<From> {}
+
+#[diagnostic::do_not_recommend]
+impl<P, From> FilterValue<From> for P where P: AppearsOnTable<FromOnly<From>> {}
 
 impl<Q: QueryId> QueryId for ScopedSubquery<'_, Q> {
     type QueryId = Q::QueryId;

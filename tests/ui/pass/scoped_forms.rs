@@ -56,7 +56,13 @@ async fn reads(db: &Db, ctx: &TenantCtx<'_>, id: uuid::Uuid) -> Result<(), DbErr
         let _: Vec<(Invoice, Currency)> = Invoice::scoped(conn).inner_join(currencies::table).load(conn).await?;
         let _: Vec<(String, String)> = Invoice::scoped(conn)
             .inner_join(projects::table)
+            .filter(projects::name.eq("Website").and(invoices::amount_cents.gt(0)))
             .select((invoices::number, projects::name))
+            .load(conn)
+            .await?;
+        let _: Vec<(Invoice, Option<Project>)> = Invoice::scoped(conn)
+            .left_join(projects::table)
+            .filter(projects::name.is_null().or(invoices::status.eq_any(["draft", "sent"])))
             .load(conn)
             .await?;
         let _: Vec<Currency> = currencies::table.load(conn).await?;
