@@ -118,11 +118,12 @@ impl<'tx, Q, A: Access> Scoped<'tx, Q, A> {
         self.map(|q| q.filter(predicate))
     }
 
-    /// Sets the `ORDER BY` clause.
+    /// Sets the `ORDER BY` clause (over the query's own tables and scoped subqueries, like a
+    /// filter).
     pub fn order<O>(self, order: O) -> Scoped<'tx, diesel::dsl::Order<Q, O>, A>
     where
-        O: Expression,
-        Q: OrderDsl<O>,
+        O: Expression + FilterValue<Q::From>,
+        Q: OrderDsl<O> + ScopedSource,
     {
         self.map(|q| q.order(order))
     }
@@ -130,8 +131,8 @@ impl<'tx, Q, A: Access> Scoped<'tx, Q, A> {
     /// Alias of [`Scoped::order`], as in Diesel.
     pub fn order_by<O>(self, order: O) -> Scoped<'tx, diesel::dsl::Order<Q, O>, A>
     where
-        O: Expression,
-        Q: OrderDsl<O>,
+        O: Expression + FilterValue<Q::From>,
+        Q: OrderDsl<O> + ScopedSource,
     {
         self.order(order)
     }
@@ -139,7 +140,8 @@ impl<'tx, Q, A: Access> Scoped<'tx, Q, A> {
     /// Appends to the `ORDER BY` clause.
     pub fn then_order_by<O>(self, order: O) -> Scoped<'tx, diesel::dsl::ThenOrderBy<Q, O>, A>
     where
-        Q: ThenOrderDsl<O>,
+        O: FilterValue<Q::From>,
+        Q: ThenOrderDsl<O> + ScopedSource,
     {
         self.map(|q| q.then_order_by(order))
     }
@@ -160,11 +162,12 @@ impl<'tx, Q, A: Access> Scoped<'tx, Q, A> {
         self.map(|q| q.offset(offset))
     }
 
-    /// Chooses the selected columns.
+    /// Chooses the selected columns (of the query's own tables; a subquery in the selection
+    /// must be a scoped one, like in a filter).
     pub fn select<S>(self, selection: S) -> Scoped<'tx, diesel::dsl::Select<Q, S>, A>
     where
-        S: Expression,
-        Q: SelectDsl<S>,
+        S: Expression + FilterValue<Q::From>,
+        Q: SelectDsl<S> + ScopedSource,
     {
         self.map(|q| q.select(selection))
     }
@@ -477,8 +480,8 @@ impl<'a, ST, F: diesel::QuerySource, GB> ScopedSource
 /// What a scoped query's filter may be: an expression over the query's own tables (columns,
 /// literals, functions of them) which may contain scoped subqueries but no other subquery.
 #[diagnostic::on_unimplemented(
-    message = "a scoped filter may read only the query's own tables and scoped subqueries",
-    label = "this predicate reads something else (an unscoped subquery would read every tenant's rows)",
+    message = "a scoped query's filter, selection or order may read only its own tables and scoped subqueries",
+    label = "this expression reads something else (an unscoped subquery would read every tenant's rows)",
     note = "scope the subquery: `Project::scoped(conn).select(projects::id).subquery()` for `eq_any`, `.exists()`, `.single_value()`"
 )]
 pub trait FilterValue<From> {}
