@@ -125,7 +125,10 @@ fn a_malformed_app_database_url_is_named() {
 fn migrate_applies_once_then_is_up_to_date() {
     let db = ScratchDb::empty();
     let first = db.tenantry(&["migrate"]).succeeds();
-    assert!(first.stdout.contains("applied 0001_framework"), "{first:?}");
+    assert!(
+        first.stdout.contains("applied 00000000000001_framework"),
+        "{first:?}"
+    );
     let second = db.tenantry(&["migrate"]).succeeds();
     assert!(second.stdout.contains("already up to date"), "{second:?}");
     assert!(!second.stdout.contains("applied 0001"), "{second:?}");

@@ -42,9 +42,7 @@ pub use error::{DbError, ScopeError};
 pub use insert::{InsertMany, InsertOne, ScopedInsert, TenantRow};
 pub use inspect::{inspect, Finding, Report};
 pub use jobs::{Jobs, JobsOnly, SystemJob};
-pub use migrate::{
-    migrate, migrate_url, run_migrations, MigrateError, Migration, FRAMEWORK_MIGRATIONS,
-};
+pub use migrate::{migrate, migrate_url, migrate_with, MigrateError, Migrated, FRAMEWORK_MIGRATIONS};
 pub use query::{RunFuture, RunTenantQuery, TenantQuery};
 pub use scoped::{
     NoWidening, Scoped, ScopedExpr, ScopedFrom, ScopedJoin, ScopedOn, ScopedSubquery, ScopedWhere,

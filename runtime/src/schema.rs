@@ -50,14 +50,6 @@ diesel::joinable!(memberships -> users (user_id));
 diesel::allow_tables_to_appear_in_same_query!(tenants, users, memberships, audit_log);
 
 diesel::table! {
-    tenantry_migrations (migration_set, version) {
-        migration_set -> Text,
-        version -> Text,
-        applied_at -> Timestamptz,
-    }
-}
-
-diesel::table! {
     tenantry_declared_tables (table_schema, table_name) {
         table_schema -> Text,
         table_name -> Text,

@@ -41,11 +41,14 @@ impl TestDb {
     pub async fn with_pool_size(size: usize) -> Self {
         let scratch = ScratchDatabase::create("tenantry_t").await;
         let name = scratch.name().to_owned();
-        let mut conn = scratch.connect().await;
-        tenantry::migrate(&mut conn)
+        let conn = scratch.connect().await;
+        let mut conn = tenantry::migrate_with(conn, schema::MIGRATIONS)
             .await
-            .expect("framework migrations");
-        schema::apply(&mut conn).await;
+            .expect("migrations")
+            .conn;
+        tenantry::declare_tables(&mut conn, &schema::decls())
+            .await
+            .expect("declare tables");
         drop(conn);
         let mut config = DbConfig::new(Self::app_url_of(&name), Some(Self::bypass_url_of(&name)));
         config.max_connections = size;
