@@ -86,7 +86,12 @@ pub mod __private {
     pub use crate::insert::{insert, insert_many};
     pub use crate::scoped::scoped;
     pub use crate::table::sealed::Declaration;
+    #[cfg(feature = "testing")]
+    pub use crate::testing::{run_test, NoMigrations};
     pub use diesel;
+
+    /// `#[tenantry::test]` checks with this that tenantry's `testing` feature is on.
+    pub const fn testing_feature<T: crate::TestingFeature>() {}
 }
 
 mod framework_tables {
