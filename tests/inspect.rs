@@ -41,7 +41,11 @@ const NOTES_SQL: &str = "CREATE TABLE notes (
 )";
 
 /// tenantry's own migrations, in order.
-const ALL_MIGRATIONS: [&str; 2] = ["00000000000001_framework", "00000000000002_directory"];
+const ALL_MIGRATIONS: [&str; 3] = [
+    "00000000000001_framework",
+    "00000000000002_directory",
+    "00000000000004_service_identities",
+];
 
 const NOTES: TableDecl = TableDecl::tenant("notes", "tenant_id");
 

@@ -19,6 +19,7 @@ diesel::table! {
         is_owner -> Bool,
         cf_sub -> Nullable<Text>,
         created_at -> Timestamptz,
+        kind -> Text,
     }
 }
 
