@@ -42,7 +42,9 @@ pub use error::{DbError, ScopeError};
 pub use insert::{InsertMany, InsertOne, ScopedInsert, TenantRow};
 pub use inspect::{inspect, Finding, Report};
 pub use jobs::{Jobs, JobsOnly, SystemJob};
-pub use migrate::{migrate, migrate_url, migrate_with, MigrateError, Migrated, FRAMEWORK_MIGRATIONS};
+pub use migrate::{
+    migrate, migrate_url, migrate_with, MigrateError, Migrated, FRAMEWORK_MIGRATIONS,
+};
 pub use query::{RunFuture, RunTenantQuery, TenantQuery};
 pub use scoped::{
     NoWidening, Scoped, ScopedExpr, ScopedFrom, ScopedJoin, ScopedOn, ScopedSubquery, ScopedWhere,
@@ -86,6 +88,8 @@ pub mod __private {
     pub use crate::insert::{insert, insert_many};
     pub use crate::scoped::scoped;
     pub use crate::table::sealed::Declaration;
+    #[cfg(feature = "testing")]
+    pub use crate::testing::isolation;
     #[cfg(feature = "testing")]
     pub use crate::testing::{run_test, NoMigrations};
     pub use diesel;

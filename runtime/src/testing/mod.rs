@@ -29,11 +29,15 @@
 
 mod certs_server;
 mod harness;
+#[doc(hidden)]
+pub mod isolation;
 mod keys;
 mod minter;
 mod proxy;
 mod scratch;
 
+#[doc(inline)]
+pub use crate::assert_isolated;
 pub use certs_server::{CertsBehaviour, CertsServer};
 pub use harness::{run_test, NoMigrations, TestDb, TestFn, TestTenant, TestUser};
 pub use keys::{certs_document, TestKey};
