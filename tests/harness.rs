@@ -14,7 +14,10 @@ use tenantry::DbError;
 #[tenantry::test(migrations = common::schema::MIGRATIONS)]
 async fn the_fixture_has_two_tenants_with_a_partner_and_a_viewer_each(t: TestDb) {
     assert_ne!(t.acme.id, t.globex.id);
-    assert_eq!((t.acme.slug.as_str(), t.globex.slug.as_str()), ("acme", "globex"));
+    assert_eq!(
+        (t.acme.slug.as_str(), t.globex.slug.as_str()),
+        ("acme", "globex")
+    );
     assert_eq!(t.acme.partner.email, "partner@acme.test");
     assert_eq!(t.globex.viewer.email, "viewer@globex.test");
     let mut admin = t.admin().await;
@@ -31,9 +34,8 @@ async fn the_fixture_has_two_tenants_with_a_partner_and_a_viewer_each(t: TestDb)
     assert_eq!(count(&mut admin, declared).await, 2);
     // The pool is the app role's: a tenant transaction sees its own tenant only.
     let acme = t.acme.as_partner();
-    let project: Project = t
-        .db
-        .tx(&acme, async |conn| {
+    let project: Project =
+        t.db.tx(&acme, async |conn| {
             let p: Project = Project::insert(conn, NewProject { name: "p".into() })
                 .get_result(conn)
                 .await?;
@@ -42,9 +44,8 @@ async fn the_fixture_has_two_tenants_with_a_partner_and_a_viewer_each(t: TestDb)
         .await
         .expect("a partner writes");
     assert_eq!(project.tenant_id, t.acme.id);
-    let seen: i64 = t
-        .db
-        .tx(&t.globex.as_viewer(), async |conn| {
+    let seen: i64 =
+        t.db.tx(&t.globex.as_viewer(), async |conn| {
             Ok::<i64, DbError>(Project::scoped(conn).count().get_result(conn).await?)
         })
         .await
@@ -52,11 +53,16 @@ async fn the_fixture_has_two_tenants_with_a_partner_and_a_viewer_each(t: TestDb)
     assert_eq!(seen, 0, "globex sees none of acme's projects");
     // The jobs capability and the bypass pool are there too.
     let job = t.jobs.job("harness");
-    let n: i64 = t
-        .db
-        .bypass(tenantry::no_tenant_scope!(&job, "count all projects"), async |conn| {
-            Ok::<_, DbError>(conn.get_result(common::schema::projects::table.count()).await?)
-        })
+    let n: i64 =
+        t.db.bypass(
+            tenantry::no_tenant_scope!(&job, "count all projects"),
+            async |conn| {
+                Ok::<_, DbError>(
+                    conn.get_result(common::schema::projects::table.count())
+                        .await?,
+                )
+            },
+        )
         .await
         .expect("bypass");
     assert_eq!(n, 1);
@@ -68,14 +74,16 @@ async fn without_migrations_the_fixture_has_tenantrys_tables_alone(t: TestDb) {
     let sql = "SELECT count(*) AS n FROM pg_tables WHERE schemaname = 'public' \
                AND tablename IN ('invoices', 'projects')";
     assert_eq!(count(&mut admin, sql).await, 0);
-    assert_eq!(count(&mut admin, "SELECT count(*) AS n FROM tenants").await, 2);
+    assert_eq!(
+        count(&mut admin, "SELECT count(*) AS n FROM tenants").await,
+        2
+    );
 }
 
 #[tenantry::test(migrations = common::schema::MIGRATIONS)]
 async fn a_test_may_return_a_result(t: TestDb) -> Result<(), DbError> {
-    let n: i64 = t
-        .db
-        .tx(&t.acme.as_viewer(), async |conn| {
+    let n: i64 =
+        t.db.tx(&t.acme.as_viewer(), async |conn| {
             let n: i64 = Invoice::scoped(conn)
                 .filter(invoices::amount_cents.gt(0))
                 .count()

@@ -191,7 +191,14 @@ mod tests {
         assert!(parse(&["--service-token", "ab12.access", "--owner"]).is_ok());
         assert!(parse(&["--owner"]).is_err(), "an identity is required");
         assert!(
-            parse(&["--email", "a@b.co", "--service-token", "ab12.access", "--owner"]).is_err(),
+            parse(&[
+                "--email",
+                "a@b.co",
+                "--service-token",
+                "ab12.access",
+                "--owner"
+            ])
+            .is_err(),
             "one identity"
         );
     }

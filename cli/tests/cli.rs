@@ -413,7 +413,9 @@ fn add_user_creates_a_service_identity_that_service_tokens_resolve_to() {
         .collect();
     assert_eq!(roles, [("acme-corp", "partner")]);
     assert_eq!(
-        person.expect_err("a person's identity never resolves to a service row").status(),
+        person
+            .expect_err("a person's identity never resolves to a service row")
+            .status(),
         403
     );
 

@@ -150,7 +150,12 @@ async fn a_service_token_acts_with_its_roles_in_its_tenants() {
         .as_array()
         .expect("tenants")
         .iter()
-        .map(|t| (t["slug"].as_str().unwrap().into(), t["role"].as_str().unwrap().into()))
+        .map(|t| {
+            (
+                t["slug"].as_str().unwrap().into(),
+                t["role"].as_str().unwrap().into(),
+            )
+        })
         .collect();
     assert_eq!(
         roles,
@@ -162,22 +167,49 @@ async fn a_service_token_acts_with_its_roles_in_its_tenants() {
 
     // Reads in both of its tenants, each seeing its own invoices only.
     for slug in ["acme", "globex"] {
-        let (s, list) = as_token(&app, &token, get.clone(), "/api/invoices", Some(slug), None).await;
+        let (s, list) =
+            as_token(&app, &token, get.clone(), "/api/invoices", Some(slug), None).await;
         assert_eq!(s, 200, "{slug}: {list}");
         let list = list.as_array().expect("invoices");
         assert_eq!(list.len(), 3, "{slug}");
-        assert!(list.iter().all(|i| i["tenant_id"] == app.tenants[slug].to_string()));
+        assert!(list
+            .iter()
+            .all(|i| i["tenant_id"] == app.tenants[slug].to_string()));
     }
     // Writes where it is a partner, not where it is a viewer.
     let project = serde_json::json!({"name": "from the bot"});
-    let (s, b) = as_token(&app, &token, post.clone(), "/api/projects", Some("acme"), Some(project.clone())).await;
+    let (s, b) = as_token(
+        &app,
+        &token,
+        post.clone(),
+        "/api/projects",
+        Some("acme"),
+        Some(project.clone()),
+    )
+    .await;
     assert_eq!(s, 201, "{b}");
     assert_eq!(b["tenant_id"], app.tenants["acme"].to_string());
-    let (s, b) = as_token(&app, &token, post, "/api/projects", Some("globex"), Some(project)).await;
+    let (s, b) = as_token(
+        &app,
+        &token,
+        post,
+        "/api/projects",
+        Some("globex"),
+        Some(project),
+    )
+    .await;
     assert_eq!(s, 403, "a client viewer cannot write: {b}");
     assert_error(&b, "forbidden");
     // Not in a tenant it is no member of, nor on the Owner's routes.
-    let (s, b) = as_token(&app, &token, get.clone(), "/api/invoices", Some("initech"), None).await;
+    let (s, b) = as_token(
+        &app,
+        &token,
+        get.clone(),
+        "/api/invoices",
+        Some("initech"),
+        None,
+    )
+    .await;
     assert_eq!(s, 403, "{b}");
     let (s, _) = as_token(&app, &token, get.clone(), "/api/admin/tenants", None, None).await;
     assert_eq!(s, 403);

@@ -148,7 +148,10 @@ where
 {
     ensure_roles(&mut conn).await?;
     // On an error below the connection is dropped, which releases the lock.
-    step("taking the migration lock", conn.batch_execute(LOCK_SQL).await)?;
+    step(
+        "taking the migration lock",
+        conn.batch_execute(LOCK_SQL).await,
+    )?;
     step(
         "creating __diesel_schema_migrations",
         conn.batch_execute(diesel::migration::CREATE_MIGRATIONS_TABLE)
@@ -397,7 +400,10 @@ mod tests {
         for v in &versions {
             assert_eq!(v.len(), 14, "{v}");
             assert!(v.as_str() < "0001", "{v} sorts before `0001_..`");
-            assert!(v.as_str() > "00000000000000", "{v} is not Diesel's initial setup");
+            assert!(
+                v.as_str() > "00000000000000",
+                "{v} is not Diesel's initial setup"
+            );
         }
     }
 }

@@ -9,7 +9,6 @@ use tenantry::{Declared, TableDecl};
 mod shared;
 pub use shared::*;
 
-
 pub fn decls() -> Vec<TableDecl> {
     vec![
         <projects::table as Declared>::DECL,

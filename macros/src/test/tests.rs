@@ -52,14 +52,24 @@ fn misuse_is_explained_all_at_once() {
     assert!(messages[2].contains("goes on an `async fn`"));
     assert!(messages[3].contains("cannot be generic"));
     assert!(messages[4].contains("takes one parameter, the test database, not 2"));
-    assert!(messages.iter().all(|m| m.contains("help: ")), "{messages:#?}");
+    assert!(
+        messages.iter().all(|m| m.contains("help: ")),
+        "{messages:#?}"
+    );
 }
 
 #[test]
 fn a_test_needs_its_database_parameter() {
-    let err = super::expand(quote!(), quote!(async fn nothing() {})).expect_err("must fail");
+    let err = super::expand(
+        quote!(),
+        quote!(
+            async fn nothing() {}
+        ),
+    )
+    .expect_err("must fail");
     assert!(
-        err.to_string().contains("takes one parameter, the test database"),
+        err.to_string()
+            .contains("takes one parameter, the test database"),
         "{err}"
     );
 }
