@@ -82,7 +82,7 @@ pub use tenantry_macros::AsChangeset;
 /// }
 /// ```
 ///
-/// The test gets a [`testing::TestDb`]: a scratch database on `TENANTRY_TEST_DATABASE_URL`
+/// The test gets a `tenantry::testing::TestDb`: a scratch database on `TENANTRY_TEST_DATABASE_URL`
 /// (default `postgres://postgres@127.0.0.1:5432/postgres`, a superuser that may create
 /// databases) with tenantry's migrations and then `migrations` (any Diesel `MigrationSource`,
 /// usually your `diesel_migrations::embed_migrations!("migrations")`; omit it to get tenantry's

@@ -214,10 +214,10 @@ async fn a_service_token_acts_with_its_roles_in_its_tenants() {
     let (s, _) = as_token(&app, &token, get.clone(), "/api/admin/tenants", None, None).await;
     assert_eq!(s, 403);
     assert_eq!(
-        app.count(&format!(
+        app.count(
             "SELECT count(*) AS n FROM projects p JOIN tenants t ON t.id = p.tenant_id \
              WHERE p.name = 'from the bot' AND t.slug = 'acme'"
-        ))
+        )
         .await,
         1
     );

@@ -31,7 +31,8 @@ struct KeptOutOfRequestState(PhantomData<Cell<()>>);
 /// (`db.bypass(no_tenant_scope!(&job, ".."), ..)`).
 ///
 /// Made once, in `main`, by [`crate::Db::connect_with_jobs`]; hand it to the task that runs
-/// the jobs. See the [module docs](self) for why request handlers cannot reach it.
+/// the jobs. It is neither `Clone` nor `Sync`, so the router's state cannot hold it: request
+/// handlers cannot reach it by accident.
 #[derive(Debug)]
 pub struct Jobs {
     db: Db,
