@@ -65,10 +65,9 @@ impl TestTenant {
 /// and a viewer each, and an Owner. The database is dropped when the value is, also when the
 /// test panics.
 ///
-/// ```no_run
+/// ```text
 /// use tenantry::prelude::*;
 /// use tenantry::testing::TestDb;
-/// # mod app { pub const MIGRATIONS: tenantry::testing::NoMigrations = tenantry::testing::NoMigrations; }
 ///
 /// #[tenantry::test(migrations = app::MIGRATIONS)]
 /// async fn a_viewer_reads_its_own_tenant(t: TestDb) {

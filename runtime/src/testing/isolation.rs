@@ -284,7 +284,7 @@ pub fn assert_join(
 ///
 /// Use it inside a `#[tenantry::test]` (the example runs it for each of its tables):
 ///
-/// ```ignore
+/// ```text
 /// #[tenantry::test(migrations = MIGRATIONS)]
 /// async fn invoices_are_isolated(t: TestDb) {
 ///     tenantry::testing::assert_isolated!(t, Invoice, key: invoices::id => Uuid,
