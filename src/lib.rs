@@ -66,6 +66,34 @@ pub use tenantry_macros::requires_role;
 /// takes it, and a field mapping to a tenant table's tenant column does not compile.
 pub use tenantry_macros::AsChangeset;
 
+/// An async test on a fresh, migrated PostgreSQL database (feature `testing`), in the spirit of
+/// `#[sqlx::test]`:
+///
+/// ```no_run
+/// use tenantry::prelude::*;
+/// use tenantry::testing::TestDb;
+/// # mod app { pub const MIGRATIONS: tenantry::testing::NoMigrations = tenantry::testing::NoMigrations; }
+///
+/// #[tenantry::test(migrations = app::MIGRATIONS)]
+/// async fn a_partner_acts_in_its_own_tenant(t: TestDb) {
+///     let acme = t.acme.as_partner();
+///     let tenant = t.db.tx(&acme, async |conn| Ok::<_, tenantry::DbError>(conn.tenant_id()));
+///     assert_eq!(tenant.await.unwrap(), t.acme.id);
+/// }
+/// ```
+///
+/// The test gets a `tenantry::testing::TestDb`: a scratch database on `TENANTRY_TEST_DATABASE_URL`
+/// (default `postgres://postgres@127.0.0.1:5432/postgres`, a superuser that may create
+/// databases) with tenantry's migrations and then `migrations` (any Diesel `MigrationSource`,
+/// usually your `diesel_migrations::embed_migrations!("migrations")`; omit it to get tenantry's
+/// tables alone), a [`Db`] on the app and bypass roles, the [`Jobs`] capability, the tenants
+/// `acme` and `globex` with a partner and a viewer each, and an Owner. It runs on a
+/// current-thread Tokio runtime. The database is dropped when the test ends, also when it
+/// panics; an unreachable server fails the test with one message naming
+/// `TENANTRY_TEST_DATABASE_URL`. Other attributes (`#[should_panic]`) and a `Result` return
+/// type work as with `#[test]`.
+pub use tenantry_macros::test;
+
 /// The names a module that uses tenantry needs: `use tenantry::prelude::*;`.
 ///
 /// Everything of `tenantry_runtime::prelude` (Diesel's query-building traits, tenantry's run

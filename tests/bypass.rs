@@ -5,9 +5,11 @@ mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use common::schema::MIGRATIONS;
 use common::schema::{Invoice, NewProject, Project};
-use common::{count, TestDb};
+use common::{count, seed};
 use tenantry::prelude::*;
+use tenantry::testing::TestDb;
 use tenantry::{no_tenant_scope, DbConfig, DbError, ScopeError};
 use uuid::Uuid;
 
@@ -20,13 +22,17 @@ struct World {
     globex: Uuid,
 }
 
-async fn world() -> World {
-    let t = TestDb::new().await;
-    let acme = t.tenant("acme").await;
-    let globex = t.tenant("globex").await;
-    t.seed(acme, "acme-project", ACME_INVOICES as usize).await;
-    t.seed(globex, "globex-project", GLOBEX_INVOICES as usize)
-        .await;
+async fn world(t: TestDb) -> World {
+    let (acme, globex) = (t.acme.id, t.globex.id);
+    let mut admin = t.admin().await;
+    seed(&mut admin, acme, "acme-project", ACME_INVOICES as usize).await;
+    seed(
+        &mut admin,
+        globex,
+        "globex-project",
+        GLOBEX_INVOICES as usize,
+    )
+    .await;
     World { t, acme, globex }
 }
 
@@ -91,9 +97,9 @@ impl From<diesel::result::Error> for JobError {
     }
 }
 
-#[tokio::test]
-async fn bypass_sees_every_tenant_and_writes_one_audit_row() {
-    let w = world().await;
+#[tenantry::test(migrations = MIGRATIONS)]
+async fn bypass_sees_every_tenant_and_writes_one_audit_row(t: TestDb) {
+    let w = world(t).await;
     let mut tenants =
         w.t.db
             .bypass(
@@ -142,9 +148,9 @@ async fn bypass_sees_every_tenant_and_writes_one_audit_row() {
     assert_eq!(count(&mut admin, sql).await, 1);
 }
 
-#[tokio::test]
-async fn a_failing_audit_insert_stops_the_bypassed_work() {
-    let w = world().await;
+#[tenantry::test(migrations = MIGRATIONS)]
+async fn a_failing_audit_insert_stops_the_bypassed_work(t: TestDb) {
+    let w = world(t).await;
     let mut admin = w.t.admin().await;
     raw::exec(
         &mut admin,
@@ -204,9 +210,9 @@ async fn a_failing_audit_insert_stops_the_bypassed_work() {
     );
 }
 
-#[tokio::test]
-async fn a_failing_closure_rolls_back_work_and_audit_row() {
-    let w = world().await;
+#[tenantry::test(migrations = MIGRATIONS)]
+async fn a_failing_closure_rolls_back_work_and_audit_row(t: TestDb) {
+    let w = world(t).await;
     let result: Result<(), DbError> =
         w.t.db
             .bypass(
@@ -233,9 +239,9 @@ async fn a_failing_closure_rolls_back_work_and_audit_row() {
     );
 }
 
-#[tokio::test]
-async fn a_blank_run_time_reason_is_refused() {
-    let w = world().await;
+#[tenantry::test(migrations = MIGRATIONS)]
+async fn a_blank_run_time_reason_is_refused(t: TestDb) {
+    let w = world(t).await;
     let job = w.t.jobs.job("x");
     for blank in ["", "   ", " \t\n "] {
         assert_eq!(
@@ -253,9 +259,9 @@ async fn a_blank_run_time_reason_is_refused() {
     );
 }
 
-#[tokio::test]
-async fn a_system_job_acts_inside_one_tenant_with_one_audit_row() {
-    let w = world().await;
+#[tenantry::test(migrations = MIGRATIONS)]
+async fn a_system_job_acts_inside_one_tenant_with_one_audit_row(t: TestDb) {
+    let w = world(t).await;
     let acme = w.acme;
     let job = w.t.jobs.job("nightly");
     let (invoices, project) = job
@@ -323,9 +329,9 @@ async fn a_system_job_acts_inside_one_tenant_with_one_audit_row() {
     assert_eq!(count(&mut admin, sql).await, 0);
 }
 
-#[tokio::test]
-async fn audit_log_is_append_only_for_both_roles() {
-    let w = world().await;
+#[tenantry::test(migrations = MIGRATIONS)]
+async fn audit_log_is_append_only_for_both_roles(t: TestDb) {
+    let w = world(t).await;
     // At least one row, so that row-level triggers have something to fire on.
     w.t.db
         .bypass(
@@ -339,7 +345,7 @@ async fn audit_log_is_append_only_for_both_roles() {
         .await
         .unwrap();
 
-    let mut bypass = raw::connect(&TestDb::bypass_url_of(&w.t.name)).await;
+    let mut bypass = raw::connect(&w.t.url(Some("tenantry_bypass"))).await;
     for sql in [
         "UPDATE audit_log SET reason = 'rewritten'",
         "DELETE FROM audit_log",
@@ -377,9 +383,9 @@ async fn audit_log_is_append_only_for_both_roles() {
     assert_eq!(count(&mut admin, sql).await, 0);
 }
 
-#[tokio::test]
-async fn the_app_role_cannot_read_the_audit_log_or_become_the_bypass_role() {
-    let w = world().await;
+#[tenantry::test(migrations = MIGRATIONS)]
+async fn the_app_role_cannot_read_the_audit_log_or_become_the_bypass_role(t: TestDb) {
+    let w = world(t).await;
     let mut app = w.t.app_conn().await;
     for sql in [
         "SELECT count(*) AS n FROM audit_log",
@@ -407,10 +413,10 @@ async fn the_app_role_cannot_read_the_audit_log_or_become_the_bypass_role() {
     assert_eq!(count(&mut app, who).await, 1, "still tenantry_app");
 }
 
-#[tokio::test]
-async fn a_db_without_a_bypass_url_refuses_every_bypass() {
-    let w = world().await;
-    let db = tenantry::Db::connect(DbConfig::new(w.t.app_url(), None))
+#[tenantry::test(migrations = MIGRATIONS)]
+async fn a_db_without_a_bypass_url_refuses_every_bypass(t: TestDb) {
+    let w = world(t).await;
+    let db = tenantry::Db::connect(DbConfig::new(w.t.url(Some("tenantry_app")), None))
         .await
         .unwrap();
     let ran = AtomicBool::new(false);
@@ -442,9 +448,9 @@ impl std::io::Write for Captured {
     }
 }
 
-#[tokio::test]
-async fn every_bypass_emits_a_warn_event() {
-    let w = world().await;
+#[tenantry::test(migrations = MIGRATIONS)]
+async fn every_bypass_emits_a_warn_event(t: TestDb) {
+    let w = world(t).await;
     let captured = Captured::default();
     let sink = captured.clone();
     let subscriber = tracing_subscriber::fmt()
@@ -452,7 +458,7 @@ async fn every_bypass_emits_a_warn_event() {
         .with_ansi(false)
         .with_writer(move || sink.clone())
         .finish();
-    // `#[tokio::test]` runs on one thread, so a thread-local default covers the whole test.
+    // `#[tenantry::test]` runs on one thread, so a thread-local default covers the whole test.
     let _guard = tracing::subscriber::set_default(subscriber);
     let job = w.t.jobs.job("warned");
     let n: i64 =

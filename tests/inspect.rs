@@ -25,7 +25,7 @@ async fn findings_after(sql: &str) -> Vec<Finding> {
     inspect(&mut admin, "tenantry_app").await.findings
 }
 
-async fn migrate_url(url: String) -> Result<Vec<&'static str>, tenantry::MigrateError> {
+async fn migrate_url(url: String) -> Result<Vec<String>, tenantry::MigrateError> {
     tenantry::migrate_url(&url).await
 }
 
@@ -41,7 +41,11 @@ const NOTES_SQL: &str = "CREATE TABLE notes (
 )";
 
 /// tenantry's own migrations, in order.
-const ALL_MIGRATIONS: [&str; 2] = ["0001_framework", "0002_directory"];
+const ALL_MIGRATIONS: [&str; 3] = [
+    "00000000000001_framework",
+    "00000000000002_directory",
+    "00000000000004_service_identities",
+];
 
 const NOTES: TableDecl = TableDecl::tenant("notes", "tenant_id");
 
@@ -338,22 +342,22 @@ async fn an_unmigrated_database_is_reported() {
 #[tokio::test]
 async fn migrate_is_idempotent() {
     let db = EmptyDb::new().await;
-    let mut conn = db.admin().await;
-    assert_eq!(tenantry::migrate(&mut conn).await.unwrap(), ALL_MIGRATIONS);
+    let conn = db.admin().await;
+    let first = tenantry::migrate(conn).await.unwrap();
+    assert_eq!(first.applied, ALL_MIGRATIONS);
     assert_eq!(
-        tenantry::migrate(&mut conn).await.unwrap(),
-        Vec::<&str>::new()
+        tenantry::migrate(first.conn).await.unwrap().applied,
+        Vec::<String>::new()
     );
     // And on a new connection (a restarted application).
-    let mut again = db.admin().await;
-    assert_eq!(
-        tenantry::migrate(&mut again).await.unwrap(),
-        Vec::<&str>::new()
-    );
+    let again = tenantry::migrate(db.admin().await).await.unwrap();
+    assert_eq!(again.applied, Vec::<String>::new());
+    let mut conn = again.conn;
     let report = inspect(&mut conn, "tenantry_app").await;
     assert!(report.is_ok(), "{:?}", report.findings);
     assert!(report.tenant_tables.is_empty());
-    let sql = "SELECT count(*) AS n FROM tenantry_migrations";
+    // Recorded where `diesel migration run` looks.
+    let sql = "SELECT count(*) AS n FROM __diesel_schema_migrations";
     assert_eq!(count(&mut conn, sql).await, ALL_MIGRATIONS.len() as i64);
 }
 

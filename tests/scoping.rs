@@ -2,10 +2,12 @@
 
 mod common;
 
+use common::ctx;
+use common::schema::MIGRATIONS;
 use common::schema::{
     currencies, invoices, projects, Currency, Invoice, NewInvoice, NewProject, Project,
 };
-use common::{ctx, TestDb};
+use tenantry::testing::TestDb;
 
 use tenantry::prelude::*;
 use tenantry::DbError;
@@ -19,11 +21,10 @@ struct World {
     globex_project: Uuid,
 }
 
-/// Two tenants, each with one project and three invoices (amounts 100, 200, 300 + offset).
-async fn world() -> World {
-    let t = TestDb::new().await;
-    let acme = t.tenant("acme").await;
-    let globex = t.tenant("globex").await;
+/// The fixture's two tenants, each with one project and three invoices (amounts 100, 200, 300
+/// + offset).
+async fn world(t: TestDb) -> World {
+    let (acme, globex) = (t.acme.id, t.globex.id);
     let mut projects = Vec::new();
     for (tenant, offset) in [(acme, 0), (globex, 1000)] {
         let c = ctx(tenant);
@@ -60,9 +61,9 @@ async fn world() -> World {
     }
 }
 
-#[tokio::test]
-async fn reads_see_only_the_active_tenant() {
-    let w = world().await;
+#[tenantry::test(migrations = MIGRATIONS)]
+async fn reads_see_only_the_active_tenant(t: TestDb) {
+    let w = world(t).await;
     let c = ctx(w.acme);
     let (all, big, count, page, numbers, distinct) =
         w.t.db
@@ -109,9 +110,9 @@ async fn reads_see_only_the_active_tenant() {
     assert_eq!(distinct, vec!["EUR"]);
 }
 
-#[tokio::test]
-async fn or_inside_filter_stays_inside_the_tenant() {
-    let w = world().await;
+#[tenantry::test(migrations = MIGRATIONS)]
+async fn or_inside_filter_stays_inside_the_tenant(t: TestDb) {
+    let w = world(t).await;
     let c = ctx(w.acme);
     let rows: Vec<Invoice> =
         w.t.db
@@ -132,9 +133,9 @@ async fn or_inside_filter_stays_inside_the_tenant() {
     assert_eq!(rows[0].amount_cents, 100);
 }
 
-#[tokio::test]
-async fn boxed_dynamic_filters_stay_scoped() {
-    let w = world().await;
+#[tenantry::test(migrations = MIGRATIONS)]
+async fn boxed_dynamic_filters_stay_scoped(t: TestDb) {
+    let w = world(t).await;
     let c = ctx(w.globex);
     for (status, expected) in [(None, 3), (Some("draft"), 3), (Some("paid"), 0)] {
         let rows: Vec<Invoice> =
@@ -156,9 +157,9 @@ async fn boxed_dynamic_filters_stay_scoped() {
     }
 }
 
-#[tokio::test]
-async fn subqueries_are_scoped() {
-    let w = world().await;
+#[tenantry::test(migrations = MIGRATIONS)]
+async fn subqueries_are_scoped(t: TestDb) {
+    let w = world(t).await;
     let c = ctx(w.acme);
     let rows: Vec<Invoice> =
         w.t.db
@@ -185,9 +186,9 @@ async fn subqueries_are_scoped() {
     assert_eq!(rows.len(), 3);
 }
 
-#[tokio::test]
-async fn joins_scope_the_joined_tenant_table_in_both_directions() {
-    let w = world().await;
+#[tenantry::test(migrations = MIGRATIONS)]
+async fn joins_scope_the_joined_tenant_table_in_both_directions(t: TestDb) {
+    let w = world(t).await;
     // A project in acme with no invoices, to exercise the left join's NULL side.
     let c = ctx(w.acme);
     let (inner, left, with_currency) =
@@ -229,9 +230,9 @@ async fn joins_scope_the_joined_tenant_table_in_both_directions() {
     assert!(with_currency.iter().all(|(_, cur)| cur.code == "EUR"));
 }
 
-#[tokio::test]
-async fn join_sql_puts_the_tenant_condition_in_the_on_clause() {
-    let w = world().await;
+#[tenantry::test(migrations = MIGRATIONS)]
+async fn join_sql_puts_the_tenant_condition_in_the_on_clause(t: TestDb) {
+    let w = world(t).await;
     let c = ctx(w.acme);
     let (left_sql, global_sql) = w
         .t
@@ -259,9 +260,9 @@ async fn join_sql_puts_the_tenant_condition_in_the_on_clause() {
     );
 }
 
-#[tokio::test]
-async fn inserts_take_tenant_from_context() {
-    let w = world().await;
+#[tenantry::test(migrations = MIGRATIONS)]
+async fn inserts_take_tenant_from_context(t: TestDb) {
+    let w = world(t).await;
     let c = ctx(w.globex);
     let inv: Invoice =
         w.t.db
@@ -315,9 +316,9 @@ async fn inserts_take_tenant_from_context() {
     );
 }
 
-#[tokio::test]
-async fn cross_tenant_update_and_delete_touch_nothing() {
-    let w = world().await;
+#[tenantry::test(migrations = MIGRATIONS)]
+async fn cross_tenant_update_and_delete_touch_nothing(t: TestDb) {
+    let w = world(t).await;
     let globex_invoice: Invoice =
         w.t.db
             .tx(&ctx(w.globex), async |conn| {
@@ -365,9 +366,9 @@ async fn cross_tenant_update_and_delete_touch_nothing() {
     assert_eq!(after, globex_invoice, "the row is unchanged");
 }
 
-#[tokio::test]
-async fn own_update_and_delete_work() {
-    let w = world().await;
+#[tenantry::test(migrations = MIGRATIONS)]
+async fn own_update_and_delete_work(t: TestDb) {
+    let w = world(t).await;
     let c = ctx(w.acme);
     let (updated, deleted, left) =
         w.t.db
@@ -403,9 +404,9 @@ async fn own_update_and_delete_work() {
     assert_eq!(globex_left, 3);
 }
 
-#[tokio::test]
-async fn global_tables_read_without_ceremony() {
-    let w = world().await;
+#[tenantry::test(migrations = MIGRATIONS)]
+async fn global_tables_read_without_ceremony(t: TestDb) {
+    let w = world(t).await;
     let rows: Vec<Currency> =
         w.t.db
             .tx(&ctx(w.acme), async |conn| {
@@ -424,9 +425,9 @@ async fn global_tables_read_without_ceremony() {
     assert_eq!(rows[0].name, "Pound sterling");
 }
 
-#[tokio::test]
-async fn a_failed_transaction_rolls_back() {
-    let w = world().await;
+#[tenantry::test(migrations = MIGRATIONS)]
+async fn a_failed_transaction_rolls_back(t: TestDb) {
+    let w = world(t).await;
     let c = ctx(w.acme);
     let result: Result<(), DbError> =
         w.t.db
@@ -450,9 +451,9 @@ async fn a_failed_transaction_rolls_back() {
     assert_eq!(n, 3, "the delete was rolled back");
 }
 
-#[tokio::test]
-async fn a_scoped_upsert_updates_or_inserts_inside_its_tenant_only() {
-    let w = world().await;
+#[tenantry::test(migrations = MIGRATIONS)]
+async fn a_scoped_upsert_updates_or_inserts_inside_its_tenant_only(t: TestDb) {
+    let w = world(t).await;
     let c = ctx(w.acme);
     let new = |number: &str, amount_cents: i64| NewInvoice {
         project_id: w.acme_project,

@@ -62,13 +62,15 @@ pub(crate) enum Command {
     )]
     SeedTenant(SeedTenantArgs),
 
-    /// Create a user if needed and grant it Owner or a role in one tenant
+    /// Create a user (or a service token's identity) if needed and grant it Owner or a role in
+    /// one tenant
     #[command(
-        long_about = "Create a user if needed (emails are unique case-insensitively) and grant \
-                      it either the global Owner role (--owner) or a role in one tenant \
-                      (--tenant SLUG --role partner|client-viewer). Running it again changes \
-                      nothing and says so; a different --role for the same tenant replaces the \
-                      previous one.",
+        long_about = "Create a user if needed (emails are unique case-insensitively), or with \
+                      --service-token the identity of a Cloudflare Access service token (its \
+                      client id, <id>.access), and grant it either the global Owner role \
+                      (--owner) or a role in one tenant (--tenant SLUG --role \
+                      partner|client-viewer). Running it again changes nothing and says so; a \
+                      different --role for the same tenant replaces the previous one.",
         after_help = EXIT_CODES
     )]
     AddUser(AddUserArgs),
@@ -103,13 +105,21 @@ pub(crate) struct SeedTenantArgs {
     pub(crate) slug: Option<String>,
 }
 
-/// Flags of `tenantry add-user`: exactly one of `--owner` or `--tenant SLUG --role ROLE`.
+/// Flags of `tenantry add-user`: one of `--email` or `--service-token`, and one of `--owner` or
+/// `--tenant SLUG --role ROLE`.
 #[derive(Debug, Args)]
+#[command(group(ArgGroup::new("identity").required(true).args(["email", "service_token"])))]
 #[command(group(ArgGroup::new("grant").required(true).args(["owner", "tenant"])))]
 pub(crate) struct AddUserArgs {
-    /// Email address of the user (matched case-insensitively)
+    /// Email address of a person (matched case-insensitively)
     #[arg(long, value_name = "EMAIL")]
-    pub(crate) email: String,
+    pub(crate) email: Option<String>,
+
+    /// Client id of a Cloudflare Access service token, as the dashboard shows it
+    /// (`<id>.access`; `.access` is added when missing): the identity its requests carry in
+    /// `common_name`
+    #[arg(long, value_name = "CLIENT_ID")]
+    pub(crate) service_token: Option<String>,
 
     /// Grant the global Owner role (may act in every tenant)
     #[arg(long, conflicts_with_all = ["tenant", "role"])]
@@ -178,6 +188,19 @@ mod tests {
         assert!(parse(&["--email", "a@b.co", "--tenant", "x"]).is_err());
         assert!(parse(&["--email", "a@b.co", "--role", "partner"]).is_err());
         assert!(parse(&["--email", "a@b.co", "--tenant", "x", "--role", "owner"]).is_err());
+        assert!(parse(&["--service-token", "ab12.access", "--owner"]).is_ok());
+        assert!(parse(&["--owner"]).is_err(), "an identity is required");
+        assert!(
+            parse(&[
+                "--email",
+                "a@b.co",
+                "--service-token",
+                "ab12.access",
+                "--owner"
+            ])
+            .is_err(),
+            "one identity"
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 mod support;
 
-use support::{run, ScratchDb};
+use support::{block_on, run, ScratchDb};
 
 // ---- help and configuration (no database needed) ----
 
@@ -125,7 +125,10 @@ fn a_malformed_app_database_url_is_named() {
 fn migrate_applies_once_then_is_up_to_date() {
     let db = ScratchDb::empty();
     let first = db.tenantry(&["migrate"]).succeeds();
-    assert!(first.stdout.contains("applied 0001_framework"), "{first:?}");
+    assert!(
+        first.stdout.contains("applied 00000000000001_framework"),
+        "{first:?}"
+    );
     let second = db.tenantry(&["migrate"]).succeeds();
     assert!(second.stdout.contains("already up to date"), "{second:?}");
     assert!(!second.stdout.contains("applied 0001"), "{second:?}");
@@ -337,6 +340,98 @@ fn add_user_for_a_missing_tenant_creates_nothing() {
     ])
     .fails(4, &["no tenant", "\"nope\"", "seed-tenant"]);
     assert_eq!(db.count("SELECT count(*)::text AS v FROM users"), 0);
+}
+
+/// A Cloudflare service token is identified by its common name, `<client id>.access`: the CLI
+/// stores it as a service identity, and the principal lookup finds it for a service token only.
+#[test]
+fn add_user_creates_a_service_identity_that_service_tokens_resolve_to() {
+    let db = ScratchDb::migrated();
+    db.tenantry(&["seed-tenant", "--name", "Acme Corp"])
+        .succeeds();
+    let id = "88bf3b6d86161464f6509f7219099e57";
+    let common_name = format!("{id}.access");
+    let grant = [
+        "add-user",
+        "--service-token",
+        id,
+        "--tenant",
+        "acme-corp",
+        "--role",
+        "partner",
+    ];
+    let out = db.tenantry(&grant).succeeds();
+    assert!(
+        out.stdout
+            .contains(&format!("created service identity {common_name}")),
+        "{out:?}"
+    );
+    assert!(
+        out.stdout.contains("granted partner in tenant acme-corp"),
+        "{out:?}"
+    );
+    let again = db.tenantry(&grant).succeeds();
+    assert!(
+        again.stdout.contains("unchanged: service identity"),
+        "{again:?}"
+    );
+    assert_eq!(
+        db.text("SELECT kind || ' ' || email AS v FROM users")
+            .as_deref(),
+        Some(format!("service {common_name}").as_str())
+    );
+
+    let (service, person) = block_on(async {
+        use tenantry::auth::Identity;
+        let app_url = tenantry::testing::database_url(&db.name, Some("tenantry_app"));
+        let pools = tenantry::Db::connect(tenantry::DbConfig::new(app_url, None))
+            .await
+            .expect("the app pool");
+        let service = tenantry::identity::load_principal(
+            &pools,
+            &Identity::Service {
+                common_name: common_name.to_uppercase().replace(".ACCESS", ".access"),
+            },
+        )
+        .await;
+        let person = tenantry::identity::load_principal(
+            &pools,
+            &Identity::User {
+                email: common_name.clone(),
+                sub: None,
+            },
+        )
+        .await;
+        (service, person)
+    });
+    let service = service.expect("the service token resolves (case-insensitively)");
+    assert_eq!(service.email(), common_name);
+    let roles: Vec<_> = service
+        .memberships()
+        .iter()
+        .map(|m| (m.slug.as_str(), m.role.as_str()))
+        .collect();
+    assert_eq!(roles, [("acme-corp", "partner")]);
+    assert_eq!(
+        person
+            .expect_err("a person's identity never resolves to a service row")
+            .status(),
+        403
+    );
+
+    for bad in ["a@b.access", "two words", "x.y.access"] {
+        db.tenantry(&["add-user", "--service-token", bad, "--owner"])
+            .fails(2, &["--service-token"]);
+    }
+    db.tenantry(&[
+        "add-user",
+        "--email",
+        "a@example.com",
+        "--service-token",
+        id,
+        "--owner",
+    ])
+    .usage_error(&["--service-token", "cannot be used with"]);
 }
 
 #[test]

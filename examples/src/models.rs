@@ -2,7 +2,8 @@
 
 use chrono::{DateTime, Utc};
 use diesel::{Queryable, Selectable};
-use tenantry::{global_table, tenant_table, Declared, Migration, TableDecl};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations};
+use tenantry::{global_table, tenant_table, Declared, TableDecl};
 use uuid::Uuid;
 
 use crate::schema::{currencies, invoices, projects};
@@ -42,11 +43,9 @@ pub struct Currency {
     pub name: String,
 }
 
-/// The example's migrations, applied after tenantry's.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: "0001_app",
-    sql: include_str!("../migrations/0001_app.sql"),
-}];
+/// The example's migrations (`examples/migrations/`, Diesel's layout), applied after
+/// tenantry's by `tenantry::migrate_with` at start; `diesel migration run` applies the same.
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
 /// The declarations `tenantry::declare_tables` applies (RLS, grants, registry).
 pub fn declarations() -> [TableDecl; 3] {

@@ -79,9 +79,8 @@ pub async fn prepare(settings: &Settings) -> Result<(), SetupError> {
             tracing::debug!(error = %e, "CREATE DATABASE");
         }
     }
-    let mut conn = connect(&url).await?;
-    tenantry::migrate(&mut conn).await?;
-    tenantry::run_migrations(&mut conn, "example", models::MIGRATIONS).await?;
+    let conn = connect(&url).await?;
+    let mut conn = tenantry::migrate_with(conn, models::MIGRATIONS).await?.conn;
     tenantry::declare_tables(&mut conn, &models::declarations()).await?;
     Ok(())
 }

@@ -11,6 +11,7 @@ mod changeset;
 mod diesel_attrs;
 mod requires_role;
 mod tenant_table;
+mod test;
 
 fn into_tokens(
     result: syn::Result<proc_macro2::TokenStream>,
@@ -67,4 +68,10 @@ pub fn requires_role(args: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_derive(AsChangeset, attributes(diesel))]
 pub fn as_changeset(item: TokenStream) -> TokenStream {
     into_tokens(changeset::expand(item.into()), None)
+}
+
+/// An async test on a fresh, migrated test database; see `tenantry::test`.
+#[proc_macro_attribute]
+pub fn test(args: TokenStream, item: TokenStream) -> TokenStream {
+    into_tokens(test::expand(args.into(), item.into()), None)
 }

@@ -14,5 +14,5 @@ REVOKE UPDATE, DELETE, TRUNCATE ON audit_log FROM tenantry_app, tenantry_bypass;
 -- memberships and members) and reaches the rest only through these functions.
 REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON tenants, users, memberships FROM tenantry_app;
 REVOKE UPDATE (cf_sub) ON users FROM tenantry_app;
-GRANT EXECUTE ON FUNCTION tenantry_principal(text), tenantry_owner_tenant(uuid, text),
-    tenantry_record_sub(uuid, text) TO tenantry_app;
+GRANT EXECUTE ON FUNCTION tenantry_principal(text), tenantry_principal(text, text),
+    tenantry_owner_tenant(uuid, text), tenantry_record_sub(uuid, text) TO tenantry_app;

@@ -193,10 +193,11 @@ impl<A: Access> TenantCtx<'static, A> {
 }
 
 /// Implemented only when tenantry's `testing` feature is on: carries the compile error of the
-/// test-only constructors (`TenantCtx::for_test`, `Proof::for_test`) in a build without it.
+/// test-only constructors (`TenantCtx::for_test`, `Proof::for_test`) and of `#[tenantry::test]`
+/// in a build without it.
 #[diagnostic::on_unimplemented(
-    message = "`for_test` needs tenantry's `testing` feature",
-    label = "a test-only constructor",
+    message = "`for_test` and `#[tenantry::test]` need tenantry's `testing` feature",
+    label = "test-only",
     note = "add the feature to your dev-dependencies only: `tenantry = {{ version = \"..\", features = [\"testing\"] }}` under `[dev-dependencies]`; never enable it in a production build"
 )]
 pub trait TestingFeature {}

@@ -17,7 +17,7 @@ use crate::ctx::CanWrite;
 ///
 /// Built by `<Model>::insert(conn, new)` / `<Model>::insert_many(conn, rows)` in a read-write
 /// transaction; run it with `.execute(conn)` or `.get_result::<Model>(conn)` (which returns the
-/// inserted row), or make it an upsert with [`ScopedInsert::on_conflict`].
+/// inserted row).
 #[derive(Debug)]
 #[must_use = "inserts do nothing until run on a tenant connection: `.execute(conn).await`"]
 pub struct ScopedInsert<'tx, S> {

@@ -44,7 +44,7 @@ pub use insert::{InsertMany, InsertOne, ScopedInsert, TenantRow};
 pub use inspect::{inspect, Finding, Report};
 pub use jobs::{Jobs, JobsOnly, SystemJob};
 pub use migrate::{
-    migrate, migrate_url, run_migrations, MigrateError, Migration, FRAMEWORK_MIGRATIONS,
+    migrate, migrate_url, migrate_with, MigrateError, Migrated, FRAMEWORK_MIGRATIONS,
 };
 pub use query::{RunFuture, RunTenantQuery, TenantQuery};
 pub use scoped::{
@@ -94,7 +94,14 @@ pub mod __private {
     pub use crate::insert::{insert, insert_many};
     pub use crate::scoped::scoped;
     pub use crate::table::sealed::Declaration;
+    #[cfg(feature = "testing")]
+    pub use crate::testing::isolation;
+    #[cfg(feature = "testing")]
+    pub use crate::testing::{run_test, NoMigrations};
     pub use diesel;
+
+    /// `#[tenantry::test]` checks with this that tenantry's `testing` feature is on.
+    pub const fn testing_feature<T: crate::TestingFeature>() {}
 }
 
 mod framework_tables {

@@ -1,46 +1,76 @@
 //! Diesel schema of tenantry's own tables (`tenants`, `users`, `memberships`, `audit_log`).
 
-#![allow(missing_docs, unreachable_pub)]
+#![allow(unreachable_pub)]
 
 diesel::table! {
+    /// The tenants: one row per customer organisation (global; the app role sees the active one).
     tenants (id) {
+        /// The tenant's id (`X-Tenant` may name it).
         id -> Uuid,
+        /// Its URL-safe name (`X-Tenant` may name it), unique.
         slug -> Text,
+        /// Its display name.
         name -> Text,
+        /// When it was created.
         created_at -> Timestamptz,
     }
 }
 
 diesel::table! {
+    /// The identities: a person by email, or a Cloudflare service token by its common name
+    /// (`kind`); `is_owner` is the global Owner role.
     users (id) {
+        /// The identity's id.
         id -> Uuid,
+        /// Its key: a person's email, or a service token's common name (`<client id>.access`); unique case-insensitively.
         email -> Text,
+        /// A name to show, if any.
         display_name -> Nullable<Text>,
+        /// The global Owner role.
         is_owner -> Bool,
+        /// The last Cloudflare `sub` seen for it.
         cf_sub -> Nullable<Text>,
+        /// When it was created.
         created_at -> Timestamptz,
+        /// `person` or `service` (a Cloudflare Access service token).
+        kind -> Text,
     }
 }
 
 diesel::table! {
+    /// Who may act in which tenant, and with which role (`partner` or `client_viewer`).
     memberships (user_id, tenant_id) {
+        /// The member.
         user_id -> Uuid,
+        /// The tenant.
         tenant_id -> Uuid,
+        /// `partner` or `client_viewer`.
         role -> Text,
+        /// When it was granted.
         created_at -> Timestamptz,
     }
 }
 
 diesel::table! {
+    /// Every audited bypass and job: who, what, why, where (append-only).
     audit_log (id) {
+        /// Order of writing.
         id -> Int8,
+        /// When.
         at -> Timestamptz,
+        /// The acting user, if a user acted.
         actor_user_id -> Nullable<Uuid>,
+        /// The actor's email, or `job:<name>`.
         actor_email -> Text,
+        /// What was done.
         action -> Text,
+        /// Why isolation was lifted (never empty).
         reason -> Text,
+        /// The tenant acted in, if one.
         tenant_id -> Nullable<Uuid>,
+        /// The request, if any.
         request_id -> Nullable<Text>,
+        /// The caller's source location.
         location -> Nullable<Text>,
     }
 }
@@ -50,19 +80,17 @@ diesel::joinable!(memberships -> users (user_id));
 diesel::allow_tables_to_appear_in_same_query!(tenants, users, memberships, audit_log);
 
 diesel::table! {
-    tenantry_migrations (migration_set, version) {
-        migration_set -> Text,
-        version -> Text,
-        applied_at -> Timestamptz,
-    }
-}
-
-diesel::table! {
+    /// The tables declared to tenantry (tenant or global), which `tenantry doctor` checks.
     tenantry_declared_tables (table_schema, table_name) {
+        /// The table's schema.
         table_schema -> Text,
+        /// The table's name.
         table_name -> Text,
+        /// `tenant` or `global`.
         kind -> Text,
+        /// A tenant table's tenant column.
         tenant_column -> Nullable<Text>,
+        /// When it was last declared.
         declared_at -> Timestamptz,
     }
 }

@@ -525,6 +525,8 @@ fn cloudflare_error(e: CloudflareConfigError) -> SettingsError {
     err(variable, e.to_string())
 }
 
+/// The dev user is a person (dev mode makes an `Identity::User`, never a service token), so its
+/// setting must be an email; a service identity's `<client id>.access` is refused here.
 fn looks_like_email(s: &str) -> bool {
     matches!(s.split_once('@'), Some((user, host)) if !user.is_empty() && host.contains('.') && !s.contains(char::is_whitespace))
 }

@@ -41,11 +41,14 @@ impl TestDb {
     pub async fn with_pool_size(size: usize) -> Self {
         let scratch = ScratchDatabase::create("tenantry_t").await;
         let name = scratch.name().to_owned();
-        let mut conn = scratch.connect().await;
-        tenantry::migrate(&mut conn)
+        let conn = scratch.connect().await;
+        let mut conn = tenantry::migrate_with(conn, schema::MIGRATIONS)
             .await
-            .expect("framework migrations");
-        schema::apply(&mut conn).await;
+            .expect("migrations")
+            .conn;
+        tenantry::declare_tables(&mut conn, &schema::decls())
+            .await
+            .expect("declare tables");
         drop(conn);
         let mut config = DbConfig::new(Self::app_url_of(&name), Some(Self::bypass_url_of(&name)));
         config.max_connections = size;
@@ -119,30 +122,38 @@ impl TestDb {
     /// `project` in `tenant` and `invoices` invoices in it (`INV-1`, `INV-2`, ..., 100 cents
     /// each). Returns the project's id.
     pub async fn seed(&self, tenant: Uuid, project: &str, invoices: usize) -> Uuid {
-        use diesel::sql_types::{Integer, Text, Uuid as SqlUuid};
-        use diesel_async::RunQueryDsl;
-        let mut conn = self.admin().await;
-        let id = diesel::sql_query(
-            "INSERT INTO projects (tenant_id, name) VALUES ($1, $2) RETURNING id",
-        )
-        .bind::<SqlUuid, _>(tenant)
-        .bind::<Text, _>(project)
-        .get_result::<IdRow>(&mut conn)
-        .await
-        .expect("seed project")
-        .id;
-        diesel::sql_query(
-            "INSERT INTO invoices (tenant_id, project_id, number, amount_cents, currency)
-             SELECT $1, $2, 'INV-' || i, 100, 'EUR' FROM generate_series(1, $3) AS i",
-        )
-        .bind::<SqlUuid, _>(tenant)
-        .bind::<SqlUuid, _>(id)
-        .bind::<Integer, _>(i32::try_from(invoices).expect("a small number of invoices"))
-        .execute(&mut conn)
-        .await
-        .expect("seed invoices");
-        id
+        seed(&mut self.admin().await, tenant, project, invoices).await
     }
+}
+
+/// [`TestDb::seed`] on any superuser connection (a `tenantry::testing::TestDb`'s `admin()`).
+pub async fn seed(
+    conn: &mut AsyncPgConnection,
+    tenant: Uuid,
+    project: &str,
+    invoices: usize,
+) -> Uuid {
+    use diesel::sql_types::{Integer, Text, Uuid as SqlUuid};
+    use diesel_async::RunQueryDsl;
+    let id =
+        diesel::sql_query("INSERT INTO projects (tenant_id, name) VALUES ($1, $2) RETURNING id")
+            .bind::<SqlUuid, _>(tenant)
+            .bind::<Text, _>(project)
+            .get_result::<IdRow>(conn)
+            .await
+            .expect("seed project")
+            .id;
+    diesel::sql_query(
+        "INSERT INTO invoices (tenant_id, project_id, number, amount_cents, currency)
+         SELECT $1, $2, 'INV-' || i, 100, 'EUR' FROM generate_series(1, $3) AS i",
+    )
+    .bind::<SqlUuid, _>(tenant)
+    .bind::<SqlUuid, _>(id)
+    .bind::<Integer, _>(i32::try_from(invoices).expect("a small number of invoices"))
+    .execute(conn)
+    .await
+    .expect("seed invoices");
+    id
 }
 
 /// Runs `sql` (which must return one row with a `bigint` column `n`) and returns `n`.

@@ -34,20 +34,37 @@ enum Grant {
 /// A validated `add-user` request.
 #[derive(Debug)]
 pub(super) struct Input {
+    /// The identity's key: an email, or a service token's common name.
     email: String,
+    /// `users.kind`: `person` or `service`.
+    kind: &'static str,
     grant: Grant,
 }
 
 impl Input {
-    /// Checks the email and the grant flags (clap has already enforced their combination).
+    /// Checks the identity and the grant flags (clap has already enforced their combination).
     pub(super) fn from_args(args: &AddUserArgs) -> Result<Self, CliError> {
-        let email = args.email.trim();
-        if !looks_like_email(email) {
-            return Err(CliError::Invalid {
-                flag: "--email",
-                problem: format!("{email:?} is not an email address (expected name@example.com)"),
-            });
-        }
+        let (email, kind) = match (&args.email, &args.service_token) {
+            (Some(email), _) => {
+                let email = email.trim();
+                if !looks_like_email(email) {
+                    return Err(CliError::Invalid {
+                        flag: "--email",
+                        problem: format!(
+                            "{email:?} is not an email address (expected name@example.com)"
+                        ),
+                    });
+                }
+                (email.to_owned(), "person")
+            }
+            (None, Some(client_id)) => (service_common_name(client_id)?, "service"),
+            (None, None) => {
+                return Err(CliError::Invalid {
+                    flag: "--email",
+                    problem: "pass --email EMAIL or --service-token CLIENT_ID".into(),
+                })
+            }
+        };
         let grant = match (args.owner, &args.tenant, args.role) {
             (true, None, None) => Grant::Owner,
             (false, Some(slug), Some(role)) => Grant::Member {
@@ -61,9 +78,27 @@ impl Input {
                 })
             }
         };
-        Ok(Input {
-            email: email.to_owned(),
-            grant,
+        Ok(Input { email, kind, grant })
+    }
+}
+
+/// The common name a service token's requests carry: the client id, `<id>.access`.
+fn service_common_name(client_id: &str) -> Result<String, CliError> {
+    let client_id = client_id.trim();
+    let name = if client_id.ends_with(".access") {
+        client_id.to_owned()
+    } else {
+        format!("{client_id}.access")
+    };
+    if tenantry::auth::is_service_common_name(&name) {
+        Ok(name)
+    } else {
+        Err(CliError::Invalid {
+            flag: "--service-token",
+            problem: format!(
+                "{client_id:?} is not a service token's client id (expected letters, digits, \
+                 '-' or '_', as in 88bf3b6d86161464f6509f7219099e57.access)"
+            ),
         })
     }
 }
@@ -85,6 +120,7 @@ fn looks_like_email(email: &str) -> bool {
 struct Outcome {
     user_id: Uuid,
     stored_email: String,
+    service: bool,
     user_created: bool,
     grant: GrantOutcome,
 }
@@ -136,7 +172,7 @@ async fn apply(conn: &mut AsyncPgConnection, input: Input) -> Result<Outcome, Cl
 
     // `ON CONFLICT DO NOTHING` covers the unique index on lower(email).
     let inserted: Option<(Uuid, String)> = diesel::insert_into(users::table)
-        .values(users::email.eq(&input.email))
+        .values((users::email.eq(&input.email), users::kind.eq(input.kind)))
         .on_conflict_do_nothing()
         .returning((users::id, users::email))
         .get_result(conn)
@@ -207,6 +243,7 @@ async fn apply(conn: &mut AsyncPgConnection, input: Input) -> Result<Outcome, Cl
     Ok(Outcome {
         user_id,
         stored_email,
+        service: input.kind == "service",
         user_created,
         grant,
     })
@@ -214,12 +251,17 @@ async fn apply(conn: &mut AsyncPgConnection, input: Input) -> Result<Outcome, Cl
 
 fn report(o: &Outcome, out: &mut impl Write) -> Result<(), CliError> {
     let email = &o.stored_email;
+    let what = if o.service {
+        "service identity"
+    } else {
+        "user"
+    };
     if o.user_created {
-        writeln!(out, "created user {email} (id {})", o.user_id)?;
+        writeln!(out, "created {what} {email} (id {})", o.user_id)?;
     } else {
         writeln!(
             out,
-            "unchanged: user {email} already exists (id {})",
+            "unchanged: {what} {email} already exists (id {})",
             o.user_id
         )?;
     }
@@ -242,7 +284,20 @@ fn report(o: &Outcome, out: &mut impl Write) -> Result<(), CliError> {
 
 #[cfg(test)]
 mod tests {
-    use super::looks_like_email;
+    use super::{looks_like_email, service_common_name};
+
+    #[test]
+    fn service_tokens_are_named_by_their_client_id() {
+        let id = "88bf3b6d86161464f6509f7219099e57";
+        assert_eq!(service_common_name(id).unwrap(), format!("{id}.access"));
+        assert_eq!(
+            service_common_name(&format!(" {id}.access ")).unwrap(),
+            format!("{id}.access")
+        );
+        for bad in ["", ".access", "a@b.access", "a b", "a.b", "-x"] {
+            assert!(service_common_name(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn emails_are_checked() {

@@ -9,11 +9,11 @@ use crate::error::CliError;
 
 /// Applies what is missing and says what was done.
 pub(super) async fn run(
-    conn: &mut AsyncPgConnection,
+    conn: AsyncPgConnection,
     target: &DbTarget,
     out: &mut impl Write,
 ) -> Result<(), CliError> {
-    let applied = tenantry::migrate(conn).await?;
+    let applied = tenantry::migrate(conn).await?.applied;
     for version in &applied {
         writeln!(out, "applied {version}")?;
     }

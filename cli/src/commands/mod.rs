@@ -18,8 +18,8 @@ pub(crate) async fn run(cli: Cli, out: &mut impl Write) -> Result<(), CliError> 
     let target = DbTarget::resolve(cli.database_url.as_deref())?;
     match cli.command {
         Command::Migrate => {
-            let mut conn = db::connect(&target).await?;
-            migrate::run(&mut conn, &target, out).await
+            let conn = db::connect(&target).await?;
+            migrate::run(conn, &target, out).await
         }
         Command::SeedTenant(args) => {
             let input = seed_tenant::Input::from_args(&args)?;

@@ -16,7 +16,9 @@ pub enum Identity {
         /// The token's `sub` (Cloudflare changes it when a user is removed and re-added), if any.
         sub: Option<String>,
     },
-    /// A Cloudflare Access service token: it maps to the user whose email equals `common_name`.
+    /// A Cloudflare Access service token: it maps to the service identity (a `users` row of
+    /// kind `service`, made with `tenantry add-user --service-token`) whose key is
+    /// `common_name`, `<client id>.access`.
     Service {
         /// The service token's client id.
         common_name: String,
@@ -31,4 +33,25 @@ impl Identity {
             Identity::Service { common_name } => common_name,
         }
     }
+
+    /// The kind of `users` row the identity maps to: `person` or `service` (`users.kind`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Identity::User { .. } => "person",
+            Identity::Service { .. } => "service",
+        }
+    }
+}
+
+/// Whether `name` has the shape of a Cloudflare Access service token's common name,
+/// `<client id>.access` (letters, digits, `-` and `_` before `.access`, no `@`): the shape
+/// `users.kind = 'service'` requires.
+pub fn is_service_common_name(name: &str) -> bool {
+    name.len() <= 253
+        && name.strip_suffix(".access").is_some_and(|id| {
+            id.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
 }

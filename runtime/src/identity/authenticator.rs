@@ -10,7 +10,8 @@ use crate::auth::cloudflare::CloudflareVerifier;
 use crate::auth::{AuthError, Identity};
 use crate::settings::{AuthMode, Settings};
 
-/// The unsigned header a trusted proxy sets (never read in other modes).
+/// The unsigned header a trusted proxy sets (never read in other modes): a person's email, or a
+/// service token's common name (`<client id>.access`).
 pub const TRUSTED_EMAIL_HEADER: &str = "cf-access-authenticated-user-email";
 
 /// Turns a request into an [`Identity`] according to the configured mode.
@@ -95,14 +96,20 @@ fn trusted_header(proxies: &[IpNet], parts: &Parts) -> Result<Identity, AuthErro
             "the identity header was sent twice".into(),
         ));
     }
-    let email = value
-        .to_str()
-        .ok()
-        .map(str::trim)
-        .filter(|e| e.contains('@') && !e.contains(char::is_whitespace) && e.len() <= 320)
-        .ok_or_else(|| AuthError::Unauthenticated("the identity header is not an email".into()))?;
+    let value = value.to_str().ok().map(str::trim).unwrap_or_default();
+    // A service token has no email: a proxy that passes one on names its common name instead.
+    if crate::auth::is_service_common_name(value) {
+        return Ok(Identity::Service {
+            common_name: value.to_owned(),
+        });
+    }
+    if !(value.contains('@') && !value.contains(char::is_whitespace) && value.len() <= 320) {
+        return Err(AuthError::Unauthenticated(
+            "the identity header is neither an email nor a service token's common name".into(),
+        ));
+    }
     Ok(Identity::User {
-        email: email.to_owned(),
+        email: value.to_owned(),
         sub: None,
     })
 }

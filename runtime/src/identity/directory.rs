@@ -1,5 +1,6 @@
-//! The narrow path into the directory: calls of the `SECURITY DEFINER` functions of migration
-//! `0002_directory` (the app role cannot read `users`, `tenants` or `memberships` whole).
+//! The narrow path into the directory: calls of the `SECURITY DEFINER` functions of migrations
+//! `0002_directory` and `0004_service_identities` (the app role cannot read `users`, `tenants`
+//! or `memberships` whole).
 //!
 //! Each call is its own query type with a static query id, so its prepared statement is cached
 //! per connection: one round trip, no planning per request.
@@ -10,10 +11,12 @@ use diesel::sql_types::{Bool, Nullable, Text, Uuid as SqlUuid};
 use diesel::QueryResult;
 use uuid::Uuid;
 
-/// `tenantry_principal($email)`: the user and one row per membership.
+/// `tenantry_principal($key, $kind)`: the user of this kind (`person` by email, `service` by
+/// the service token's common name) and one row per membership.
 #[derive(Debug, QueryId)]
 pub(crate) struct PrincipalRows {
     pub(crate) email: String,
+    pub(crate) kind: &'static str,
 }
 
 /// A row of [`PrincipalRows`]: user id, email, is_owner, stored sub, and the membership's
@@ -49,6 +52,8 @@ impl QueryFragment<Pg> for PrincipalRows {
              FROM tenantry_principal(",
         );
         out.push_bind_param::<Text, _>(&self.email)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(self.kind)?;
         out.push_sql(")");
         Ok(())
     }

@@ -97,8 +97,8 @@ impl Principal {
 
 /// Maps `identity` to its principal in one round trip, through the directory function
 /// `tenantry_principal` (the app role cannot read `users` whole): the user by case-insensitive
-/// email (a service token by its common name) and its memberships. Unknown identity →
-/// `NotProvisioned`.
+/// email (a service token: the service identity by its common name; the kinds never mix) and
+/// its memberships. Unknown identity → `NotProvisioned`.
 ///
 /// What the authenticator calls. A `Principal` grants nothing by itself: the extractors trust
 /// only the one the authenticator stored in the request, never a value built or looked up
@@ -114,6 +114,7 @@ pub async fn load_principal(db: &Db, identity: &Identity) -> Result<Principal, A
     let mut conn = db.global_conn().await.map_err(|e| unavailable(&e))?;
     let rows: Vec<PrincipalRow> = PrincipalRows {
         email: identity.email().to_owned(),
+        kind: identity.kind(),
     }
     .load(&mut *conn)
     .await

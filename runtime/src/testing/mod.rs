@@ -1,6 +1,8 @@
 //! Test kit for applications built on tenantry (cargo feature `testing`; never enable it in a
-//! production build): a local Cloudflare Access certs endpoint, fixed test keys, a minter of
-//! Cloudflare-shaped tokens, scratch databases, and a fault-injection TCP proxy
+//! production build): the fixture of `#[tenantry::test]` ([`TestDb`]: a migrated scratch
+//! database with two tenants, a partner and a viewer each), a local Cloudflare Access certs
+//! endpoint, fixed test keys, a minter of Cloudflare-shaped tokens, scratch databases, and a
+//! fault-injection TCP proxy
 //! ([`FaultProxy`]) to freeze, cut or delay the path to PostgreSQL, so your tests exercise the
 //! real verifier over real HTTP and your app against a failing network.
 //!
@@ -26,12 +28,18 @@
 //! minted token in the `Cf-Access-Jwt-Assertion` header.
 
 mod certs_server;
+mod harness;
+#[doc(hidden)]
+pub mod isolation;
 mod keys;
 mod minter;
 mod proxy;
 mod scratch;
 
+#[doc(inline)]
+pub use crate::assert_isolated;
 pub use certs_server::{CertsBehaviour, CertsServer};
+pub use harness::{run_test, NoMigrations, TestDb, TestFn, TestTenant, TestUser};
 pub use keys::{certs_document, TestKey};
 pub use minter::{TestToken, TokenMinter};
 pub use proxy::{Fault, FaultProxy};

@@ -37,9 +37,11 @@ pub async fn connect_superuser(database: &str) -> AsyncPgConnection {
         .await
         .unwrap_or_else(|e| {
             panic!(
-                "PostgreSQL is not reachable at {url} ({e}).\n\
-             Start it: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start\n\
-             or point TENANTRY_TEST_DATABASE_URL at a superuser URL."
+                "the test PostgreSQL is not reachable at {} (TENANTRY_TEST_DATABASE_URL, \
+                 default postgres://postgres@127.0.0.1:5432/postgres): {e}.\n\
+                 Start it (pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start) \
+                 or set TENANTRY_TEST_DATABASE_URL to a superuser URL of a running server.",
+                crate::settings::redact(&url)
             )
         })
 }

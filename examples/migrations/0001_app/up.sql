@@ -27,3 +27,11 @@ CREATE TABLE invoices (
     FOREIGN KEY (tenant_id, project_id) REFERENCES projects (tenant_id, id)
 );
 CREATE INDEX invoices_tenant_created_idx ON invoices (tenant_id, created_at DESC);
+
+-- Declared to tenantry here (row-level security, grants, the registry `tenantry doctor` reads),
+-- so that `diesel migration run` gives the same database as the app's start. The app declares
+-- its models again at start (`tenantry::declare_tables`, idempotent), which catches a table
+-- declared in code and forgotten here.
+SELECT tenantry_declare_global_table('currencies');
+SELECT tenantry_declare_tenant_table('projects');
+SELECT tenantry_declare_tenant_table('invoices');

@@ -1,0 +1,4 @@
+#[tenantry::test]
+async fn counts_invoices() {}
+
+fn main() {}
