@@ -19,6 +19,7 @@ mod jobs;
 pub mod log_limit;
 mod migrate;
 mod pool;
+pub mod pooler;
 mod query;
 pub mod schema;
 mod scoped;
@@ -46,6 +47,7 @@ pub use jobs::{Jobs, JobsOnly, SystemJob};
 pub use migrate::{
     migrate, migrate_url, run_migrations, MigrateError, Migration, FRAMEWORK_MIGRATIONS,
 };
+pub use pooler::{require_session, Pooler};
 pub use query::{RunFuture, RunTenantQuery, TenantQuery};
 pub use scoped::{
     NoWidening, Scoped, ScopedExpr, ScopedFrom, ScopedJoin, ScopedOn, ScopedSubquery, ScopedWhere,
