@@ -1,8 +1,9 @@
 //! Test kit for applications built on tenantry (cargo feature `testing`; never enable it in a
 //! production build): a local Cloudflare Access certs endpoint, fixed test keys, a minter of
-//! Cloudflare-shaped tokens, scratch databases, and a fault-injection TCP proxy
-//! ([`FaultProxy`]) to freeze, cut or delay the path to PostgreSQL, so your tests exercise the
-//! real verifier over real HTTP and your app against a failing network.
+//! Cloudflare-shaped tokens, scratch databases, a fault-injection TCP proxy ([`FaultProxy`]) to
+//! freeze, cut or delay the path to PostgreSQL, and PgBouncer in transaction mode in front of
+//! the test server ([`PgBouncer`]), so your tests exercise the real verifier over real HTTP and
+//! your app against a failing network and behind a transaction pooler.
 //!
 //! ```no_run
 //! use tenantry_runtime::auth::cloudflare::{CloudflareConfig, CloudflareVerifier};
@@ -28,11 +29,13 @@
 mod certs_server;
 mod keys;
 mod minter;
+mod pgbouncer;
 mod proxy;
 mod scratch;
 
 pub use certs_server::{CertsBehaviour, CertsServer};
 pub use keys::{certs_document, TestKey};
 pub use minter::{TestToken, TokenMinter};
+pub use pgbouncer::PgBouncer;
 pub use proxy::{Fault, FaultProxy};
 pub use scratch::{connect_superuser, database_url, server_url, ScratchDatabase};
