@@ -5,11 +5,28 @@ mod common;
 use common::schema::{
     currencies, invoices, projects, Currency, Invoice, NewInvoice, NewProject, Project,
 };
-use common::{ctx, TestDb};
+use common::{ctx, on_both_routes, Route, TestDb};
 
 use tenantry::prelude::*;
 use tenantry::DbError;
 use uuid::Uuid;
+
+// Every case runs twice: straight to PostgreSQL and through PgBouncer in transaction mode
+// (`direct::..`, `pgbouncer::..`).
+on_both_routes!(
+    reads_see_only_the_active_tenant,
+    or_inside_filter_stays_inside_the_tenant,
+    boxed_dynamic_filters_stay_scoped,
+    subqueries_are_scoped,
+    joins_scope_the_joined_tenant_table_in_both_directions,
+    join_sql_puts_the_tenant_condition_in_the_on_clause,
+    inserts_take_tenant_from_context,
+    cross_tenant_update_and_delete_touch_nothing,
+    own_update_and_delete_work,
+    global_tables_read_without_ceremony,
+    a_failed_transaction_rolls_back,
+    a_scoped_upsert_updates_or_inserts_inside_its_tenant_only,
+);
 
 struct World {
     t: TestDb,
@@ -19,9 +36,10 @@ struct World {
     globex_project: Uuid,
 }
 
-/// Two tenants, each with one project and three invoices (amounts 100, 200, 300 + offset).
-async fn world() -> World {
-    let t = TestDb::new().await;
+/// Two tenants, each with one project and three invoices (amounts 100, 200, 300 + offset),
+/// their pools reaching the database by `route`.
+async fn world(route: Route) -> World {
+    let t = TestDb::through(route, 4).await;
     let acme = t.tenant("acme").await;
     let globex = t.tenant("globex").await;
     let mut projects = Vec::new();
@@ -60,9 +78,8 @@ async fn world() -> World {
     }
 }
 
-#[tokio::test]
-async fn reads_see_only_the_active_tenant() {
-    let w = world().await;
+async fn reads_see_only_the_active_tenant(route: Route) {
+    let w = world(route).await;
     let c = ctx(w.acme);
     let (all, big, count, page, numbers, distinct) =
         w.t.db
@@ -109,9 +126,8 @@ async fn reads_see_only_the_active_tenant() {
     assert_eq!(distinct, vec!["EUR"]);
 }
 
-#[tokio::test]
-async fn or_inside_filter_stays_inside_the_tenant() {
-    let w = world().await;
+async fn or_inside_filter_stays_inside_the_tenant(route: Route) {
+    let w = world(route).await;
     let c = ctx(w.acme);
     let rows: Vec<Invoice> =
         w.t.db
@@ -132,9 +148,8 @@ async fn or_inside_filter_stays_inside_the_tenant() {
     assert_eq!(rows[0].amount_cents, 100);
 }
 
-#[tokio::test]
-async fn boxed_dynamic_filters_stay_scoped() {
-    let w = world().await;
+async fn boxed_dynamic_filters_stay_scoped(route: Route) {
+    let w = world(route).await;
     let c = ctx(w.globex);
     for (status, expected) in [(None, 3), (Some("draft"), 3), (Some("paid"), 0)] {
         let rows: Vec<Invoice> =
@@ -156,9 +171,8 @@ async fn boxed_dynamic_filters_stay_scoped() {
     }
 }
 
-#[tokio::test]
-async fn subqueries_are_scoped() {
-    let w = world().await;
+async fn subqueries_are_scoped(route: Route) {
+    let w = world(route).await;
     let c = ctx(w.acme);
     let rows: Vec<Invoice> =
         w.t.db
@@ -185,9 +199,8 @@ async fn subqueries_are_scoped() {
     assert_eq!(rows.len(), 3);
 }
 
-#[tokio::test]
-async fn joins_scope_the_joined_tenant_table_in_both_directions() {
-    let w = world().await;
+async fn joins_scope_the_joined_tenant_table_in_both_directions(route: Route) {
+    let w = world(route).await;
     // A project in acme with no invoices, to exercise the left join's NULL side.
     let c = ctx(w.acme);
     let (inner, left, with_currency) =
@@ -229,9 +242,8 @@ async fn joins_scope_the_joined_tenant_table_in_both_directions() {
     assert!(with_currency.iter().all(|(_, cur)| cur.code == "EUR"));
 }
 
-#[tokio::test]
-async fn join_sql_puts_the_tenant_condition_in_the_on_clause() {
-    let w = world().await;
+async fn join_sql_puts_the_tenant_condition_in_the_on_clause(route: Route) {
+    let w = world(route).await;
     let c = ctx(w.acme);
     let (left_sql, global_sql) = w
         .t
@@ -259,9 +271,8 @@ async fn join_sql_puts_the_tenant_condition_in_the_on_clause() {
     );
 }
 
-#[tokio::test]
-async fn inserts_take_tenant_from_context() {
-    let w = world().await;
+async fn inserts_take_tenant_from_context(route: Route) {
+    let w = world(route).await;
     let c = ctx(w.globex);
     let inv: Invoice =
         w.t.db
@@ -315,9 +326,8 @@ async fn inserts_take_tenant_from_context() {
     );
 }
 
-#[tokio::test]
-async fn cross_tenant_update_and_delete_touch_nothing() {
-    let w = world().await;
+async fn cross_tenant_update_and_delete_touch_nothing(route: Route) {
+    let w = world(route).await;
     let globex_invoice: Invoice =
         w.t.db
             .tx(&ctx(w.globex), async |conn| {
@@ -365,9 +375,8 @@ async fn cross_tenant_update_and_delete_touch_nothing() {
     assert_eq!(after, globex_invoice, "the row is unchanged");
 }
 
-#[tokio::test]
-async fn own_update_and_delete_work() {
-    let w = world().await;
+async fn own_update_and_delete_work(route: Route) {
+    let w = world(route).await;
     let c = ctx(w.acme);
     let (updated, deleted, left) =
         w.t.db
@@ -403,9 +412,8 @@ async fn own_update_and_delete_work() {
     assert_eq!(globex_left, 3);
 }
 
-#[tokio::test]
-async fn global_tables_read_without_ceremony() {
-    let w = world().await;
+async fn global_tables_read_without_ceremony(route: Route) {
+    let w = world(route).await;
     let rows: Vec<Currency> =
         w.t.db
             .tx(&ctx(w.acme), async |conn| {
@@ -424,9 +432,8 @@ async fn global_tables_read_without_ceremony() {
     assert_eq!(rows[0].name, "Pound sterling");
 }
 
-#[tokio::test]
-async fn a_failed_transaction_rolls_back() {
-    let w = world().await;
+async fn a_failed_transaction_rolls_back(route: Route) {
+    let w = world(route).await;
     let c = ctx(w.acme);
     let result: Result<(), DbError> =
         w.t.db
@@ -450,9 +457,8 @@ async fn a_failed_transaction_rolls_back() {
     assert_eq!(n, 3, "the delete was rolled back");
 }
 
-#[tokio::test]
-async fn a_scoped_upsert_updates_or_inserts_inside_its_tenant_only() {
-    let w = world().await;
+async fn a_scoped_upsert_updates_or_inserts_inside_its_tenant_only(route: Route) {
+    let w = world(route).await;
     let c = ctx(w.acme);
     let new = |number: &str, amount_cents: i64| NewInvoice {
         project_id: w.acme_project,
