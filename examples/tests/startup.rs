@@ -112,7 +112,8 @@ async fn a_pooler_or_role_the_app_cannot_use_stops_the_start_naming_the_setting(
         ("TENANTRY_DEV_USER_EMAIL", "d@example.com"),
         ("TENANTRY_BIND", "127.0.0.1:0"),
     ];
-    let cases: [(Vec<(&str, String)>, &[&str]); 4] = [
+    type Case<'a> = (Vec<(&'a str, String)>, &'a [&'a str]);
+    let cases: [Case; 4] = [
         // The request path through PgBouncer, as if it were PostgreSQL itself.
         (
             vec![
