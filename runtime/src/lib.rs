@@ -6,6 +6,7 @@ mod audit;
 pub mod auth;
 mod bypass;
 mod changes;
+pub mod citus;
 mod columns;
 mod conn;
 mod ctx;
