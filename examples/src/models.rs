@@ -43,10 +43,16 @@ pub struct Currency {
 }
 
 /// The example's migrations, applied after tenantry's.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: "0001_app",
-    sql: include_str!("../migrations/0001_app.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: "0001_app",
+        sql: include_str!("../migrations/0001_app.sql"),
+    },
+    Migration {
+        version: "0002_citus_keys",
+        sql: include_str!("../migrations/0002_citus_keys.sql"),
+    },
+];
 
 /// The declarations `tenantry::declare_tables` applies (RLS, grants, registry).
 pub fn declarations() -> [TableDecl; 3] {

@@ -32,6 +32,7 @@ mod minter;
 mod pgbouncer;
 mod proxy;
 mod scratch;
+mod wire;
 
 pub use certs_server::{CertsBehaviour, CertsServer};
 pub use keys::{certs_document, TestKey};
@@ -39,3 +40,4 @@ pub use minter::{TestToken, TokenMinter};
 pub use pgbouncer::PgBouncer;
 pub use proxy::{Fault, FaultProxy};
 pub use scratch::{connect_superuser, database_url, server_url, ScratchDatabase};
+pub use wire::Executed;
