@@ -174,6 +174,12 @@ impl PgBouncer {
         self.addr
     }
 
+    /// The process id of a pooler this test started (for CPU accounting), `None` for the
+    /// shared one.
+    pub fn pid(&self) -> Option<u32> {
+        self.own.as_ref().map(|o| o.child.id())
+    }
+
     /// The URL of `database` as `role` (no password: the pooler trusts local logins, and so
     /// does the test server behind it).
     pub fn url(&self, database: &str, role: &str) -> String {
