@@ -195,6 +195,22 @@ async fn in_read_only_tx<T>(
     Ok(value)
 }
 
+/// The connection's role, and whether it escapes row-level security (superuser or
+/// `BYPASSRLS`).
+async fn role_of(conn: &Pooled) -> Result<(String, bool), DbError> {
+    in_read_only_tx(conn, async |c| {
+        diesel::select((
+            diesel::dsl::sql::<diesel::sql_types::Text>("current_user::text"),
+            diesel::dsl::sql::<Bool>(
+                "(SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user)",
+            ),
+        ))
+        .get_result(c)
+        .await
+    })
+    .await
+}
+
 /// Takes a connection from `pool`, recording a failure in `outage`.
 async fn checkout(pool: &PgPool, outage: &Outage) -> Result<Pooled, DbError> {
     match pool.get().await {
@@ -252,48 +268,47 @@ impl Db {
 
     async fn check_app_role(&self) -> Result<(), DbError> {
         let conn = start_conn(&self.app, APP_URL, self.pooler).await?;
-        let (role, privileged): (String, bool) = in_read_only_tx(&conn, async |c| {
-            diesel::select((
-                diesel::dsl::sql::<diesel::sql_types::Text>("current_user::text"),
-                diesel::dsl::sql::<Bool>(
-                    "(SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user)",
-                ),
-            ))
-            .get_result(c)
-            .await
-        })
-        .await?;
+        let (role, privileged) = role_of(&conn).await?;
         if privileged {
             return Err(DbError::PrivilegedAppRole { role });
         }
-        // Straight to PostgreSQL, two connections are two sessions; behind a transaction pooler
-        // they share server backends, and the statement cache would fail under load. (A pool
-        // of one borrows a second connection for the check and closes it.)
         if self.pooler == Pooler::Direct {
-            let shared = if self.app.status().max_size >= 2 {
-                let other = start_conn(&self.app, APP_URL, self.pooler).await?;
-                let shared = pooler::shared_backend(&conn, &other).await;
-                (shared, other.statement_lost())
-            } else {
-                let other = self
-                    .app
-                    .manager()
-                    .connect()
-                    .await
-                    .map_err(|e| pooler::connect_error(APP_URL, self.pooler, e))?;
-                let shared = pooler::shared_backend(&conn, &other).await;
-                (shared, other.statement_lost())
-            };
-            if conn.statement_lost() || shared.1 {
-                return Err(DbError::Pooler(pooler::statement_lost_message(self.pooler)));
-            }
-            if let Some(shared) = shared.0? {
-                return Err(DbError::Pooler(pooler::direct_behind_pooler(
-                    APP_URL, shared,
-                )));
-            }
+            self.check_own_sessions(&conn).await?;
         }
         Ok(())
+    }
+
+    /// Straight to PostgreSQL, two connections are two sessions; behind a transaction pooler
+    /// they share server backends, and the statement cache would fail under load. The second
+    /// connection comes from the pool, or, for a pool of one, is opened for the check alone.
+    async fn check_own_sessions(&self, conn: &Pooled) -> Result<(), DbError> {
+        let (shared, other_lost) = if self.app.status().max_size >= 2 {
+            let other = start_conn(&self.app, APP_URL, self.pooler).await?;
+            (
+                pooler::shared_backend(conn, &other).await,
+                other.statement_lost(),
+            )
+        } else {
+            let other = self
+                .app
+                .manager()
+                .connect()
+                .await
+                .map_err(|e| pooler::connect_error(APP_URL, self.pooler, e))?;
+            (
+                pooler::shared_backend(conn, &other).await,
+                other.statement_lost(),
+            )
+        };
+        if conn.statement_lost() || other_lost {
+            return Err(DbError::Pooler(pooler::statement_lost_message(self.pooler)));
+        }
+        match shared? {
+            Some(shared) => Err(DbError::Pooler(pooler::direct_behind_pooler(
+                APP_URL, shared,
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// The bypass role must exist and bypass row-level security: under it, with no tenant set,
@@ -303,17 +318,7 @@ impl Db {
             return Ok(());
         };
         let conn = start_conn(bypass, BYPASS_URL, self.pooler).await?;
-        let (role, bypasses): (String, bool) = in_read_only_tx(&conn, async |c| {
-            diesel::select((
-                diesel::dsl::sql::<diesel::sql_types::Text>("current_user::text"),
-                diesel::dsl::sql::<Bool>(
-                    "(SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user)",
-                ),
-            ))
-            .get_result(c)
-            .await
-        })
-        .await?;
+        let (role, bypasses) = role_of(&conn).await?;
         if !bypasses {
             return Err(DbError::Config(format!(
                 "{BYPASS_URL}: role `{role}` does not bypass row-level security, so audited \
