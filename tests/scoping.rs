@@ -2,16 +2,31 @@
 
 mod common;
 
-use common::ctx;
-use common::schema::MIGRATIONS;
 use common::schema::{
     currencies, invoices, projects, Currency, Invoice, NewInvoice, NewProject, Project,
 };
-use tenantry::testing::TestDb;
+use common::{ctx, on_both_routes, Route, TestDb};
 
 use tenantry::prelude::*;
 use tenantry::DbError;
 use uuid::Uuid;
+
+// Every case runs twice: straight to PostgreSQL and through PgBouncer in transaction mode
+// (`direct::..`, `pgbouncer::..`).
+on_both_routes!(
+    reads_see_only_the_active_tenant,
+    or_inside_filter_stays_inside_the_tenant,
+    boxed_dynamic_filters_stay_scoped,
+    subqueries_are_scoped,
+    joins_scope_the_joined_tenant_table_in_both_directions,
+    join_sql_puts_the_tenant_condition_in_the_on_clause,
+    inserts_take_tenant_from_context,
+    cross_tenant_update_and_delete_touch_nothing,
+    own_update_and_delete_work,
+    global_tables_read_without_ceremony,
+    a_failed_transaction_rolls_back,
+    a_scoped_upsert_updates_or_inserts_inside_its_tenant_only,
+);
 
 struct World {
     t: TestDb,
@@ -21,10 +36,12 @@ struct World {
     globex_project: Uuid,
 }
 
-/// The fixture's two tenants, each with one project and three invoices (amounts 100, 200, 300
-/// + offset).
-async fn world(t: TestDb) -> World {
-    let (acme, globex) = (t.acme.id, t.globex.id);
+/// Two tenants, each with one project and three invoices (amounts 100, 200, 300 + offset),
+/// their pools reaching the database by `route`.
+async fn world(route: Route) -> World {
+    let t = TestDb::through(route, 4).await;
+    let acme = t.tenant("acme").await;
+    let globex = t.tenant("globex").await;
     let mut projects = Vec::new();
     for (tenant, offset) in [(acme, 0), (globex, 1000)] {
         let c = ctx(tenant);
@@ -61,9 +78,8 @@ async fn world(t: TestDb) -> World {
     }
 }
 
-#[tenantry::test(migrations = MIGRATIONS)]
-async fn reads_see_only_the_active_tenant(t: TestDb) {
-    let w = world(t).await;
+async fn reads_see_only_the_active_tenant(route: Route) {
+    let w = world(route).await;
     let c = ctx(w.acme);
     let (all, big, count, page, numbers, distinct) =
         w.t.db
@@ -110,9 +126,8 @@ async fn reads_see_only_the_active_tenant(t: TestDb) {
     assert_eq!(distinct, vec!["EUR"]);
 }
 
-#[tenantry::test(migrations = MIGRATIONS)]
-async fn or_inside_filter_stays_inside_the_tenant(t: TestDb) {
-    let w = world(t).await;
+async fn or_inside_filter_stays_inside_the_tenant(route: Route) {
+    let w = world(route).await;
     let c = ctx(w.acme);
     let rows: Vec<Invoice> =
         w.t.db
@@ -133,9 +148,8 @@ async fn or_inside_filter_stays_inside_the_tenant(t: TestDb) {
     assert_eq!(rows[0].amount_cents, 100);
 }
 
-#[tenantry::test(migrations = MIGRATIONS)]
-async fn boxed_dynamic_filters_stay_scoped(t: TestDb) {
-    let w = world(t).await;
+async fn boxed_dynamic_filters_stay_scoped(route: Route) {
+    let w = world(route).await;
     let c = ctx(w.globex);
     for (status, expected) in [(None, 3), (Some("draft"), 3), (Some("paid"), 0)] {
         let rows: Vec<Invoice> =
@@ -157,9 +171,8 @@ async fn boxed_dynamic_filters_stay_scoped(t: TestDb) {
     }
 }
 
-#[tenantry::test(migrations = MIGRATIONS)]
-async fn subqueries_are_scoped(t: TestDb) {
-    let w = world(t).await;
+async fn subqueries_are_scoped(route: Route) {
+    let w = world(route).await;
     let c = ctx(w.acme);
     let rows: Vec<Invoice> =
         w.t.db
@@ -186,9 +199,8 @@ async fn subqueries_are_scoped(t: TestDb) {
     assert_eq!(rows.len(), 3);
 }
 
-#[tenantry::test(migrations = MIGRATIONS)]
-async fn joins_scope_the_joined_tenant_table_in_both_directions(t: TestDb) {
-    let w = world(t).await;
+async fn joins_scope_the_joined_tenant_table_in_both_directions(route: Route) {
+    let w = world(route).await;
     // A project in acme with no invoices, to exercise the left join's NULL side.
     let c = ctx(w.acme);
     let (inner, left, with_currency) =
@@ -230,9 +242,8 @@ async fn joins_scope_the_joined_tenant_table_in_both_directions(t: TestDb) {
     assert!(with_currency.iter().all(|(_, cur)| cur.code == "EUR"));
 }
 
-#[tenantry::test(migrations = MIGRATIONS)]
-async fn join_sql_puts_the_tenant_condition_in_the_on_clause(t: TestDb) {
-    let w = world(t).await;
+async fn join_sql_puts_the_tenant_condition_in_the_on_clause(route: Route) {
+    let w = world(route).await;
     let c = ctx(w.acme);
     let (left_sql, global_sql) = w
         .t
@@ -260,9 +271,8 @@ async fn join_sql_puts_the_tenant_condition_in_the_on_clause(t: TestDb) {
     );
 }
 
-#[tenantry::test(migrations = MIGRATIONS)]
-async fn inserts_take_tenant_from_context(t: TestDb) {
-    let w = world(t).await;
+async fn inserts_take_tenant_from_context(route: Route) {
+    let w = world(route).await;
     let c = ctx(w.globex);
     let inv: Invoice =
         w.t.db
@@ -316,9 +326,8 @@ async fn inserts_take_tenant_from_context(t: TestDb) {
     );
 }
 
-#[tenantry::test(migrations = MIGRATIONS)]
-async fn cross_tenant_update_and_delete_touch_nothing(t: TestDb) {
-    let w = world(t).await;
+async fn cross_tenant_update_and_delete_touch_nothing(route: Route) {
+    let w = world(route).await;
     let globex_invoice: Invoice =
         w.t.db
             .tx(&ctx(w.globex), async |conn| {
@@ -366,9 +375,8 @@ async fn cross_tenant_update_and_delete_touch_nothing(t: TestDb) {
     assert_eq!(after, globex_invoice, "the row is unchanged");
 }
 
-#[tenantry::test(migrations = MIGRATIONS)]
-async fn own_update_and_delete_work(t: TestDb) {
-    let w = world(t).await;
+async fn own_update_and_delete_work(route: Route) {
+    let w = world(route).await;
     let c = ctx(w.acme);
     let (updated, deleted, left) =
         w.t.db
@@ -404,9 +412,8 @@ async fn own_update_and_delete_work(t: TestDb) {
     assert_eq!(globex_left, 3);
 }
 
-#[tenantry::test(migrations = MIGRATIONS)]
-async fn global_tables_read_without_ceremony(t: TestDb) {
-    let w = world(t).await;
+async fn global_tables_read_without_ceremony(route: Route) {
+    let w = world(route).await;
     let rows: Vec<Currency> =
         w.t.db
             .tx(&ctx(w.acme), async |conn| {
@@ -425,9 +432,8 @@ async fn global_tables_read_without_ceremony(t: TestDb) {
     assert_eq!(rows[0].name, "Pound sterling");
 }
 
-#[tenantry::test(migrations = MIGRATIONS)]
-async fn a_failed_transaction_rolls_back(t: TestDb) {
-    let w = world(t).await;
+async fn a_failed_transaction_rolls_back(route: Route) {
+    let w = world(route).await;
     let c = ctx(w.acme);
     let result: Result<(), DbError> =
         w.t.db
@@ -451,9 +457,8 @@ async fn a_failed_transaction_rolls_back(t: TestDb) {
     assert_eq!(n, 3, "the delete was rolled back");
 }
 
-#[tenantry::test(migrations = MIGRATIONS)]
-async fn a_scoped_upsert_updates_or_inserts_inside_its_tenant_only(t: TestDb) {
-    let w = world(t).await;
+async fn a_scoped_upsert_updates_or_inserts_inside_its_tenant_only(route: Route) {
+    let w = world(route).await;
     let c = ctx(w.acme);
     let new = |number: &str, amount_cents: i64| NewInvoice {
         project_id: w.acme_project,

@@ -1,4 +1,4 @@
-//! Command-line arguments (clap derive): the five commands and their flags.
+//! Command-line arguments (clap derive): the six commands and their flags.
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{ArgGroup, Args, Parser, Subcommand};
@@ -79,17 +79,45 @@ pub(crate) enum Command {
     #[command(after_help = EXIT_CODES)]
     Audit(AuditArgs),
 
-    /// Check tenant isolation; prints each finding and exits 1 on any
+    /// Check tenant isolation (and, with --citus, readiness for Citus); prints each finding and exits 1 on any
     #[command(
         long_about = "Check the database: every declared tenant table has row-level security \
                       enabled and forced, the tenant policy and an index leading with its tenant \
                       column; every other table with a tenant_id column is declared global; the \
                       app role (the user of TENANTRY_APP_DATABASE_URL, default tenantry_app) is \
                       neither superuser nor BYPASSRLS. Prints an \"ok\" line per passed check \
-                      and one line per finding; exits 1 when anything was found.",
+                      and one line per finding; exits 1 when anything was found.\n\n\
+                      With --citus, also checks the schema against Citus's rules for sharding by \
+                      tenant: each tenant table's primary key, unique constraints and unique \
+                      indexes include its tenant column, foreign keys between tenant tables pair \
+                      their tenant columns, and global tables (reference tables on Citus) \
+                      reference only global tables. Each violation names its table and \
+                      constraint.",
         after_help = EXIT_CODES
     )]
-    Doctor,
+    Doctor(DoctorArgs),
+
+    /// Print the DDL that shards this database with Citus, in dependency order
+    #[command(
+        long_about = "Print, for the Citus coordinator, the SQL that turns this database's tables \
+                      into Citus tables in dependency order (referenced tables first): \
+                      create_reference_table for global tables and tenantry's directory \
+                      (tenants, users, memberships), citus_add_local_table_to_metadata for \
+                      audit_log, create_distributed_table(.., 'tenant_id', colocate_with => ..) \
+                      for tenant tables, and the app role's citus.propagate_set_commands so that \
+                      row-level security sees the tenant on the workers. Refuses (exit 1) while \
+                      `tenantry doctor --citus` finds problems.",
+        after_help = EXIT_CODES
+    )]
+    CitusPlan,
+}
+
+/// Flags of `tenantry doctor`.
+#[derive(Debug, Args)]
+pub(crate) struct DoctorArgs {
+    /// Also check readiness for Citus (tenant tables sharded by their tenant column)
+    #[arg(long)]
+    pub(crate) citus: bool,
 }
 
 /// Flags of `tenantry seed-tenant`.

@@ -101,6 +101,11 @@ pub(crate) enum CliError {
     /// `doctor` found problems (already printed).
     #[error("doctor found {0} problem(s); see above")]
     Findings(usize),
+    /// `citus-plan` found rules of Citus the schema breaks (already printed).
+    #[error(
+        "the schema is not ready for Citus: {0} problem(s), see above (`tenantry doctor --citus`)"
+    )]
+    NotReadyForCitus(usize),
     /// Writing the output failed.
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
@@ -110,7 +115,9 @@ impl CliError {
     /// The process exit code for this error.
     pub(crate) fn exit_code(&self) -> u8 {
         match self {
-            CliError::Findings(_) | CliError::Output(_) => exit::FAILED,
+            CliError::Findings(_) | CliError::NotReadyForCitus(_) | CliError::Output(_) => {
+                exit::FAILED
+            }
             CliError::BadUrl { .. } | CliError::Invalid { .. } => exit::USAGE,
             CliError::Unreachable { .. }
             | CliError::MissingDatabase { .. }

@@ -1,4 +1,5 @@
-//! `tenantry`: the command line of tenantry (migrate, seed-tenant, add-user, audit, doctor).
+//! `tenantry`: the command line of tenantry (migrate, seed-tenant, add-user, audit, doctor,
+//! citus-plan).
 //!
 //! Every command connects with `DATABASE_URL` (or `--database-url`), the migration/owner role
 //! of the contract, so it uses plain Diesel on tenantry's own tables. Exit codes are listed in

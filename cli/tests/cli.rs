@@ -17,6 +17,7 @@ fn help_of_each_command_mentions_its_flags() {
                 "add-user",
                 "audit",
                 "doctor",
+                "citus-plan",
                 "--database-url",
                 "Exit codes",
             ],
@@ -43,7 +44,16 @@ fn help_of_each_command_mentions_its_flags() {
             &[
                 "TENANTRY_APP_DATABASE_URL",
                 "row-level security",
+                "--citus",
                 "Exit codes",
+            ],
+        ),
+        (
+            &["citus-plan", "--help"],
+            &[
+                "create_distributed_table",
+                "create_reference_table",
+                "doctor --citus",
             ],
         ),
     ];
@@ -627,4 +637,100 @@ fn doctor_on_an_unmigrated_database_says_to_migrate() {
     let db = ScratchDb::empty();
     let out = db.tenantry(&["doctor"]).fails(1, &["problem"]);
     assert!(out.stdout.contains("tenantry migrate"), "{out:?}");
+}
+
+// ---- Citus ----
+
+/// Tenant tables keyed by `id` alone, as most schemas start.
+const SHARDABLE_LATER: &str = "CREATE TABLE projects (
+        id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+        tenant_id uuid NOT NULL REFERENCES tenants (id),
+        name text NOT NULL,
+        UNIQUE (tenant_id, id));
+    CREATE TABLE tasks (
+        id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+        tenant_id uuid NOT NULL REFERENCES tenants (id),
+        project_id uuid NOT NULL REFERENCES projects (id),
+        code text NOT NULL UNIQUE);
+    SELECT tenantry_declare_tenant_table('projects');
+    SELECT tenantry_declare_tenant_table('tasks');";
+
+#[test]
+fn doctor_citus_names_each_table_and_constraint_then_passes() {
+    let db = ScratchDb::migrated();
+    db.sql(SHARDABLE_LATER);
+    // Without --citus, isolation is all that is checked: it holds.
+    db.tenantry(&["doctor"]).succeeds();
+    let out = db
+        .tenantry(&["doctor", "--citus"])
+        .fails(1, &["4 problem(s)"]);
+    for line in [
+        "FAIL  citus: public.projects: primary key projects_pkey does not include the distribution column tenant_id",
+        "FAIL  citus: public.tasks: primary key tasks_pkey does not include the distribution column tenant_id",
+        "FAIL  citus: public.tasks: unique constraint tasks_code_key does not include the distribution column tenant_id",
+        "FAIL  citus: public.tasks: foreign key tasks_project_id_fkey to public.projects does not pair the distribution columns",
+    ] {
+        assert!(
+            out.stdout.lines().any(|l| l.starts_with(line)),
+            "{line}\n{out:?}"
+        );
+    }
+    let refused = db
+        .tenantry(&["citus-plan"])
+        .fails(1, &["not ready for Citus", "doctor --citus"]);
+    assert!(
+        refused.stdout.contains("FAIL  citus: public.tasks"),
+        "{refused:?}"
+    );
+
+    db.sql(
+        "ALTER TABLE tasks DROP CONSTRAINT tasks_project_id_fkey, DROP CONSTRAINT tasks_code_key,
+             DROP CONSTRAINT tasks_pkey, ADD PRIMARY KEY (tenant_id, id),
+             ADD UNIQUE (tenant_id, code);
+         ALTER TABLE projects DROP CONSTRAINT projects_pkey, ADD PRIMARY KEY (tenant_id, id);
+         ALTER TABLE tasks ADD FOREIGN KEY (tenant_id, project_id) REFERENCES projects (tenant_id, id);",
+    );
+    let ok = db.tenantry(&["doctor", "--citus"]).succeeds().stdout;
+    assert!(ok.contains("ok    citus:"), "{ok}");
+
+    let plan = db.tenantry(&["citus-plan"]).succeeds().stdout;
+    let statements: Vec<&str> = plan.lines().filter(|l| !l.starts_with("--")).collect();
+    assert_eq!(
+        statements,
+        vec![
+            "ALTER ROLE tenantry_app SET citus.propagate_set_commands = 'local';",
+            "SELECT create_reference_table('public.tenants');",
+            "SELECT create_reference_table('public.users');",
+            "SELECT create_reference_table('public.memberships');",
+            "SELECT citus_add_local_table_to_metadata('public.audit_log');",
+            "SELECT create_distributed_table('public.projects', 'tenant_id');",
+            "SELECT create_distributed_table('public.tasks', 'tenant_id', colocate_with => 'public.projects');",
+        ],
+        "{plan}"
+    );
+}
+
+#[test]
+fn citus_plan_names_the_app_role_of_the_app_url_and_needs_migrations() {
+    let db = ScratchDb::migrated();
+    let out = run(
+        &["citus-plan"],
+        &[
+            ("DATABASE_URL", &db.url()),
+            (
+                "TENANTRY_APP_DATABASE_URL",
+                &db.url().replace("postgres@", "web_app@"),
+            ),
+        ],
+    )
+    .succeeds();
+    assert!(
+        out.stdout
+            .contains("ALTER ROLE web_app SET citus.propagate_set_commands = 'local';"),
+        "{out:?}"
+    );
+    let empty = ScratchDb::empty();
+    empty
+        .tenantry(&["citus-plan"])
+        .fails(4, &["tenantry migrate"]);
 }

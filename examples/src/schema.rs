@@ -1,5 +1,10 @@
 //! The example's Diesel schema, as `diesel print-schema` writes it: the source of truth for
 //! columns and joins. tenantry's own tables live in `tenantry::schema`.
+//!
+//! The database keys `projects` and `invoices` by `(tenant_id, id)` (migration
+//! `0002_citus_keys`, so that Citus can shard them by tenant). Here their key stays `id`:
+//! `joinable!` follows a single-column key, and a scoped join adds the tenant condition to its
+//! `ON` clause anyway, so the join is on both columns.
 
 diesel::table! {
     currencies (code) {

@@ -60,6 +60,9 @@ pub async fn prepare(settings: &Settings) -> Result<(), SetupError> {
     }
     let mut server = url.clone();
     server.set_path("/postgres");
+    // Migrations take advisory locks: they need a session of their own, never a transaction
+    // pooler (the request path may go through one: TENANTRY_DB_POOLER=transaction).
+    tenantry::require_session(server.as_str(), "DATABASE_URL").await?;
     let mut admin = connect(&server).await?;
     let exists: bool = diesel::select(
         diesel::dsl::sql::<diesel::sql_types::Bool>(

@@ -2,13 +2,26 @@
 
 mod common;
 
-use common::{assert_error, App, LONELY, OWNER, PARTNER, VIEWER};
+use common::{assert_error, on_both_routes, App, Route, LONELY, OWNER, PARTNER, VIEWER};
 use reqwest::Method;
 use serde_json::json;
 
-#[tokio::test]
-async fn lists_show_only_the_active_tenant() {
-    let app = App::start().await;
+// Every case runs twice: the request path straight to PostgreSQL and through PgBouncer in
+// transaction mode (`direct::..`, `pgbouncer::..`).
+on_both_routes!(
+    lists_show_only_the_active_tenant,
+    another_tenants_invoice_is_404_and_unchanged,
+    create_invoice_rules,
+    bad_input_is_4xx_with_the_error_json,
+    healthz_and_unknown_routes,
+    me_describes_the_user,
+    admin_routes_are_owner_only_and_audited,
+    dashboard_escapes_tenant_names,
+    audit_rows_carry_the_request_id,
+);
+
+async fn lists_show_only_the_active_tenant(route: Route) {
+    let app = App::start_through(route).await;
     for slug in ["acme", "globex"] {
         let (s, invoices) = app.get("/api/invoices", PARTNER, Some(slug)).await;
         assert_eq!(s, 200, "{invoices}");
@@ -32,9 +45,8 @@ async fn lists_show_only_the_active_tenant() {
     assert_eq!(drafts[0]["status"], "draft");
 }
 
-#[tokio::test]
-async fn another_tenants_invoice_is_404_and_unchanged() {
-    let app = App::start().await;
+async fn another_tenants_invoice_is_404_and_unchanged(route: Route) {
+    let app = App::start_through(route).await;
     let id = app.invoice_of("globex").await;
     let before = app.invoice_row(id).await;
     let path = format!("/api/invoices/{id}");
@@ -64,9 +76,8 @@ async fn another_tenants_invoice_is_404_and_unchanged() {
     assert_eq!(s, 200, "{b}");
 }
 
-#[tokio::test]
-async fn create_invoice_rules() {
-    let app = App::start().await;
+async fn create_invoice_rules(route: Route) {
+    let app = App::start_through(route).await;
     let acme_project = app.projects["acme"];
     let globex_project = app.projects["globex"];
     let body = |project: uuid::Uuid, number: &str| {
@@ -130,9 +141,8 @@ async fn create_invoice_rules() {
     );
 }
 
-#[tokio::test]
-async fn bad_input_is_4xx_with_the_error_json() {
-    let app = App::start().await;
+async fn bad_input_is_4xx_with_the_error_json(route: Route) {
+    let app = App::start_through(route).await;
     let p = app.projects["acme"];
     let cases = [
         (
@@ -255,9 +265,8 @@ async fn bad_input_is_4xx_with_the_error_json() {
     assert_eq!(s, 404);
 }
 
-#[tokio::test]
-async fn healthz_and_unknown_routes() {
-    let app = App::start().await;
+async fn healthz_and_unknown_routes(route: Route) {
+    let app = App::start_through(route).await;
     let r = app.client.get(app.url("/healthz")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(
@@ -269,9 +278,8 @@ async fn healthz_and_unknown_routes() {
     assert_error(&b, "not_found");
 }
 
-#[tokio::test]
-async fn me_describes_the_user() {
-    let app = App::start().await;
+async fn me_describes_the_user(route: Route) {
+    let app = App::start_through(route).await;
     let (s, me) = app.get("/api/me", PARTNER, None).await;
     assert_eq!(s, 200, "{me}");
     assert_eq!(me["user"]["email"], PARTNER);
@@ -302,9 +310,8 @@ async fn me_describes_the_user() {
     assert_eq!(me["active_tenant"]["slug"], "initech");
 }
 
-#[tokio::test]
-async fn admin_routes_are_owner_only_and_audited() {
-    let app = App::start().await;
+async fn admin_routes_are_owner_only_and_audited(route: Route) {
+    let app = App::start_through(route).await;
     let audits = || app.count("SELECT count(*) AS n FROM audit_log");
     let before = audits().await;
     let (s, tenants) = app.get("/api/admin/tenants", OWNER, None).await;
@@ -348,9 +355,8 @@ async fn admin_routes_are_owner_only_and_audited() {
     assert_eq!(audits().await, before + 2, "refused calls write nothing");
 }
 
-#[tokio::test]
-async fn dashboard_escapes_tenant_names() {
-    let app = App::start().await;
+async fn dashboard_escapes_tenant_names(route: Route) {
+    let app = App::start_through(route).await;
     let mut c = common::admin(&app.db).await;
     diesel_async::SimpleAsyncConnection::batch_execute(
         &mut c,
@@ -379,9 +385,8 @@ async fn dashboard_escapes_tenant_names() {
     );
 }
 
-#[tokio::test]
-async fn audit_rows_carry_the_request_id() {
-    let app = App::start().await;
+async fn audit_rows_carry_the_request_id(route: Route) {
+    let app = App::start_through(route).await;
     let r = app
         .req(Method::GET, "/api/admin/tenants", Some(OWNER), None)
         .header("x-request-id", "req-7f3a")

@@ -2,13 +2,23 @@
 
 mod common;
 
-use common::{assert_error, App, EMAIL_HEADER, LONELY, OWNER, PARTNER, VIEWER};
+use common::{
+    assert_error, on_both_routes, App, Route, EMAIL_HEADER, LONELY, OWNER, PARTNER, VIEWER,
+};
 use reqwest::Method;
 use serde_json::json;
 
-#[tokio::test]
-async fn each_role_against_each_kind_of_route() {
-    let app = App::start().await;
+// The cases of roles and tenants run twice: the request path straight to PostgreSQL and through
+// PgBouncer in transaction mode (`direct::..`, `pgbouncer::..`).
+on_both_routes!(
+    each_role_against_each_kind_of_route,
+    a_partner_of_two_tenants_switches_with_x_tenant,
+    an_owner_acts_in_any_tenant_but_not_an_unknown_one,
+    identities_unknown_missing_or_lonely,
+);
+
+async fn each_role_against_each_kind_of_route(route: Route) {
+    let app = App::start_through(route).await;
     let p = app.projects["acme"];
     let id = app.invoice_of("acme").await;
     // (who, read, write, admin)
@@ -68,9 +78,8 @@ async fn each_role_against_each_kind_of_route() {
     );
 }
 
-#[tokio::test]
-async fn a_partner_of_two_tenants_switches_with_x_tenant() {
-    let app = App::start().await;
+async fn a_partner_of_two_tenants_switches_with_x_tenant(route: Route) {
+    let app = App::start_through(route).await;
     for slug in ["acme", "globex"] {
         let (s, b) = app.get("/api/invoices", PARTNER, Some(slug)).await;
         assert_eq!(s, 200);
@@ -104,9 +113,8 @@ async fn a_partner_of_two_tenants_switches_with_x_tenant() {
     }
 }
 
-#[tokio::test]
-async fn an_owner_acts_in_any_tenant_but_not_an_unknown_one() {
-    let app = App::start().await;
+async fn an_owner_acts_in_any_tenant_but_not_an_unknown_one(route: Route) {
+    let app = App::start_through(route).await;
     let (s, b) = app.get("/api/invoices", OWNER, Some("initech")).await;
     assert_eq!(s, 200);
     assert!(b
@@ -133,9 +141,8 @@ async fn an_owner_acts_in_any_tenant_but_not_an_unknown_one() {
     assert_error(&b, "tenant_required");
 }
 
-#[tokio::test]
-async fn identities_unknown_missing_or_lonely() {
-    let app = App::start().await;
+async fn identities_unknown_missing_or_lonely(route: Route) {
+    let app = App::start_through(route).await;
     let (s, b) = app
         .get("/api/invoices", "stranger@example.com", Some("acme"))
         .await;

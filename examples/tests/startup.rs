@@ -1,5 +1,6 @@
 //! A missing or malformed setting stops the binary at start: one line naming the variable, a
-//! non-zero exit; dev mode refuses production and non-loopback binds.
+//! non-zero exit; dev mode refuses production and non-loopback binds; a pooler or a role the
+//! app cannot use is refused at start the same way.
 
 use std::process::Command;
 
@@ -16,6 +17,9 @@ fn run(env: &[(&str, &str)]) -> (i32, String) {
         "TENANTRY_TRUSTED_PROXIES",
         "TENANTRY_DB_STATEMENT_TIMEOUT",
         "TENANTRY_HTTP_IDLE_TIMEOUT",
+        "TENANTRY_APP_DATABASE_URL",
+        "TENANTRY_BYPASS_DATABASE_URL",
+        "TENANTRY_DB_POOLER",
     ] {
         cmd.env_remove(var);
     }
@@ -79,10 +83,90 @@ fn bad_settings_exit_with_one_line_naming_the_variable() {
             ],
             "TENANTRY_HTTP_IDLE_TIMEOUT",
         ),
+        (
+            vec![
+                ("TENANTRY_AUTH_MODE", "dev"),
+                ("TENANTRY_DEV_USER_EMAIL", "d@example.com"),
+                ("TENANTRY_DB_POOLER", "pgbouncer"),
+            ],
+            "TENANTRY_DB_POOLER",
+        ),
     ] {
         let (code, stderr) = run(&env);
         assert_ne!(code, 0, "{env:?}");
         assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
         assert!(stderr.contains(variable), "{env:?}: {stderr}");
+    }
+}
+
+/// A pooler that breaks what the app needs, or a server without its roles, stops the start with
+/// one line naming the setting, never a failure at the first request under load.
+#[tokio::test]
+async fn a_pooler_or_role_the_app_cannot_use_stops_the_start_naming_the_setting() {
+    let scratch = tenantry::testing::ScratchDatabase::create("tenantry_start").await;
+    let bouncer = tenantry::testing::PgBouncer::shared().await;
+    let direct = scratch.url(None);
+    let pooled = |role: &str| bouncer.url(scratch.name(), role);
+    let dev = [
+        ("TENANTRY_AUTH_MODE", "dev"),
+        ("TENANTRY_DEV_USER_EMAIL", "d@example.com"),
+        ("TENANTRY_BIND", "127.0.0.1:0"),
+    ];
+    type Case<'a> = (Vec<(&'a str, String)>, &'a [&'a str]);
+    let cases: [Case; 4] = [
+        // The request path through PgBouncer, as if it were PostgreSQL itself.
+        (
+            vec![
+                ("DATABASE_URL", direct.clone()),
+                ("TENANTRY_APP_DATABASE_URL", pooled("tenantry_app")),
+                ("TENANTRY_BYPASS_DATABASE_URL", pooled("tenantry_bypass")),
+            ],
+            &[
+                "TENANTRY_APP_DATABASE_URL",
+                "TENANTRY_DB_POOLER=transaction",
+            ],
+        ),
+        // Migrations (advisory locks) through the pooler.
+        (
+            vec![
+                ("DATABASE_URL", pooled("postgres")),
+                ("TENANTRY_APP_DATABASE_URL", pooled("tenantry_app")),
+                ("TENANTRY_BYPASS_DATABASE_URL", pooled("tenantry_bypass")),
+                ("TENANTRY_DB_POOLER", "transaction".to_owned()),
+            ],
+            &["DATABASE_URL", "transaction pooler"],
+        ),
+        // A role the server does not have.
+        (
+            vec![
+                ("DATABASE_URL", direct.clone()),
+                (
+                    "TENANTRY_APP_DATABASE_URL",
+                    scratch.url(Some("tenantry_nobody")),
+                ),
+            ],
+            &["TENANTRY_APP_DATABASE_URL", "tenantry_nobody"],
+        ),
+        // A bypass role that does not bypass row-level security.
+        (
+            vec![
+                ("DATABASE_URL", direct.clone()),
+                (
+                    "TENANTRY_BYPASS_DATABASE_URL",
+                    scratch.url(Some("tenantry_app")),
+                ),
+            ],
+            &["TENANTRY_BYPASS_DATABASE_URL", "BYPASSRLS"],
+        ),
+    ];
+    for (vars, needles) in cases {
+        let mut env: Vec<(&str, &str)> = dev.to_vec();
+        env.extend(vars.iter().map(|(k, v)| (*k, v.as_str())));
+        let (code, stderr) = run(&env);
+        assert_ne!(code, 0, "{env:?}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        for needle in needles {
+            assert!(stderr.contains(needle), "{env:?}: {stderr}");
+        }
     }
 }

@@ -5,7 +5,9 @@
 //! cross-tenant work runs on a separate pool whose role has `BYPASSRLS`; a tenant transaction
 //! can never reach that pool.
 //!
-//! Every wait is bounded (see [`DbConfig`]); the pools themselves live in `pool/`.
+//! Every wait is bounded (see [`DbConfig`]); the pools themselves live in `pool/`. Behind a
+//! transaction pooler ([`Pooler::Transaction`]) every statement runs inside a transaction, and
+//! each transaction sets the session timeouts itself.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,13 +23,21 @@ use crate::conn::{BypassConn, TenantConn};
 use crate::ctx::{Access, Scope, TenantCtx};
 use crate::error::DbError;
 use crate::jobs::Jobs;
-use crate::pool::{self, Outage, PgPool, Pooled, Timeouts};
+use crate::pool::{self, ConnectError, Outage, PgPool, Pooled, Timeouts};
+use crate::pooler::{self, Pooler};
 
 /// Settings of [`Db::connect`]. [`DbConfig::new`] fills in the defaults below; every duration
 /// must be greater than zero.
 ///
 /// The three session timeouts are sent in each connection's startup packet (`options`), so they
 /// hold for every statement of both roles; a URL's own `options` parameter overrides them.
+/// Behind a transaction pooler ([`Pooler::Transaction`]) they are set with `SET LOCAL` at the
+/// start of each transaction instead.
+///
+/// [`Db::connect`] checks at start what the configuration needs and names the setting when it
+/// does not hold: the app URL's role (exists, neither superuser nor `BYPASSRLS`), the bypass
+/// URL's role (exists, bypasses row-level security), and, with [`Pooler::Direct`], that the app
+/// URL does not lead to a transaction pooler.
 #[derive(Debug, Clone)]
 pub struct DbConfig {
     /// URL of the tenant pool: a role that is neither superuser nor `BYPASSRLS`.
@@ -52,6 +62,9 @@ pub struct DbConfig {
     pub idle_in_transaction_timeout: Duration,
     /// Longest [`Db::ping`], checkout included (default 2 s).
     pub ping_timeout: Duration,
+    /// How the URLs reach PostgreSQL (default [`Pooler::Direct`]). [`Pooler::Transaction`]
+    /// runs without a per-connection statement cache, for PgBouncer in transaction mode.
+    pub pooler: Pooler,
 }
 
 impl DbConfig {
@@ -69,6 +82,7 @@ impl DbConfig {
             lock_timeout: t.lock,
             idle_in_transaction_timeout: t.idle_in_transaction,
             ping_timeout: Duration::from_secs(2),
+            pooler: Pooler::Direct,
         }
     }
 
@@ -107,6 +121,10 @@ pub struct Db {
     app_outage: Arc<Outage>,
     bypass_outage: Arc<Outage>,
     ping_timeout: Duration,
+    pooler: Pooler,
+    /// Appended to each transaction's `BEGIN ..`: empty, or behind a transaction pooler the
+    /// session timeouts as `SET LOCAL`s.
+    tx_settings: Arc<str>,
 }
 
 impl std::fmt::Debug for Db {
@@ -118,8 +136,79 @@ impl std::fmt::Debug for Db {
     }
 }
 
-fn pool(url: &str, size: usize, timeouts: Timeouts) -> Result<PgPool, DbError> {
-    pool::build(url, size, timeouts).map_err(DbError::Config)
+fn pool(url: &str, size: usize, timeouts: Timeouts, pooler: Pooler) -> Result<PgPool, DbError> {
+    pool::build(url, size, timeouts, pooler).map_err(DbError::Config)
+}
+
+/// The session timeouts as `SET LOCAL`s, for transactions behind a transaction pooler (which
+/// refuses them in the startup packet and would not keep them in a session anyway).
+fn tx_settings(pooler: Pooler, t: &Timeouts) -> String {
+    match pooler {
+        Pooler::Direct => String::new(),
+        Pooler::Transaction => format!(
+            "; SET LOCAL statement_timeout = {}; SET LOCAL lock_timeout = {}; \
+             SET LOCAL idle_in_transaction_session_timeout = {}",
+            t.statement.as_millis(),
+            t.lock.as_millis(),
+            t.idle_in_transaction.as_millis()
+        ),
+    }
+}
+
+const APP_URL: &str = "TENANTRY_APP_DATABASE_URL";
+const BYPASS_URL: &str = "TENANTRY_BYPASS_DATABASE_URL";
+
+/// A connection for a check at start: a failure names `setting`.
+async fn start_conn(pool: &PgPool, setting: &str, pooler: Pooler) -> Result<Pooled, DbError> {
+    use deadpool::managed::PoolError;
+    match pool.get().await {
+        Ok(obj) => Ok(Pooled::new(obj)),
+        Err(PoolError::Backend(e)) => Err(pooler::connect_error(setting, pooler, e)),
+        Err(PoolError::Timeout(_)) => Err(pooler::connect_error(
+            setting,
+            pooler,
+            ConnectError::Unreachable("no connection within the connect timeout".into()),
+        )),
+        Err(e) => Err(DbError::Pool(format!("{setting}: {e}"))),
+    }
+}
+
+/// Runs `work` on `conn` inside a read-only transaction (so that a transaction pooler keeps its
+/// statements on one server); a statement the server lost names the setting to change.
+async fn in_read_only_tx<T>(
+    conn: &Pooled,
+    work: impl AsyncFnOnce(&mut &AsyncPgConnection) -> diesel::QueryResult<T>,
+) -> Result<T, DbError> {
+    let mut c: &AsyncPgConnection = conn;
+    c.batch_execute("BEGIN READ ONLY").await?;
+    let result = work(&mut c).await;
+    let end = c
+        .batch_execute(if result.is_ok() { "COMMIT" } else { "ROLLBACK" })
+        .await;
+    if conn.statement_lost() {
+        return Err(DbError::Pooler(pooler::statement_lost_message(
+            conn.pooler(),
+        )));
+    }
+    let value = result?;
+    end?;
+    Ok(value)
+}
+
+/// The connection's role, and whether it escapes row-level security (superuser or
+/// `BYPASSRLS`).
+async fn role_of(conn: &Pooled) -> Result<(String, bool), DbError> {
+    in_read_only_tx(conn, async |c| {
+        diesel::select((
+            diesel::dsl::sql::<diesel::sql_types::Text>("current_user::text"),
+            diesel::dsl::sql::<Bool>(
+                "(SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user)",
+            ),
+        ))
+        .get_result(c)
+        .await
+    })
+    .await
 }
 
 /// Takes a connection from `pool`, recording a failure in `outage`.
@@ -135,12 +224,16 @@ async fn checkout(pool: &PgPool, outage: &Outage) -> Result<Pooled, DbError> {
 }
 
 impl Db {
-    /// Builds both pools and checks that the tenant pool's role is subject to row-level security.
+    /// Builds both pools and checks what they need, at start rather than at the first request:
+    /// the tenant pool's role is subject to row-level security, the bypass pool's role (when
+    /// configured) is not, and with [`Pooler::Direct`] the tenant pool's URL does not lead to a
+    /// transaction pooler. Each failure is one line naming the setting.
     pub async fn connect(config: DbConfig) -> Result<Self, DbError> {
         let timeouts = config.timeouts()?;
-        let app = pool(&config.app_url, config.max_connections, timeouts)?;
+        let pooler = config.pooler;
+        let app = pool(&config.app_url, config.max_connections, timeouts, pooler)?;
         let bypass = match &config.bypass_url {
-            Some(url) => Some(pool(url, config.max_bypass_connections, timeouts)?),
+            Some(url) => Some(pool(url, config.max_bypass_connections, timeouts, pooler)?),
             None => None,
         };
         let db = Self {
@@ -149,8 +242,11 @@ impl Db {
             app_outage: Arc::new(Outage::new("app")),
             bypass_outage: Arc::new(Outage::new("bypass")),
             ping_timeout: config.ping_timeout,
+            pooler,
+            tx_settings: tx_settings(pooler, &timeouts).into(),
         };
         db.check_app_role().await?;
+        db.check_bypass_role().await?;
         Ok(db)
     }
 
@@ -171,17 +267,64 @@ impl Db {
     }
 
     async fn check_app_role(&self) -> Result<(), DbError> {
-        let mut conn = checkout(&self.app, &self.app_outage).await?;
-        let (role, privileged): (String, bool) = diesel::select((
-            diesel::dsl::sql::<diesel::sql_types::Text>("current_user::text"),
-            diesel::dsl::sql::<Bool>(
-                "(SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user)",
-            ),
-        ))
-        .get_result(&mut *conn)
-        .await?;
+        let conn = start_conn(&self.app, APP_URL, self.pooler).await?;
+        let (role, privileged) = role_of(&conn).await?;
         if privileged {
             return Err(DbError::PrivilegedAppRole { role });
+        }
+        if self.pooler == Pooler::Direct {
+            self.check_own_sessions(&conn).await?;
+        }
+        Ok(())
+    }
+
+    /// Straight to PostgreSQL, two connections are two sessions; behind a transaction pooler
+    /// they share server backends, and the statement cache would fail under load. The second
+    /// connection comes from the pool, or, for a pool of one, is opened for the check alone.
+    async fn check_own_sessions(&self, conn: &Pooled) -> Result<(), DbError> {
+        let (shared, other_lost) = if self.app.status().max_size >= 2 {
+            let other = start_conn(&self.app, APP_URL, self.pooler).await?;
+            (
+                pooler::shared_backend(conn, &other).await,
+                other.statement_lost(),
+            )
+        } else {
+            let other = self
+                .app
+                .manager()
+                .connect()
+                .await
+                .map_err(|e| pooler::connect_error(APP_URL, self.pooler, e))?;
+            (
+                pooler::shared_backend(conn, &other).await,
+                other.statement_lost(),
+            )
+        };
+        if conn.statement_lost() || other_lost {
+            return Err(DbError::Pooler(pooler::statement_lost_message(self.pooler)));
+        }
+        match shared? {
+            Some(shared) => Err(DbError::Pooler(pooler::direct_behind_pooler(
+                APP_URL, shared,
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// The bypass role must exist and bypass row-level security: under it, with no tenant set,
+    /// audited cross-tenant work would otherwise see no tenant's rows and report nothing.
+    async fn check_bypass_role(&self) -> Result<(), DbError> {
+        let Some(bypass) = &self.bypass else {
+            return Ok(());
+        };
+        let conn = start_conn(bypass, BYPASS_URL, self.pooler).await?;
+        let (role, bypasses) = role_of(&conn).await?;
+        if !bypasses {
+            return Err(DbError::Config(format!(
+                "{BYPASS_URL}: role `{role}` does not bypass row-level security, so audited \
+                 cross-tenant work would see no tenant's rows; connect as tenantry_bypass \
+                 (BYPASSRLS, created by the migrations)"
+            )));
         }
         Ok(())
     }
@@ -244,7 +387,7 @@ impl Db {
         let mut guard = TxGuard::new(obj, self.app_outage.clone());
         let result = {
             let conn: &AsyncPgConnection = guard.conn();
-            let prelude = begin_tenant_sql(ctx.tenant_id(), A::READ_ONLY);
+            let prelude = begin_tenant_sql(ctx.tenant_id(), A::READ_ONLY, &self.tx_settings);
             let mut prelude_conn = conn;
             let mut tenant_conn = TenantConn::new(conn, ctx.scope().clone());
             let (begun, result) =
@@ -282,7 +425,7 @@ impl Db {
         let guard = TxGuard::new(obj, self.app_outage.clone());
         let result = {
             let mut conn: &AsyncPgConnection = guard.conn();
-            conn.batch_execute(&begin_tenant_sql(scope.tenant_id, false))
+            conn.batch_execute(&begin_tenant_sql(scope.tenant_id, false, &self.tx_settings))
                 .await
                 .map_err(DbError::from)?;
             AuditEntry {
@@ -328,7 +471,9 @@ impl Db {
                 location = %location,
                 "tenant isolation lifted (audited bypass)"
             );
-            conn.batch_execute("BEGIN").await.map_err(DbError::from)?;
+            conn.batch_execute(&format!("BEGIN{}", self.tx_settings))
+                .await
+                .map_err(DbError::from)?;
             AuditEntry {
                 actor: &bypass.actor,
                 action: &bypass.action,
@@ -357,20 +502,34 @@ impl Db {
     /// row-level security shows no tenant rows): for reads of global tables such as `users`.
     ///
     /// Dropped while a statement runs (its request was abandoned), the connection is cancelled
-    /// and closed rather than returned.
+    /// and closed rather than returned. Behind a transaction pooler its statements run in a
+    /// transaction opened here and committed when it is returned, so that the pooler keeps each
+    /// statement's prepare and execute on one server.
     pub(crate) async fn global_conn(&self) -> Result<Pooled, DbError> {
-        checkout(&self.app, &self.app_outage).await
+        let mut conn = checkout(&self.app, &self.app_outage).await?;
+        if self.pooler == Pooler::Transaction {
+            let begin = format!("BEGIN{}", self.tx_settings);
+            if let Err(e) = conn.begin_until_returned(&begin).await {
+                conn.discard();
+                let e = DbError::from(e);
+                if e.is_unavailable() {
+                    self.app_outage.failed(&e);
+                }
+                return Err(e);
+            }
+        }
+        Ok(conn)
     }
 }
 
-fn begin_tenant_sql(tenant: Uuid, read_only: bool) -> String {
+fn begin_tenant_sql(tenant: Uuid, read_only: bool, settings: &str) -> String {
     // A `Uuid` formats as 36 hex-and-dash characters: nothing to escape.
     // `SET LOCAL` has the effect of `SELECT set_config('app.tenant_id', .., true)` (the value
     // ends with the transaction) but is a utility statement: the server neither plans nor
     // executes a query for it and sends no row back. `cargo bench --bench tenantry_bench`
     // measured ~15% more tenant transactions per second with it (see BENCHMARKS.md).
     let mode = if read_only { " READ ONLY" } else { "" };
-    format!("BEGIN{mode}; SET LOCAL app.tenant_id = '{tenant}'")
+    format!("BEGIN{mode}; SET LOCAL app.tenant_id = '{tenant}'{settings}")
 }
 
 fn pool_error(e: impl std::fmt::Display) -> DbError {
@@ -410,7 +569,15 @@ impl TxGuard {
     async fn finish<T, E: From<DbError>>(mut self, result: Result<T, E>) -> Result<T, E> {
         let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
         let mut conn: &AsyncPgConnection = self.conn();
-        match conn.batch_execute(end).await {
+        let ended = conn.batch_execute(end).await;
+        if let Some(obj) = self.obj.as_ref().filter(|o| o.statement_lost()) {
+            // Whatever the work made of the error, the cause is the pooler: name the setting.
+            // (The connection is closed when the guard drops it.)
+            return Err(E::from(DbError::Pooler(pooler::statement_lost_message(
+                obj.pooler(),
+            ))));
+        }
+        match ended {
             Ok(()) => {
                 self.clean = true;
                 self.outage.succeeded();

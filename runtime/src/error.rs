@@ -31,6 +31,10 @@ pub enum DbError {
     /// The database did not answer in time (see [`Db::ping`](crate::Db::ping)).
     #[error("{0}")]
     Timeout(String),
+    /// A connection pooler between tenantry and PostgreSQL breaks what this configuration needs
+    /// (see [`crate::pooler`]); the message names the setting to change.
+    #[error("{0}")]
+    Pooler(String),
 }
 
 impl DbError {
@@ -45,7 +49,10 @@ impl DbError {
         match self {
             DbError::Pool(_) | DbError::Connection(_) | DbError::Timeout(_) => true,
             DbError::Query(e) => DbError::is_unavailable_query(e),
-            DbError::PrivilegedAppRole { .. } | DbError::NoBypassPool | DbError::Config(_) => false,
+            DbError::PrivilegedAppRole { .. }
+            | DbError::NoBypassPool
+            | DbError::Config(_)
+            | DbError::Pooler(_) => false,
         }
     }
 

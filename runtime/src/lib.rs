@@ -6,6 +6,7 @@ mod audit;
 pub mod auth;
 mod bypass;
 mod changes;
+pub mod citus;
 mod columns;
 mod conn;
 mod ctx;
@@ -19,6 +20,7 @@ mod jobs;
 pub mod log_limit;
 mod migrate;
 mod pool;
+pub mod pooler;
 mod query;
 pub mod schema;
 mod scoped;
@@ -46,6 +48,7 @@ pub use jobs::{Jobs, JobsOnly, SystemJob};
 pub use migrate::{
     migrate, migrate_url, migrate_with, MigrateError, Migrated, FRAMEWORK_MIGRATIONS,
 };
+pub use pooler::{require_session, Pooler};
 pub use query::{RunFuture, RunTenantQuery, TenantQuery};
 pub use scoped::{
     FilterValue, FromOnly, NoWidening, Scoped, ScopedExpr, ScopedFrom, ScopedIn, ScopedJoin,

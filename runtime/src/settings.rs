@@ -18,7 +18,7 @@ pub use pg_url::{redact, PgUrl, PgUrlError};
 
 use crate::auth::cloudflare::{CloudflareConfig, CloudflareConfigError};
 use crate::serve::ServeConfig;
-use crate::DbConfig;
+use crate::{DbConfig, Pooler};
 
 /// A missing or malformed setting.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
@@ -124,6 +124,7 @@ pub struct Settings {
 /// | `TENANTRY_DB_LOCK_TIMEOUT` | 2s | a statement waiting for a lock fails: 503 |
 /// | `TENANTRY_DB_IDLE_IN_TRANSACTION_TIMEOUT` | 10s | the server ends a session idle inside a transaction |
 /// | `TENANTRY_HEALTH_TIMEOUT` | 2s | `GET /healthz` answers 503 |
+/// | `TENANTRY_DB_POOLER` | `direct` | `transaction` behind PgBouncer in transaction mode: no per-connection statement cache, the session timeouts set in each transaction (see [`Pooler`]) |
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DbSettings {
     /// `TENANTRY_DB_POOL_SIZE`.
@@ -142,6 +143,8 @@ pub struct DbSettings {
     pub idle_in_transaction_timeout: Duration,
     /// `TENANTRY_HEALTH_TIMEOUT`.
     pub health_timeout: Duration,
+    /// `TENANTRY_DB_POOLER`.
+    pub pooler: Pooler,
 }
 
 impl Settings {
@@ -160,6 +163,7 @@ impl Settings {
         config.lock_timeout = db.lock_timeout;
         config.idle_in_transaction_timeout = db.idle_in_transaction_timeout;
         config.ping_timeout = db.health_timeout;
+        config.pooler = db.pooler;
         config
     }
 }
@@ -300,6 +304,15 @@ impl Settings {
                 defaults.idle_in_transaction_timeout,
             )?,
             health_timeout: raw.duration("TENANTRY_HEALTH_TIMEOUT", defaults.ping_timeout)?,
+            pooler: match raw.get("TENANTRY_DB_POOLER") {
+                None => defaults.pooler,
+                Some(value) => Pooler::parse(value).ok_or_else(|| {
+                    err(
+                        "TENANTRY_DB_POOLER",
+                        format!("expected `direct` or `transaction` (got {value:?})"),
+                    )
+                })?,
+            },
         };
         let serve = ServeConfig::default();
         let http = ServeConfig {
@@ -374,6 +387,7 @@ struct RawVars {
     tenantry_db_lock_timeout: Option<String>,
     tenantry_db_idle_in_transaction_timeout: Option<String>,
     tenantry_health_timeout: Option<String>,
+    tenantry_db_pooler: Option<String>,
     tenantry_http_header_timeout: Option<String>,
     tenantry_http_body_timeout: Option<String>,
     tenantry_http_request_timeout: Option<String>,
@@ -422,6 +436,7 @@ impl Raw {
                 v.tenantry_db_idle_in_transaction_timeout,
             ),
             ("TENANTRY_HEALTH_TIMEOUT", v.tenantry_health_timeout),
+            ("TENANTRY_DB_POOLER", v.tenantry_db_pooler),
             (
                 "TENANTRY_HTTP_HEADER_TIMEOUT",
                 v.tenantry_http_header_timeout,
@@ -745,6 +760,19 @@ mod tests {
             &[CF[0], CF[1], ("TENANTRY_HTTP_IDLE_TIMEOUT", "30s")],
             "TENANTRY_HTTP_IDLE_TIMEOUT",
             "longer than TENANTRY_HTTP_REQUEST_TIMEOUT",
+        );
+    }
+
+    #[test]
+    fn the_pooler_is_direct_unless_told_otherwise() {
+        assert_eq!(load(&CF).unwrap().db_config().pooler, Pooler::Direct);
+        let s = load(&[CF[0], CF[1], ("TENANTRY_DB_POOLER", "transaction")]).unwrap();
+        assert_eq!(s.db.pooler, Pooler::Transaction);
+        assert_eq!(s.db_config().pooler, Pooler::Transaction);
+        fails(
+            &[CF[0], CF[1], ("TENANTRY_DB_POOLER", "pgbouncer")],
+            "TENANTRY_DB_POOLER",
+            "expected `direct` or `transaction`",
         );
     }
 

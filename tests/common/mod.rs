@@ -4,9 +4,42 @@
 pub mod schema;
 
 use diesel_async::{AsyncConnection, AsyncPgConnection};
-use tenantry::testing::{connect_superuser, database_url, server_url, ScratchDatabase};
-use tenantry::{Actor, Db, DbConfig, Jobs, TenantCtx};
+use tenantry::testing::{connect_superuser, database_url, server_url, PgBouncer, ScratchDatabase};
+use tenantry::{Actor, Db, DbConfig, Jobs, Pooler, TenantCtx};
 use uuid::Uuid;
+
+/// How the pools of a [`TestDb`] reach PostgreSQL. Migrations and the tests' superuser
+/// connections always go straight to the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// Straight to the test server.
+    Direct,
+    /// Through the shared PgBouncer in transaction mode (`bash .ci/pgbouncer start`), with
+    /// `Pooler::Transaction`.
+    PgBouncer,
+}
+
+/// Runs each listed `async fn name(route: Route)` as two tests, `direct::name` and
+/// `pgbouncer::name`: the same case straight to PostgreSQL and through PgBouncer.
+#[allow(unused_macros)]
+macro_rules! on_both_routes {
+    ($($name:ident),* $(,)?) => {
+        mod direct {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::common::Route::Direct).await
+            })*
+        }
+        mod pgbouncer {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::common::Route::PgBouncer).await
+            })*
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use on_both_routes;
 
 /// The server tests run against; a superuser URL (it creates and drops databases).
 pub fn admin_url() -> String {
@@ -39,6 +72,11 @@ impl TestDb {
     }
 
     pub async fn with_pool_size(size: usize) -> Self {
+        Self::through(Route::Direct, size).await
+    }
+
+    /// A migrated database whose pools (of `size`) reach it by `route`.
+    pub async fn through(route: Route, size: usize) -> Self {
         let scratch = ScratchDatabase::create("tenantry_t").await;
         let name = scratch.name().to_owned();
         let conn = scratch.connect().await;
@@ -50,7 +88,20 @@ impl TestDb {
             .await
             .expect("declare tables");
         drop(conn);
-        let mut config = DbConfig::new(Self::app_url_of(&name), Some(Self::bypass_url_of(&name)));
+        let mut config = match route {
+            Route::Direct => {
+                DbConfig::new(Self::app_url_of(&name), Some(Self::bypass_url_of(&name)))
+            }
+            Route::PgBouncer => {
+                let pooler = PgBouncer::shared().await;
+                let mut config = DbConfig::new(
+                    pooler.url(&name, "tenantry_app"),
+                    Some(pooler.url(&name, "tenantry_bypass")),
+                );
+                config.pooler = Pooler::Transaction;
+                config
+            }
+        };
         config.max_connections = size;
         let (db, jobs) = Db::connect_with_jobs(config).await.expect("pools");
         TestDb {

@@ -1,4 +1,5 @@
-//! `tenantry doctor`: report tenant-isolation gaps found by `tenantry::inspect`.
+//! `tenantry doctor`: report tenant-isolation gaps found by `tenantry::inspect`, and with
+//! `--citus` what keeps the schema from being sharded by tenant (`tenantry::citus::check`).
 
 use std::io::Write;
 
@@ -11,15 +12,40 @@ use crate::error::CliError;
 pub(super) async fn run(
     conn: &mut AsyncPgConnection,
     app_role: &str,
+    citus: bool,
     out: &mut impl Write,
 ) -> Result<(), CliError> {
     let report = tenantry::inspect(conn, app_role).await?;
     print_report(&report, app_role, out)?;
-    if report.is_ok() {
+    let mut problems = report.findings.len();
+    if citus && !report.findings.contains(&Finding::NotMigrated) {
+        let citus = tenantry::citus::check(conn).await?;
+        print_citus(&citus.findings, out)?;
+        problems += citus.findings.len();
+    }
+    if problems == 0 {
         Ok(())
     } else {
-        Err(CliError::Findings(report.findings.len()))
+        Err(CliError::Findings(problems))
     }
+}
+
+/// The Citus section: one `FAIL` line per broken rule, or one `ok` line.
+pub(super) fn print_citus(
+    findings: &[tenantry::citus::CitusFinding],
+    out: &mut impl Write,
+) -> Result<(), CliError> {
+    if findings.is_empty() {
+        writeln!(
+            out,
+            "ok    citus: every tenant table's keys and foreign keys carry its tenant column; \
+             global tables reference only global tables"
+        )?;
+    }
+    for finding in findings {
+        writeln!(out, "FAIL  citus: {finding}")?;
+    }
+    Ok(())
 }
 
 fn print_report(report: &Report, app_role: &str, out: &mut impl Write) -> Result<(), CliError> {

@@ -1,7 +1,8 @@
-//! The five commands, one file each; [`run`] dispatches.
+//! The six commands, one file each; [`run`] dispatches.
 
 mod add_user;
 mod audit;
+mod citus_plan;
 mod doctor;
 mod migrate;
 mod seed_tenant;
@@ -38,10 +39,16 @@ pub(crate) async fn run(cli: Cli, out: &mut impl Write) -> Result<(), CliError> 
             db::require_migrated(&mut conn, &target).await?;
             audit::run(&mut conn, args.limit, out).await
         }
-        Command::Doctor => {
+        Command::Doctor(args) => {
             let role = crate::config::app_role()?;
             let mut conn = db::connect(&target).await?;
-            doctor::run(&mut conn, &role, out).await
+            doctor::run(&mut conn, &role, args.citus, out).await
+        }
+        Command::CitusPlan => {
+            let role = crate::config::app_role()?;
+            let mut conn = db::connect(&target).await?;
+            db::require_migrated(&mut conn, &target).await?;
+            citus_plan::run(&mut conn, &role, out).await
         }
     }
 }

@@ -8,8 +8,41 @@ use diesel::sql_types::{Text, Uuid as SqlUuid};
 use diesel::QueryableByName;
 use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use tenantry::settings::Settings;
-use tenantry::testing::{connect_superuser, ScratchDatabase};
+use tenantry::testing::{connect_superuser, PgBouncer, ScratchDatabase};
 use uuid::Uuid;
+
+/// How the app's request path reaches PostgreSQL (its migrations always go straight there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// Straight to the test server.
+    Direct,
+    /// Through the shared PgBouncer in transaction mode (`bash .ci/pgbouncer start`), with
+    /// `TENANTRY_DB_POOLER=transaction`.
+    PgBouncer,
+}
+
+/// Runs each listed `async fn name(route: Route)` as two tests, `direct::name` and
+/// `pgbouncer::name`: the same case with the request path straight to PostgreSQL and through
+/// PgBouncer.
+#[allow(unused_macros)]
+macro_rules! on_both_routes {
+    ($($name:ident),* $(,)?) => {
+        mod direct {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::common::Route::Direct).await
+            })*
+        }
+        mod pgbouncer {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::common::Route::PgBouncer).await
+            })*
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use on_both_routes;
 
 pub const PARTNER: &str = "partner@example.com";
 pub const VIEWER: &str = "viewer@example.com";
@@ -52,6 +85,35 @@ impl App {
     /// The app with extra settings.
     pub async fn start_with(vars: &[(&str, &str)]) -> Self {
         Self::start_custom(vars, |_| Vec::new()).await
+    }
+
+    /// [`App::start`] with its request path (app and bypass pools) reaching the database by
+    /// `route`.
+    pub async fn start_through(route: Route) -> Self {
+        let vars = [
+            ("TENANTRY_AUTH_MODE", "trusted_header"),
+            ("TENANTRY_TRUSTED_PROXIES", "127.0.0.1/32"),
+        ];
+        match route {
+            Route::Direct => Self::start_with(&vars).await,
+            Route::PgBouncer => {
+                let bouncer = PgBouncer::shared().await;
+                Self::start_custom(&vars, |scratch| {
+                    vec![
+                        (
+                            "TENANTRY_APP_DATABASE_URL".into(),
+                            bouncer.url(scratch.name(), "tenantry_app"),
+                        ),
+                        (
+                            "TENANTRY_BYPASS_DATABASE_URL".into(),
+                            bouncer.url(scratch.name(), "tenantry_bypass"),
+                        ),
+                        ("TENANTRY_DB_POOLER".into(), "transaction".into()),
+                    ]
+                })
+                .await
+            }
+        }
     }
 
     /// The app with extra settings, some of which depend on its scratch database (e.g. the

@@ -1,5 +1,6 @@
 //! [`Connector`]: opens one PostgreSQL connection with every wait bounded, and the session
-//! timeouts sent in the startup packet.
+//! timeouts sent in the startup packet (straight to PostgreSQL) or none at all (behind a
+//! transaction pooler, which refuses them: see [`Pooler`]).
 
 use std::io;
 use std::pin::Pin;
@@ -7,8 +8,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use diesel::ConnectionError;
-use diesel_async::AsyncPgConnection;
+use diesel::connection::CacheSize;
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_postgres::config::Host;
@@ -16,12 +17,57 @@ use tokio_postgres::{CancelToken, NoTls};
 
 use super::watch::{Link, Watched};
 use super::{PgConn, Timeouts};
+use crate::pooler::Pooler;
 
 /// Opens connections to one database URL.
 #[derive(Debug)]
 pub(crate) struct Connector {
     config: tokio_postgres::Config,
     timeouts: Timeouts,
+    pooler: Pooler,
+}
+
+/// Why a connection could not be opened.
+#[derive(Debug)]
+pub(crate) enum ConnectError {
+    /// The URL cannot be parsed.
+    Url(String),
+    /// Nothing answered in time, or the connection broke: the database is unavailable.
+    Unreachable(String),
+    /// The server, or a pooler in front of it, answered the startup with an error: a role or
+    /// database that does not exist, a failed authentication, a refused startup parameter.
+    Refused {
+        /// The server's message.
+        message: String,
+        /// It refused the startup packet's `options` (PgBouncer: "unsupported startup
+        /// parameter: options").
+        options: bool,
+    },
+    /// diesel-async's session setup failed.
+    Setup(diesel::ConnectionError),
+    /// The session setup's prepared statements were lost between their two round trips: a
+    /// transaction pooler is in the way (see `watch.rs`).
+    StatementLost(String),
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectError::Url(m) => write!(f, "invalid database URL: {m}"),
+            ConnectError::Unreachable(m) => f.write_str(m),
+            ConnectError::Refused { message, .. } => {
+                write!(f, "the connection startup failed: {message}")
+            }
+            ConnectError::Setup(e) => write!(f, "the session setup failed: {e}"),
+            ConnectError::StatementLost(m) => write!(f, "the session setup failed: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for ConnectError {}
+
+fn bad(message: impl Into<String>) -> ConnectError {
+    ConnectError::Unreachable(message.into())
 }
 
 /// The server's socket: TCP, or a Unix socket when the URL names a directory as host.
@@ -31,17 +77,20 @@ pub(crate) enum Socket {
     Unix(tokio::net::UnixStream),
 }
 
-fn bad(message: impl Into<String>) -> ConnectionError {
-    ConnectionError::BadConnection(message.into())
-}
-
 impl Connector {
-    /// Parses `url` and adds the session timeouts to its `options` (the URL's own options come
-    /// last, so a value given there wins).
-    pub(crate) fn new(url: &str, timeouts: Timeouts) -> Result<Self, ConnectionError> {
-        let mut config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e| ConnectionError::InvalidConnectionUrl(format!("{e}")))?;
+    /// Parses `url` and, straight to PostgreSQL, adds the session timeouts to its `options` (the
+    /// URL's own options come last, so a value given there wins). Behind a transaction pooler
+    /// the timeouts are set in each transaction instead (see `Db`), and the URL is left as is.
+    pub(crate) fn new(url: &str, timeouts: Timeouts, pooler: Pooler) -> Result<Self, ConnectError> {
+        let mut config: tokio_postgres::Config =
+            url.parse().map_err(|e| ConnectError::Url(format!("{e}")))?;
+        if pooler == Pooler::Transaction {
+            return Ok(Connector {
+                config,
+                timeouts,
+                pooler,
+            });
+        }
         let ms = |d: Duration| d.as_millis();
         let mut options = format!(
             "-c statement_timeout={} -c lock_timeout={} -c idle_in_transaction_session_timeout={}",
@@ -54,12 +103,21 @@ impl Connector {
             options.push_str(own);
         }
         config.options(options);
-        Ok(Connector { config, timeouts })
+        Ok(Connector {
+            config,
+            timeouts,
+            pooler,
+        })
     }
 
     /// The timeouts this connector applies.
     pub(crate) fn timeouts(&self) -> &Timeouts {
         &self.timeouts
+    }
+
+    /// How this connector reaches PostgreSQL.
+    pub(crate) fn pooler(&self) -> Pooler {
+        self.pooler
     }
 
     /// Opens a socket to the first host that accepts, within the connect timeout.
@@ -107,7 +165,7 @@ impl Connector {
 
     /// Opens a connection: socket, startup and diesel-async's session setup, all within the
     /// connect timeout.
-    pub(crate) async fn connect(self: &Arc<Self>) -> Result<PgConn, ConnectionError> {
+    pub(crate) async fn connect(self: &Arc<Self>) -> Result<PgConn, ConnectError> {
         let limit = self.timeouts.connect;
         tokio::time::timeout(limit, self.connect_unbounded())
             .await
@@ -119,25 +177,59 @@ impl Connector {
             })
     }
 
-    async fn connect_unbounded(self: &Arc<Self>) -> Result<PgConn, ConnectionError> {
+    async fn connect_unbounded(self: &Arc<Self>) -> Result<PgConn, ConnectError> {
         let socket = self
             .socket()
             .await
             .map_err(|e| bad(format!("cannot reach PostgreSQL: {e}")))?;
         let link = Arc::new(Link::default());
         let stream = Watched::new(socket, link.clone(), self.timeouts.reply());
-        let (client, connection) = self
-            .config
-            .connect_raw(stream, NoTls)
-            .await
-            .map_err(|e| bad(format!("the connection startup failed: {e}")))?;
+        let (client, connection) =
+            self.config
+                .connect_raw(stream, NoTls)
+                .await
+                .map_err(|e| match e.as_db_error() {
+                    Some(db) => ConnectError::Refused {
+                        message: db.message().to_owned(),
+                        options: db
+                            .message()
+                            .contains("unsupported startup parameter: options"),
+                    },
+                    None => bad(format!("the connection startup failed: {e}")),
+                })?;
         let driver = tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "PostgreSQL connection ended");
             }
         });
         let cancel = client.cancel_token();
-        let conn = AsyncPgConnection::try_from(client).await?;
+        let conn = match self.pooler {
+            Pooler::Direct => AsyncPgConnection::try_from(client)
+                .await
+                .map_err(|e| match link.statement_lost() {
+                    true => ConnectError::StatementLost(e.to_string()),
+                    false => ConnectError::Setup(e),
+                })?,
+            Pooler::Transaction => {
+                // diesel-async's setup (`SET TIME ZONE`, `SET CLIENT_ENCODING`) runs named
+                // prepared statements, each prepared in one round trip and run in the next: a
+                // transaction keeps the pooler from handing the two to different servers.
+                client
+                    .batch_execute("BEGIN")
+                    .await
+                    .map_err(|e| bad(format!("the session setup failed: {e}")))?;
+                let mut conn = AsyncPgConnection::try_from(client)
+                    .await
+                    .map_err(ConnectError::Setup)?;
+                conn.batch_execute("COMMIT")
+                    .await
+                    .map_err(|e| bad(format!("the session setup failed: {e}")))?;
+                // Each statement is prepared, run and closed inside its transaction: nothing
+                // named outlives it on a server that the pooler hands to another client next.
+                conn.set_prepared_statement_cache_size(CacheSize::Disabled);
+                conn
+            }
+        };
         Ok(PgConn {
             conn,
             link,
@@ -148,12 +240,60 @@ impl Connector {
     }
 
     /// Asks the server to cancel whatever `token`'s session is running, over a new socket.
+    ///
+    /// Like libpq, it waits (bounded) for the other side to close the socket once it has handled
+    /// the request, rather than closing first: PgBouncer 1.18 crashes when the client of a
+    /// cancel request goes away before the request was forwarded (PgBouncer issue #801).
     pub(crate) async fn cancel(&self, token: &CancelToken) -> Result<(), String> {
-        let socket = self.socket().await.map_err(|e| e.to_string())?;
+        let socket = CancelSocket(self.socket().await.map_err(|e| e.to_string())?);
         let limit = self.timeouts.connect;
         match tokio::time::timeout(limit, token.cancel_query_raw(socket, NoTls)).await {
             Ok(result) => result.map_err(|e| e.to_string()),
             Err(_) => Err(format!("no answer within {} ms", limit.as_millis())),
+        }
+    }
+}
+
+/// The socket of a cancel request: closing it waits until the server (or pooler) has closed its
+/// side, which it does once the request is handled.
+struct CancelSocket(Socket);
+
+impl AsyncRead for CancelSocket {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for CancelSocket {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_flush(cx)
+    }
+
+    /// Reads until the other side closes (it sends nothing else), without closing ours.
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let inner = &mut self.get_mut().0;
+        let mut scratch = [0u8; 64];
+        loop {
+            let mut buf = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut *inner).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) if buf.filled().is_empty() => return Poll::Ready(Ok(())),
+                Poll::Ready(Ok(())) => continue,
+                // Closed by a reset: handled all the same.
+                Poll::Ready(Err(_)) => return Poll::Ready(Ok(())),
+                Poll::Pending => return Poll::Pending,
+            }
         }
     }
 }
@@ -211,6 +351,7 @@ mod tests {
         let connector = Connector::new(
             "postgres://u@h:5432/db?options=-c%20lock_timeout%3D9s",
             Timeouts::default(),
+            Pooler::Direct,
         )
         .unwrap();
         let options = connector.config.get_options().unwrap();
@@ -219,5 +360,23 @@ mod tests {
             "{options}"
         );
         assert!(options.ends_with("-c lock_timeout=9s"), "{options}");
+    }
+
+    #[test]
+    fn behind_a_transaction_pooler_no_timeouts_are_sent_at_startup() {
+        let plain = Connector::new(
+            "postgres://u@h:6432/db",
+            Timeouts::default(),
+            Pooler::Transaction,
+        )
+        .unwrap();
+        assert_eq!(plain.config.get_options(), None);
+        let own = Connector::new(
+            "postgres://u@h:6432/db?options=-c%20lock_timeout%3D9s",
+            Timeouts::default(),
+            Pooler::Transaction,
+        )
+        .unwrap();
+        assert_eq!(own.config.get_options(), Some("-c lock_timeout=9s"));
     }
 }

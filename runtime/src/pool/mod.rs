@@ -18,15 +18,17 @@ use std::time::Duration;
 
 use deadpool::managed::{Manager, Metrics, Object, Pool, RecycleError, RecycleResult};
 use deadpool::Runtime;
-use diesel::ConnectionError;
 use diesel_async::pooled_connection::PoolableConnection;
 use diesel_async::AsyncPgConnection;
 use tokio::task::JoinHandle;
 use tokio_postgres::CancelToken;
 
+pub(crate) use connect::ConnectError;
 pub(crate) use outage::Outage;
 
-use connect::Connector;
+pub(crate) use connect::Connector;
+
+use crate::pooler::Pooler;
 use watch::Link;
 
 /// The timeouts of one pool (see [`DbConfig`](crate::DbConfig) for what each one means).
@@ -89,6 +91,13 @@ impl PgConn {
     pub(crate) fn is_idle(&self) -> bool {
         self.link.owed() == 0
     }
+
+    /// Whether the server reported a prepared statement of this connection missing or already
+    /// there (see `watch.rs`): its statements can no longer be trusted, nor can the path to the
+    /// server.
+    pub(crate) fn statement_lost(&self) -> bool {
+        self.link.statement_lost()
+    }
 }
 
 /// Creates and recycles [`PgConn`]s for deadpool.
@@ -97,19 +106,31 @@ pub(crate) struct PgManager {
     connector: Arc<Connector>,
 }
 
+impl PgManager {
+    /// A connection outside the pool (for a check at start; closed when dropped).
+    pub(crate) async fn connect(&self) -> Result<PgConn, ConnectError> {
+        self.connector.connect().await
+    }
+}
+
 impl Manager for PgManager {
     type Type = PgConn;
-    type Error = ConnectionError;
+    type Error = ConnectError;
 
-    async fn create(&self) -> Result<PgConn, ConnectionError> {
+    async fn create(&self) -> Result<PgConn, ConnectError> {
         self.connector.connect().await
     }
 
-    async fn recycle(&self, conn: &mut PgConn, _: &Metrics) -> RecycleResult<ConnectionError> {
+    async fn recycle(&self, conn: &mut PgConn, _: &Metrics) -> RecycleResult<ConnectError> {
         // No round trip: every transaction starts with BEGIN, which fails fast on a dead
-        // connection. A connection that is closed or still owed a reply is not reused.
-        if conn.driver.is_finished() || !conn.is_idle() || conn.conn.is_broken() {
-            return Err(RecycleError::message("connection closed or busy"));
+        // connection. A connection that is closed, still owed a reply, or whose prepared
+        // statements the server lost is not reused.
+        if conn.driver.is_finished()
+            || !conn.is_idle()
+            || conn.conn.is_broken()
+            || conn.statement_lost()
+        {
+            return Err(RecycleError::message("connection closed, busy or confused"));
         }
         Ok(())
     }
@@ -118,9 +139,14 @@ impl Manager for PgManager {
 /// A pool of [`PgConn`]s.
 pub(crate) type PgPool = Pool<PgManager>;
 
-/// Builds a pool of at most `size` connections to `url`.
-pub(crate) fn build(url: &str, size: usize, timeouts: Timeouts) -> Result<PgPool, String> {
-    let connector = Connector::new(url, timeouts).map_err(|e| e.to_string())?;
+/// Builds a pool of at most `size` connections to `url`, reached as `pooler` says.
+pub(crate) fn build(
+    url: &str,
+    size: usize,
+    timeouts: Timeouts,
+    pooler: Pooler,
+) -> Result<PgPool, String> {
+    let connector = Connector::new(url, timeouts, pooler).map_err(|e| e.to_string())?;
     Pool::builder(PgManager {
         connector: Arc::new(connector),
     })
@@ -137,15 +163,43 @@ pub(crate) fn build(url: &str, size: usize, timeouts: Timeouts) -> Result<PgPool
 /// future was dropped mid-query), it is reaped (see `reap.rs`) instead of returned.
 pub(crate) struct Pooled {
     obj: Option<Object<PgManager>>,
+    /// A transaction is open on it until it is returned (`Db::global_conn` behind a
+    /// transaction pooler): committed first, then the connection goes back to the pool.
+    open_tx: bool,
 }
 
 impl Pooled {
     pub(crate) fn new(obj: Object<PgManager>) -> Self {
-        Pooled { obj: Some(obj) }
+        Pooled {
+            obj: Some(obj),
+            open_tx: false,
+        }
     }
 
     fn conn(&self) -> &PgConn {
         self.obj.as_ref().expect("present until dropped")
+    }
+
+    /// Runs `begin` (a `BEGIN ..`) now and commits that transaction when the connection is
+    /// returned.
+    pub(crate) async fn begin_until_returned(
+        &mut self,
+        begin: &str,
+    ) -> Result<(), diesel::result::Error> {
+        use diesel_async::SimpleAsyncConnection;
+        self.open_tx = true;
+        let mut conn: &AsyncPgConnection = self;
+        conn.batch_execute(begin).await
+    }
+
+    /// See [`PgConn::statement_lost`].
+    pub(crate) fn statement_lost(&self) -> bool {
+        self.conn().statement_lost()
+    }
+
+    /// How this connection reaches PostgreSQL.
+    pub(crate) fn pooler(&self) -> Pooler {
+        self.conn().connector.pooler()
     }
 
     /// Closes the connection instead of returning it to the pool (cancelling whatever runs).
@@ -172,8 +226,13 @@ impl DerefMut for Pooled {
 impl Drop for Pooled {
     fn drop(&mut self) {
         if let Some(obj) = self.obj.take() {
-            if !obj.is_idle() {
+            if obj.statement_lost() {
+                crate::pooler::report_statement_lost(obj.connector.pooler());
                 reap::abandon(obj);
+            } else if !obj.is_idle() {
+                reap::abandon(obj);
+            } else if self.open_tx {
+                reap::commit_then_return(obj);
             }
         }
     }

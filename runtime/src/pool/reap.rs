@@ -9,8 +9,32 @@
 //! `lock_timeout` and `idle_in_transaction_session_timeout` end the session.
 
 use deadpool::managed::Object;
+use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
 
 use super::PgManager;
+
+/// Commits the transaction open on the idle `obj` in the background, then returns it to the
+/// pool (closes it if the commit fails). The slot stays taken until then.
+pub(crate) fn commit_then_return(obj: Object<PgManager>) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            runtime.spawn(async move {
+                let mut conn: &AsyncPgConnection = &obj;
+                match conn.batch_execute("COMMIT").await {
+                    Ok(()) => drop(obj),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "COMMIT of a returned connection failed");
+                        abandon(obj);
+                    }
+                }
+            });
+        }
+        Err(_) => {
+            obj.link.kill();
+            drop(Object::take(obj));
+        }
+    }
+}
 
 /// Cancels, drains and closes `obj` in the background, then releases its slot.
 pub(crate) fn abandon(obj: Object<PgManager>) {

@@ -8,6 +8,12 @@
 //! connection: a frozen network or a stalled server becomes an error instead of a hang. The
 //! count also tells the pool whether a connection is idle, and [`Link::kill`] closes the socket
 //! from outside (see `reap.rs`).
+//!
+//! It also reads the SQLSTATE of each `ErrorResponse` (`E`), to notice the errors a transaction
+//! pooler causes when a connection uses named prepared statements: a statement prepared on one
+//! server connection and run on another (`26000`, "prepared statement \"s1\" does not exist"),
+//! or one left behind by another client (`42P05`, "… already exists"). See
+//! [`Link::statement_lost`].
 
 use std::io;
 use std::pin::Pin;
@@ -26,6 +32,7 @@ use tokio::time::{Instant, Sleep};
 pub(crate) struct Link {
     owed: AtomicUsize,
     killed: AtomicBool,
+    statement_lost: AtomicBool,
     waker: AtomicWaker,
     idle: Notify,
 }
@@ -54,6 +61,13 @@ impl Link {
         self.waker.wake();
     }
 
+    /// Whether the server answered a statement of this connection with `26000` (a prepared
+    /// statement it does not have) or `42P05` (one it already has): the signature of a
+    /// transaction pooler under a per-connection statement cache.
+    pub(crate) fn statement_lost(&self) -> bool {
+        self.statement_lost.load(Ordering::Acquire)
+    }
+
     fn sent(&self, messages: usize) {
         self.owed.fetch_add(messages, Ordering::AcqRel);
     }
@@ -80,7 +94,16 @@ struct Framer {
     have: usize,
     /// Body bytes of the current message still to skip.
     skip: usize,
+    /// The type of message whose first [`CAPTURE`] body bytes are kept, if any.
+    capture: Option<u8>,
+    captured: Vec<u8>,
+    /// Body bytes of the current message still to keep.
+    keep: usize,
 }
+
+/// How much of a captured message is kept: an `ErrorResponse` sends its severity and SQLSTATE
+/// first, well within this.
+const CAPTURE: usize = 64;
 
 impl Framer {
     fn new(startup: bool) -> Self {
@@ -89,13 +112,40 @@ impl Framer {
             header: [0; 5],
             have: 0,
             skip: 0,
+            capture: None,
+            captured: Vec::new(),
+            keep: 0,
         }
     }
 
-    /// Feeds `bytes`; returns how many complete message headers matched `counts`.
-    fn feed(&mut self, mut bytes: &[u8], counts: impl Fn(u8) -> bool) -> usize {
+    /// A framer that also hands the first bytes of each `kind` message to `feed`'s `captured`.
+    fn capturing(startup: bool, kind: u8) -> Self {
+        Framer {
+            capture: Some(kind),
+            ..Framer::new(startup)
+        }
+    }
+
+    /// Feeds `bytes`; returns how many complete message headers matched `counts`, and calls
+    /// `captured` with the kept start of each captured message.
+    fn feed(
+        &mut self,
+        mut bytes: &[u8],
+        counts: impl Fn(u8) -> bool,
+        mut captured: impl FnMut(&[u8]),
+    ) -> usize {
         let mut matched = 0;
         while !bytes.is_empty() {
+            if self.keep > 0 {
+                let n = self.keep.min(bytes.len());
+                self.captured.extend_from_slice(&bytes[..n]);
+                self.keep -= n;
+                bytes = &bytes[n..];
+                if self.keep == 0 {
+                    captured(&self.captured);
+                }
+                continue;
+            }
             if self.skip > 0 {
                 let n = self.skip.min(bytes.len());
                 self.skip -= n;
@@ -117,15 +167,45 @@ impl Framer {
             };
             let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
             // The length counts itself (4 bytes) but not the type byte.
-            self.skip = len.saturating_sub(4);
+            let body = len.saturating_sub(4);
+            self.skip = body;
             self.have = 0;
             self.startup = false;
             if counts(kind) {
                 matched += 1;
             }
+            if self.capture == Some(kind) {
+                self.keep = body.min(CAPTURE);
+                self.skip = body - self.keep;
+                self.captured.clear();
+                if self.keep == 0 {
+                    captured(&[]);
+                }
+            }
         }
         matched
     }
+}
+
+/// The SQLSTATE (`C` field) of an `ErrorResponse` body, if its kept start holds it.
+fn sqlstate(body: &[u8]) -> Option<&[u8]> {
+    let mut rest = body;
+    while let Some((&field, tail)) = rest.split_first() {
+        if field == 0 {
+            return None;
+        }
+        let end = tail.iter().position(|&b| b == 0)?;
+        if field == b'C' {
+            return Some(&tail[..end]);
+        }
+        rest = &tail[end + 1..];
+    }
+    None
+}
+
+/// SQLSTATEs of a prepared statement missing (`26000`) or already there (`42P05`).
+fn is_statement_lost(code: &[u8]) -> bool {
+    code == b"26000" || code == b"42P05"
 }
 
 /// A socket whose replies are watched (see the module docs).
@@ -152,7 +232,7 @@ impl<S> Watched<S> {
             link,
             reply_timeout,
             out: Framer::new(true),
-            inc: Framer::new(false),
+            inc: Framer::capturing(false, b'E'),
             deadline: Box::pin(tokio::time::sleep(reply_timeout)),
             armed: false,
             terminated: false,
@@ -211,7 +291,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Watched<S> {
             Poll::Ready(Ok(())) => {
                 let read = &buf.filled()[before..];
                 if !read.is_empty() {
-                    let replies = this.inc.feed(read, |kind| kind == b'Z');
+                    let link = &this.link;
+                    let replies = this.inc.feed(
+                        read,
+                        |kind| kind == b'Z',
+                        |error| {
+                            if sqlstate(error).is_some_and(is_statement_lost) {
+                                link.statement_lost.store(true, Ordering::Release);
+                            }
+                        },
+                    );
                     this.link.answered(replies);
                     if this.link.owed() > 0 {
                         this.arm(cx);
@@ -244,9 +333,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Watched<S> {
             Poll::Ready(Ok(n)) => n,
             other => return other,
         };
-        let requests = this.out.feed(&buf[..written], |kind| {
-            matches!(kind, 0 | b'Q' | b'S' | b'F')
-        });
+        let requests = this.out.feed(
+            &buf[..written],
+            |kind| matches!(kind, 0 | b'Q' | b'S' | b'F'),
+            |_| {},
+        );
         if requests > 0 {
             let was_idle = this.link.owed() == 0;
             this.link.sent(requests);
@@ -290,9 +381,45 @@ mod tests {
         let counts = |k: u8| matches!(k, 0 | b'Q' | b'S' | b'F');
         for chunk in 1..stream.len() {
             let mut framer = Framer::new(true);
-            let total: usize = stream.chunks(chunk).map(|c| framer.feed(c, counts)).sum();
+            let total: usize = stream
+                .chunks(chunk)
+                .map(|c| framer.feed(c, counts, |_| {}))
+                .sum();
             assert_eq!(total, 3, "chunks of {chunk}");
         }
+    }
+
+    #[test]
+    fn error_codes_are_read_across_any_split() {
+        let mut stream = message(b'1', b"");
+        stream.extend(message(
+            b'E',
+            b"SERROR\0VERROR\0C26000\0Mprepared statement \"s7\" does not exist\0\0",
+        ));
+        stream.extend(message(b'E', b"SERROR\0VERROR\0C42P01\0Mno such table\0\0"));
+        stream.extend(message(b'Z', b"I"));
+        for chunk in 1..stream.len() {
+            let mut framer = Framer::capturing(false, b'E');
+            let mut codes = Vec::new();
+            let replies: usize = stream
+                .chunks(chunk)
+                .map(|c| {
+                    framer.feed(
+                        c,
+                        |k| k == b'Z',
+                        |body| codes.push(sqlstate(body).map(<[u8]>::to_vec)),
+                    )
+                })
+                .sum();
+            assert_eq!(replies, 1, "chunks of {chunk}");
+            assert_eq!(
+                codes,
+                vec![Some(b"26000".to_vec()), Some(b"42P01".to_vec())],
+                "chunks of {chunk}"
+            );
+        }
+        assert!(is_statement_lost(b"26000") && is_statement_lost(b"42P05"));
+        assert!(!is_statement_lost(b"42P01"));
     }
 
     #[test]

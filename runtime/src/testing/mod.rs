@@ -1,10 +1,11 @@
 //! Test kit for applications built on tenantry (cargo feature `testing`; never enable it in a
 //! production build): the fixture of `#[tenantry::test]` ([`TestDb`]: a migrated scratch
 //! database with two tenants, a partner and a viewer each), a local Cloudflare Access certs
-//! endpoint, fixed test keys, a minter of Cloudflare-shaped tokens, scratch databases, and a
-//! fault-injection TCP proxy
-//! ([`FaultProxy`]) to freeze, cut or delay the path to PostgreSQL, so your tests exercise the
-//! real verifier over real HTTP and your app against a failing network.
+//! endpoint, fixed test keys, a minter of Cloudflare-shaped tokens, scratch databases, a
+//! fault-injection TCP proxy ([`FaultProxy`]) to freeze, cut or delay the path to PostgreSQL,
+//! and PgBouncer in transaction mode in front of the test server ([`PgBouncer`]), so your tests
+//! exercise the real verifier over real HTTP and your app against a failing network and behind a
+//! transaction pooler.
 //!
 //! ```no_run
 //! use tenantry_runtime::auth::cloudflare::{CloudflareConfig, CloudflareVerifier};
@@ -33,8 +34,10 @@ mod harness;
 pub mod isolation;
 mod keys;
 mod minter;
+mod pgbouncer;
 mod proxy;
 mod scratch;
+mod wire;
 
 #[doc(inline)]
 pub use crate::assert_isolated;
@@ -42,5 +45,7 @@ pub use certs_server::{CertsBehaviour, CertsServer};
 pub use harness::{run_test, NoMigrations, TestDb, TestFn, TestTenant, TestUser};
 pub use keys::{certs_document, TestKey};
 pub use minter::{TestToken, TokenMinter};
+pub use pgbouncer::PgBouncer;
 pub use proxy::{Fault, FaultProxy};
 pub use scratch::{connect_superuser, database_url, server_url, ScratchDatabase};
+pub use wire::Executed;

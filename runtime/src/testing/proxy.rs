@@ -13,6 +13,8 @@
 //! proxy.delay(Duration::from_millis(50)); // every chunk arrives 50 ms late
 //! proxy.cut();                            // every connection is closed, new ones too
 //! proxy.pass();                           // back to normal
+//! proxy.record();                         // keep what clients execute from now on
+//! let statements = proxy.executed();      // each statement's SQL and bound values
 //! # Ok(()) }
 //! ```
 
@@ -26,6 +28,8 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::{AbortHandle, JoinHandle};
+
+use super::wire::{Decoder, Executed, Recorder};
 
 /// What the proxy does with the traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +53,7 @@ pub struct FaultProxy {
     mode: watch::Sender<Fault>,
     accept: JoinHandle<()>,
     connections: Arc<Mutex<Vec<AbortHandle>>>,
+    recorder: Arc<Recorder>,
 }
 
 impl FaultProxy {
@@ -59,17 +64,20 @@ impl FaultProxy {
         let addr = listener.local_addr()?;
         let (mode, _) = watch::channel(Fault::Pass);
         let connections = Arc::new(Mutex::new(Vec::new()));
+        let recorder = Arc::new(Recorder::default());
         let accept = tokio::spawn(accept_loop(
             listener,
             upstream,
             mode.clone(),
             connections.clone(),
+            recorder.clone(),
         ));
         Ok(FaultProxy {
             addr,
             mode,
             accept,
             connections,
+            recorder,
         })
     }
 
@@ -114,6 +122,20 @@ impl FaultProxy {
         self.set(Fault::Delay(delay));
     }
 
+    /// Keeps, from now on, every statement clients execute through the proxy (see
+    /// [`FaultProxy::executed`]).
+    pub fn record(&self) {
+        self.recorder.start();
+    }
+
+    /// The statements executed through the proxy since [`FaultProxy::record`], in the order the
+    /// proxy forwarded them: the SQL of each simple query, and of each bound prepared statement
+    /// with its values. (A PostgreSQL client speaks the frontend protocol; a proxy to another
+    /// kind of server records nothing.)
+    pub fn executed(&self) -> Vec<Executed> {
+        self.recorder.executed()
+    }
+
     /// Connections currently open through the proxy.
     pub fn open_connections(&self) -> usize {
         let mut connections = self.lock();
@@ -144,6 +166,7 @@ async fn accept_loop(
     upstream: String,
     mode: watch::Sender<Fault>,
     connections: Arc<Mutex<Vec<AbortHandle>>>,
+    recorder: Arc<Recorder>,
 ) {
     loop {
         let Ok((client, _)) = listener.accept().await else {
@@ -153,14 +176,25 @@ async fn accept_loop(
             drop(client);
             continue;
         }
-        let task = tokio::spawn(relay(client, upstream.clone(), mode.subscribe()));
+        let decoder = recorder.decoder();
+        let task = tokio::spawn(relay(
+            client,
+            upstream.clone(),
+            mode.subscribe(),
+            (decoder, recorder.clone()),
+        ));
         let mut list = connections.lock().unwrap_or_else(|e| e.into_inner());
         list.retain(|h| !h.is_finished());
         list.push(task.abort_handle());
     }
 }
 
-async fn relay(client: TcpStream, upstream: String, mode: watch::Receiver<Fault>) {
+async fn relay(
+    client: TcpStream,
+    upstream: String,
+    mode: watch::Receiver<Fault>,
+    record: (Decoder, Arc<Recorder>),
+) {
     let Ok(server) = TcpStream::connect(&upstream).await else {
         return;
     };
@@ -169,13 +203,19 @@ async fn relay(client: TcpStream, upstream: String, mode: watch::Receiver<Fault>
     let (client_read, client_write) = client.into_split();
     let (server_read, server_write) = server.into_split();
     tokio::select! {
-        _ = pump(client_read, server_write, mode.clone()) => {}
-        _ = pump(server_read, client_write, mode) => {}
+        _ = pump(client_read, server_write, mode.clone(), Some(record)) => {}
+        _ = pump(server_read, client_write, mode, None) => {}
     }
 }
 
-/// Copies `from` to `to` chunk by chunk, obeying the current fault before each write.
-async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, mut mode: watch::Receiver<Fault>) {
+/// Copies `from` to `to` chunk by chunk, obeying the current fault before each write, and feeds
+/// what a client sends to its decoder.
+async fn pump(
+    mut from: OwnedReadHalf,
+    mut to: OwnedWriteHalf,
+    mut mode: watch::Receiver<Fault>,
+    mut record: Option<(Decoder, Arc<Recorder>)>,
+) {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         let n = tokio::select! {
@@ -196,6 +236,9 @@ async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, mut mode: watch::
             Fault::Cut => return,
             Fault::Delay(d) => tokio::time::sleep(d).await,
             Fault::Pass | Fault::Freeze => {}
+        }
+        if let Some((decoder, recorder)) = &mut record {
+            decoder.feed(&buf[..n], recorder);
         }
         if to.write_all(&buf[..n]).await.is_err() {
             return;
