@@ -130,7 +130,7 @@ async fn two_instances_migrate_at_once_and_serve_one_database_in_isolation() {
     let mut c = admin(scratch.name()).await;
     let migrations = common_count(
         &mut c,
-        "SELECT count(*) AS n FROM tenantry_migrations GROUP BY migration_set, version \
+        "SELECT count(*) AS n FROM __diesel_schema_migrations GROUP BY version \
          ORDER BY count(*) DESC LIMIT 1",
     )
     .await;
