@@ -13,15 +13,16 @@
 //!   handler that returns a constant, served without authentication, behind
 //!   `CloudflareVerifier::authenticate` only (with the app's verifier, and with one whose cache is
 //!   off), and behind `#[requires_role(ClientViewer)]` in `trusted_header` and in `cloudflare`
-//!   mode (a real local certs server), with 1 and 8 clients;
+//!   mode (a real local certs server), the latter also on a `Db` without the principal cache,
+//!   with 1 and 8 clients;
 //! - (f) the database protocol traffic of each of those requests, counted by a PostgreSQL
 //!   protocol-aware TCP proxy in front of the server (`support/pg_proxy.rs`; the same app on a
 //!   second listener, its pool connected through the proxy); and, for the lookups of (g), the
 //!   server's own count of transactions (`pg_stat_database.xact_commit`, on one connection with
 //!   every other backend of the scratch database gone);
-//! - (g) the principal lookup alone (`auth/lookup.rs`): `load_principal` vs. the same SQL through
-//!   `sql_query` on a plain pool vs. the same query written with the DSL, whose prepared
-//!   statement diesel caches.
+//! - (g) the principal lookup alone (`auth/lookup.rs`): `load_principal` with and without the
+//!   principal cache vs. the same SQL through `sql_query` on a plain pool vs. the same query
+//!   written with the DSL, whose prepared statement diesel caches.
 //!
 //! The measuring helpers shared by the bench binaries are in `support/`: run length and `/proc`
 //! CPU time (`measure.rs`), statistics and the database watcher (`stats.rs`), the micro-benchmark
@@ -68,7 +69,7 @@ use tenantry::{Db, DbConfig};
 
 use common::TestDb;
 use http::{compare, print_http, router, serve, Http, Route};
-use lookup::{one_lookup, plain_pool, run_lookup, time_lookups, Lookup};
+use lookup::{one_lookup, plain_pool, run_lookup, time_lookups, Dbs, Lookup};
 use measure::{loadavg, secs};
 use pg_proxy::{diff, print_traffic, start_proxy, Traffic, Wire};
 use stats::Watcher;
@@ -212,15 +213,31 @@ async fn main() {
         let (app_url, counted_url) = (app_url.clone(), counted_url.clone());
         server_rt
             .spawn(async move {
-                let mut config = DbConfig::new(app_url, None);
-                config.max_connections = CLIENTS;
-                let db = Db::connect(config).await.expect("app pools");
-                let addr = serve(router(&db, &cloudflare, &trusted, &cold)).await;
-                // The same app with a one-connection pool through the counting proxy, for (f).
-                let mut config = DbConfig::new(counted_url, None);
-                config.max_connections = 1;
-                let counted = Db::connect(config).await.expect("counted pool");
-                let counted_addr = serve(router(&counted, &cloudflare, &trusted, &cold)).await;
+                let pools = |url: &str, size: usize| {
+                    let mut config = DbConfig::new(url, None);
+                    config.max_connections = size;
+                    // The directory listener connects directly, not through the counting proxy.
+                    config.listen_url = Some(app_url.clone());
+                    let cached = Db::connect(config.clone());
+                    config.principal_cache_capacity = 0;
+                    let uncached = Db::connect(config);
+                    async move {
+                        let (cached, uncached) = (cached.await, uncached.await);
+                        (cached.expect("pool"), uncached.expect("pool"))
+                    }
+                };
+                let (db, uncached) = pools(&app_url, CLIENTS).await;
+                let addr = serve(router(&db, &uncached, &cloudflare, &trusted, &cold)).await;
+                // The same app with one-connection pools through the counting proxy, for (f).
+                let (counted, counted_uncached) = pools(&counted_url, 1).await;
+                let counted_addr = serve(router(
+                    &counted,
+                    &counted_uncached,
+                    &cloudflare,
+                    &trusted,
+                    &cold,
+                ))
+                .await;
                 (addr, counted_addr)
             })
             .await
@@ -265,12 +282,16 @@ async fn main() {
          app / cli / pg CPU = µs of CPU per request of the server runtime's threads / of this \
          process's other threads / of the PostgreSQL backends"
     );
+    // One request first, alone: the app's verifier checks the token's signature once and caches
+    // it (concurrent first requests would each check it).
+    http.get(Route::Jwt).await;
     let routes = [
         Route::Open,
         Route::Jwt,
         Route::JwtCold,
         Route::Trusted,
         Route::Cloudflare,
+        Route::CloudflareUncached,
     ];
     for (clients, round) in [(1, secs(0.3)), (CLIENTS, secs(0.3))] {
         let mut stats = compare(&http, &routes, clients, round).await;
@@ -321,15 +342,22 @@ async fn main() {
         email: VIEWER.to_owned(),
         sub: None,
     };
-    let one = |url: &str| {
+    let one = |url: &str, principal_cache_capacity: usize| {
         let mut config = DbConfig::new(url, None);
         config.max_connections = 1;
+        config.principal_cache_capacity = principal_cache_capacity;
+        config.listen_url = Some(app_url.clone());
         Db::connect(config)
     };
-    let (db, counted_db) = (
-        one(&app_url).await.expect("db"),
-        one(&counted_url).await.expect("counted db"),
-    );
+    let cache = DbConfig::new("", None).principal_cache_capacity;
+    let dbs = Dbs {
+        cached: one(&app_url, cache).await.expect("db"),
+        uncached: one(&app_url, 0).await.expect("db"),
+    };
+    let counted_dbs = Dbs {
+        cached: one(&counted_url, cache).await.expect("counted db"),
+        uncached: one(&counted_url, 0).await.expect("counted db"),
+    };
     // The hand-written baselines read the directory tables directly, which the app role may no
     // longer do (row-level security shows it only the active tenant's members): they run as the
     // bypass role, which reads the same rows the directory function does.
@@ -339,14 +367,29 @@ async fn main() {
         plain_pool(&bypass_url, 1),
         plain_pool(&counted_bypass_url, 1),
     );
-    let lookups = [Lookup::Tenantry, Lookup::SqlQuery, Lookup::Dsl];
+    let lookups = [
+        Lookup::Tenantry,
+        Lookup::Cached,
+        Lookup::SqlQuery,
+        Lookup::Dsl,
+    ];
+    // The first lookup starts the listener, which empties the cache once it listens: wait for
+    // that before counting.
+    for dbs in [&dbs, &counted_dbs] {
+        one_lookup(dbs, &counted_plain, &identity, Lookup::Cached).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !dbs.cached.principal_cache_status().listening {
+            assert!(Instant::now() < deadline, "the directory listener starts");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
     for &l in &lookups {
         for _ in 0..20 {
-            one_lookup(&counted_db, &counted_plain, &identity, l).await;
+            one_lookup(&counted_dbs, &counted_plain, &identity, l).await;
         }
         let before = proxy_wire.quiet_snapshot().await;
         for _ in 0..COUNTED {
-            one_lookup(&counted_db, &counted_plain, &identity, l).await;
+            one_lookup(&counted_dbs, &counted_plain, &identity, l).await;
         }
         traffic.push(Traffic {
             label: l.label(),
@@ -355,7 +398,7 @@ async fn main() {
             xact_commit: None,
         });
     }
-    time_lookups(&db, &plain, &identity, &http.watcher).await;
+    time_lookups(&dbs, &plain, &identity, &http.watcher).await;
 
     // Server-side check of (f): `pg_stat_database.xact_commit` per lookup. PostgreSQL 15 flushes
     // an idle backend's statistics up to 10 s late, so: end the app (its pools' backends exit and
@@ -363,7 +406,7 @@ async fn main() {
     // one connection with `pg_stat_force_next_flush()` (one transaction each; the flush happens
     // before its ReadyForQuery).
     server_rt.shutdown_background();
-    drop((plain, counted_plain, db, counted_db));
+    drop((plain, counted_plain, dbs, counted_dbs));
     let mut conn =
         <diesel_async::AsyncPgConnection as diesel_async::AsyncConnection>::establish(&bypass_url)
             .await
@@ -429,7 +472,7 @@ async fn main() {
             "(f) PostgreSQL protocol messages per request, counted by a proxy over {COUNTED} sequential requests \
              (client -> server: Q simple query, Parse, Bind, Execute, Close, Sync; server -> client: ReadyForQuery), \
              xact = pg_stat_database.xact_commit per lookup (server side; plain-pool lookups only); \
-             the last three rows are (g)'s lookups alone"
+             the last four rows are (g)'s lookups alone"
         ),
         &traffic,
     );

@@ -5,12 +5,14 @@
 //!
 //! - (a) the compile-time layer: a scoped query vs. the same hand-written Diesel query, both on one
 //!   connection inside an open tenant transaction, alternating query by query;
-//! - (b) a whole one-query tenant transaction (`Db::tx`) vs. an autocommit point select on a pool,
-//!   and vs. the naive `BEGIN; set_config; SELECT; COMMIT`, sequentially and with 8 clients;
+//! - (b) a whole one-query tenant transaction (`Db::query`, one round trip, and `Db::tx`, two) vs.
+//!   an autocommit point select on a pool, and vs. the naive `BEGIN; set_config; SELECT; COMMIT`,
+//!   sequentially and with 8 clients;
 //! - (c) the row-level-security predicate: the autocommit point select as `tenantry_app` vs. as
 //!   `tenantry_bypass` (which bypasses RLS);
 //! - (x) with `TENANTRY_BENCH_EXPERIMENTS=1`: `Db::tx` vs. its protocol by hand with either
-//!   tenant prelude (`SELECT set_config` or `SET LOCAL`), and a one-round-trip transaction.
+//!   tenant prelude (`SELECT set_config` or `SET LOCAL`), and `Db::query` vs. its one-round-trip
+//!   protocol by hand.
 //!
 //! Besides throughput and latency, each table gives the CPU time per operation of this process
 //! and of the PostgreSQL backends (`/proc/<pid>/schedstat`). Results: BENCHMARKS.md.
@@ -84,6 +86,17 @@ mod scoped_side {
                 .first::<Invoice>(conn)
                 .await
                 .map_err(DbError::from)
+        })
+        .await
+    }
+
+    /// One point select with `Db::query`: `BEGIN; SET LOCAL`, the select and `COMMIT` in one
+    /// round trip.
+    pub async fn point_query(db: &Db, ctx: &TenantCtx<'_>, id: Uuid) -> Result<Invoice, DbError> {
+        db.query(ctx, |conn| {
+            Invoice::scoped(conn)
+                .filter(invoices::id.eq(id))
+                .first::<Invoice>(conn)
         })
         .await
     }
@@ -256,6 +269,8 @@ fn plain_pool(url: &str, size: usize, session_tenant: Option<Uuid>) -> PgPool {
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Variant {
+    /// `Db::query` with one scoped point select.
+    Query,
     /// `Db::tx` with one scoped point select.
     Tenantry,
     /// Autocommit point select as `tenantry_app` (RLS applies, tenant set per session).
@@ -270,11 +285,15 @@ enum Variant {
     PipeSetLocal,
     /// Experiment: `BEGIN; SET LOCAL`, select and `COMMIT` pipelined in one round trip.
     PipeOneRtt,
+    /// Experiment: the autocommit select on sessions with tenantry's session timeouts
+    /// (`statement_timeout`, `lock_timeout`, `idle_in_transaction_session_timeout`).
+    AutocommitTimeouts,
 }
 
 impl Variant {
     fn label(self) -> &'static str {
         match self {
+            Variant::Query => "tenantry Db::query (1 RTT)",
             Variant::Tenantry => "tenantry Db::tx (pipelined, 2 RTT)",
             Variant::Autocommit => "autocommit select, app role (1 RTT)",
             Variant::Naive => "naive BEGIN;set_config;SELECT;COMMIT (4 RTT)",
@@ -282,6 +301,7 @@ impl Variant {
             Variant::PipeSetConfig => "by hand: BEGIN;SELECT set_config | SELECT",
             Variant::PipeSetLocal => "by hand: BEGIN;SET LOCAL | SELECT",
             Variant::PipeOneRtt => "1-RTT: BEGIN;SET LOCAL | SELECT | COMMIT",
+            Variant::AutocommitTimeouts => "autocommit select, with tenantry's timeouts",
         }
     }
 }
@@ -291,6 +311,7 @@ struct State {
     ctx: TenantCtx<'static>,
     tenant: Uuid,
     autocommit: PgPool,
+    autocommit_timeouts: PgPool,
     naive: PgPool,
     bypass: PgPool,
     ids: Vec<Uuid>,
@@ -300,6 +321,9 @@ struct State {
 
 async fn one_op(s: &State, v: Variant, id: Uuid) {
     let row = match v {
+        Variant::Query => scoped_side::point_query(&s.db, &s.ctx, id)
+            .await
+            .expect("one-statement tx"),
         Variant::Tenantry => scoped_side::point_tx(&s.db, &s.ctx, id)
             .await
             .expect("tenant tx"),
@@ -319,6 +343,9 @@ async fn one_op(s: &State, v: Variant, id: Uuid) {
         Variant::PipeOneRtt => plain_side::one_rtt_tx(&s.naive, s.tenant, id)
             .await
             .expect("one round trip"),
+        Variant::AutocommitTimeouts => plain_side::point(&s.autocommit_timeouts, id)
+            .await
+            .expect("autocommit"),
     };
     assert_eq!(row.id, id);
     std::hint::black_box(row);
@@ -642,13 +669,28 @@ async fn main() {
         ctx: ctx.clone(),
         tenant: acme,
         autocommit: plain_pool(&t.app_url(), CLIENTS, Some(acme)),
+        // `Db`'s defaults (`DbConfig::new`), sent the way `Db` sends them: in the startup packet.
+        autocommit_timeouts: plain_pool(
+            &format!(
+                "{}?options=-c%20statement_timeout%3D5000%20-c%20lock_timeout%3D2000%20\
+                 -c%20idle_in_transaction_session_timeout%3D10000",
+                t.app_url()
+            ),
+            CLIENTS,
+            Some(acme),
+        ),
         naive: plain_pool(&t.app_url(), CLIENTS, None),
         bypass: plain_pool(&TestDb::bypass_url_of(&t.name), CLIENTS, None),
         ids,
         admin: tokio::sync::Mutex::new(t.admin().await),
     });
 
-    let b = [Variant::Autocommit, Variant::Tenantry, Variant::Naive];
+    let b = [
+        Variant::Autocommit,
+        Variant::Query,
+        Variant::Tenantry,
+        Variant::Naive,
+    ];
     for (clients, round) in [(1, secs(0.3)), (CLIENTS, secs(0.45))] {
         let stats = compare(&state, &b, clients, round).await;
         print_table(
@@ -678,8 +720,10 @@ async fn main() {
             Variant::Tenantry,
             Variant::PipeSetConfig,
             Variant::PipeSetLocal,
+            Variant::Query,
             Variant::PipeOneRtt,
             Variant::Autocommit,
+            Variant::AutocommitTimeouts,
         ];
         for (clients, round) in [(1, secs(0.3)), (CLIENTS, secs(0.45))] {
             let stats = compare(&state, &e, clients, round).await;

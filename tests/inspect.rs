@@ -41,9 +41,10 @@ const NOTES_SQL: &str = "CREATE TABLE notes (
 )";
 
 /// tenantry's own migrations, in order.
-const ALL_MIGRATIONS: [&str; 3] = [
+const ALL_MIGRATIONS: [&str; 4] = [
     "00000000000001_framework",
     "00000000000002_directory",
+    "00000000000003_directory_notify",
     "00000000000004_service_identities",
 ];
 

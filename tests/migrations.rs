@@ -50,13 +50,16 @@ async fn an_earlier_runners_database_is_adopted_once() {
         .expect("migrates");
     assert_eq!(
         first.applied,
-        ["00000000000004_service_identities"],
+        [
+            "00000000000003_directory_notify",
+            "00000000000004_service_identities"
+        ],
         "only what the earlier runner had not applied"
     );
     let mut conn = first.conn;
     let versions = "SELECT count(*) AS n FROM __diesel_schema_migrations WHERE version IN \
-                    ('00000000000001', '00000000000002', '00000000000004', '0001')";
-    assert_eq!(count(&mut conn, versions).await, 4);
+                    ('00000000000001', '00000000000002', '00000000000003', '00000000000004', '0001')";
+    assert_eq!(count(&mut conn, versions).await, 5);
     let adopted = "SELECT count(*) AS n FROM tenantry_migrations WHERE adopted_at IS NOT NULL";
     assert_eq!(
         count(&mut conn, adopted).await,

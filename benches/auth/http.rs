@@ -41,9 +41,10 @@ async fn jwt_only(
 }
 
 /// The bench's app: one route per variant, all on one listener; `cold` is a verifier without
-/// a verified-token cache.
+/// a verified-token cache, `uncached` a `Db` without a principal cache.
 pub fn router(
     db: &Db,
+    uncached: &Db,
     cloudflare: &Arc<Authenticator>,
     trusted: &Arc<Authenticator>,
     cold: &CloudflareVerifier,
@@ -77,6 +78,14 @@ pub fn router(
                 .route(Route::Cloudflare.path(), get(viewer))
                 .with_state(state(cloudflare)),
         )
+        .merge(
+            Router::new()
+                .route(Route::CloudflareUncached.path(), get(viewer))
+                .with_state(Tenantry {
+                    db: uncached.clone(),
+                    auth: Arc::clone(cloudflare),
+                }),
+        )
 }
 
 /// Binds 127.0.0.1 and serves `router` on the current runtime (with the peer address, which
@@ -104,6 +113,7 @@ pub enum Route {
     JwtCold,
     Trusted,
     Cloudflare,
+    CloudflareUncached,
 }
 
 impl Route {
@@ -114,6 +124,7 @@ impl Route {
             Route::JwtCold => "/jwt-cold",
             Route::Trusted => "/trusted",
             Route::Cloudflare => "/cf",
+            Route::CloudflareUncached => "/cf-uncached",
         }
     }
 
@@ -124,6 +135,7 @@ impl Route {
             Route::JwtCold => "JWT only, verified-token cache off",
             Route::Trusted => "#[requires_role(ClientViewer)], trusted_header",
             Route::Cloudflare => "#[requires_role(ClientViewer)], cloudflare",
+            Route::CloudflareUncached => "the same, principal cache off",
         }
     }
 }

@@ -1,5 +1,5 @@
-//! (g) The principal lookup alone: `load_principal`, the same SQL through `sql_query`, and the
-//! same query written with Diesel's DSL on a plain pool.
+//! (g) The principal lookup alone: `load_principal` with and without the principal cache, the
+//! same SQL through `sql_query`, and the same query written with Diesel's DSL on a plain pool.
 
 use std::time::{Duration, Instant};
 
@@ -113,7 +113,9 @@ pub async fn lookup_sql(conn: &mut AsyncPgConnection, email: &str) -> usize {
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Lookup {
-    /// `tenantry::identity::load_principal` on the app's `Db`.
+    /// `tenantry::identity::load_principal` on a `Db` with the principal cache (a hit).
+    Cached,
+    /// `tenantry::identity::load_principal` on a `Db` without the principal cache.
     Tenantry,
     /// The same SQL through `sql_query` on a plain pool.
     SqlQuery,
@@ -124,16 +126,28 @@ pub enum Lookup {
 impl Lookup {
     pub fn label(self) -> &'static str {
         match self {
-            Lookup::Tenantry => "load_principal (query builder: cached statement)",
+            Lookup::Cached => "load_principal, principal cache (hit)",
+            Lookup::Tenantry => "load_principal, cache off (cached statement)",
             Lookup::SqlQuery => "same SQL, sql_query on a plain pool",
             Lookup::Dsl => "same query, DSL: cached statement (Bind/Execute)",
         }
     }
 }
 
-pub async fn one_lookup(db: &Db, pool: &PgPool, identity: &Identity, l: Lookup) {
+/// The two `Db`s of the lookups: with and without the principal cache.
+pub struct Dbs {
+    pub cached: Db,
+    pub uncached: Db,
+}
+
+pub async fn one_lookup(dbs: &Dbs, pool: &PgPool, identity: &Identity, l: Lookup) {
     let memberships = match l {
-        Lookup::Tenantry => load_principal(db, identity)
+        Lookup::Cached => load_principal(&dbs.cached, identity)
+            .await
+            .expect("principal")
+            .memberships()
+            .len(),
+        Lookup::Tenantry => load_principal(&dbs.uncached, identity)
             .await
             .expect("principal")
             .memberships()
@@ -151,7 +165,7 @@ pub async fn run_lookup(conn: &mut AsyncPgConnection, l: Lookup) {
     let memberships = match l {
         Lookup::SqlQuery => lookup_sql(conn, VIEWER).await,
         Lookup::Dsl => lookup_dsl(conn, VIEWER).await.len(),
-        Lookup::Tenantry => unreachable!("needs a Db"),
+        Lookup::Cached | Lookup::Tenantry => unreachable!("needs a Db"),
     };
     assert_eq!(memberships, 2);
 }
@@ -164,8 +178,13 @@ pub fn plain_pool(url: &str, size: usize) -> PgPool {
 }
 
 /// Times the three lookups in rotated rounds (sequential, one-connection pools) and prints (g).
-pub async fn time_lookups(db: &Db, plain: &PgPool, identity: &Identity, watcher: &Watcher) {
-    let lookups = [Lookup::Tenantry, Lookup::SqlQuery, Lookup::Dsl];
+pub async fn time_lookups(db: &Dbs, plain: &PgPool, identity: &Identity, watcher: &Watcher) {
+    let lookups = [
+        Lookup::Tenantry,
+        Lookup::Cached,
+        Lookup::SqlQuery,
+        Lookup::Dsl,
+    ];
     let mut stats: Vec<Stats> = lookups.iter().map(|_| Stats::default()).collect();
     for &l in &lookups {
         for _ in 0..200 {
@@ -199,7 +218,7 @@ pub async fn time_lookups(db: &Db, plain: &PgPool, identity: &Identity, watcher:
         }
     }
     println!(
-        "\n(g) the principal lookup alone, 1 client, pools of 1, {ROUNDS} rotated rounds of {:.1} s; ratio = ops/s vs load_principal",
+        "\n(g) the principal lookup alone, 1 client, pools of 1, {ROUNDS} rotated rounds of {:.1} s; ratio = ops/s vs load_principal without the cache",
         round.as_secs_f64()
     );
     println!(

@@ -86,6 +86,12 @@ impl Server {
         })
     }
 
+    /// The server's database handle (its pools and principal cache), e.g. for a test to read
+    /// [`Db::principal_cache_status`].
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
     /// Serves until SIGTERM or Ctrl-C, then drains (see [`Server::serve_until`]).
     pub async fn serve(self) -> std::io::Result<()> {
         self.serve_until(shutdown_signal()).await

@@ -22,9 +22,15 @@ use crate::bypass::AuditedBypass;
 use crate::conn::{BypassConn, TenantConn};
 use crate::ctx::{Access, Scope, TenantCtx};
 use crate::error::DbError;
+use crate::identity::{PrincipalCache, PrincipalCacheStatus};
 use crate::jobs::Jobs;
-use crate::pool::{self, ConnectError, Outage, PgPool, Pooled, Timeouts};
+use crate::pool::{self, ConnectError, Connector, Link, Outage, PgPool, Pooled, Timeouts};
 use crate::pooler::{self, Pooler};
+
+mod listen;
+mod one_rtt;
+
+use listen::Directory;
 
 /// Settings of [`Db::connect`]. [`DbConfig::new`] fills in the defaults below; every duration
 /// must be greater than zero.
@@ -65,6 +71,22 @@ pub struct DbConfig {
     /// How the URLs reach PostgreSQL (default [`Pooler::Direct`]). [`Pooler::Transaction`]
     /// runs without a per-connection statement cache, for PgBouncer in transaction mode.
     pub pooler: Pooler,
+    /// URL of the directory listener's session (`LISTEN tenantry_directory`). `None`: the app
+    /// URL with [`Pooler::Direct`]; no listener with [`Pooler::Transaction`] (the app URL is the
+    /// pooler's), so cached principals live at most the TTL below. It must reach PostgreSQL
+    /// directly or through a session-mode pooler: behind a transaction-mode pooler
+    /// (PgBouncer's `pool_mode = transaction`) a `LISTEN` stops hearing once the pooler hands
+    /// the server connection to another client, so [`Db::connect`] refuses such a URL
+    /// (naming `TENANTRY_LISTEN_DATABASE_URL`). When it cannot connect, or its connection
+    /// fails, the principal cache falls back to the TTL below.
+    pub listen_url: Option<String>,
+    /// How many identities the principal cache holds (default 10,000; 0: no cache, every
+    /// request looks its principal up, and no listener session is opened).
+    pub principal_cache_capacity: usize,
+    /// How long a cached principal lives while the listener is not confirmed up (default
+    /// 1 s): a change to the directory takes effect within it even when notifications are
+    /// lost. While the listener is up, entries live until the directory changes.
+    pub principal_cache_ttl: Duration,
 }
 
 impl DbConfig {
@@ -83,6 +105,9 @@ impl DbConfig {
             idle_in_transaction_timeout: t.idle_in_transaction,
             ping_timeout: Duration::from_secs(2),
             pooler: Pooler::Direct,
+            listen_url: None,
+            principal_cache_capacity: 10_000,
+            principal_cache_ttl: Duration::from_secs(1),
         }
     }
 
@@ -97,6 +122,7 @@ impl DbConfig {
                 self.idle_in_transaction_timeout,
             ),
             ("ping_timeout", self.ping_timeout),
+            ("principal_cache_ttl", self.principal_cache_ttl),
         ];
         if let Some((name, _)) = durations.iter().find(|(_, d)| d.is_zero()) {
             return Err(DbError::Config(format!(
@@ -125,6 +151,7 @@ pub struct Db {
     /// Appended to each transaction's `BEGIN ..`: empty, or behind a transaction pooler the
     /// session timeouts as `SET LOCAL`s.
     tx_settings: Arc<str>,
+    directory: Arc<Directory>,
 }
 
 impl std::fmt::Debug for Db {
@@ -157,6 +184,37 @@ fn tx_settings(pooler: Pooler, t: &Timeouts) -> String {
 
 const APP_URL: &str = "TENANTRY_APP_DATABASE_URL";
 const BYPASS_URL: &str = "TENANTRY_BYPASS_DATABASE_URL";
+const LISTEN_URL: &str = "TENANTRY_LISTEN_DATABASE_URL";
+
+/// The listener's URL: the configured one; else the app URL, unless that is a transaction
+/// pooler's (a `LISTEN` there would stop hearing at the pooler's next hand-over).
+fn listen_url(config: &DbConfig) -> Option<&str> {
+    match (&config.listen_url, config.pooler) {
+        (Some(url), _) => Some(url),
+        (None, Pooler::Direct) => Some(&config.app_url),
+        (None, Pooler::Transaction) => None,
+    }
+}
+
+/// The listener's connector. A URL of its own must lead to a session, never to a transaction
+/// pooler: that stops the start, naming the setting. One that cannot be reached now is not
+/// fatal: the listener keeps trying, and the cache lives by its TTL meanwhile.
+async fn listener(url: &str, config: &DbConfig, timeouts: Timeouts) -> Result<Connector, DbError> {
+    let connector = Connector::new(url, timeouts, Pooler::Direct)
+        .map_err(|e| DbError::Config(format!("{LISTEN_URL}: {e}")))?;
+    if config.listen_url.is_some() {
+        match pooler::require_session(url, LISTEN_URL).await {
+            Ok(()) => {}
+            Err(e @ DbError::Pooler(_)) => return Err(e),
+            Err(e) => tracing::warn!(
+                error = %e,
+                "{LISTEN_URL} cannot be reached yet: cached principals live at most the TTL \
+                 until the directory listener connects"
+            ),
+        }
+    }
+    Ok(connector)
+}
 
 /// A connection for a check at start: a failure names `setting`.
 async fn start_conn(pool: &PgPool, setting: &str, pooler: Pooler) -> Result<Pooled, DbError> {
@@ -236,6 +294,19 @@ impl Db {
             Some(url) => Some(pool(url, config.max_bypass_connections, timeouts, pooler)?),
             None => None,
         };
+        let cache =
+            PrincipalCache::new(config.principal_cache_capacity, config.principal_cache_ttl);
+        let listener = match listen_url(&config) {
+            Some(url) if cache.is_enabled() => Some(listener(url, &config, timeouts).await?),
+            _ => None,
+        };
+        if cache.is_enabled() && listener.is_none() {
+            tracing::warn!(
+                ttl_ms = u64::try_from(config.principal_cache_ttl.as_millis()).unwrap_or(u64::MAX),
+                "no directory listener (TENANTRY_LISTEN_DATABASE_URL is not set behind a \
+                 transaction pooler): cached principals live at most the TTL"
+            );
+        }
         let db = Self {
             app,
             bypass,
@@ -244,6 +315,7 @@ impl Db {
             ping_timeout: config.ping_timeout,
             pooler,
             tx_settings: tx_settings(pooler, &timeouts).into(),
+            directory: Arc::new(Directory::new(cache, listener)),
         };
         db.check_app_role().await?;
         db.check_bypass_role().await?;
@@ -350,8 +422,10 @@ impl Db {
     }
 
     /// Stops handing out connections and closes the idle ones (at shutdown, after the last
-    /// request). Connections in use are closed when they are returned.
+    /// request). Connections in use are closed when they are returned. The directory listener
+    /// stops too.
     pub fn close(&self) {
+        self.directory.close();
         self.app.close();
         if let Some(bypass) = &self.bypass {
             bypass.close();
@@ -490,6 +564,17 @@ impl Db {
         guard.finish(result).await
     }
 
+    /// What the principal cache knows and did: whether its listener is up, how often it was
+    /// emptied, hits and misses (see [`DbConfig::principal_cache_ttl`]).
+    pub fn principal_cache_status(&self) -> PrincipalCacheStatus {
+        self.directory.cache().status()
+    }
+
+    /// The principal cache (its listener starts with the first use).
+    pub(crate) fn principals(&self) -> &PrincipalCache {
+        self.directory.principals()
+    }
+
     /// Connections of the tenant pool: `(open, idle)`.
     pub fn pool_status(&self) -> (usize, usize) {
         let s = self.app.status();
@@ -560,10 +645,25 @@ impl TxGuard {
             .expect("connection present until finish")
     }
 
+    fn link(&self) -> &Arc<Link> {
+        self.pooled().link()
+    }
+
+    fn pooled(&self) -> &Pooled {
+        self.obj.as_ref().expect("connection present until finish")
+    }
+
     fn discard(&mut self) {
         if let Some(obj) = self.obj.take() {
             obj.discard();
         }
+    }
+
+    /// The transaction committed (its `COMMIT` was pipelined): the connection goes back to the
+    /// pool.
+    fn committed(&mut self) {
+        self.clean = true;
+        self.outage.succeeded();
     }
 
     async fn finish<T, E: From<DbError>>(mut self, result: Result<T, E>) -> Result<T, E> {

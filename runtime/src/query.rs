@@ -1,7 +1,9 @@
 //! What a tenant connection may run ([`TenantQuery`]) and the methods that run it ([`RunTenantQuery`]).
 
+use std::any::TypeId;
 use std::future::Future;
 use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use diesel::internal::table_macro::{BoxedSelectStatement, FromClause, SelectStatement};
 use diesel::pg::Pg;
@@ -138,9 +140,86 @@ where
     }
 }
 
-/// The future of a tenant query: boxed, so that a query a tenant connection will not run is one
-/// compile error at the method, not three.
-pub type RunFuture<'c, T> = Pin<Box<dyn Future<Output = QueryResult<T>> + Send + 'c>>;
+/// The future of one tenant query, returned by the methods of [`RunTenantQuery`]: boxed, so that a
+/// query a tenant connection will not run is one compile error at the method, not three.
+///
+/// Only those methods make one, so a `RunFuture` always runs exactly one statement: what
+/// [`Db::query`](crate::Db::query) relies on to send `BEGIN`, the statement and `COMMIT` in one
+/// round trip.
+#[must_use = "a query does nothing until its future is awaited"]
+pub struct RunFuture<'c, T> {
+    inner: Pin<Box<dyn Future<Output = QueryResult<T>> + Send + 'c>>,
+    statement: Option<StatementKey>,
+}
+
+/// Which prepared statement a [`RunFuture`] runs, when its query type alone decides it (a
+/// static Diesel query id): the query's type and the run method. `Db::query` remembers, per
+/// connection, the statements it has seen sent without a `Parse` (cached by diesel-async).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct StatementKey {
+    query: TypeId,
+    run: Run,
+}
+
+/// The run method: `first` adds a `LIMIT`, so it is another statement than `load`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Run {
+    Load,
+    First,
+    Execute,
+}
+
+impl StatementKey {
+    fn of<Q: QueryId>(run: Run) -> Option<Self> {
+        Q::query_id().map(|query| StatementKey { query, run })
+    }
+}
+
+impl<'c, T: 'c> RunFuture<'c, T> {
+    fn new(
+        future: impl Future<Output = QueryResult<T>> + Send + 'c,
+        statement: Option<StatementKey>,
+    ) -> Self {
+        RunFuture {
+            inner: Box::pin(future),
+            statement,
+        }
+    }
+
+    /// The statement it runs, if its type alone decides it.
+    pub(crate) fn statement(&self) -> Option<StatementKey> {
+        self.statement
+    }
+
+    /// `Ok(None)` instead of `Err(NotFound)` when no row matched (another tenant's row included),
+    /// like Diesel's `OptionalExtension`, for a future not yet awaited:
+    /// `db.query(&ctx, |conn| Invoice::scoped(conn).filter(invoices::id.eq(id)).first(conn).optional())`.
+    pub fn optional(self) -> RunFuture<'c, Option<T>> {
+        let inner = self.inner;
+        let future = async move {
+            match inner.await {
+                Ok(row) => Ok(Some(row)),
+                Err(diesel::result::Error::NotFound) => Ok(None),
+                Err(e) => Err(e),
+            }
+        };
+        RunFuture::new(future, self.statement)
+    }
+}
+
+impl<T> Future for RunFuture<'_, T> {
+    type Output = QueryResult<T>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<QueryResult<T>> {
+        self.inner.as_mut().poll(cx)
+    }
+}
+
+impl<T> std::fmt::Debug for RunFuture<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RunFuture")
+    }
+}
 
 /// Runs tenant queries on a [`TenantConn`]: `Invoice::scoped(conn).load(conn).await`.
 ///
@@ -156,11 +235,13 @@ pub trait RunTenantQuery<A: Access>: Sized {
         Self: TenantQuery<'tx, A>,
         Self::Inner: LoadQuery<'c, &'tx AsyncPgConnection, U> + 'c,
         U: Send + 'c,
+        Self::Inner: QueryId,
     {
-        Box::pin(diesel_async::RunQueryDsl::load(
-            self.into_inner(),
-            conn.raw_for_run(),
-        ))
+        let statement = StatementKey::of::<Self::Inner>(Run::Load);
+        RunFuture::new(
+            diesel_async::RunQueryDsl::load(self.into_inner(), conn.raw_for_run()),
+            statement,
+        )
     }
 
     /// Loads all rows (alias of [`RunTenantQuery::load`]).
@@ -169,11 +250,13 @@ pub trait RunTenantQuery<A: Access>: Sized {
         Self: TenantQuery<'tx, A>,
         Self::Inner: LoadQuery<'c, &'tx AsyncPgConnection, U> + 'c,
         U: Send + 'c,
+        Self::Inner: QueryId,
     {
-        Box::pin(diesel_async::RunQueryDsl::load(
-            self.into_inner(),
-            conn.raw_for_run(),
-        ))
+        let statement = StatementKey::of::<Self::Inner>(Run::Load);
+        RunFuture::new(
+            diesel_async::RunQueryDsl::load(self.into_inner(), conn.raw_for_run()),
+            statement,
+        )
     }
 
     /// Loads exactly one row (`NotFound` if there is none), e.g. an insert's `RETURNING` row.
@@ -182,11 +265,13 @@ pub trait RunTenantQuery<A: Access>: Sized {
         Self: TenantQuery<'tx, A>,
         Self::Inner: LoadQuery<'c, &'tx AsyncPgConnection, U> + 'c,
         U: Send + 'c,
+        Self::Inner: QueryId,
     {
-        Box::pin(diesel_async::RunQueryDsl::get_result(
-            self.into_inner(),
-            conn.raw_for_run(),
-        ))
+        let statement = StatementKey::of::<Self::Inner>(Run::Load);
+        RunFuture::new(
+            diesel_async::RunQueryDsl::get_result(self.into_inner(), conn.raw_for_run()),
+            statement,
+        )
     }
 
     /// Loads the first row (`LIMIT 1`; `NotFound` if there is none).
@@ -196,11 +281,13 @@ pub trait RunTenantQuery<A: Access>: Sized {
         Self::Inner: diesel::query_dsl::methods::LimitDsl,
         diesel::dsl::Limit<Self::Inner>: LoadQuery<'c, &'tx AsyncPgConnection, U> + Send + 'c,
         U: Send + 'c,
+        Self::Inner: QueryId,
     {
-        Box::pin(diesel_async::RunQueryDsl::first(
-            self.into_inner(),
-            conn.raw_for_run(),
-        ))
+        let statement = StatementKey::of::<Self::Inner>(Run::First);
+        RunFuture::new(
+            diesel_async::RunQueryDsl::first(self.into_inner(), conn.raw_for_run()),
+            statement,
+        )
     }
 
     /// Runs an insert, update or delete and returns the number of rows it touched.
@@ -208,11 +295,13 @@ pub trait RunTenantQuery<A: Access>: Sized {
     where
         Self: TenantQuery<'tx, A>,
         Self::Inner: ExecuteDsl<&'tx AsyncPgConnection> + 'c,
+        Self::Inner: QueryId,
     {
-        Box::pin(diesel_async::RunQueryDsl::execute(
-            self.into_inner(),
-            conn.raw_for_run(),
-        ))
+        let statement = StatementKey::of::<Self::Inner>(Run::Execute);
+        RunFuture::new(
+            diesel_async::RunQueryDsl::execute(self.into_inner(), conn.raw_for_run()),
+            statement,
+        )
     }
 }
 

@@ -85,6 +85,12 @@ pub struct Settings {
     pub app_database_url: String,
     /// `TENANTRY_BYPASS_DATABASE_URL`: audited cross-tenant work (`BYPASSRLS`).
     pub bypass_database_url: String,
+    /// `TENANTRY_LISTEN_DATABASE_URL`: the directory listener's session, which keeps the
+    /// principal cache true. It must not go through a transaction-mode pooler (see
+    /// [`DbConfig::listen_url`]). Default: the app URL when `TENANTRY_DB_POOLER=direct`; none
+    /// under `transaction` (the app URL is the pooler's), so cached principals then live at
+    /// most `TENANTRY_PRINCIPAL_CACHE_TTL`.
+    pub listen_database_url: Option<String>,
     /// `TENANTRY_BIND` as written (e.g. `127.0.0.1:3000` or `localhost:3000`).
     pub bind: String,
     /// `TENANTRY_BIND` resolved.
@@ -125,6 +131,8 @@ pub struct Settings {
 /// | `TENANTRY_DB_IDLE_IN_TRANSACTION_TIMEOUT` | 10s | the server ends a session idle inside a transaction |
 /// | `TENANTRY_HEALTH_TIMEOUT` | 2s | `GET /healthz` answers 503 |
 /// | `TENANTRY_DB_POOLER` | `direct` | `transaction` behind PgBouncer in transaction mode: no per-connection statement cache, the session timeouts set in each transaction (see [`Pooler`]) |
+/// | `TENANTRY_PRINCIPAL_CACHE_SIZE` | 10000 | identities whose principal is cached (0: none) |
+/// | `TENANTRY_PRINCIPAL_CACHE_TTL` | 1s | while the directory listener is down, a directory change takes effect within it |
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DbSettings {
     /// `TENANTRY_DB_POOL_SIZE`.
@@ -145,6 +153,10 @@ pub struct DbSettings {
     pub health_timeout: Duration,
     /// `TENANTRY_DB_POOLER`.
     pub pooler: Pooler,
+    /// `TENANTRY_PRINCIPAL_CACHE_SIZE` (0 turns the cache off).
+    pub principal_cache_size: usize,
+    /// `TENANTRY_PRINCIPAL_CACHE_TTL`.
+    pub principal_cache_ttl: Duration,
 }
 
 impl Settings {
@@ -164,6 +176,9 @@ impl Settings {
         config.idle_in_transaction_timeout = db.idle_in_transaction_timeout;
         config.ping_timeout = db.health_timeout;
         config.pooler = db.pooler;
+        config.listen_url = self.listen_database_url.clone();
+        config.principal_cache_capacity = db.principal_cache_size;
+        config.principal_cache_ttl = db.principal_cache_ttl;
         config
     }
 }
@@ -198,6 +213,13 @@ impl Settings {
                 u.to_owned()
             }
             None => parsed_db.with_role("tenantry_bypass"),
+        };
+        let listen_database_url = match raw.get("TENANTRY_LISTEN_DATABASE_URL") {
+            Some(u) => {
+                parse_pg_url("TENANTRY_LISTEN_DATABASE_URL", u)?;
+                Some(u.to_owned())
+            }
+            None => None,
         };
 
         let bind = raw
@@ -313,6 +335,12 @@ impl Settings {
                     )
                 })?,
             },
+            principal_cache_size: raw.size(
+                "TENANTRY_PRINCIPAL_CACHE_SIZE",
+                defaults.principal_cache_capacity,
+            )?,
+            principal_cache_ttl: raw
+                .duration("TENANTRY_PRINCIPAL_CACHE_TTL", defaults.principal_cache_ttl)?,
         };
         let serve = ServeConfig::default();
         let http = ServeConfig {
@@ -324,6 +352,13 @@ impl Settings {
             max_connections: raw.count("TENANTRY_HTTP_MAX_CONNECTIONS", serve.max_connections)?,
             body_limit: raw.count("TENANTRY_HTTP_BODY_LIMIT", serve.body_limit)?,
             drain_timeout: raw.duration("TENANTRY_DRAIN_TIMEOUT", serve.drain_timeout)?,
+        };
+        // Under a transaction pooler the app URL is the pooler's: the listener's session must
+        // be named, or there is none (cached principals then live at most the TTL).
+        let listen_database_url = match (listen_database_url, db.pooler) {
+            (Some(url), _) => Some(url),
+            (None, Pooler::Direct) => Some(app_database_url.clone()),
+            (None, Pooler::Transaction) => None,
         };
         if http.idle_timeout <= http.request_timeout {
             return Err(err(
@@ -339,6 +374,7 @@ impl Settings {
             database_url,
             app_database_url,
             bypass_database_url,
+            listen_database_url,
             bind,
             bind_addr,
             environment,
@@ -370,6 +406,7 @@ struct RawVars {
     database_url: Option<String>,
     tenantry_app_database_url: Option<String>,
     tenantry_bypass_database_url: Option<String>,
+    tenantry_listen_database_url: Option<String>,
     tenantry_bind: Option<String>,
     tenantry_env: Option<String>,
     tenantry_auth_mode: Option<String>,
@@ -388,6 +425,8 @@ struct RawVars {
     tenantry_db_idle_in_transaction_timeout: Option<String>,
     tenantry_health_timeout: Option<String>,
     tenantry_db_pooler: Option<String>,
+    tenantry_principal_cache_size: Option<String>,
+    tenantry_principal_cache_ttl: Option<String>,
     tenantry_http_header_timeout: Option<String>,
     tenantry_http_body_timeout: Option<String>,
     tenantry_http_request_timeout: Option<String>,
@@ -409,6 +448,10 @@ impl Raw {
             (
                 "TENANTRY_BYPASS_DATABASE_URL",
                 v.tenantry_bypass_database_url,
+            ),
+            (
+                "TENANTRY_LISTEN_DATABASE_URL",
+                v.tenantry_listen_database_url,
             ),
             ("TENANTRY_BIND", v.tenantry_bind),
             ("TENANTRY_ENV", v.tenantry_env),
@@ -437,6 +480,14 @@ impl Raw {
             ),
             ("TENANTRY_HEALTH_TIMEOUT", v.tenantry_health_timeout),
             ("TENANTRY_DB_POOLER", v.tenantry_db_pooler),
+            (
+                "TENANTRY_PRINCIPAL_CACHE_SIZE",
+                v.tenantry_principal_cache_size,
+            ),
+            (
+                "TENANTRY_PRINCIPAL_CACHE_TTL",
+                v.tenantry_principal_cache_ttl,
+            ),
             (
                 "TENANTRY_HTTP_HEADER_TIMEOUT",
                 v.tenantry_http_header_timeout,
@@ -480,6 +531,16 @@ impl Raw {
                 format!("expected a duration like 500ms, 5s or 2m (got {value:?})"),
             )),
         }
+    }
+
+    /// A whole number (zero allowed), or `default`.
+    fn size(&self, name: &'static str, default: usize) -> Result<usize, SettingsError> {
+        let Some(value) = self.get(name) else {
+            return Ok(default);
+        };
+        value
+            .parse::<usize>()
+            .map_err(|_| err(name, format!("expected a whole number (got {value:?})")))
     }
 
     /// A whole number greater than zero, or `default`.
@@ -572,269 +633,4 @@ fn parse_proxies(list: &str) -> Result<Vec<IpNet>, SettingsError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn load(pairs: &[(&str, &str)]) -> Result<Settings, SettingsError> {
-        Settings::from_map(
-            &pairs
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-        )
-    }
-
-    fn fails(pairs: &[(&str, &str)], variable: &str, needle: &str) {
-        let e = load(pairs).expect_err("must fail");
-        assert_eq!(e.variable, variable, "{e}");
-        assert!(e.to_string().contains(needle), "{e}");
-        assert!(
-            e.to_string().starts_with(variable),
-            "one line naming the variable: {e}"
-        );
-    }
-
-    const CF: [(&str, &str); 2] = [
-        ("TENANTRY_CF_TEAM_DOMAIN", "acme.cloudflareaccess.com"),
-        ("TENANTRY_CF_AUDIENCE", "aud-tag"),
-    ];
-
-    #[test]
-    fn defaults_are_the_contracts() {
-        let s = load(&CF).unwrap();
-        assert_eq!(s.database_url, DEFAULT_DATABASE_URL);
-        assert_eq!(
-            s.app_database_url,
-            "postgres://tenantry_app@127.0.0.1:5432/tenantry_example"
-        );
-        assert_eq!(
-            s.bypass_database_url,
-            "postgres://tenantry_bypass@127.0.0.1:5432/tenantry_example"
-        );
-        assert_eq!(s.bind_addr, "127.0.0.1:3000".parse().unwrap());
-        assert_eq!(s.environment, Environment::Development);
-        let AuthMode::Cloudflare(cf) = &s.auth else {
-            panic!("{:?}", s.auth)
-        };
-        assert_eq!(cf.team_domain, "acme.cloudflareaccess.com");
-        assert_eq!(cf.audience, "aud-tag");
-        assert_eq!(
-            cf.certs_url(),
-            "https://acme.cloudflareaccess.com/cdn-cgi/access/certs"
-        );
-    }
-
-    #[test]
-    fn derived_urls_drop_the_password() {
-        let s = load(&[
-            CF[0],
-            CF[1],
-            (
-                "DATABASE_URL",
-                "postgres://admin:secret@db.internal:6432/app",
-            ),
-        ])
-        .unwrap();
-        assert_eq!(
-            s.app_database_url,
-            "postgres://tenantry_app@db.internal:6432/app"
-        );
-    }
-
-    #[test]
-    fn each_problem_names_its_variable() {
-        fails(
-            &[],
-            "TENANTRY_CF_TEAM_DOMAIN",
-            "required when TENANTRY_AUTH_MODE=cloudflare",
-        );
-        fails(&[CF[0]], "TENANTRY_CF_AUDIENCE", "required");
-        fails(
-            &[
-                (
-                    "TENANTRY_CF_TEAM_DOMAIN",
-                    "https://acme.cloudflareaccess.com/",
-                ),
-                CF[1],
-            ],
-            "TENANTRY_CF_TEAM_DOMAIN",
-            "without a scheme",
-        );
-        fails(
-            &[CF[0], CF[1], ("TENANTRY_CF_CERTS_URL", "ftp://x/certs")],
-            "TENANTRY_CF_CERTS_URL",
-            "https",
-        );
-        fails(
-            &[
-                CF[0],
-                CF[1],
-                ("TENANTRY_CF_CERTS_URL", "http://keys.example.com/certs"),
-            ],
-            "TENANTRY_CF_CERTS_URL",
-            "loopback",
-        );
-        fails(
-            &[CF[0], ("TENANTRY_CF_AUDIENCE", "a tag")],
-            "TENANTRY_CF_AUDIENCE",
-            "no whitespace",
-        );
-        fails(
-            &[("TENANTRY_AUTH_MODE", "ldap")],
-            "TENANTRY_AUTH_MODE",
-            "expected one of",
-        );
-        fails(
-            &[CF[0], CF[1], ("TENANTRY_ENV", "prod")],
-            "TENANTRY_ENV",
-            "development",
-        );
-        fails(
-            &[CF[0], CF[1], ("DATABASE_URL", "mysql://x/y")],
-            "DATABASE_URL",
-            "postgres://",
-        );
-        fails(
-            &[CF[0], CF[1], ("DATABASE_URL", "postgres://u@h:5432/")],
-            "DATABASE_URL",
-            "names no database",
-        );
-        fails(
-            &[CF[0], CF[1], ("TENANTRY_APP_DATABASE_URL", "nonsense")],
-            "TENANTRY_APP_DATABASE_URL",
-            "not a URL",
-        );
-        fails(
-            &[CF[0], CF[1], ("TENANTRY_BIND", "127.0.0.1")],
-            "TENANTRY_BIND",
-            "host:port",
-        );
-        fails(
-            &[CF[0], CF[1], ("TENANTRY_BIND", "127.0.0.1:http")],
-            "TENANTRY_BIND",
-            "bad port",
-        );
-        fails(
-            &[CF[0], CF[1], ("TENANTRY_ALLOWED_ORIGINS", "not an origin")],
-            "TENANTRY_ALLOWED_ORIGINS",
-            "origin",
-        );
-    }
-
-    #[test]
-    fn timeouts_and_limits_default_and_parse() {
-        let s = load(&CF).unwrap();
-        assert_eq!(s.db.statement_timeout, Duration::from_secs(5));
-        assert_eq!(s.db.lock_timeout, Duration::from_secs(2));
-        assert_eq!(s.db.pool_timeout, Duration::from_secs(1));
-        assert_eq!(s.db.health_timeout, Duration::from_secs(2));
-        assert_eq!(s.http, ServeConfig::default());
-        let s = load(&[
-            CF[0],
-            CF[1],
-            ("TENANTRY_DB_STATEMENT_TIMEOUT", "750ms"),
-            ("TENANTRY_DRAIN_TIMEOUT", "2m"),
-            ("TENANTRY_HTTP_MAX_CONNECTIONS", "64"),
-        ])
-        .unwrap();
-        assert_eq!(s.db.statement_timeout, Duration::from_millis(750));
-        assert_eq!(s.db_config().statement_timeout, Duration::from_millis(750));
-        assert_eq!(s.http.drain_timeout, Duration::from_secs(120));
-        assert_eq!(s.http.max_connections, 64);
-        fails(
-            &[CF[0], CF[1], ("TENANTRY_DB_LOCK_TIMEOUT", "5")],
-            "TENANTRY_DB_LOCK_TIMEOUT",
-            "like 500ms",
-        );
-        fails(
-            &[CF[0], CF[1], ("TENANTRY_HTTP_HEADER_TIMEOUT", "0s")],
-            "TENANTRY_HTTP_HEADER_TIMEOUT",
-            "greater than zero",
-        );
-        fails(
-            &[CF[0], CF[1], ("TENANTRY_DB_POOL_SIZE", "many")],
-            "TENANTRY_DB_POOL_SIZE",
-            "whole number",
-        );
-        fails(
-            &[CF[0], CF[1], ("TENANTRY_HTTP_IDLE_TIMEOUT", "30s")],
-            "TENANTRY_HTTP_IDLE_TIMEOUT",
-            "longer than TENANTRY_HTTP_REQUEST_TIMEOUT",
-        );
-    }
-
-    #[test]
-    fn the_pooler_is_direct_unless_told_otherwise() {
-        assert_eq!(load(&CF).unwrap().db_config().pooler, Pooler::Direct);
-        let s = load(&[CF[0], CF[1], ("TENANTRY_DB_POOLER", "transaction")]).unwrap();
-        assert_eq!(s.db.pooler, Pooler::Transaction);
-        assert_eq!(s.db_config().pooler, Pooler::Transaction);
-        fails(
-            &[CF[0], CF[1], ("TENANTRY_DB_POOLER", "pgbouncer")],
-            "TENANTRY_DB_POOLER",
-            "expected `direct` or `transaction`",
-        );
-    }
-
-    #[test]
-    fn dev_mode_guard_rails() {
-        let dev = [
-            ("TENANTRY_AUTH_MODE", "dev"),
-            ("TENANTRY_DEV_USER_EMAIL", "dev@example.com"),
-        ];
-        assert!(matches!(load(&dev).unwrap().auth, AuthMode::Dev { .. }));
-        assert!(
-            load(&[dev[0], dev[1], ("TENANTRY_BIND", "localhost:3000")]).is_ok(),
-            "localhost is loopback"
-        );
-        assert!(load(&[dev[0], dev[1], ("TENANTRY_BIND", "[::1]:3000")]).is_ok());
-        fails(&[dev[0]], "TENANTRY_DEV_USER_EMAIL", "required");
-        fails(
-            &[dev[0], ("TENANTRY_DEV_USER_EMAIL", "nobody")],
-            "TENANTRY_DEV_USER_EMAIL",
-            "not an email",
-        );
-        fails(
-            &[dev[0], dev[1], ("TENANTRY_ENV", "production")],
-            "TENANTRY_AUTH_MODE",
-            "production",
-        );
-        fails(
-            &[dev[0], dev[1], ("TENANTRY_BIND", "0.0.0.0:3000")],
-            "TENANTRY_BIND",
-            "loopback",
-        );
-    }
-
-    #[test]
-    fn trusted_header_needs_a_real_allow_list() {
-        let mode = ("TENANTRY_AUTH_MODE", "trusted_header");
-        let ok = load(&[
-            mode,
-            ("TENANTRY_TRUSTED_PROXIES", "10.0.0.0/8, 192.168.1.7"),
-        ])
-        .unwrap();
-        assert!(matches!(ok.auth, AuthMode::TrustedHeader { ref proxies } if proxies.len() == 2));
-        fails(&[mode], "TENANTRY_TRUSTED_PROXIES", "required");
-        fails(
-            &[mode, ("TENANTRY_TRUSTED_PROXIES", " , ")],
-            "TENANTRY_TRUSTED_PROXIES",
-            "empty",
-        );
-        fails(
-            &[mode, ("TENANTRY_TRUSTED_PROXIES", "0.0.0.0/0")],
-            "TENANTRY_TRUSTED_PROXIES",
-            "every address",
-        );
-        fails(
-            &[mode, ("TENANTRY_TRUSTED_PROXIES", "::/0")],
-            "TENANTRY_TRUSTED_PROXIES",
-            "every address",
-        );
-        fails(
-            &[mode, ("TENANTRY_TRUSTED_PROXIES", "10.0.0.0/33")],
-            "TENANTRY_TRUSTED_PROXIES",
-            "not a CIDR",
-        );
-    }
-}
+mod tests;

@@ -42,13 +42,8 @@ pub async fn list(
     let rows: Vec<Project> = app
         .tenantry
         .db
-        .tx(&ctx, async |conn| {
-            Ok::<_, ApiError>(
-                Project::scoped(conn)
-                    .order(projects::name.asc())
-                    .load(conn)
-                    .await?,
-            )
+        .query(&ctx, |conn| {
+            Project::scoped(conn).order(projects::name.asc()).load(conn)
         })
         .await?;
     Ok(Json(rows.into_iter().map(Into::into).collect()))
@@ -74,12 +69,8 @@ pub async fn create(
     let project: Project = app
         .tenantry
         .db
-        .tx(&ctx, async |conn| {
-            Ok::<_, ApiError>(
-                Project::insert(conn, NewProject { name })
-                    .get_result(conn)
-                    .await?,
-            )
+        .query(&ctx, |conn| {
+            Project::insert(conn, NewProject { name }).get_result(conn)
         })
         .await?;
     Ok((StatusCode::CREATED, Json(project.into())))

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use diesel::sql_types::{Text, Uuid as SqlUuid};
 use diesel::QueryableByName;
@@ -63,7 +64,10 @@ pub struct App {
     pub client: reqwest::Client,
     pub tenants: HashMap<&'static str, Uuid>,
     pub projects: HashMap<&'static str, Uuid>,
-    _scratch: ScratchDatabase,
+    /// The server's database handle (its principal cache's status).
+    pub handle: tenantry::Db,
+    settings: Settings,
+    _scratch: Arc<ScratchDatabase>,
 }
 
 #[derive(QueryableByName)]
@@ -138,6 +142,7 @@ impl App {
             .await
             .expect("server starts");
         let addr = server.addr;
+        let handle = server.db().clone();
         tokio::spawn(server.serve());
         let mut app = App {
             base: format!("http://{addr}"),
@@ -146,10 +151,34 @@ impl App {
             client: reqwest::Client::new(),
             tenants: HashMap::new(),
             projects: HashMap::new(),
-            _scratch: scratch,
+            handle,
+            settings,
+            _scratch: Arc::new(scratch),
         };
         app.seed().await;
         app
+    }
+
+    /// A second instance of the app on the same database and settings (another port), as a
+    /// deployment runs several.
+    pub async fn another_instance(&self) -> App {
+        let server = tenantry_example::Server::build(&self.settings)
+            .await
+            .expect("second instance starts");
+        let addr = server.addr;
+        let handle = server.db().clone();
+        tokio::spawn(server.serve());
+        App {
+            base: format!("http://{addr}"),
+            addr,
+            db: self.db.clone(),
+            client: reqwest::Client::new(),
+            tenants: self.tenants.clone(),
+            projects: self.projects.clone(),
+            handle,
+            settings: self.settings.clone(),
+            _scratch: self._scratch.clone(),
+        }
     }
 
     async fn seed(&mut self) {
@@ -292,7 +321,8 @@ impl App {
     }
 }
 
-/// The number of backends the role `role` has open in database `db`.
+/// The number of backends the role `role` has open in database `db`, but for the directory
+/// listener's session (which is not a pool's).
 pub async fn backends(db: &str, role: &str) -> i64 {
     #[derive(QueryableByName)]
     struct N {
@@ -301,7 +331,8 @@ pub async fn backends(db: &str, role: &str) -> i64 {
     }
     let mut c = admin("postgres").await;
     diesel::sql_query(
-        "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = $1 AND usename = $2",
+        "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = $1 AND usename = $2
+         AND application_name <> 'tenantry listener'",
     )
     .bind::<Text, _>(db)
     .bind::<Text, _>(role)

@@ -1,5 +1,9 @@
-//! [`AuthError`]: every way a request can be refused before its handler runs.
+//! [`AuthError`]: every way a request can be refused before its handler runs, its HTTP status
+//! and stable JSON code, and its response.
 
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
 use thiserror::Error;
 
 /// Why a request was refused. Each variant maps to one HTTP status and one stable JSON code
@@ -24,6 +28,11 @@ pub enum AuthError {
 }
 
 impl AuthError {
+    /// A 401: no credential, or one that does not verify, for `reason` (safe to show).
+    pub(crate) fn unauthenticated(reason: impl Into<String>) -> Self {
+        AuthError::Unauthenticated(reason.into())
+    }
+
     /// The HTTP status code.
     pub fn status(&self) -> u16 {
         match self {
@@ -43,5 +52,18 @@ impl AuthError {
             AuthError::TenantRequired(_) => "tenant_required",
             AuthError::Unavailable(_) => "unavailable",
         }
+    }
+}
+
+/// The status of [`AuthError::status`] with the body `{"error": code, "message": ..}`; a 401
+/// also carries `WWW-Authenticate: Cloudflare-Access`.
+impl IntoResponse for AuthError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status()).unwrap_or(StatusCode::FORBIDDEN);
+        let body = Json(serde_json::json!({ "error": self.code(), "message": self.to_string() }));
+        if status == StatusCode::UNAUTHORIZED {
+            return (status, [("www-authenticate", "Cloudflare-Access")], body).into_response();
+        }
+        (status, body).into_response()
     }
 }

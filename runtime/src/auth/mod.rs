@@ -1,10 +1,19 @@
-//! Identity: who makes a request (Cloudflare Access, dev mode, trusted header), and the errors
-//! of authentication and authorization with their HTTP status and stable JSON code.
+//! Authentication: who makes a request. The [`Authenticator`] of the configured mode (Cloudflare
+//! Access in `cloudflare/`, the dev mode in `dev.rs`, the trusted header in `trusted_header.rs`)
+//! turns a request into an [`Identity`]; [`AuthError`] is every refusal of authentication and
+//! authorization, with its HTTP status, stable JSON code and response (`error.rs`). What an
+//! identity may do (principals, tenants, roles, extractors) is `crate::identity`'s.
 
+mod authenticator;
 pub mod cloudflare;
+mod dev;
 mod error;
+mod trusted_header;
 
+pub use authenticator::Authenticator;
+pub use dev::mark_dev_mode;
 pub use error::AuthError;
+pub use trusted_header::TRUSTED_EMAIL_HEADER;
 
 /// A verified identity, before it is mapped to a `users` row.
 #[derive(Debug, Clone, PartialEq, Eq)]

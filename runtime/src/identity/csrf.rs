@@ -71,13 +71,3 @@ pub async fn csrf(State(policy): State<CsrfPolicy>, request: Request, next: Next
         Err(e) => e.into_response(),
     }
 }
-
-/// axum middleware marking every response of a dev-mode server with `X-Tenantry-Auth-Mode: dev`.
-pub async fn mark_dev_mode(request: Request, next: Next) -> Response {
-    let mut response = next.run(request).await;
-    response.headers_mut().insert(
-        "x-tenantry-auth-mode",
-        axum::http::HeaderValue::from_static("dev"),
-    );
-    response
-}

@@ -7,15 +7,12 @@ use std::sync::Arc;
 
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::Json;
 
-use super::authenticator::Authenticator;
 use super::principal::{load_principal, Principal};
 use super::roles::{Owner, Proof, TenantRoleRequirement};
 use super::tenant::{select_tenant, tenant_header, ActiveTenant};
 use crate::auth::AuthError;
+use crate::auth::Authenticator;
 use crate::ctx::{Scope, TenantCtx};
 use crate::db::Db;
 
@@ -27,17 +24,6 @@ pub struct Tenantry {
     pub db: Db,
     /// How requests are authenticated.
     pub auth: Arc<Authenticator>,
-}
-
-impl IntoResponse for AuthError {
-    fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.status()).unwrap_or(StatusCode::FORBIDDEN);
-        let body = Json(serde_json::json!({ "error": self.code(), "message": self.to_string() }));
-        if status == StatusCode::UNAUTHORIZED {
-            return (status, [("www-authenticate", "Cloudflare-Access")], body).into_response();
-        }
-        (status, body).into_response()
-    }
 }
 
 /// The request id recorded in audit rows: a well-formed `X-Request-Id`, else a new one.

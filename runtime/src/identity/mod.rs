@@ -1,5 +1,6 @@
-//! The identity layer: principals, tenant selection, roles and the axum extractors that
-//! `#[requires_role(..)]` expands to.
+//! The identity layer: principals (and their cache), tenant selection, roles and the axum
+//! extractors that `#[requires_role(..)]` expands to. Who makes the request (the authenticators
+//! of each mode) is `crate::auth`'s.
 //!
 //! | role | from | inside a tenant | across tenants |
 //! |---|---|---|---|
@@ -7,7 +8,7 @@
 //! | `Partner` | membership `partner` | read and write in its tenants | no |
 //! | `ClientViewer` | membership `client_viewer` | read only (`READ ONLY` transactions) | no |
 
-mod authenticator;
+mod cache;
 mod csrf;
 mod directory;
 mod extract;
@@ -15,8 +16,11 @@ mod principal;
 mod roles;
 mod tenant;
 
-pub use authenticator::{Authenticator, TRUSTED_EMAIL_HEADER};
-pub use csrf::{csrf, mark_dev_mode, CsrfPolicy};
+// The authenticators live in `crate::auth`; these paths are kept for existing imports.
+pub use crate::auth::{mark_dev_mode, Authenticator, TRUSTED_EMAIL_HEADER};
+pub(crate) use cache::PrincipalCache;
+pub use cache::PrincipalCacheStatus;
+pub use csrf::{csrf, CsrfPolicy};
 pub use extract::{request_id, AsOwner, CurrentUser, InTenant, RoleRequirement, Tenantry};
 pub use principal::{load_principal, Membership, Principal, TenantRole};
 pub use roles::{ClientViewer, Owner, OwnerProof, Partner, Proof, Role, TenantRoleRequirement};

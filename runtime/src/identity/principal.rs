@@ -95,10 +95,17 @@ impl Principal {
     }
 }
 
-/// Maps `identity` to its principal in one round trip, through the directory function
+/// Maps `identity` to its principal: from the process's principal cache when it holds the
+/// identity (no query), else in one round trip through the directory function
 /// `tenantry_principal` (the app role cannot read `users` whole): the user by case-insensitive
 /// email (a service token: the service identity by its common name; the kinds never mix) and
-/// its memberships. Unknown identity → `NotProvisioned`.
+/// its memberships. Unknown identity → `NotProvisioned` (cached too, until the directory
+/// changes).
+///
+/// The cache is emptied by every change to the directory, on every instance, as soon as it
+/// commits (`LISTEN`/`NOTIFY`); when that listener is down, entries live at most
+/// [`DbConfig::principal_cache_ttl`](crate::DbConfig::principal_cache_ttl) (see
+/// [`DbConfig::listen_url`](crate::DbConfig::listen_url)).
 ///
 /// What the authenticator calls. A `Principal` grants nothing by itself: the extractors trust
 /// only the one the authenticator stored in the request, never a value built or looked up
@@ -107,6 +114,23 @@ impl Principal {
 /// When the token's `sub` differs from the stored one (Cloudflare issues a new `sub` when a user
 /// is removed and re-added), the stored `sub` is updated; the email stays the key.
 pub async fn load_principal(db: &Db, identity: &Identity) -> Result<Principal, AuthError> {
+    let cache = db.principals();
+    if let Some(entry) = cache.get(identity) {
+        let Some((principal, stored_sub)) = &entry.found else {
+            return Err(AuthError::NotProvisioned(identity.email().to_owned()));
+        };
+        if let Some(sub) = new_sub(identity, stored_sub.as_deref()) {
+            if let Ok(mut conn) = db.global_conn().await {
+                if record_sub(&mut conn, principal.user_id, sub).await {
+                    let found = Some((principal.clone(), Some(sub.to_owned())));
+                    cache.insert(identity, found, entry.generation);
+                }
+            }
+        }
+        return Ok(principal.clone());
+    }
+    // Begun before the lookup: a change that commits meanwhile keeps its result out of the cache.
+    let generation = cache.generation();
     let unavailable = |e: &dyn std::fmt::Display| {
         tracing::error!(error = %e, "principal lookup failed");
         AuthError::Unavailable("the user directory is unavailable".into())
@@ -120,9 +144,10 @@ pub async fn load_principal(db: &Db, identity: &Identity) -> Result<Principal, A
     .await
     .map_err(|e| unavailable(&e))?;
     let Some(first) = rows.as_slice().first() else {
+        cache.insert(identity, None, generation);
         return Err(AuthError::NotProvisioned(identity.email().to_owned()));
     };
-    let (user_id, email, is_owner, stored_sub) =
+    let (user_id, email, is_owner, mut stored_sub) =
         (first.0, first.1.clone(), first.2, first.3.clone());
     let memberships = rows
         .into_iter()
@@ -135,23 +160,57 @@ pub async fn load_principal(db: &Db, identity: &Identity) -> Result<Principal, A
             })
         })
         .collect();
-    if let Identity::User { sub: Some(sub), .. } = identity {
-        if stored_sub.as_deref() != Some(sub.as_str()) {
-            let recorded = RecordSub {
-                user: user_id,
-                sub: sub.clone(),
-            }
-            .execute(&mut *conn)
-            .await;
-            if let Err(e) = recorded {
-                tracing::warn!(error = %e, %user_id, "could not record the token's new sub");
-            }
+    if let Some(sub) = new_sub(identity, stored_sub.as_deref()) {
+        if record_sub(&mut conn, user_id, sub).await {
+            stored_sub = Some(sub.to_owned());
         }
     }
-    Ok(Principal {
+    let principal = Principal {
         user_id,
         email,
         is_owner,
         memberships,
-    })
+    };
+    cache.insert(identity, Some((principal.clone(), stored_sub)), generation);
+    Ok(principal)
+}
+
+/// The token's `sub` when it differs from the stored one.
+fn new_sub<'a>(identity: &'a Identity, stored: Option<&str>) -> Option<&'a str> {
+    match identity {
+        Identity::User { sub: Some(sub), .. } if stored != Some(sub.as_str()) => Some(sub),
+        _ => None,
+    }
+}
+
+/// Records `sub` beside the user (`tenantry_record_sub`); whether it was recorded. It changes
+/// nothing a principal grants, so it does not empty the principal caches (see migration
+/// `0003_directory_notify`).
+async fn record_sub(conn: &mut crate::pool::Pooled, user: Uuid, sub: &str) -> bool {
+    let recorded = RecordSub {
+        user,
+        sub: sub.to_owned(),
+    }
+    .execute(&mut **conn)
+    .await;
+    match recorded {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, %user, "could not record the token's new sub");
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+impl Principal {
+    /// A principal without memberships, for the cache's unit tests.
+    pub(crate) fn for_cache_tests(user_id: Uuid, email: &str) -> Self {
+        Principal {
+            user_id,
+            email: email.to_owned(),
+            is_owner: false,
+            memberships: Vec::new(),
+        }
+    }
 }

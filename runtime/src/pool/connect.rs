@@ -13,14 +13,19 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_postgres::config::Host;
+use tokio_postgres::tls::NoTlsStream;
 use tokio_postgres::{CancelToken, NoTls};
 
 use super::watch::{Link, Watched};
 use super::{PgConn, Timeouts};
 use crate::pooler::Pooler;
 
+/// The connection half of a session opened by [`Connector::connect_session`]: poll it for the
+/// server's messages and notifications.
+pub(crate) type Session = tokio_postgres::Connection<Watched<Socket>, NoTlsStream>;
+
 /// Opens connections to one database URL.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Connector {
     config: tokio_postgres::Config,
     timeouts: Timeouts,
@@ -236,7 +241,39 @@ impl Connector {
             driver,
             cancel,
             connector: self.clone(),
+            prepared: Default::default(),
         })
+    }
+
+    /// Opens a plain session (no pool, no diesel-async), named `application_name` in
+    /// `pg_stat_activity`, within the connect timeout: for the directory listener, which must
+    /// poll the connection itself to receive notifications.
+    pub(crate) async fn connect_session(
+        &self,
+        application_name: &str,
+    ) -> Result<(tokio_postgres::Client, Session), ConnectError> {
+        let limit = self.timeouts.connect;
+        let mut config = self.config.clone();
+        config.application_name(application_name);
+        let connect = async {
+            let socket = self
+                .socket()
+                .await
+                .map_err(|e| bad(format!("cannot reach PostgreSQL: {e}")))?;
+            let stream = Watched::new(socket, Arc::new(Link::default()), self.timeouts.reply());
+            config
+                .connect_raw(stream, NoTls)
+                .await
+                .map_err(|e| bad(format!("the connection startup failed: {e}")))
+        };
+        tokio::time::timeout(limit, connect)
+            .await
+            .unwrap_or_else(|_| {
+                Err(bad(format!(
+                    "PostgreSQL did not complete the connection within {} ms",
+                    limit.as_millis()
+                )))
+            })
     }
 
     /// Asks the server to cancel whatever `token`'s session is running, over a new socket.

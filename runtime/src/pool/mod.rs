@@ -12,8 +12,9 @@ mod outage;
 mod reap;
 mod watch;
 
+use std::collections::HashSet;
 use std::ops::{Deref, DerefMut};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use deadpool::managed::{Manager, Metrics, Object, Pool, RecycleError, RecycleResult};
@@ -23,13 +24,14 @@ use diesel_async::AsyncPgConnection;
 use tokio::task::JoinHandle;
 use tokio_postgres::CancelToken;
 
+use crate::pooler::Pooler;
+use crate::query::StatementKey;
+
 pub(crate) use connect::ConnectError;
 pub(crate) use outage::Outage;
+pub(crate) use watch::Link;
 
-pub(crate) use connect::Connector;
-
-use crate::pooler::Pooler;
-use watch::Link;
+pub(crate) use connect::{Connector, Session};
 
 /// The timeouts of one pool (see [`DbConfig`](crate::DbConfig) for what each one means).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +73,9 @@ pub(crate) struct PgConn {
     driver: JoinHandle<()>,
     cancel: CancelToken,
     connector: Arc<Connector>,
+    /// Statements seen sent on this connection as `Bind`/`Execute` with no `Parse`: diesel-async
+    /// holds them prepared, for as long as the connection lives (its cache is unbounded).
+    prepared: Mutex<HashSet<StatementKey>>,
 }
 
 impl Deref for PgConn {
@@ -200,6 +205,29 @@ impl Pooled {
     /// How this connection reaches PostgreSQL.
     pub(crate) fn pooler(&self) -> Pooler {
         self.conn().connector.pooler()
+    }
+
+    /// What the connection's socket has seen (see `watch.rs`).
+    pub(crate) fn link(&self) -> &Arc<Link> {
+        &self.conn().link
+    }
+
+    /// Whether `statement` was seen sent on this connection without a `Parse`.
+    pub(crate) fn is_prepared(&self, statement: StatementKey) -> bool {
+        self.conn()
+            .prepared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&statement)
+    }
+
+    /// Records that `statement` was sent on this connection without a `Parse`.
+    pub(crate) fn prepared(&self, statement: StatementKey) {
+        self.conn()
+            .prepared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(statement);
     }
 
     /// Closes the connection instead of returning it to the pool (cancelling whatever runs).

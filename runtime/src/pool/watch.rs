@@ -14,10 +14,13 @@
 //! server connection and run on another (`26000`, "prepared statement \"s1\" does not exist"),
 //! or one left behind by another client (`42P05`, "… already exists"). See
 //! [`Link::statement_lost`].
+//! It also counts the `Parse` (`P`) and `Execute` (`E`) messages written, and notes how many
+//! `Execute`s preceded the latest simple query (`Q`): what the one-round-trip transaction
+//! (`db/one_rtt.rs`) needs to know that its query is on the wire before it queues `COMMIT`.
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -35,6 +38,25 @@ pub(crate) struct Link {
     statement_lost: AtomicBool,
     waker: AtomicWaker,
     idle: Notify,
+    /// `Parse` messages written.
+    parses: AtomicU64,
+    /// `Execute` messages written.
+    executes: AtomicU64,
+    /// `executes` when the latest simple query (`Q`) was written.
+    executes_before_query: AtomicU64,
+    /// Woken when a `Parse` or an `Execute` is written.
+    written: AtomicWaker,
+}
+
+/// What the client has written so far (see [`Link::sent`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Sent {
+    /// `Parse` messages written.
+    pub(crate) parses: u64,
+    /// `Execute` messages written.
+    pub(crate) executes: u64,
+    /// `Execute` messages written before the latest simple query.
+    pub(crate) executes_before_query: u64,
 }
 
 impl Link {
@@ -68,8 +90,43 @@ impl Link {
         self.statement_lost.load(Ordering::Acquire)
     }
 
-    fn sent(&self, messages: usize) {
+    /// What has been written so far.
+    pub(crate) fn sent(&self) -> Sent {
+        Sent {
+            parses: self.parses.load(Ordering::Acquire),
+            executes: self.executes.load(Ordering::Acquire),
+            executes_before_query: self.executes_before_query.load(Ordering::Acquire),
+        }
+    }
+
+    /// Wakes `waker` when the next `Parse` or `Execute` is written. Register before reading
+    /// [`Link::sent`], so that a message written in between is not missed.
+    pub(crate) fn wake_on_written(&self, waker: &std::task::Waker) {
+        self.written.register(waker);
+    }
+
+    fn requested(&self, messages: usize) {
         self.owed.fetch_add(messages, Ordering::AcqRel);
+    }
+
+    /// Records one message written by the client.
+    fn wrote(&self, kind: u8) {
+        match kind {
+            b'P' => {
+                self.parses.fetch_add(1, Ordering::AcqRel);
+                self.written.wake();
+            }
+            b'E' => {
+                self.executes.fetch_add(1, Ordering::AcqRel);
+                self.written.wake();
+            }
+            b'Q' => {
+                let executes = self.executes.load(Ordering::Acquire);
+                self.executes_before_query
+                    .store(executes, Ordering::Release);
+            }
+            _ => {}
+        }
     }
 
     fn answered(&self, replies: usize) {
@@ -126,15 +183,14 @@ impl Framer {
         }
     }
 
-    /// Feeds `bytes`; returns how many complete message headers matched `counts`, and calls
-    /// `captured` with the kept start of each captured message.
+    /// Feeds `bytes`, calling `each` with the type of every complete message header (0 for the
+    /// startup packet), and `captured` with the kept start of each captured message.
     fn feed(
         &mut self,
         mut bytes: &[u8],
-        counts: impl Fn(u8) -> bool,
+        mut each: impl FnMut(u8),
         mut captured: impl FnMut(&[u8]),
-    ) -> usize {
-        let mut matched = 0;
+    ) {
         while !bytes.is_empty() {
             if self.keep > 0 {
                 let n = self.keep.min(bytes.len());
@@ -171,9 +227,7 @@ impl Framer {
             self.skip = body;
             self.have = 0;
             self.startup = false;
-            if counts(kind) {
-                matched += 1;
-            }
+            each(kind);
             if self.capture == Some(kind) {
                 self.keep = body.min(CAPTURE);
                 self.skip = body - self.keep;
@@ -183,7 +237,6 @@ impl Framer {
                 }
             }
         }
-        matched
     }
 }
 
@@ -292,9 +345,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Watched<S> {
                 let read = &buf.filled()[before..];
                 if !read.is_empty() {
                     let link = &this.link;
-                    let replies = this.inc.feed(
+                    let mut replies = 0;
+                    this.inc.feed(
                         read,
-                        |kind| kind == b'Z',
+                        |kind| replies += usize::from(kind == b'Z'),
                         |error| {
                             if sqlstate(error).is_some_and(is_statement_lost) {
                                 link.statement_lost.store(true, Ordering::Release);
@@ -333,14 +387,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Watched<S> {
             Poll::Ready(Ok(n)) => n,
             other => return other,
         };
-        let requests = this.out.feed(
+        let mut requests = 0;
+        let link = &this.link;
+        this.out.feed(
             &buf[..written],
-            |kind| matches!(kind, 0 | b'Q' | b'S' | b'F'),
+            |kind| {
+                requests += usize::from(matches!(kind, 0 | b'Q' | b'S' | b'F'));
+                link.wrote(kind);
+            },
             |_| {},
         );
         if requests > 0 {
             let was_idle = this.link.owed() == 0;
-            this.link.sent(requests);
+            this.link.requested(requests);
             if was_idle || !this.armed {
                 this.arm(cx);
             }
@@ -378,14 +437,13 @@ mod tests {
         stream.extend(message(b'P', b"\0SELECT 2\0\0\0"));
         stream.extend(message(b'S', b""));
         stream.extend(message(b'X', b""));
-        let counts = |k: u8| matches!(k, 0 | b'Q' | b'S' | b'F');
         for chunk in 1..stream.len() {
             let mut framer = Framer::new(true);
-            let total: usize = stream
-                .chunks(chunk)
-                .map(|c| framer.feed(c, counts, |_| {}))
-                .sum();
-            assert_eq!(total, 3, "chunks of {chunk}");
+            let mut kinds = Vec::new();
+            for c in stream.chunks(chunk) {
+                framer.feed(c, |kind| kinds.push(kind), |_| {});
+            }
+            assert_eq!(kinds, [0, b'Q', b'P', b'S', b'X'], "chunks of {chunk}");
         }
     }
 
@@ -401,16 +459,14 @@ mod tests {
         for chunk in 1..stream.len() {
             let mut framer = Framer::capturing(false, b'E');
             let mut codes = Vec::new();
-            let replies: usize = stream
-                .chunks(chunk)
-                .map(|c| {
-                    framer.feed(
-                        c,
-                        |k| k == b'Z',
-                        |body| codes.push(sqlstate(body).map(<[u8]>::to_vec)),
-                    )
-                })
-                .sum();
+            let mut replies = 0;
+            for c in stream.chunks(chunk) {
+                framer.feed(
+                    c,
+                    |k| replies += usize::from(k == b'Z'),
+                    |body| codes.push(sqlstate(body).map(<[u8]>::to_vec)),
+                );
+            }
             assert_eq!(replies, 1, "chunks of {chunk}");
             assert_eq!(
                 codes,
@@ -423,9 +479,25 @@ mod tests {
     }
 
     #[test]
+    fn link_counts_parses_executes_and_what_preceded_the_last_query() {
+        let link = Link::default();
+        for kind in [
+            b'Q', b'B', b'E', b'S', b'Q', b'P', b'D', b'S', b'B', b'E', b'S',
+        ] {
+            link.wrote(kind);
+        }
+        let sent = link.sent();
+        assert_eq!((sent.parses, sent.executes), (1, 2));
+        assert_eq!(
+            sent.executes_before_query, 1,
+            "one Execute went out before the second Q"
+        );
+    }
+
+    #[test]
     fn answered_never_goes_below_zero() {
         let link = Link::default();
-        link.sent(1);
+        link.requested(1);
         link.answered(2);
         assert_eq!(link.owed(), 0);
     }

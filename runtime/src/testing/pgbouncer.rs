@@ -57,7 +57,7 @@ impl PgBouncer {
     /// The database name of a pooler started by [`PgBouncer::start_own`].
     pub const OWN_DATABASE: &'static str = "tenantry_own";
 
-    /// The shared pooler of the test machine (see [`shared_addr`]), after checking that it
+    /// The shared pooler of the test machine (see `shared_addr`), after checking that it
     /// answers and pools transactions. Panics with what to start when it does not.
     pub async fn shared() -> PgBouncer {
         let addr_text = shared_addr();

@@ -117,13 +117,13 @@ impl TokenCache {
         // jsonwebtoken: expired when `exp < now - leeway`, immature when `nbf > now + leeway`.
         if entry.exp.saturating_add(self.leeway) < now {
             self.remove(digest);
-            return Lookup::Refused(unauthenticated("token expired"));
+            return Lookup::Refused(AuthError::unauthenticated("token expired"));
         }
         if entry
             .nbf
             .is_some_and(|nbf| nbf > now.saturating_add(self.leeway))
         {
-            return Lookup::Refused(unauthenticated("token not yet valid (nbf)"));
+            return Lookup::Refused(AuthError::unauthenticated("token not yet valid (nbf)"));
         }
         Lookup::Hit(entry)
     }
@@ -177,10 +177,6 @@ pub(crate) fn same_key(a: &Arc<DecodingKey>, b: &Arc<DecodingKey>) -> bool {
             (DecodingKeyKind::SecretOrDer(x), DecodingKeyKind::SecretOrDer(y)) => x == y,
             _ => false,
         }
-}
-
-fn unauthenticated(reason: &str) -> AuthError {
-    AuthError::Unauthenticated(reason.to_owned())
 }
 
 #[cfg(test)]

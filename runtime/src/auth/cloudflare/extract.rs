@@ -12,10 +12,6 @@ pub const ASSERTION_HEADER: &str = "cf-access-jwt-assertion";
 /// The cookie Cloudflare Access sets in browsers (not guaranteed on every request).
 pub const AUTHORIZATION_COOKIE: &str = "CF_Authorization";
 
-fn reject(reason: &str) -> AuthError {
-    AuthError::Unauthenticated(reason.to_owned())
-}
-
 /// The Access token of a request, not yet verified.
 ///
 /// When the `Cf-Access-Jwt-Assertion` header is present it alone decides: sent twice, empty or
@@ -39,16 +35,22 @@ pub fn token_from_headers(headers: &HeaderMap) -> Result<Option<&str>, AuthError
     let mut assertions = headers.get_all(ASSERTION_HEADER).iter();
     if let Some(value) = assertions.next() {
         if assertions.next().is_some() {
-            return Err(reject(
+            return Err(AuthError::unauthenticated(
                 "the Cf-Access-Jwt-Assertion header is sent more than once",
             ));
         }
         let value = value
             .to_str()
-            .map_err(|_| reject("the Cf-Access-Jwt-Assertion header is not visible ASCII"))?
+            .map_err(|_| {
+                AuthError::unauthenticated(
+                    "the Cf-Access-Jwt-Assertion header is not visible ASCII",
+                )
+            })?
             .trim();
         if value.is_empty() {
-            return Err(reject("the Cf-Access-Jwt-Assertion header is empty"));
+            return Err(AuthError::unauthenticated(
+                "the Cf-Access-Jwt-Assertion header is empty",
+            ));
         }
         return Ok(Some(value));
     }
@@ -71,14 +73,19 @@ fn cookie_token(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
                 .strip_prefix(b"\"")
                 .and_then(|r| r.strip_suffix(b"\""))
                 .unwrap_or(raw);
-            let value = std::str::from_utf8(raw)
-                .map_err(|_| reject("the CF_Authorization cookie is not valid text"))?;
+            let value = std::str::from_utf8(raw).map_err(|_| {
+                AuthError::unauthenticated("the CF_Authorization cookie is not valid text")
+            })?;
             if value.is_empty() {
-                return Err(reject("the CF_Authorization cookie is empty"));
+                return Err(AuthError::unauthenticated(
+                    "the CF_Authorization cookie is empty",
+                ));
             }
             match found {
                 Some(previous) if previous != value => {
-                    return Err(reject("two different CF_Authorization cookies were sent"));
+                    return Err(AuthError::unauthenticated(
+                        "two different CF_Authorization cookies were sent",
+                    ));
                 }
                 _ => found = Some(value),
             }

@@ -79,11 +79,13 @@ impl KeyCache {
         self.refresh().await;
         match self.lookup(kid) {
             (Some(key), Some(age)) if age < self.max_staleness => Ok(key),
-            (Some(_), _) => Err(unauthenticated(
+            (Some(_), _) => Err(AuthError::unauthenticated(
                 "signing keys are too old: the certs endpoint has not answered",
             )),
-            (None, None) => Err(unauthenticated("no signing keys could be fetched yet")),
-            (None, Some(_)) => Err(unauthenticated("unknown signing key id")),
+            (None, None) => Err(AuthError::unauthenticated(
+                "no signing keys could be fetched yet",
+            )),
+            (None, Some(_)) => Err(AuthError::unauthenticated("unknown signing key id")),
         }
     }
 
@@ -163,8 +165,4 @@ impl KeyCache {
     fn read<T>(&self, f: impl FnOnce(&CacheState) -> T) -> T {
         f(&self.state.read().unwrap_or_else(PoisonError::into_inner))
     }
-}
-
-fn unauthenticated(reason: &str) -> AuthError {
-    AuthError::Unauthenticated(reason.to_owned())
 }

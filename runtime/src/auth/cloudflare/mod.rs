@@ -145,8 +145,7 @@ impl CloudflareVerifier {
         let identity = token::identity(&decoded.claims, &self.inner.issuer)?;
         // `identity` checked that `exp` (required by the validation) and `nbf` are integers.
         let exp = decoded.claims.get("exp").and_then(Value::as_u64);
-        let exp =
-            exp.ok_or_else(|| AuthError::Unauthenticated("token has no `exp` claim".into()))?;
+        let exp = exp.ok_or_else(|| AuthError::unauthenticated("token has no `exp` claim"))?;
         Ok(Verified {
             identity,
             kid,
@@ -161,9 +160,7 @@ impl CloudflareVerifier {
     pub async fn authenticate(&self, headers: &http::HeaderMap) -> Result<Identity, AuthError> {
         match token_from_headers(headers)? {
             Some(token) => self.verify(token).await,
-            None => Err(AuthError::Unauthenticated(
-                "no Cloudflare Access token".to_owned(),
-            )),
+            None => Err(AuthError::unauthenticated("no Cloudflare Access token")),
         }
     }
 

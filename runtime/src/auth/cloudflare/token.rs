@@ -20,61 +20,63 @@ const MAX_KID_BYTES: usize = 256;
 /// never honour them, so their presence alone refuses the token.
 const FORBIDDEN_HEADER_PARAMS: [&str; 5] = ["jku", "x5u", "jwk", "x5c", "crit"];
 
-fn reject(reason: impl Into<String>) -> AuthError {
-    AuthError::Unauthenticated(reason.into())
-}
-
 /// Checks what can be checked without a key and returns the token's `kid`: size, three
 /// base64url segments, a JSON header with `alg` RS256, a `kid`, and no key-carrying parameters.
 pub(crate) fn precheck(token: &str) -> Result<String, AuthError> {
     if token.is_empty() {
-        return Err(reject("empty token"));
+        return Err(AuthError::unauthenticated("empty token"));
     }
     if token.len() > MAX_TOKEN_BYTES {
-        return Err(reject("token too large"));
+        return Err(AuthError::unauthenticated("token too large"));
     }
     if token.starts_with("Bearer ") || token.starts_with("bearer ") {
-        return Err(reject("a `Bearer ` prefix is not accepted"));
+        return Err(AuthError::unauthenticated(
+            "a `Bearer ` prefix is not accepted",
+        ));
     }
     let segments: Vec<&str> = token.split('.').collect();
     if segments.len() != 3 {
-        return Err(reject("token must have three segments"));
+        return Err(AuthError::unauthenticated("token must have three segments"));
     }
     let is_b64url = |s: &str| {
         s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     };
     if segments.iter().any(|s| s.is_empty() || !is_b64url(s)) {
-        return Err(reject(
+        return Err(AuthError::unauthenticated(
             "token segments must be non-empty unpadded base64url",
         ));
     }
     let header_bytes = URL_SAFE_NO_PAD
         .decode(segments[0])
-        .map_err(|_| reject("token header is not base64url"))?;
+        .map_err(|_| AuthError::unauthenticated("token header is not base64url"))?;
     let header: Map<String, Value> = serde_json::from_slice(&header_bytes)
-        .map_err(|_| reject("token header is not a JSON object"))?;
+        .map_err(|_| AuthError::unauthenticated("token header is not a JSON object"))?;
     if let Some(param) = FORBIDDEN_HEADER_PARAMS
         .iter()
         .find(|p| header.contains_key(**p))
     {
-        return Err(reject(format!(
+        return Err(AuthError::unauthenticated(format!(
             "token header parameter `{param}` is not accepted"
         )));
     }
     match header.get("alg") {
         Some(Value::String(alg)) if alg == "RS256" => {}
         Some(Value::String(alg)) => {
-            return Err(reject(format!("algorithm `{alg}` is not accepted")))
+            return Err(AuthError::unauthenticated(format!(
+                "algorithm `{alg}` is not accepted"
+            )))
         }
-        _ => return Err(reject("token header has no algorithm")),
+        _ => return Err(AuthError::unauthenticated("token header has no algorithm")),
     }
     match header.get("kid") {
         Some(Value::String(kid)) if !kid.is_empty() && kid.len() <= MAX_KID_BYTES => {
             Ok(kid.clone())
         }
-        Some(Value::String(kid)) if !kid.is_empty() => Err(reject("token key id too long")),
-        _ => Err(reject("token header has no key id")),
+        Some(Value::String(kid)) if !kid.is_empty() => {
+            Err(AuthError::unauthenticated("token key id too long"))
+        }
+        _ => Err(AuthError::unauthenticated("token header has no key id")),
     }
 }
 
@@ -108,7 +110,7 @@ pub(crate) fn reason(error: &jsonwebtoken::errors::Error) -> AuthError {
         }
         _ => "token does not verify".to_owned(),
     };
-    AuthError::Unauthenticated(reason)
+    AuthError::unauthenticated(reason)
 }
 
 /// The checks that follow a successful `jsonwebtoken::decode`: claim types it tolerates (float
@@ -119,28 +121,32 @@ pub(crate) fn identity(claims: &Map<String, Value>, issuer: &str) -> Result<Iden
         match claims.get(name) {
             None => {}
             Some(Value::Number(n)) if n.is_u64() => {}
-            Some(_) => return Err(reject(format!("claim `{name}` must be an integer"))),
+            Some(_) => {
+                return Err(AuthError::unauthenticated(format!(
+                    "claim `{name}` must be an integer"
+                )))
+            }
         }
     }
     if claims.get("iss").and_then(Value::as_str) != Some(issuer) {
-        return Err(reject("token issuer does not match"));
+        return Err(AuthError::unauthenticated("token issuer does not match"));
     }
     match optional_str(claims, "type")? {
         Some("app") => {}
         Some("org") => {
-            return Err(reject(
+            return Err(AuthError::unauthenticated(
                 "an organization token (`type: org`) is not accepted",
             ))
         }
-        Some(_) => return Err(reject("token type is not `app`")),
-        None => return Err(reject("token has no `type` claim")),
+        Some(_) => return Err(AuthError::unauthenticated("token type is not `app`")),
+        None => return Err(AuthError::unauthenticated("token has no `type` claim")),
     }
     let email = optional_str(claims, "email")?.filter(|e| !e.trim().is_empty());
     let sub = optional_str(claims, "sub")?;
     // A control character (NUL above all: PostgreSQL text cannot hold it) names no one.
     for (name, value) in [("email", email), ("sub", sub)] {
         if value.is_some_and(|v| v.contains(char::is_control)) {
-            return Err(reject(format!(
+            return Err(AuthError::unauthenticated(format!(
                 "claim `{name}` contains a control character"
             )));
         }
@@ -153,13 +159,15 @@ pub(crate) fn identity(claims: &Map<String, Value>, issuer: &str) -> Result<Iden
     }
     let common_name = optional_str(claims, "common_name")?.filter(|c| !c.trim().is_empty());
     if common_name.is_some_and(|c| c.contains(char::is_control)) {
-        return Err(reject("claim `common_name` contains a control character"));
+        return Err(AuthError::unauthenticated(
+            "claim `common_name` contains a control character",
+        ));
     }
     match (sub, common_name) {
         (Some(""), Some(common_name)) => Ok(Identity::Service {
             common_name: common_name.to_owned(),
         }),
-        _ => Err(reject(
+        _ => Err(AuthError::unauthenticated(
             "token names neither a user email nor a service token",
         )),
     }
@@ -172,7 +180,9 @@ fn optional_str<'a>(
     match claims.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(reject(format!("claim `{name}` must be a string"))),
+        Some(_) => Err(AuthError::unauthenticated(format!(
+            "claim `{name}` must be a string"
+        ))),
     }
 }
 

@@ -1,0 +1,326 @@
+//! Tests of [`Settings::from_map`]: defaults, each variable's parsing and the cross-field rules.
+
+use super::*;
+
+fn load(pairs: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+    Settings::from_map(
+        &pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+    )
+}
+
+fn fails(pairs: &[(&str, &str)], variable: &str, needle: &str) {
+    let e = load(pairs).expect_err("must fail");
+    assert_eq!(e.variable, variable, "{e}");
+    assert!(e.to_string().contains(needle), "{e}");
+    assert!(
+        e.to_string().starts_with(variable),
+        "one line naming the variable: {e}"
+    );
+}
+
+const CF: [(&str, &str); 2] = [
+    ("TENANTRY_CF_TEAM_DOMAIN", "acme.cloudflareaccess.com"),
+    ("TENANTRY_CF_AUDIENCE", "aud-tag"),
+];
+
+#[test]
+fn defaults_are_the_contracts() {
+    let s = load(&CF).unwrap();
+    assert_eq!(s.database_url, DEFAULT_DATABASE_URL);
+    assert_eq!(
+        s.app_database_url,
+        "postgres://tenantry_app@127.0.0.1:5432/tenantry_example"
+    );
+    assert_eq!(
+        s.bypass_database_url,
+        "postgres://tenantry_bypass@127.0.0.1:5432/tenantry_example"
+    );
+    assert_eq!(s.bind_addr, "127.0.0.1:3000".parse().unwrap());
+    assert_eq!(s.environment, Environment::Development);
+    let AuthMode::Cloudflare(cf) = &s.auth else {
+        panic!("{:?}", s.auth)
+    };
+    assert_eq!(cf.team_domain, "acme.cloudflareaccess.com");
+    assert_eq!(cf.audience, "aud-tag");
+    assert_eq!(
+        cf.certs_url(),
+        "https://acme.cloudflareaccess.com/cdn-cgi/access/certs"
+    );
+}
+
+#[test]
+fn the_pooler_is_direct_unless_told_otherwise() {
+    assert_eq!(load(&CF).unwrap().db_config().pooler, Pooler::Direct);
+    let s = load(&[CF[0], CF[1], ("TENANTRY_DB_POOLER", "transaction")]).unwrap();
+    assert_eq!(s.db.pooler, Pooler::Transaction);
+    assert_eq!(s.db_config().pooler, Pooler::Transaction);
+    fails(
+        &[CF[0], CF[1], ("TENANTRY_DB_POOLER", "pgbouncer")],
+        "TENANTRY_DB_POOLER",
+        "expected `direct` or `transaction`",
+    );
+}
+
+#[test]
+fn behind_a_transaction_pooler_the_listener_is_never_the_app_url() {
+    let pooled = [CF[0], CF[1], ("TENANTRY_DB_POOLER", "transaction")];
+    let s = load(&pooled).unwrap();
+    assert_eq!(s.listen_database_url, None, "no session through the pooler");
+    assert_eq!(s.db_config().listen_url, None);
+    let direct = "postgres://tenantry_app@db.internal:5432/app";
+    let s = load(&[
+        pooled[0],
+        pooled[1],
+        pooled[2],
+        ("TENANTRY_LISTEN_DATABASE_URL", direct),
+    ])
+    .unwrap();
+    assert_eq!(s.db_config().listen_url.as_deref(), Some(direct));
+}
+
+#[test]
+fn the_principal_cache_listens_on_the_app_url_unless_told() {
+    let s = load(&CF).unwrap();
+    assert_eq!(
+        s.listen_database_url.as_deref(),
+        Some(s.app_database_url.as_str())
+    );
+    let config = s.db_config();
+    assert_eq!(
+        config.listen_url.as_deref(),
+        Some(s.app_database_url.as_str())
+    );
+    assert_eq!(config.principal_cache_capacity, 10_000);
+    assert_eq!(config.principal_cache_ttl, Duration::from_secs(1));
+    let direct = "postgres://tenantry_app@db.internal:5432/app";
+    let s = load(&[
+        CF[0],
+        CF[1],
+        ("TENANTRY_LISTEN_DATABASE_URL", direct),
+        ("TENANTRY_PRINCIPAL_CACHE_SIZE", "0"),
+        ("TENANTRY_PRINCIPAL_CACHE_TTL", "250ms"),
+    ])
+    .unwrap();
+    let config = s.db_config();
+    assert_eq!(config.listen_url.as_deref(), Some(direct));
+    assert_eq!(config.principal_cache_capacity, 0);
+    assert_eq!(config.principal_cache_ttl, Duration::from_millis(250));
+    fails(
+        &[CF[0], CF[1], ("TENANTRY_PRINCIPAL_CACHE_TTL", "0s")],
+        "TENANTRY_PRINCIPAL_CACHE_TTL",
+        "greater than zero",
+    );
+    fails(
+        &[
+            CF[0],
+            CF[1],
+            ("TENANTRY_LISTEN_DATABASE_URL", "mysql://x/y"),
+        ],
+        "TENANTRY_LISTEN_DATABASE_URL",
+        "",
+    );
+}
+
+#[test]
+fn derived_urls_drop_the_password() {
+    let s = load(&[
+        CF[0],
+        CF[1],
+        (
+            "DATABASE_URL",
+            "postgres://admin:secret@db.internal:6432/app",
+        ),
+    ])
+    .unwrap();
+    assert_eq!(
+        s.app_database_url,
+        "postgres://tenantry_app@db.internal:6432/app"
+    );
+}
+
+#[test]
+fn each_problem_names_its_variable() {
+    fails(
+        &[],
+        "TENANTRY_CF_TEAM_DOMAIN",
+        "required when TENANTRY_AUTH_MODE=cloudflare",
+    );
+    fails(&[CF[0]], "TENANTRY_CF_AUDIENCE", "required");
+    fails(
+        &[
+            (
+                "TENANTRY_CF_TEAM_DOMAIN",
+                "https://acme.cloudflareaccess.com/",
+            ),
+            CF[1],
+        ],
+        "TENANTRY_CF_TEAM_DOMAIN",
+        "without a scheme",
+    );
+    fails(
+        &[CF[0], CF[1], ("TENANTRY_CF_CERTS_URL", "ftp://x/certs")],
+        "TENANTRY_CF_CERTS_URL",
+        "https",
+    );
+    fails(
+        &[
+            CF[0],
+            CF[1],
+            ("TENANTRY_CF_CERTS_URL", "http://keys.example.com/certs"),
+        ],
+        "TENANTRY_CF_CERTS_URL",
+        "loopback",
+    );
+    fails(
+        &[CF[0], ("TENANTRY_CF_AUDIENCE", "a tag")],
+        "TENANTRY_CF_AUDIENCE",
+        "no whitespace",
+    );
+    fails(
+        &[("TENANTRY_AUTH_MODE", "ldap")],
+        "TENANTRY_AUTH_MODE",
+        "expected one of",
+    );
+    fails(
+        &[CF[0], CF[1], ("TENANTRY_ENV", "prod")],
+        "TENANTRY_ENV",
+        "development",
+    );
+    fails(
+        &[CF[0], CF[1], ("DATABASE_URL", "mysql://x/y")],
+        "DATABASE_URL",
+        "postgres://",
+    );
+    fails(
+        &[CF[0], CF[1], ("DATABASE_URL", "postgres://u@h:5432/")],
+        "DATABASE_URL",
+        "names no database",
+    );
+    fails(
+        &[CF[0], CF[1], ("TENANTRY_APP_DATABASE_URL", "nonsense")],
+        "TENANTRY_APP_DATABASE_URL",
+        "not a URL",
+    );
+    fails(
+        &[CF[0], CF[1], ("TENANTRY_BIND", "127.0.0.1")],
+        "TENANTRY_BIND",
+        "host:port",
+    );
+    fails(
+        &[CF[0], CF[1], ("TENANTRY_BIND", "127.0.0.1:http")],
+        "TENANTRY_BIND",
+        "bad port",
+    );
+    fails(
+        &[CF[0], CF[1], ("TENANTRY_ALLOWED_ORIGINS", "not an origin")],
+        "TENANTRY_ALLOWED_ORIGINS",
+        "origin",
+    );
+}
+
+#[test]
+fn timeouts_and_limits_default_and_parse() {
+    let s = load(&CF).unwrap();
+    assert_eq!(s.db.statement_timeout, Duration::from_secs(5));
+    assert_eq!(s.db.lock_timeout, Duration::from_secs(2));
+    assert_eq!(s.db.pool_timeout, Duration::from_secs(1));
+    assert_eq!(s.db.health_timeout, Duration::from_secs(2));
+    assert_eq!(s.http, ServeConfig::default());
+    let s = load(&[
+        CF[0],
+        CF[1],
+        ("TENANTRY_DB_STATEMENT_TIMEOUT", "750ms"),
+        ("TENANTRY_DRAIN_TIMEOUT", "2m"),
+        ("TENANTRY_HTTP_MAX_CONNECTIONS", "64"),
+    ])
+    .unwrap();
+    assert_eq!(s.db.statement_timeout, Duration::from_millis(750));
+    assert_eq!(s.db_config().statement_timeout, Duration::from_millis(750));
+    assert_eq!(s.http.drain_timeout, Duration::from_secs(120));
+    assert_eq!(s.http.max_connections, 64);
+    fails(
+        &[CF[0], CF[1], ("TENANTRY_DB_LOCK_TIMEOUT", "5")],
+        "TENANTRY_DB_LOCK_TIMEOUT",
+        "like 500ms",
+    );
+    fails(
+        &[CF[0], CF[1], ("TENANTRY_HTTP_HEADER_TIMEOUT", "0s")],
+        "TENANTRY_HTTP_HEADER_TIMEOUT",
+        "greater than zero",
+    );
+    fails(
+        &[CF[0], CF[1], ("TENANTRY_DB_POOL_SIZE", "many")],
+        "TENANTRY_DB_POOL_SIZE",
+        "whole number",
+    );
+    fails(
+        &[CF[0], CF[1], ("TENANTRY_HTTP_IDLE_TIMEOUT", "30s")],
+        "TENANTRY_HTTP_IDLE_TIMEOUT",
+        "longer than TENANTRY_HTTP_REQUEST_TIMEOUT",
+    );
+}
+
+#[test]
+fn dev_mode_guard_rails() {
+    let dev = [
+        ("TENANTRY_AUTH_MODE", "dev"),
+        ("TENANTRY_DEV_USER_EMAIL", "dev@example.com"),
+    ];
+    assert!(matches!(load(&dev).unwrap().auth, AuthMode::Dev { .. }));
+    assert!(
+        load(&[dev[0], dev[1], ("TENANTRY_BIND", "localhost:3000")]).is_ok(),
+        "localhost is loopback"
+    );
+    assert!(load(&[dev[0], dev[1], ("TENANTRY_BIND", "[::1]:3000")]).is_ok());
+    fails(&[dev[0]], "TENANTRY_DEV_USER_EMAIL", "required");
+    fails(
+        &[dev[0], ("TENANTRY_DEV_USER_EMAIL", "nobody")],
+        "TENANTRY_DEV_USER_EMAIL",
+        "not an email",
+    );
+    fails(
+        &[dev[0], dev[1], ("TENANTRY_ENV", "production")],
+        "TENANTRY_AUTH_MODE",
+        "production",
+    );
+    fails(
+        &[dev[0], dev[1], ("TENANTRY_BIND", "0.0.0.0:3000")],
+        "TENANTRY_BIND",
+        "loopback",
+    );
+}
+
+#[test]
+fn trusted_header_needs_a_real_allow_list() {
+    let mode = ("TENANTRY_AUTH_MODE", "trusted_header");
+    let ok = load(&[
+        mode,
+        ("TENANTRY_TRUSTED_PROXIES", "10.0.0.0/8, 192.168.1.7"),
+    ])
+    .unwrap();
+    assert!(matches!(ok.auth, AuthMode::TrustedHeader { ref proxies } if proxies.len() == 2));
+    fails(&[mode], "TENANTRY_TRUSTED_PROXIES", "required");
+    fails(
+        &[mode, ("TENANTRY_TRUSTED_PROXIES", " , ")],
+        "TENANTRY_TRUSTED_PROXIES",
+        "empty",
+    );
+    fails(
+        &[mode, ("TENANTRY_TRUSTED_PROXIES", "0.0.0.0/0")],
+        "TENANTRY_TRUSTED_PROXIES",
+        "every address",
+    );
+    fails(
+        &[mode, ("TENANTRY_TRUSTED_PROXIES", "::/0")],
+        "TENANTRY_TRUSTED_PROXIES",
+        "every address",
+    );
+    fails(
+        &[mode, ("TENANTRY_TRUSTED_PROXIES", "10.0.0.0/33")],
+        "TENANTRY_TRUSTED_PROXIES",
+        "not a CIDR",
+    );
+}
