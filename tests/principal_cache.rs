@@ -274,3 +274,64 @@ async fn an_unreachable_listener_leaves_a_ttl_cache() {
     }
     assert!(!db.principal_cache_status().listening);
 }
+
+/// A `DbConfig` of `t` through the shared PgBouncer in transaction mode.
+async fn through_pgbouncer(t: &TestDb) -> (tenantry::testing::PgBouncer, DbConfig) {
+    let bouncer = tenantry::testing::PgBouncer::shared().await;
+    let mut config = DbConfig::new(bouncer.url(&t.name, "tenantry_app"), None);
+    config.pooler = tenantry::Pooler::Transaction;
+    (bouncer, config)
+}
+
+/// Behind a transaction pooler with no listener URL of its own, no `LISTEN` goes through the
+/// pooler (where it would stop hearing at the next hand-over): there is no listener, and
+/// entries live at most the TTL.
+#[tokio::test]
+async fn behind_a_transaction_pooler_without_a_listener_url_entries_live_at_most_the_ttl() {
+    const TTL: Duration = Duration::from_millis(500);
+    let t = directory().await;
+    let (_bouncer, mut config) = through_pgbouncer(&t).await;
+    config.principal_cache_ttl = TTL;
+    let db = Db::connect(config).await.expect("pool");
+    assert_eq!(tenants_of(&db, &ada()).await.unwrap(), ["acme", "globex"]);
+    let cached = Instant::now();
+    revoke_globex(&t).await;
+    loop {
+        let tenants = tenants_of(&db, &ada()).await.unwrap();
+        let age = cached.elapsed();
+        if tenants == ["acme"] {
+            break;
+        }
+        assert!(age < TTL, "served {tenants:?} {age:?} after it was cached");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!db.principal_cache_status().listening);
+    let listeners = common::count(
+        &mut t.admin().await,
+        &format!(
+            "SELECT count(*) AS n FROM pg_stat_activity \
+             WHERE application_name = 'tenantry listener' AND datname = '{}'",
+            t.name
+        ),
+    )
+    .await;
+    assert_eq!(
+        listeners, 0,
+        "no listener session, through the pooler or not"
+    );
+}
+
+/// A listener URL that leads to a transaction pooler stops the start, naming the setting.
+#[tokio::test]
+async fn a_listener_url_through_a_transaction_pooler_is_refused_at_start() {
+    let t = directory().await;
+    let (bouncer, mut config) = through_pgbouncer(&t).await;
+    config.listen_url = Some(bouncer.url(&t.name, "tenantry_app"));
+    let err = Db::connect(config).await.expect_err("refused");
+    let text = err.to_string();
+    assert!(matches!(err, tenantry::DbError::Pooler(_)), "{err:?}");
+    assert!(
+        text.contains("TENANTRY_LISTEN_DATABASE_URL") && text.contains("transaction pooler"),
+        "{text}"
+    );
+}

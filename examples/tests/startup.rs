@@ -2,7 +2,9 @@
 //! non-zero exit; dev mode refuses production and non-loopback binds; a pooler or a role the
 //! app cannot use is refused at start the same way.
 
-use std::process::Command;
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 fn run(env: &[(&str, &str)]) -> (i32, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tenantry-example"));
@@ -20,15 +22,33 @@ fn run(env: &[(&str, &str)]) -> (i32, String) {
         "TENANTRY_APP_DATABASE_URL",
         "TENANTRY_BYPASS_DATABASE_URL",
         "TENANTRY_DB_POOLER",
+        "TENANTRY_LISTEN_DATABASE_URL",
     ] {
         cmd.env_remove(var);
     }
     cmd.envs(env.iter().copied());
-    let out = cmd.output().expect("runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("runs");
+    let mut pipe = child.stderr.take().expect("piped");
+    let reader = std::thread::spawn(move || {
+        let mut stderr = String::new();
+        pipe.read_to_string(&mut stderr).map(|_| stderr)
+    });
+    // Each case must stop at start; one that serves instead would run until killed.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waits") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill().ok();
+            child.wait().ok();
+            panic!("{env:?}: still running after 30 s: it started instead of refusing");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stderr = reader.join().expect("reader").expect("stderr");
+    (status.code().unwrap_or(-1), stderr)
 }
 
 #[test]
@@ -113,7 +133,7 @@ async fn a_pooler_or_role_the_app_cannot_use_stops_the_start_naming_the_setting(
         ("TENANTRY_BIND", "127.0.0.1:0"),
     ];
     type Case<'a> = (Vec<(&'a str, String)>, &'a [&'a str]);
-    let cases: [Case; 4] = [
+    let cases: [Case; 5] = [
         // The request path through PgBouncer, as if it were PostgreSQL itself.
         (
             vec![
@@ -135,6 +155,17 @@ async fn a_pooler_or_role_the_app_cannot_use_stops_the_start_naming_the_setting(
                 ("TENANTRY_DB_POOLER", "transaction".to_owned()),
             ],
             &["DATABASE_URL", "transaction pooler"],
+        ),
+        // The directory listener's LISTEN through the pooler, where it would stop hearing.
+        (
+            vec![
+                ("DATABASE_URL", direct.clone()),
+                ("TENANTRY_APP_DATABASE_URL", pooled("tenantry_app")),
+                ("TENANTRY_BYPASS_DATABASE_URL", pooled("tenantry_bypass")),
+                ("TENANTRY_DB_POOLER", "transaction".to_owned()),
+                ("TENANTRY_LISTEN_DATABASE_URL", pooled("tenantry_app")),
+            ],
+            &["TENANTRY_LISTEN_DATABASE_URL", "transaction pooler"],
         ),
         // A role the server does not have.
         (

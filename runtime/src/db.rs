@@ -196,24 +196,27 @@ fn listen_url(config: &DbConfig) -> Option<&str> {
     }
 }
 
-/// The listener's connector. A URL of its own must lead to a session, never to a transaction
-/// pooler: that stops the start, naming the setting. One that cannot be reached now is not
-/// fatal: the listener keeps trying, and the cache lives by its TTL meanwhile.
-async fn listener(url: &str, config: &DbConfig, timeouts: Timeouts) -> Result<Connector, DbError> {
-    let connector = Connector::new(url, timeouts, Pooler::Direct)
-        .map_err(|e| DbError::Config(format!("{LISTEN_URL}: {e}")))?;
-    if config.listen_url.is_some() {
-        match pooler::require_session(url, LISTEN_URL).await {
-            Ok(()) => {}
-            Err(e @ DbError::Pooler(_)) => return Err(e),
-            Err(e) => tracing::warn!(
+/// A listener URL given (unless it is the app URL of a direct pool, which the app role's checks
+/// cover) must lead to a session, never to a transaction pooler: that stops the start, naming the setting. One that
+/// cannot be reached now is not fatal: the listener keeps trying, and the cache lives by its
+/// TTL meanwhile.
+async fn check_listen_url(config: &DbConfig) -> Result<(), DbError> {
+    let checked = |u: &&str| config.pooler == Pooler::Transaction || *u != config.app_url;
+    let Some(url) = config.listen_url.as_deref().filter(checked) else {
+        return Ok(());
+    };
+    match pooler::require_session(url, LISTEN_URL).await {
+        Err(e @ DbError::Pooler(_)) => Err(e),
+        Err(e) => {
+            tracing::warn!(
                 error = %e,
                 "{LISTEN_URL} cannot be reached yet: cached principals live at most the TTL \
                  until the directory listener connects"
-            ),
+            );
+            Ok(())
         }
+        Ok(()) => Ok(()),
     }
-    Ok(connector)
 }
 
 /// A connection for a check at start: a failure names `setting`.
@@ -297,7 +300,10 @@ impl Db {
         let cache =
             PrincipalCache::new(config.principal_cache_capacity, config.principal_cache_ttl);
         let listener = match listen_url(&config) {
-            Some(url) if cache.is_enabled() => Some(listener(url, &config, timeouts).await?),
+            Some(url) if cache.is_enabled() => Some(
+                Connector::new(url, timeouts, Pooler::Direct)
+                    .map_err(|e| DbError::Config(format!("{LISTEN_URL}: {e}")))?,
+            ),
             _ => None,
         };
         if cache.is_enabled() && listener.is_none() {
@@ -319,6 +325,9 @@ impl Db {
         };
         db.check_app_role().await?;
         db.check_bypass_role().await?;
+        if db.directory.listens() {
+            check_listen_url(&config).await?;
+        }
         Ok(db)
     }
 

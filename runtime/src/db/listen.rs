@@ -84,6 +84,11 @@ impl Directory {
         &self.cache
     }
 
+    /// Whether a listener keeps the cache true (else entries live by the TTL alone).
+    pub(crate) fn listens(&self) -> bool {
+        self.connector.is_some()
+    }
+
     /// The cache without starting the listener (for its status).
     pub(crate) fn cache(&self) -> &PrincipalCache {
         &self.cache
