@@ -38,7 +38,7 @@ use tenantry::testing::PgBouncer;
 use tenantry::{Db, DbConfig, DbError, Pooler};
 use uuid::Uuid;
 
-use measure::{loadavg, schedstat, secs, server_cpu, us};
+use measure::{closed_loop, loadavg, schedstat, secs, server_cpu, us};
 
 const INVOICES: usize = 2_000;
 const CLIENTS: usize = 8;
@@ -168,31 +168,14 @@ async fn run(
     );
     let start = Instant::now();
     let deadline = start + dur;
-    let mut handles = Vec::new();
-    for c in 0..clients {
-        let (b, db) = (Arc::clone(b), db.clone());
-        handles.push(tokio::spawn(async move {
-            let mut lat = Vec::with_capacity(8_192);
-            let mut k = c * 7919;
-            loop {
-                let id = b.ids[k % b.ids.len()];
-                k += 1;
-                let t0 = Instant::now();
-                one_op(&db, &b.ctx, work, id).await;
-                let t1 = Instant::now();
-                lat.push((t1 - t0).as_nanos() as u64);
-                if t1 >= deadline {
-                    break;
-                }
-            }
-            lat
-        }));
-    }
-    for h in handles {
-        let lat = h.await.expect("client task");
-        stats.ops += lat.len();
-        stats.lat_ns.extend(lat);
-    }
+    let state = (Arc::clone(b), db.clone());
+    let lat = closed_loop(clients, deadline, state, move |(b, db), c, k| async move {
+        let id = b.ids[(c * 7919 + k) % b.ids.len()];
+        one_op(&db, &b.ctx, work, id).await;
+    })
+    .await;
+    stats.ops += lat.len();
+    stats.lat_ns.extend(lat);
     stats.elapsed += start.elapsed();
     stats.client_cpu += client_cpu().saturating_sub(c0);
     stats.server_cpu += server_cpu(&backends).saturating_sub(s0);

@@ -39,7 +39,7 @@ use uuid::Uuid;
 
 use common::schema::{invoices, Invoice};
 use common::TestDb;
-use measure::{loadavg, schedstat, secs, server_cpu, us};
+use measure::{closed_loop, loadavg, schedstat, secs, server_cpu, us};
 
 type PgPool = Pool<AsyncPgConnection>;
 
@@ -399,32 +399,18 @@ async fn run(state: &Arc<State>, v: Variant, clients: usize, dur: Duration, stat
     let (client0, server0) = (client_cpu(), server_cpu(&backends));
     let start = Instant::now();
     let deadline = start + dur;
-    let mut handles = Vec::with_capacity(clients);
-    for c in 0..clients {
-        let state = Arc::clone(state);
-        handles.push(tokio::spawn(async move {
-            let mut lat = Vec::with_capacity(16_384);
-            let n = state.ids.len();
-            let mut k = c * 7919;
-            loop {
-                let id = state.ids[k % n];
-                k += 1;
-                let t0 = Instant::now();
-                one_op(&state, v, id).await;
-                let t1 = Instant::now();
-                lat.push((t1 - t0).as_nanos() as u64);
-                if t1 >= deadline {
-                    break;
-                }
-            }
-            lat
-        }));
-    }
-    for h in handles {
-        let lat = h.await.expect("client task");
-        stats.ops += lat.len();
-        stats.lat_ns.extend(lat);
-    }
+    let lat = closed_loop(
+        clients,
+        deadline,
+        Arc::clone(state),
+        move |state, c, k| async move {
+            let id = state.ids[(c * 7919 + k) % state.ids.len()];
+            one_op(&state, v, id).await;
+        },
+    )
+    .await;
+    stats.ops += lat.len();
+    stats.lat_ns.extend(lat);
     stats.elapsed += start.elapsed();
     stats.client_cpu += client_cpu().saturating_sub(client0);
     stats.server_cpu += server_cpu(&backends).saturating_sub(server0);

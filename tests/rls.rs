@@ -7,8 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::schema::{Invoice, NewProject, Project};
-use common::{ctx, on_both_routes, viewer_ctx, CountRow, Route, TestDb};
+use common::{ctx, viewer_ctx, CountRow, Route, TestDb};
 use tenantry::prelude::*;
+use tenantry::testing::on_both_routes;
 use tenantry::{no_tenant_scope, DbConfig, DbError};
 use uuid::Uuid;
 

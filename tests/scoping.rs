@@ -5,7 +5,8 @@ mod common;
 use common::schema::{
     currencies, invoices, projects, Currency, Invoice, NewInvoice, NewProject, Project,
 };
-use common::{ctx, on_both_routes, Route, TestDb};
+use common::{ctx, Route, TestDb};
+use tenantry::testing::on_both_routes;
 
 use tenantry::prelude::*;
 use tenantry::DbError;

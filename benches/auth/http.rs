@@ -15,7 +15,7 @@ use tenantry::identity::{Authenticator, Tenantry};
 use tenantry::requires_role;
 use tenantry::Db;
 
-use crate::measure::{secs, server_cpu, us};
+use crate::measure::{closed_loop, secs, server_cpu, us};
 use crate::stats::{process_cpu, Stats, Watcher};
 use crate::{BODY, CLIENTS, ROUNDS, SERVER_THREADS};
 
@@ -172,28 +172,17 @@ pub async fn run(http: &Arc<Http>, route: Route, clients: usize, dur: Duration, 
     let pg0 = server_cpu(&backends);
     let start = Instant::now();
     let deadline = start + dur;
-    let mut handles = Vec::with_capacity(clients);
-    for _ in 0..clients {
-        let http = Arc::clone(http);
-        handles.push(tokio::spawn(async move {
-            let mut lat = Vec::with_capacity(8_192);
-            loop {
-                let t0 = Instant::now();
-                http.get(route).await;
-                let t1 = Instant::now();
-                lat.push((t1 - t0).as_nanos() as u64);
-                if t1 >= deadline {
-                    break;
-                }
-            }
-            lat
-        }));
-    }
-    for h in handles {
-        let lat = h.await.expect("client task");
-        stats.ops += lat.len();
-        stats.lat_ns.extend(lat);
-    }
+    let lat = closed_loop(
+        clients,
+        deadline,
+        Arc::clone(http),
+        move |http, _, _| async move {
+            http.get(route).await;
+        },
+    )
+    .await;
+    stats.ops += lat.len();
+    stats.lat_ns.extend(lat);
     stats.elapsed += start.elapsed();
     let (app1, client1) = process_cpu(SERVER_THREADS);
     stats.app_cpu += app1.saturating_sub(app0);

@@ -1,6 +1,7 @@
 //! Measuring helpers shared by the bench binaries: run length, CPU time from `/proc`, load.
 
-use std::time::Duration;
+use std::future::Future;
+use std::time::{Duration, Instant};
 
 /// `default` seconds, scaled by `TENANTRY_BENCH_SCALE` (e.g. `0.3` for a quick run).
 pub fn secs(default: f64) -> Duration {
@@ -37,4 +38,37 @@ pub fn loadavg() -> String {
 /// A duration in µs with one decimal.
 pub fn us(d: Duration) -> String {
     format!("{:.1}", d.as_secs_f64() * 1e6)
+}
+
+/// Runs `clients` tasks in a closed loop until `deadline`: client `c` calls `op(state, c, k)`
+/// for k = 0, 1, … and starts the next call as soon as one ends. Returns every call's latency
+/// (nanoseconds).
+pub async fn closed_loop<S, F, Fut>(clients: usize, deadline: Instant, state: S, op: F) -> Vec<u64>
+where
+    S: Clone + Send + 'static,
+    F: Fn(S, usize, usize) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let mut handles = Vec::with_capacity(clients);
+    for c in 0..clients {
+        let (state, op) = (state.clone(), op.clone());
+        handles.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(16_384);
+            for k in 0.. {
+                let t0 = Instant::now();
+                op(state.clone(), c, k).await;
+                let t1 = Instant::now();
+                lat.push((t1 - t0).as_nanos() as u64);
+                if t1 >= deadline {
+                    break;
+                }
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::new();
+    for h in handles {
+        all.extend(h.await.expect("client task"));
+    }
+    all
 }

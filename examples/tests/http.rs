@@ -2,9 +2,10 @@
 
 mod common;
 
-use common::{assert_error, on_both_routes, App, Route, LONELY, OWNER, PARTNER, VIEWER};
+use common::{assert_error, App, Route, LONELY, OWNER, PARTNER, VIEWER};
 use reqwest::Method;
 use serde_json::json;
+use tenantry::testing::on_both_routes;
 
 // Every case runs twice: the request path straight to PostgreSQL and through PgBouncer in
 // transaction mode (`direct::..`, `pgbouncer::..`).

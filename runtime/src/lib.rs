@@ -4,6 +4,7 @@
 
 mod audit;
 pub mod auth;
+mod bounded;
 mod bypass;
 mod changes;
 pub mod citus;

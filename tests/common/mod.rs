@@ -8,38 +8,7 @@ use tenantry::testing::{connect_superuser, database_url, server_url, PgBouncer, 
 use tenantry::{Actor, Db, DbConfig, Jobs, Pooler, TenantCtx};
 use uuid::Uuid;
 
-/// How the pools of a [`TestDb`] reach PostgreSQL. Migrations and the tests' superuser
-/// connections always go straight to the server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Route {
-    /// Straight to the test server.
-    Direct,
-    /// Through the shared PgBouncer in transaction mode (`bash .ci/pgbouncer start`), with
-    /// `Pooler::Transaction`.
-    PgBouncer,
-}
-
-/// Runs each listed `async fn name(route: Route)` as two tests, `direct::name` and
-/// `pgbouncer::name`: the same case straight to PostgreSQL and through PgBouncer.
-#[allow(unused_macros)]
-macro_rules! on_both_routes {
-    ($($name:ident),* $(,)?) => {
-        mod direct {
-            $(#[tokio::test]
-            async fn $name() {
-                super::$name(super::common::Route::Direct).await
-            })*
-        }
-        mod pgbouncer {
-            $(#[tokio::test]
-            async fn $name() {
-                super::$name(super::common::Route::PgBouncer).await
-            })*
-        }
-    };
-}
-#[allow(unused_imports)]
-pub(crate) use on_both_routes;
+pub use tenantry::testing::Route;
 
 /// The server tests run against; a superuser URL (it creates and drops databases).
 pub fn admin_url() -> String {

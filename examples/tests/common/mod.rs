@@ -12,38 +12,7 @@ use tenantry::settings::Settings;
 use tenantry::testing::{connect_superuser, PgBouncer, ScratchDatabase};
 use uuid::Uuid;
 
-/// How the app's request path reaches PostgreSQL (its migrations always go straight there).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Route {
-    /// Straight to the test server.
-    Direct,
-    /// Through the shared PgBouncer in transaction mode (`bash .ci/pgbouncer start`), with
-    /// `TENANTRY_DB_POOLER=transaction`.
-    PgBouncer,
-}
-
-/// Runs each listed `async fn name(route: Route)` as two tests, `direct::name` and
-/// `pgbouncer::name`: the same case with the request path straight to PostgreSQL and through
-/// PgBouncer.
-#[allow(unused_macros)]
-macro_rules! on_both_routes {
-    ($($name:ident),* $(,)?) => {
-        mod direct {
-            $(#[tokio::test]
-            async fn $name() {
-                super::$name(super::common::Route::Direct).await
-            })*
-        }
-        mod pgbouncer {
-            $(#[tokio::test]
-            async fn $name() {
-                super::$name(super::common::Route::PgBouncer).await
-            })*
-        }
-    };
-}
-#[allow(unused_imports)]
-pub(crate) use on_both_routes;
+pub use tenantry::testing::Route;
 
 pub const PARTNER: &str = "partner@example.com";
 pub const VIEWER: &str = "viewer@example.com";

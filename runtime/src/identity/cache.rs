@@ -25,8 +25,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use quick_cache::sync::{Cache, DefaultLifecycle};
-use quick_cache::{DefaultHashBuilder, OptionsBuilder, UnitWeighter};
+use quick_cache::sync::Cache;
 
 use super::principal::Principal;
 use crate::auth::Identity;
@@ -91,33 +90,11 @@ pub(crate) struct PrincipalCache {
     misses: AtomicU64,
 }
 
-/// Smallest shard worth having: below it the cache uses fewer shards.
-const MIN_SHARD_ITEMS: usize = 64;
-
 impl PrincipalCache {
     /// A cache of at most `capacity` identities (0: no cache) whose entries live `ttl` when the
     /// listener is not confirmed up.
     pub(crate) fn new(capacity: usize, ttl: Duration) -> Self {
-        let entries = (capacity > 0).then(|| {
-            let parallelism = std::thread::available_parallelism().map_or(1, |n| n.get());
-            let mut shards = (parallelism * 4).next_power_of_two();
-            while shards > 1 && capacity / shards < MIN_SHARD_ITEMS {
-                shards /= 2;
-            }
-            let bound = (capacity / shards * shards).max(1);
-            let options = OptionsBuilder::new()
-                .shards(shards)
-                .estimated_items_capacity(bound)
-                .weight_capacity(bound as u64)
-                .build()
-                .expect("every option is set");
-            Cache::with_options(
-                options,
-                UnitWeighter,
-                DefaultHashBuilder::default(),
-                DefaultLifecycle::default(),
-            )
-        });
+        let entries = crate::bounded::bounded_cache(capacity);
         PrincipalCache {
             entries,
             ttl_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),

@@ -41,11 +41,12 @@ mod wire;
 
 #[doc(inline)]
 pub use crate::assert_isolated;
+pub use crate::on_both_routes;
 pub use certs_server::{CertsBehaviour, CertsServer};
 pub use harness::{run_test, NoMigrations, TestDb, TestFn, TestTenant, TestUser};
 pub use keys::{certs_document, TestKey};
 pub use minter::{TestToken, TokenMinter};
-pub use pgbouncer::PgBouncer;
+pub use pgbouncer::{PgBouncer, Route};
 pub use proxy::{Fault, FaultProxy};
 pub use scratch::{connect_superuser, database_url, server_url, ScratchDatabase};
 pub use wire::Executed;

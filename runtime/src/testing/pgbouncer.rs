@@ -26,6 +26,47 @@ use tokio_postgres::{NoTls, SimpleQueryMessage};
 
 use super::scratch::server_url;
 
+/// How a test's request path reaches PostgreSQL: the same case runs both ways with
+/// [`on_both_routes!`](crate::testing::on_both_routes). Migrations and superuser connections
+/// always go straight to the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// Straight to the test server.
+    Direct,
+    /// Through the shared PgBouncer in transaction mode ([`PgBouncer::shared`]), with
+    /// `TENANTRY_DB_POOLER=transaction` (`Pooler::Transaction`).
+    PgBouncer,
+}
+
+/// Runs each listed `async fn name(route: Route)` as two `#[tokio::test]`s, `direct::name` and
+/// `pgbouncer::name`: the same case with the request path straight to PostgreSQL and through
+/// PgBouncer in transaction mode.
+///
+/// ```ignore
+/// use tenantry::testing::{on_both_routes, Route};
+///
+/// async fn isolation_holds(route: Route) { /* build the app's DbConfig for `route` */ }
+///
+/// on_both_routes!(isolation_holds);
+/// ```
+#[macro_export]
+macro_rules! on_both_routes {
+    ($($name:ident),* $(,)?) => {
+        mod direct {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name($crate::testing::Route::Direct).await
+            })*
+        }
+        mod pgbouncer {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name($crate::testing::Route::PgBouncer).await
+            })*
+        }
+    };
+}
+
 /// A PgBouncer in transaction mode: the shared one of the test machine, or one this test started
 /// (stopped when dropped).
 #[derive(Debug)]
@@ -57,7 +98,8 @@ impl PgBouncer {
     /// The database name of a pooler started by [`PgBouncer::start_own`].
     pub const OWN_DATABASE: &'static str = "tenantry_own";
 
-    /// The shared pooler of the test machine (see `shared_addr`), after checking that it
+    /// The shared pooler of the test machine (`TENANTRY_TEST_PGBOUNCER`, by default
+    /// `127.0.0.1:6432`), after checking that it
     /// answers and pools transactions. Panics with what to start when it does not.
     pub async fn shared() -> PgBouncer {
         let addr_text = shared_addr();

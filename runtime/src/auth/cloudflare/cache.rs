@@ -18,8 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jsonwebtoken::{DecodingKey, DecodingKeyKind};
-use quick_cache::sync::{Cache, DefaultLifecycle};
-use quick_cache::{DefaultHashBuilder, OptionsBuilder, UnitWeighter};
+use quick_cache::sync::Cache;
 
 use crate::auth::{AuthError, Identity};
 
@@ -69,34 +68,10 @@ pub(crate) struct TokenCache {
     leeway: u64,
 }
 
-/// Smallest shard worth having: below it the cache uses fewer shards.
-const MIN_SHARD_ITEMS: usize = 64;
-
 impl TokenCache {
     /// A cache of at most `capacity` tokens (0: no cache) for a verifier with `leeway`.
     pub(crate) fn new(capacity: usize, leeway: Duration) -> Self {
-        let entries = (capacity > 0).then(|| {
-            // Shards of equal size whose sum never exceeds `capacity` (quick_cache rounds a
-            // shard's share up; rounding it down here keeps the bound exact).
-            let parallelism = std::thread::available_parallelism().map_or(1, |n| n.get());
-            let mut shards = (parallelism * 4).next_power_of_two();
-            while shards > 1 && capacity / shards < MIN_SHARD_ITEMS {
-                shards /= 2;
-            }
-            let bound = capacity / shards * shards;
-            let options = OptionsBuilder::new()
-                .shards(shards)
-                .estimated_items_capacity(bound)
-                .weight_capacity(bound as u64)
-                .build()
-                .expect("every option is set");
-            Cache::with_options(
-                options,
-                UnitWeighter,
-                DefaultHashBuilder::default(),
-                DefaultLifecycle::default(),
-            )
-        });
+        let entries = crate::bounded::bounded_cache(capacity);
         TokenCache {
             entries,
             leeway: leeway.as_secs(),
