@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tenantry::testing::MessageFramer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub type Counts = [AtomicU64; 256];
@@ -45,57 +46,10 @@ impl Wire {
     }
 }
 
-/// Splits one direction of a PostgreSQL connection into messages: `type byte, int32 length,
-/// body`, after the client's untyped startup message (the pools connect without TLS, so no
-/// `SSLRequest` precedes it).
-struct Framer {
-    untyped_first: bool,
-    head: Vec<u8>,
-    skip: usize,
-}
-
-impl Framer {
-    fn new(untyped_first: bool) -> Self {
-        Framer {
-            untyped_first,
-            head: Vec::with_capacity(5),
-            skip: 0,
-        }
-    }
-
-    fn feed(&mut self, mut data: &[u8], counts: &Counts) {
-        while !data.is_empty() {
-            if self.skip > 0 {
-                let n = self.skip.min(data.len());
-                self.skip -= n;
-                data = &data[n..];
-                continue;
-            }
-            let need = if self.untyped_first { 4 } else { 5 };
-            let take = (need - self.head.len()).min(data.len());
-            self.head.extend_from_slice(&data[..take]);
-            data = &data[take..];
-            if self.head.len() < need {
-                return;
-            }
-            let len_at = need - 4;
-            let len = u32::from_be_bytes(self.head[len_at..need].try_into().expect("4 bytes"));
-            assert!(len >= 4, "protocol framing lost");
-            if self.untyped_first {
-                self.untyped_first = false;
-            } else {
-                counts[usize::from(self.head[0])].fetch_add(1, Ordering::SeqCst);
-            }
-            self.skip = len as usize - 4;
-            self.head.clear();
-        }
-    }
-}
-
 async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
-    mut framer: Framer,
+    mut framer: MessageFramer,
     wire: Arc<Wire>,
     to_server: bool,
 ) {
@@ -110,7 +64,12 @@ async fn pump(
         } else {
             &wire.to_client
         };
-        framer.feed(&buf[..n], counts);
+        framer.feed(&buf[..n], |kind| {
+            // 0: the client's untyped startup packet, not counted.
+            if kind != 0 {
+                counts[usize::from(kind)].fetch_add(1, Ordering::SeqCst);
+            }
+        });
         if to.write_all(&buf[..n]).await.is_err() {
             break;
         }
@@ -132,8 +91,20 @@ pub async fn start_proxy(upstream: String, wire: Arc<Wire>) -> SocketAddr {
             let _ = (client.set_nodelay(true), server.set_nodelay(true));
             let (cr, cw) = client.into_split();
             let (sr, sw) = server.into_split();
-            tokio::spawn(pump(cr, sw, Framer::new(true), Arc::clone(&wire), true));
-            tokio::spawn(pump(sr, cw, Framer::new(false), Arc::clone(&wire), false));
+            tokio::spawn(pump(
+                cr,
+                sw,
+                MessageFramer::client(),
+                Arc::clone(&wire),
+                true,
+            ));
+            tokio::spawn(pump(
+                sr,
+                cw,
+                MessageFramer::server(),
+                Arc::clone(&wire),
+                false,
+            ));
         }
     });
     addr

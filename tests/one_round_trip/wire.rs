@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tenantry::testing::MessageFramer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
@@ -129,7 +130,7 @@ async fn relay(client: TcpStream, upstream: String, state: Arc<State>) {
     let to_server = {
         let state = state.clone();
         async move {
-            let mut framer = Framer::default();
+            let mut framer = MessageFramer::client();
             let mut buf = vec![0u8; 16 * 1024];
             loop {
                 let n = match client_read.read(&mut buf).await {
@@ -137,7 +138,7 @@ async fn relay(client: TcpStream, upstream: String, state: Arc<State>) {
                     Ok(n) => n,
                 };
                 let mut seen = Vec::new();
-                framer.feed(&buf[..n], &mut seen);
+                framer.feed(&buf[..n], |kind| seen.push(kind));
                 state.sent.lock().unwrap().extend(seen);
                 state.sent_more.notify_waiters();
                 if server_write.write_all(&buf[..n]).await.is_err() {
@@ -165,53 +166,5 @@ async fn relay(client: TcpStream, upstream: String, state: Arc<State>) {
     tokio::select! {
         _ = to_server => {}
         _ = to_client => {}
-    }
-}
-
-/// Splits the client's byte stream into messages: the untyped startup packet, then
-/// `type, int32 length, body`.
-struct Framer {
-    startup: bool,
-    head: Vec<u8>,
-    skip: usize,
-}
-
-impl Default for Framer {
-    fn default() -> Self {
-        Framer {
-            startup: true,
-            head: Vec::with_capacity(5),
-            skip: 0,
-        }
-    }
-}
-
-impl Framer {
-    fn feed(&mut self, mut data: &[u8], seen: &mut Vec<u8>) {
-        while !data.is_empty() {
-            if self.skip > 0 {
-                let n = self.skip.min(data.len());
-                self.skip -= n;
-                data = &data[n..];
-                continue;
-            }
-            let need = if self.startup { 4 } else { 5 };
-            let take = (need - self.head.len()).min(data.len());
-            self.head.extend_from_slice(&data[..take]);
-            data = &data[take..];
-            if self.head.len() < need {
-                return;
-            }
-            let (kind, len) = if self.startup {
-                (0, &self.head[..4])
-            } else {
-                (self.head[0], &self.head[1..5])
-            };
-            let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
-            self.skip = len.saturating_sub(4);
-            self.head.clear();
-            self.startup = false;
-            seen.push(kind);
-        }
     }
 }

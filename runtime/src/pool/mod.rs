@@ -29,7 +29,7 @@ use crate::query::StatementKey;
 
 pub(crate) use connect::ConnectError;
 pub(crate) use outage::Outage;
-pub(crate) use watch::Link;
+pub(crate) use watch::{Framer, Link};
 
 pub(crate) use connect::{Connector, Session};
 

@@ -144,7 +144,7 @@ impl Link {
 
 /// Splits a byte stream into protocol messages and counts those of interest.
 #[derive(Debug)]
-struct Framer {
+pub(crate) struct Framer {
     /// The next message is the startup packet, which has no type byte.
     startup: bool,
     header: [u8; 5],
@@ -163,7 +163,7 @@ struct Framer {
 const CAPTURE: usize = 64;
 
 impl Framer {
-    fn new(startup: bool) -> Self {
+    pub(crate) fn new(startup: bool) -> Self {
         Framer {
             startup,
             header: [0; 5],
@@ -185,7 +185,7 @@ impl Framer {
 
     /// Feeds `bytes`, calling `each` with the type of every complete message header (0 for the
     /// startup packet), and `captured` with the kept start of each captured message.
-    fn feed(
+    pub(crate) fn feed(
         &mut self,
         mut bytes: &[u8],
         mut each: impl FnMut(u8),

@@ -234,3 +234,42 @@ mod tests {
         }
     }
 }
+
+/// Splits one direction of a PostgreSQL connection's byte stream into protocol messages and
+/// hands each message's type byte to a callback, however the bytes are split: for a test's or
+/// a bench's own proxy that counts what crosses it. The same framing the pool uses to watch
+/// its sockets.
+///
+/// ```
+/// use tenantry_runtime::testing::MessageFramer;
+///
+/// let mut framer = MessageFramer::client();
+/// let mut kinds = Vec::new();
+/// let startup = [0, 0, 0, 8, 0, 3, 0, 0];
+/// let sync = [b'S', 0, 0, 0, 4];
+/// framer.feed(&startup, |kind| kinds.push(kind));
+/// framer.feed(&sync[..2], |kind| kinds.push(kind));
+/// framer.feed(&sync[2..], |kind| kinds.push(kind));
+/// assert_eq!(kinds, [0, b'S']); // 0: the untyped startup packet
+/// ```
+#[derive(Debug)]
+pub struct MessageFramer(crate::pool::Framer);
+
+impl MessageFramer {
+    /// The client's side: an untyped startup packet (reported as type 0), then typed messages.
+    /// Without TLS (no `SSLRequest` first).
+    pub fn client() -> Self {
+        MessageFramer(crate::pool::Framer::new(true))
+    }
+
+    /// The server's side: typed messages only.
+    pub fn server() -> Self {
+        MessageFramer(crate::pool::Framer::new(false))
+    }
+
+    /// Feeds the next bytes; calls `each` with the type of every message whose header is
+    /// complete.
+    pub fn feed(&mut self, bytes: &[u8], each: impl FnMut(u8)) {
+        self.0.feed(bytes, each, |_| {});
+    }
+}
