@@ -38,7 +38,7 @@ use tenantry::testing::PgBouncer;
 use tenantry::{Db, DbConfig, DbError, Pooler};
 use uuid::Uuid;
 
-use measure::{closed_loop, loadavg, schedstat, secs, server_cpu, us};
+use measure::{closed_loop, loadavg, per_op, schedstat, secs, server_cpu, us};
 
 const INVOICES: usize = 2_000;
 const CLIENTS: usize = 8;
@@ -201,13 +201,6 @@ async fn compare(b: &Arc<Bench>, ways: &[Way], work: Work, clients: usize) -> Ve
 fn print_table(title: &str, ways: &[Way], stats: &mut [Stats]) {
     let base_ops = stats[0].ops_per_sec();
     let base_p50 = stats[0].pct(0.50);
-    let per_op = |d: Duration, ops: usize| {
-        if d.is_zero() {
-            "-".to_owned()
-        } else {
-            us(d / ops as u32)
-        }
-    };
     println!("\n{title}");
     println!(
         "| {:<40} | {:>7} | {:>6} | {:>9} | {:>7} | {:>8} | {:>7} | {:>7} | {:>7} |",

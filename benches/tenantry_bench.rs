@@ -39,7 +39,7 @@ use uuid::Uuid;
 
 use common::schema::{invoices, Invoice};
 use common::TestDb;
-use measure::{closed_loop, loadavg, schedstat, secs, server_cpu, us};
+use measure::{closed_loop, loadavg, per_op, schedstat, secs, server_cpu, us};
 
 type PgPool = Pool<AsyncPgConnection>;
 
@@ -486,13 +486,6 @@ fn labelled(variants: &[Variant], stats: Vec<Stats>) -> Vec<(&'static str, Stats
 fn print_table(title: &str, rows: &mut [(&str, Stats)], base: usize) {
     let base_ops = rows[base].1.ops_per_sec();
     let base_p50 = rows[base].1.pct(0.50);
-    let cpu = |d: Duration, ops: usize| {
-        if d.is_zero() {
-            "-".to_owned()
-        } else {
-            us(d / ops as u32)
-        }
-    };
     println!("\n{title}");
     println!(
         "| {:<44} | {:>7} | {:>6} | {:>9} | {:>7} | {:>8} | {:>7} | {:>7} | {:>6} |",
@@ -513,8 +506,8 @@ fn print_table(title: &str, rows: &mut [(&str, Stats)], base: usize) {
             base_p50.as_secs_f64() / p50.as_secs_f64(),
             us(p50),
             us(p99),
-            cpu(s.client_cpu, s.ops),
-            cpu(s.server_cpu, s.ops),
+            per_op(s.client_cpu, s.ops),
+            per_op(s.server_cpu, s.ops),
             s.ops,
         );
     }

@@ -15,7 +15,7 @@ use tenantry::identity::{Authenticator, Tenantry};
 use tenantry::requires_role;
 use tenantry::Db;
 
-use crate::measure::{closed_loop, secs, server_cpu, us};
+use crate::measure::{closed_loop, per_op, secs, server_cpu, us};
 use crate::stats::{process_cpu, Stats, Watcher};
 use crate::{BODY, CLIENTS, ROUNDS, SERVER_THREADS};
 
@@ -233,7 +233,7 @@ pub fn print_http(title: &str, routes: &[Route], stats: &mut [Stats]) {
     );
     for (route, s) in routes.iter().zip(stats.iter_mut()) {
         let (p50, p99) = (s.pct(0.5), s.pct(0.99));
-        let per = |d: Duration| us(d / s.ops.max(1) as u32);
+        let per = |d: Duration| per_op(d, s.ops);
         println!(
             "| {:<47} | {:>7.0} | {:>6.3} | {:>8} | {:>8} | {:>8} | {:>8} | {:>8} | {:>8} | {:>7} |",
             route.label(),

@@ -12,7 +12,7 @@ use tenantry::auth::Identity;
 use tenantry::identity::load_principal;
 use tenantry::Db;
 
-use crate::measure::{secs, server_cpu, us};
+use crate::measure::{per_op, secs, server_cpu, us};
 use crate::stats::{process_cpu, Stats, Watcher};
 use crate::{ROUNDS, SERVER_THREADS, VIEWER};
 
@@ -233,7 +233,7 @@ pub async fn time_lookups(db: &Dbs, plain: &PgPool, identity: &Identity, watcher
     let base_p50 = stats[0].pct(0.5);
     for (l, s) in lookups.iter().zip(stats.iter_mut()) {
         let (p50, p99) = (s.pct(0.5), s.pct(0.99));
-        let per = |d: Duration| us(d / s.ops.max(1) as u32);
+        let per = |d: Duration| per_op(d, s.ops);
         println!(
             "| {:<50} | {:>7.0} | {:>6.3} | {:>8} | {:>8.3} | {:>8} | {:>8} | {:>8} | {:>7} |",
             l.label(),

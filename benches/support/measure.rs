@@ -40,6 +40,15 @@ pub fn us(d: Duration) -> String {
     format!("{:.1}", d.as_secs_f64() * 1e6)
 }
 
+/// CPU time `d` per operation of `ops`, in µs; `-` when none was measured.
+pub fn per_op(d: Duration, ops: usize) -> String {
+    if d.is_zero() {
+        "-".to_owned()
+    } else {
+        us(d / ops.max(1) as u32)
+    }
+}
+
 /// Runs `clients` tasks in a closed loop until `deadline`: client `c` calls `op(state, c, k)`
 /// for k = 0, 1, … and starts the next call as soon as one ends. Returns every call's latency
 /// (nanoseconds).

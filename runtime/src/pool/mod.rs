@@ -29,6 +29,8 @@ use crate::query::StatementKey;
 
 pub(crate) use connect::ConnectError;
 pub(crate) use outage::Outage;
+#[cfg(test)]
+pub(crate) use watch::message;
 pub(crate) use watch::{Framer, Link};
 
 pub(crate) use connect::{Connector, Session};

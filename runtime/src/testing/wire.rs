@@ -197,13 +197,7 @@ impl Reader<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn message(kind: u8, body: &[u8]) -> Vec<u8> {
-        let mut m = vec![kind];
-        m.extend_from_slice(&(body.len() as u32 + 4).to_be_bytes());
-        m.extend_from_slice(body);
-        m
-    }
+    use crate::pool::message;
 
     #[test]
     fn binds_are_matched_with_their_statements_across_any_split() {
