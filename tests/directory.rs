@@ -1,6 +1,7 @@
 //! tenantry's own directory (`tenants`, `users`, `memberships`) seen from the app role: inside a
 //! tenant transaction only the tenant itself, its memberships and its members; outside one,
-//! nothing; writes refused; the principal and owner-tenant lookups only through their functions.
+//! nothing; writes refused; the principal and owner-tenant lookups only through their functions,
+//! which only the directory role may call (`tests/hostile_sql.rs` has the attacks).
 
 mod common;
 
@@ -205,7 +206,8 @@ async fn without_a_tenant_the_app_role_sees_no_directory_row_and_writes_none() {
 #[tokio::test]
 async fn the_lookup_functions_answer_one_principal_and_an_owners_tenant_only() {
     let w = world().await;
-    let mut app = w.t.app_conn().await;
+    // tenantry's own lookups run as the directory role.
+    let mut app = w.t.directory_conn().await;
     let rows = raw::principal(&mut app, "ALICE@example.com").await;
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].user_id, w.alice);

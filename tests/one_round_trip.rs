@@ -1,6 +1,7 @@
 //! `Db::query`: a one-statement tenant transaction sent in one round trip. It returns the right
 //! rows, rolls back a failing statement, keeps tenants apart on a reused connection, and sends
-//! `BEGIN; SET LOCAL ..`, the statement and `COMMIT` before reading any reply.
+//! the tenant's entry, the statement and the tenant's assertion before one `Sync`, as one
+//! implicit transaction, before reading any reply.
 
 mod common;
 #[path = "one_round_trip/wire.rs"]
@@ -183,39 +184,52 @@ async fn the_transaction_is_sent_whole_before_any_reply_is_read() {
         .await
     };
 
-    // First run on this connection: the statement is prepared (`Parse`) and its reply awaited,
-    // so `COMMIT` must wait too: it follows the statement, after the replies.
+    // First run on this connection: the explicit transaction of `Db::tx`. `BEGIN` (`Q`) and the
+    // tenant's entry (`B E S`, spliced in by the socket) go out with the statement's `Parse`;
+    // its `Bind`/`Execute` wait for the reply, and so do the assertion and `COMMIT`.
     wire.hold_replies();
     let mark = wire.mark();
     let first = tokio::spawn(show(db.clone(), acme.clone()));
-    wire.wait_for(mark, "Q P D S").await;
+    wire.wait_for(mark, "Q B E S P D S").await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(
         wire.sent_since(mark),
-        "Q P D S",
+        "Q B E S P D S",
         "nothing more before the reply"
     );
     wire.release_replies();
     assert_eq!(first.await.unwrap().expect("first run").id, id);
-    assert_eq!(wire.sent_since(mark), "Q P D S B E S Q");
+    assert_eq!(wire.sent_since(mark), "Q B E S P D S B E S B E S Q");
 
-    // Then the statement is cached: `BEGIN; SET LOCAL ..`, the statement and `COMMIT` all go
-    // out while no reply has reached the client: one round trip. The second run queues
-    // `COMMIT` once it sees the `Execute` written; later runs, knowing the statement is
-    // prepared on this connection, queue all three at once.
-    for run in ["second", "third", "fourth"] {
+    // Second run: sent without a `Parse`, pipelined with `BEGIN` and the entry; then the
+    // assertion and `COMMIT` after its reply. The connection now knows the statement is
+    // prepared on it.
+    wire.hold_replies();
+    let mark = wire.mark();
+    let second = tokio::spawn(show(db.clone(), acme.clone()));
+    wire.wait_for(mark, "Q B E S B E S").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(wire.sent_since(mark), "Q B E S B E S", "the second run");
+    wire.release_replies();
+    assert_eq!(second.await.unwrap().expect("second run").id, id);
+    assert_eq!(wire.sent_since(mark), "Q B E S B E S B E S Q");
+
+    // From then on: the entry, the statement and the assertion, then one `Sync`, all out while
+    // no reply has reached the client: one round trip, one implicit transaction, no `BEGIN` or
+    // `COMMIT`.
+    for run in ["third", "fourth", "fifth"] {
         wire.hold_replies();
         let mark = wire.mark();
         let task = tokio::spawn(show(db.clone(), acme.clone()));
-        wire.wait_for(mark, "Q B E S Q").await;
+        wire.wait_for(mark, "B E B E B E S").await;
         assert!(!task.is_finished(), "{run} run: no reply was read");
         wire.release_replies();
         let row = task.await.unwrap().expect(run);
         assert_eq!((row.id, row.tenant_id), (id, w.acme), "{run} run");
-        assert_eq!(wire.sent_since(mark), "Q B E S Q", "{run} run");
+        assert_eq!(wire.sent_since(mark), "B E B E B E S", "{run} run");
     }
 
-    // `Db::tx` for comparison: its `COMMIT` waits for the statement's reply.
+    // `Db::tx` for comparison: its assertion and `COMMIT` wait for the statement's reply.
     wire.hold_replies();
     let mark = wire.mark();
     let tx = tokio::spawn({
@@ -231,16 +245,16 @@ async fn the_transaction_is_sent_whole_before_any_reply_is_read() {
             .await
         }
     });
-    wire.wait_for(mark, "Q B E S").await;
+    wire.wait_for(mark, "Q B E S B E S").await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(
         wire.sent_since(mark),
-        "Q B E S",
+        "Q B E S B E S",
         "Db::tx waits for the reply"
     );
     wire.release_replies();
     assert_eq!(tx.await.unwrap().expect("tx").id, id);
-    assert_eq!(wire.sent_since(mark), "Q B E S Q");
+    assert_eq!(wire.sent_since(mark), "Q B E S B E S B E S Q");
 }
 
 #[tokio::test]
@@ -278,9 +292,12 @@ async fn a_failing_statement_rolls_back_and_the_connection_stays_usable() {
     let mut both = vec![w.acme_project, empty];
     both.sort();
     assert_eq!(projects().await, both);
-    // Prepares the statement (deletes nothing), so that the failing run below is pipelined.
-    assert_eq!(delete(Uuid::nil()).await.ok(), None, "fails the same way");
-    assert_eq!(projects().await, both);
+    // Prepares the statement and lets the connection see it sent without a `Parse` (deletes
+    // nothing), so that the failing run below is one implicit transaction.
+    for _ in 0..2 {
+        assert_eq!(delete(Uuid::nil()).await.ok(), None, "fails the same way");
+        assert_eq!(projects().await, both);
+    }
 
     let mark = wire.mark();
     let failed = delete(Uuid::nil())
@@ -292,8 +309,8 @@ async fn a_failing_statement_rolls_back_and_the_connection_stays_usable() {
     );
     assert_eq!(
         wire.sent_since(mark),
-        "Q B E S Q",
-        "COMMIT went out with the statement; the server turned it into ROLLBACK"
+        "B E B E B E S",
+        "one implicit transaction: the server skipped the assertion and rolled back at the Sync"
     );
     assert_eq!(
         projects().await,

@@ -61,7 +61,7 @@ struct Probe {
     pid: i32,
 }
 
-const PROBE_SQL: &str = "SELECT current_setting('app.tenant_id', true) AS setting, \
+const PROBE_SQL: &str = "SELECT tenantry_tenant()::text AS setting, \
      (SELECT count(*) FROM invoices) AS n, \
      (SELECT count(DISTINCT tenant_id) FROM invoices) AS tenants, \
      pg_backend_pid() AS pid";
@@ -132,23 +132,15 @@ mod raw {
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
 
-    /// `BEGIN` and a transaction-local `app.tenant_id`, as `Db::tx` does.
-    pub(crate) async fn begin_tenant(conn: &mut AsyncPgConnection, tenant: Uuid) {
-        batch(
-            conn,
-            &format!("BEGIN; SELECT set_config('app.tenant_id', '{tenant}', true)"),
-        )
-        .await;
-    }
-
     #[derive(diesel::QueryableByName)]
     struct Setting {
         #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
         s: Option<String>,
     }
 
+    /// The tenant row-level security sees (the verified tenant of the seal).
     pub(crate) async fn tenant_setting(conn: &mut AsyncPgConnection) -> Option<String> {
-        diesel::sql_query("SELECT current_setting('app.tenant_id', true) AS s")
+        diesel::sql_query("SELECT tenantry_tenant()::text AS s")
             .get_result::<Setting>(conn)
             .await
             .expect("read the setting")
@@ -211,7 +203,9 @@ async fn app_role_without_a_tenant_sees_nothing() {
     );
 
     // Inside a transaction with the setting: exactly acme's rows.
-    raw::begin_tenant(&mut app, w.acme).await;
+    w.t.begin_tenant(&mut app, w.acme)
+        .await
+        .expect("enter the tenant");
     assert_eq!(
         raw::count(&mut app, "SELECT count(*) AS n FROM invoices").await,
         ACME_INVOICES
@@ -233,7 +227,9 @@ async fn app_role_without_a_tenant_sees_nothing() {
     );
 
     // The same after a rolled-back transaction.
-    raw::begin_tenant(&mut app, w.globex).await;
+    w.t.begin_tenant(&mut app, w.globex)
+        .await
+        .expect("enter the tenant");
     assert_eq!(
         raw::count(&mut app, "SELECT count(*) AS n FROM invoices").await,
         GLOBEX_INVOICES
@@ -263,13 +259,17 @@ async fn with_check_rejects_rows_of_another_tenant() {
     let (acme, globex) = (w.acme, w.globex);
     let mut app = w.t.app_conn().await;
 
-    raw::begin_tenant(&mut app, acme).await;
+    w.t.begin_tenant(&mut app, acme)
+        .await
+        .expect("enter the tenant");
     let sql = format!("INSERT INTO projects (tenant_id, name) VALUES ('{globex}', 'x')");
     let err = raw::exec(&mut app, &sql).await.unwrap_err();
     assert!(db_message(&err).contains("row-level security"), "{err}");
     raw::batch(&mut app, "ROLLBACK").await;
 
-    raw::begin_tenant(&mut app, acme).await;
+    w.t.begin_tenant(&mut app, acme)
+        .await
+        .expect("enter the tenant");
     let sql = format!("UPDATE projects SET tenant_id = '{globex}' WHERE tenant_id = '{acme}'");
     let err = raw::exec(&mut app, &sql).await.unwrap_err();
     assert!(db_message(&err).contains("row-level security"), "{err}");
@@ -277,7 +277,9 @@ async fn with_check_rejects_rows_of_another_tenant() {
 
     // The same statements inside the row's own tenant are allowed (so the failures above are
     // the policy, not a missing grant).
-    raw::begin_tenant(&mut app, acme).await;
+    w.t.begin_tenant(&mut app, acme)
+        .await
+        .expect("enter the tenant");
     let sql = format!("INSERT INTO projects (tenant_id, name) VALUES ('{acme}', 'mine')");
     assert_eq!(raw::exec(&mut app, &sql).await.unwrap(), 1);
     let sql = format!("UPDATE projects SET name = 'renamed' WHERE tenant_id = '{acme}'");
@@ -303,6 +305,7 @@ async fn with_check_rejects_rows_of_another_tenant() {
 
 async fn a_one_connection_pool_alternating_tenants_never_leaks(route: Route) {
     let w = world_through(route, 1).await;
+    let mut admin = w.t.admin().await;
     let mut pids = Vec::new();
     for i in 0..20 {
         let (tenant, expected) = if i % 2 == 0 {
@@ -310,16 +313,42 @@ async fn a_one_connection_pool_alternating_tenants_never_leaks(route: Route) {
         } else {
             (w.globex, GLOBEX_INVOICES)
         };
-        let (scoped, probe) = scoped_and_probe(&w.t, tenant).await;
-        assert_sees_only(tenant, expected, &scoped, &probe);
-        pids.push(probe.pid);
+        // Every other transaction also runs a raw probe: its connection is closed afterwards
+        // (raw SQL may leave state in the session), so the next one starts on a fresh session.
+        if i % 4 == 0 {
+            let (scoped, probe) = scoped_and_probe(&w.t, tenant).await;
+            assert_sees_only(tenant, expected, &scoped, &probe);
+            pids.push(probe.pid);
+        } else {
+            let (scoped, verified, pid) =
+                w.t.db
+                    .tx(&ctx(tenant), async |conn| {
+                        let scoped: Vec<Invoice> = Invoice::scoped(conn).load(conn).await?;
+                        let verified = conn.verified_tenant().await?;
+                        // The session in this transaction, seen from outside.
+                        let pid = common::app_backend_pid(&mut admin, &w.t.name).await;
+                        Ok::<_, DbError>((scoped, verified, pid))
+                    })
+                    .await
+                    .expect("tenant transaction");
+            assert_eq!(scoped.len() as i64, expected);
+            assert!(scoped.iter().all(|i| i.tenant_id == tenant), "{scoped:?}");
+            assert_eq!(verified, Some(tenant));
+            pids.push(pid);
+        }
     }
-    // Straight to PostgreSQL, one server session served every transaction: the leak this test
-    // looks for was possible. (Through PgBouncer, `tests/pgbouncer.rs` pins one server
-    // connection and alternates clients on it.)
+    // Straight to PostgreSQL, one server session served the transactions between two raw
+    // probes: the leak this test looks for was possible. (Through PgBouncer,
+    // `tests/pgbouncer.rs` pins one server connection and alternates clients on it.)
     if route == Route::Direct {
         pids.dedup();
-        assert_eq!(pids.len(), 1, "the pooled connection was reused: {pids:?}");
+        // Raw probes in transactions 0, 4, 8, 12 and 16 close their session after them: six
+        // sessions, each serving up to four transactions in turn of both tenants.
+        assert_eq!(
+            pids.len(),
+            6,
+            "a new session after each raw probe, none in between: {pids:?}"
+        );
     }
 }
 

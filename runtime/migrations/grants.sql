@@ -1,8 +1,15 @@
 -- Per-database grants of tenantry's roles; idempotent, applied after every migration run.
 DO $$ BEGIN
-    EXECUTE format('GRANT CONNECT ON DATABASE %I TO tenantry_app, tenantry_bypass', current_database());
+    EXECUTE format('GRANT CONNECT ON DATABASE %I TO tenantry_app, tenantry_bypass, tenantry_directory',
+                   current_database());
+    -- No temporary objects: a temp table named like a tenant table would shadow it, without
+    -- row-level security, for every later transaction of the pooled session. TEMP is granted to
+    -- PUBLIC by default, so it is revoked from PUBLIC (grant it back by name to any other role
+    -- of this database that needs it).
+    EXECUTE format('REVOKE TEMPORARY ON DATABASE %I FROM PUBLIC, tenantry_app, tenantry_bypass, tenantry_directory',
+                   current_database());
 END $$;
-GRANT USAGE ON SCHEMA public TO tenantry_app, tenantry_bypass;
+GRANT USAGE ON SCHEMA public TO tenantry_app, tenantry_bypass, tenantry_directory;
 GRANT SELECT ON tenants, users, memberships TO tenantry_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON tenants, users, memberships TO tenantry_bypass;
 GRANT INSERT ON audit_log TO tenantry_app;
@@ -11,8 +18,17 @@ GRANT USAGE ON SEQUENCE audit_log_id_seq TO tenantry_app, tenantry_bypass;
 GRANT SELECT ON tenantry_declared_tables TO tenantry_app, tenantry_bypass;
 REVOKE UPDATE, DELETE, TRUNCATE ON audit_log FROM tenantry_app, tenantry_bypass;
 -- The directory: the app role reads it under row-level security (the active tenant, its
--- memberships and members) and reaches the rest only through these functions.
+-- memberships and members) and nothing else. Principals are looked up by tenantry's own code on
+-- the directory role, which alone may call these functions: SQL that runs in a tenant
+-- transaction cannot use them as an oracle.
 REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON tenants, users, memberships FROM tenantry_app;
 REVOKE UPDATE (cf_sub) ON users FROM tenantry_app;
+REVOKE EXECUTE ON FUNCTION tenantry_principal(text), tenantry_principal(text, text),
+    tenantry_owner_tenant(uuid, text), tenantry_record_sub(uuid, text) FROM PUBLIC, tenantry_app, tenantry_bypass;
 GRANT EXECUTE ON FUNCTION tenantry_principal(text), tenantry_principal(text, text),
-    tenantry_owner_tenant(uuid, text), tenantry_record_sub(uuid, text) TO tenantry_app;
+    tenantry_owner_tenant(uuid, text), tenantry_record_sub(uuid, text), tenantry_tenant_keys()
+    TO tenantry_directory;
+-- The tenant seal (migration 0005): the app role enters a tenant with a proof; it cannot read the
+-- keys.
+GRANT EXECUTE ON FUNCTION tenantry_enter(uuid, boolean, bigint, integer, bytea) TO tenantry_app;
+REVOKE ALL ON tenantry_tenant_keys FROM PUBLIC, tenantry_app, tenantry_bypass, tenantry_directory;

@@ -2,9 +2,10 @@
 
 use std::future::Future;
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use diesel::pg::Pg;
-use diesel::query_builder::SqlQuery;
+use diesel::query_builder::{QueryId, SqlQuery};
 use diesel::QueryResult;
 use diesel::QueryableByName;
 use diesel_async::methods::{ExecuteDsl, LoadQuery};
@@ -15,6 +16,44 @@ use crate::audit::AuditEntry;
 use crate::bypass::AuditedBypass;
 use crate::ctx::{Access, Actor, ReadWrite, Scope};
 use crate::error::DbError;
+
+/// Whether SQL that tenantry cannot see into ran in a transaction (raw SQL, or a bypass query
+/// whose text is not fixed by its type): it may have left state in the session (a setting, an
+/// advisory lock, a prepared statement, a role), so the connection is closed afterwards, or,
+/// behind a transaction pooler (whose server connection outlives ours), its session is reset
+/// before the transaction ends.
+#[derive(Debug)]
+pub(crate) struct Taint {
+    set: AtomicBool,
+    behind_pooler: bool,
+}
+
+impl Taint {
+    /// The savepoint taken before the first raw statement behind a transaction pooler, so that
+    /// the session can still be reset when the transaction failed after it.
+    pub(crate) const SAVEPOINT: &'static str = "tenantry_raw";
+
+    pub(crate) fn new(behind_pooler: bool) -> Self {
+        Taint {
+            set: AtomicBool::new(false),
+            behind_pooler,
+        }
+    }
+
+    pub(crate) fn is_set(&self) -> bool {
+        AtomicBool::load(&self.set, Ordering::Acquire)
+    }
+
+    /// Marks the transaction tainted before SQL of unknown effect runs on `conn`.
+    async fn mark(&self, mut conn: &AsyncPgConnection) -> QueryResult<()> {
+        use diesel_async::SimpleAsyncConnection;
+        if !self.set.swap(true, Ordering::AcqRel) && self.behind_pooler {
+            conn.batch_execute(&format!("SAVEPOINT {}", Self::SAVEPOINT))
+                .await?;
+        }
+        Ok(())
+    }
+}
 
 /// Ties a value to one transaction: invariant in `'tx`, so a query built from one transaction's
 /// connection cannot run on another's (each transaction's closure gets a fresh `'tx`).
@@ -31,18 +70,32 @@ pub(crate) type Brand<'tx> = PhantomData<fn(&'tx ()) -> &'tx ()>;
 pub struct TenantConn<'tx, A: Access = ReadWrite> {
     conn: &'tx AsyncPgConnection,
     scope: Scope,
+    taint: &'tx Taint,
     _brand: Brand<'tx>,
     _access: PhantomData<fn() -> A>,
 }
 
 impl<'tx, A: Access> TenantConn<'tx, A> {
-    pub(crate) fn new(conn: &'tx AsyncPgConnection, scope: Scope) -> Self {
+    pub(crate) fn new(conn: &'tx AsyncPgConnection, scope: Scope, taint: &'tx Taint) -> Self {
         Self {
             conn,
             scope,
+            taint,
             _brand: PhantomData,
             _access: PhantomData,
         }
+    }
+
+    /// The tenant that row-level security sees in this transaction now: the tenant the database
+    /// verifies from the seal (`tenantry_tenant()`), `None` if no seal verifies. Always
+    /// [`TenantConn::tenant_id`] unless SQL run in the transaction tampered with the seal.
+    pub async fn verified_tenant(&mut self) -> QueryResult<Option<Uuid>> {
+        let mut conn = self.conn;
+        diesel::select(diesel::dsl::sql::<
+            diesel::sql_types::Nullable<diesel::sql_types::Uuid>,
+        >("(SELECT tenant_id FROM tenantry_current_tenant)"))
+        .get_result(&mut conn)
+        .await
     }
 
     /// The active tenant's id.
@@ -97,6 +150,7 @@ impl<'tx, A: Access> TenantConn<'tx, A> {
         U: QueryableByName<Pg> + Send + 'static,
     {
         self.audit_raw(&bypass).await?;
+        self.taint.mark(self.conn).await?;
         let mut conn = self.conn;
         Ok(query.load::<U>(&mut conn).await?)
     }
@@ -108,6 +162,7 @@ impl<'tx, A: Access> TenantConn<'tx, A> {
         query: SqlQuery,
     ) -> Result<usize, DbError> {
         self.audit_raw(&bypass).await?;
+        self.taint.mark(self.conn).await?;
         let mut conn = self.conn;
         Ok(query.execute(&mut conn).await?)
     }
@@ -117,16 +172,21 @@ impl<'tx, A: Access> TenantConn<'tx, A> {
 /// security). Only [`crate::Db::bypass`] hands one out, after writing the audit row.
 pub struct BypassConn<'a> {
     conn: &'a AsyncPgConnection,
+    taint: &'a Taint,
 }
 
 impl<'a> BypassConn<'a> {
-    pub(crate) fn new(conn: &'a AsyncPgConnection) -> Self {
-        Self { conn }
+    pub(crate) fn new(conn: &'a AsyncPgConnection, taint: &'a Taint) -> Self {
+        Self { conn, taint }
     }
 
     /// The Diesel connection, for `diesel_async::RunQueryDsl` in a module that does not import
-    /// tenantry's prelude. Prefer the methods below.
+    /// tenantry's prelude. Prefer the methods below. What runs through it is unknown to
+    /// tenantry, so the connection is closed (or its session reset) once the bypass ends.
     pub fn diesel(&mut self) -> &mut &'a AsyncPgConnection {
+        // Marked without the savepoint a transaction pooler would get (this is not async):
+        // the session is still reset before the transaction ends.
+        self.taint.set.store(true, Ordering::Release);
         &mut self.conn
     }
 
@@ -136,10 +196,18 @@ impl<'a> BypassConn<'a> {
         query: Q,
     ) -> impl Future<Output = QueryResult<Vec<U>>> + Send + use<'a, 'c, U, Q>
     where
-        Q: LoadQuery<'c, &'a AsyncPgConnection, U> + 'c,
+        Q: LoadQuery<'c, &'a AsyncPgConnection, U> + diesel::query_builder::AsQuery + Send + 'c,
+        Q::Query: QueryId,
         U: Send + 'c,
     {
-        RunQueryDsl::load(query, &mut self.conn)
+        let (conn, taint) = (self.conn, self.taint);
+        async move {
+            if !Q::Query::HAS_STATIC_QUERY_ID {
+                taint.mark(conn).await?;
+            }
+            let mut conn = conn;
+            RunQueryDsl::load(query, &mut conn).await
+        }
     }
 
     /// Loads exactly one row of any Diesel query, across tenants.
@@ -148,10 +216,18 @@ impl<'a> BypassConn<'a> {
         query: Q,
     ) -> impl Future<Output = QueryResult<U>> + Send + use<'a, 'c, U, Q>
     where
-        Q: LoadQuery<'c, &'a AsyncPgConnection, U> + 'c,
+        Q: LoadQuery<'c, &'a AsyncPgConnection, U> + diesel::query_builder::AsQuery + Send + 'c,
+        Q::Query: QueryId,
         U: Send + 'c,
     {
-        RunQueryDsl::get_result(query, &mut self.conn)
+        let (conn, taint) = (self.conn, self.taint);
+        async move {
+            if !Q::Query::HAS_STATIC_QUERY_ID {
+                taint.mark(conn).await?;
+            }
+            let mut conn = conn;
+            RunQueryDsl::get_result(query, &mut conn).await
+        }
     }
 
     /// Runs any Diesel statement, across tenants; returns the number of rows touched.
@@ -160,8 +236,15 @@ impl<'a> BypassConn<'a> {
         query: Q,
     ) -> impl Future<Output = QueryResult<usize>> + Send + use<'a, 'c, Q>
     where
-        Q: ExecuteDsl<&'a AsyncPgConnection> + 'c,
+        Q: ExecuteDsl<&'a AsyncPgConnection> + QueryId + Send + 'c,
     {
-        RunQueryDsl::execute(query, &mut self.conn)
+        let (conn, taint) = (self.conn, self.taint);
+        async move {
+            if !Q::HAS_STATIC_QUERY_ID {
+                taint.mark(conn).await?;
+            }
+            let mut conn = conn;
+            RunQueryDsl::execute(query, &mut conn).await
+        }
     }
 }

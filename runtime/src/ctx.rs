@@ -175,6 +175,17 @@ impl<'r, A: Access> TenantCtx<'r, A> {
     }
 }
 
+impl TenantCtx<'static, ReadOnly> {
+    /// The context of `Db::connect`'s check of the tenant seal: the nil tenant, read-only.
+    pub(crate) fn for_start_check() -> Self {
+        Self::bound(Scope {
+            tenant_id: Uuid::nil(),
+            actor: Actor::job("tenantry-start-check"),
+            request_id: None,
+        })
+    }
+}
+
 impl<A: Access> TenantCtx<'static, A> {
     /// Test-only constructor (feature `testing`): a context for `tenant_id` acting as `actor`.
     ///

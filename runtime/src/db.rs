@@ -1,9 +1,11 @@
-//! [`Db`]: the two connection pools and the transactions that use them.
+//! [`Db`]: the connection pools and the transactions that use them.
 //!
-//! Tenant work runs on the app role (row-level security applies) inside a transaction whose
-//! first statement sets `app.tenant_id` with a transaction-local `SET LOCAL`. Audited
-//! cross-tenant work runs on a separate pool whose role has `BYPASSRLS`; a tenant transaction
-//! can never reach that pool.
+//! Tenant work runs on the app role (row-level security applies) inside a transaction that enters
+//! its tenant through the tenant seal (`seal.rs`): `tenantry_enter` with a signed proof first, an
+//! assertion of the tenant last. Audited cross-tenant work runs on a separate pool whose role has
+//! `BYPASSRLS`; a tenant transaction can never reach that pool. tenantry's own lookups (principals,
+//! the tenant keys) run on a third pool, the directory role's, which alone may call the directory
+//! functions.
 //!
 //! Every wait is bounded (see [`DbConfig`]); the pools themselves live in `pool/`. Behind a
 //! transaction pooler ([`Pooler::Transaction`]) every statement runs inside a transaction, and
@@ -19,17 +21,22 @@ use uuid::Uuid;
 
 use crate::audit::AuditEntry;
 use crate::bypass::AuditedBypass;
-use crate::conn::{BypassConn, TenantConn};
+use crate::conn::{BypassConn, Taint, TenantConn};
 use crate::ctx::{Access, Scope, TenantCtx};
 use crate::error::DbError;
 use crate::identity::{PrincipalCache, PrincipalCacheStatus};
 use crate::jobs::Jobs;
-use crate::pool::{self, ConnectError, Connector, Link, Outage, PgPool, Pooled, Timeouts};
+use crate::pool::{
+    self, ConnectError, Connector, Link, Outage, PgPool, Pooled, Purpose, Ticket, Timeouts,
+};
 use crate::pooler::{self, Pooler};
+use crate::seal::{self, SealFailure};
 
+mod keys;
 mod listen;
 mod one_rtt;
 
+use keys::{Keys, DIRECTORY_URL};
 use listen::Directory;
 
 /// Settings of [`Db::connect`]. [`DbConfig::new`] fills in the defaults below; every duration
@@ -50,10 +57,18 @@ pub struct DbConfig {
     pub app_url: String,
     /// URL of the bypass pool (a `BYPASSRLS` role), or `None` to refuse all bypasses.
     pub bypass_url: Option<String>,
+    /// URL of the directory pool: the role `tenantry_directory`, which alone may call the
+    /// directory functions (principal lookups) and read the tenant keys, and runs no SQL of the
+    /// application's. `None`: the app URL with the user `tenantry_directory` and no password
+    /// (what a server that trusts local logins accepts; give it explicitly elsewhere).
+    pub directory_url: Option<String>,
     /// Maximum connections of the tenant pool (default 16).
     pub max_connections: usize,
     /// Maximum connections of the bypass pool (default 2).
     pub max_bypass_connections: usize,
+    /// Maximum connections of the directory pool (default 2): principal lookups that miss the
+    /// principal cache, and the tenant keys.
+    pub max_directory_connections: usize,
     /// Longest wait to open a connection: TCP connect, startup and authentication (default 5 s).
     pub connect_timeout: Duration,
     /// Longest wait for a free pooled connection when all are in use (default 1 s); past it the
@@ -96,8 +111,10 @@ impl DbConfig {
         Self {
             app_url: app_url.into(),
             bypass_url,
+            directory_url: None,
             max_connections: 16,
             max_bypass_connections: 2,
+            max_directory_connections: 2,
             connect_timeout: t.connect,
             pool_timeout: t.wait,
             statement_timeout: t.statement,
@@ -139,13 +156,18 @@ impl DbConfig {
     }
 }
 
-/// The database handle of a tenantry application: a tenant pool and a bypass pool.
+/// The database handle of a tenantry application: a tenant pool, a bypass pool and the
+/// directory pool.
 #[derive(Clone)]
 pub struct Db {
     app: PgPool,
     bypass: Option<PgPool>,
+    directory_pool: PgPool,
     app_outage: Arc<Outage>,
     bypass_outage: Arc<Outage>,
+    directory_outage: Arc<Outage>,
+    /// The tenant keys the seal's entries are signed with.
+    keys: Arc<Keys>,
     ping_timeout: Duration,
     pooler: Pooler,
     /// Appended to each transaction's `BEGIN ..`: empty, or behind a transaction pooler the
@@ -163,8 +185,30 @@ impl std::fmt::Debug for Db {
     }
 }
 
-fn pool(url: &str, size: usize, timeouts: Timeouts, pooler: Pooler) -> Result<PgPool, DbError> {
-    pool::build(url, size, timeouts, pooler).map_err(DbError::Config)
+fn pool(
+    url: &str,
+    size: usize,
+    timeouts: Timeouts,
+    pooler: Pooler,
+    purpose: Purpose,
+) -> Result<PgPool, DbError> {
+    pool::build(url, size, timeouts, pooler, purpose).map_err(DbError::Config)
+}
+
+/// `url` with its user replaced by `role` and no password: the default directory URL.
+fn with_role(url: &str, role: &str) -> Result<String, DbError> {
+    let mut parsed = url::Url::parse(url).map_err(|e| {
+        DbError::Config(format!(
+            "{DIRECTORY_URL}: cannot derive it from the app URL ({e}); set it"
+        ))
+    })?;
+    let derived = parsed.set_username(role).is_ok() && parsed.set_password(None).is_ok();
+    if !derived {
+        return Err(DbError::Config(format!(
+            "{DIRECTORY_URL}: cannot derive it from the app URL; set it"
+        )));
+    }
+    Ok(parsed.into())
 }
 
 /// The session timeouts as `SET LOCAL`s, for transactions behind a transaction pooler (which
@@ -292,11 +336,41 @@ impl Db {
     pub async fn connect(config: DbConfig) -> Result<Self, DbError> {
         let timeouts = config.timeouts()?;
         let pooler = config.pooler;
-        let app = pool(&config.app_url, config.max_connections, timeouts, pooler)?;
+        let app = pool(
+            &config.app_url,
+            config.max_connections,
+            timeouts,
+            pooler,
+            Purpose::Tenant,
+        )?;
         let bypass = match &config.bypass_url {
-            Some(url) => Some(pool(url, config.max_bypass_connections, timeouts, pooler)?),
+            Some(url) => Some(pool(
+                url,
+                config.max_bypass_connections,
+                timeouts,
+                pooler,
+                Purpose::Other,
+            )?),
             None => None,
         };
+        let directory_url = match &config.directory_url {
+            Some(url) => url.clone(),
+            None => with_role(&config.app_url, "tenantry_directory")?,
+        };
+        if config.max_directory_connections == 0 {
+            return Err(DbError::Config(
+                "DbConfig::max_directory_connections must be at least 1".into(),
+            ));
+        }
+        let directory_pool = pool(
+            &directory_url,
+            config.max_directory_connections,
+            timeouts,
+            pooler,
+            Purpose::Other,
+        )?;
+        start_conn(&directory_pool, DIRECTORY_URL, pooler).await?;
+        let keys = Keys::load(&directory_pool).await?;
         let cache =
             PrincipalCache::new(config.principal_cache_capacity, config.principal_cache_ttl);
         let listener = match listen_url(&config) {
@@ -316,8 +390,11 @@ impl Db {
         let db = Self {
             app,
             bypass,
+            directory_pool,
             app_outage: Arc::new(Outage::new("app")),
             bypass_outage: Arc::new(Outage::new("bypass")),
+            directory_outage: Arc::new(Outage::new("directory")),
+            keys,
             ping_timeout: config.ping_timeout,
             pooler,
             tx_settings: tx_settings(pooler, &timeouts).into(),
@@ -325,10 +402,38 @@ impl Db {
         };
         db.check_app_role().await?;
         db.check_bypass_role().await?;
+        db.check_seal().await?;
         if db.directory.listens() {
             check_listen_url(&config).await?;
         }
+        db.keys.spawn_refresher(db.directory_pool.clone());
         Ok(db)
+    }
+
+    /// One tenant transaction of the nil tenant, at start: the keys read through the directory
+    /// role must verify on the app role's database, and the verified tenant must be the one
+    /// entered. A directory URL that leads to another database, or a clock far from the
+    /// server's, stops the start here, naming the setting.
+    async fn check_seal(&self) -> Result<(), DbError> {
+        let ctx = TenantCtx::<crate::ctx::ReadOnly>::for_start_check();
+        let verified = self
+            .tx(&ctx, async |conn| {
+                conn.verified_tenant().await.map_err(DbError::from)
+            })
+            .await;
+        match verified {
+            Ok(Some(t)) if t == ctx.tenant_id() => Ok(()),
+            Ok(other) => Err(DbError::Config(format!(
+                "{APP_URL}: the tenant seal does not hold on this database (a transaction \
+                 entered for {} saw {other:?}): re-run tenantry's migrations",
+                ctx.tenant_id()
+            ))),
+            Err(DbError::Seal(message)) => Err(DbError::Config(format!(
+                "{DIRECTORY_URL} and {APP_URL} must lead to the same database: the tenant key \
+                 read through the first does not verify on the second ({message})"
+            ))),
+            Err(e) => Err(e),
+        }
     }
 
     /// [`Db::connect`], and the [`Jobs`] capability of this application's background work: audited
@@ -435,6 +540,8 @@ impl Db {
     /// stops too.
     pub fn close(&self) {
         self.directory.close();
+        self.keys.close();
+        self.directory_pool.close();
         self.app.close();
         if let Some(bypass) = &self.bypass {
             bypass.close();
@@ -451,9 +558,10 @@ impl Db {
 
     /// Runs `work` in a transaction of `ctx`'s tenant.
     ///
-    /// The transaction's `BEGIN; SET LOCAL app.tenant_id = ..` (one simple-query message) is
-    /// pipelined with the first query of `work`, so a one-query transaction costs two round
-    /// trips, not four.
+    /// The transaction's `BEGIN` and its entry into the tenant (`tenantry_enter`, signed; see
+    /// `seal.rs`) go out pipelined with the first query of `work`, so a one-query transaction
+    /// costs two round trips. Before `COMMIT` the transaction asserts its tenant: if the tenant
+    /// the database verifies is not `ctx`'s, it rolls back with [`DbError::TenantMoved`].
     /// If `work` fails the transaction rolls back. If the returned future is dropped before it
     /// finishes, the connection is closed rather than returned to the pool, so no open
     /// transaction or setting can reach the next user.
@@ -468,13 +576,14 @@ impl Db {
     {
         let obj = checkout(&self.app, &self.app_outage).await?;
         let mut guard = TxGuard::new(obj, self.app_outage.clone());
+        guard.enter(&self.keys, ctx.tenant_id(), A::READ_ONLY);
         let result = {
             let conn: &AsyncPgConnection = guard.conn();
-            let prelude = begin_tenant_sql(ctx.tenant_id(), A::READ_ONLY, &self.tx_settings);
-            let mut prelude_conn = conn;
-            let mut tenant_conn = TenantConn::new(conn, ctx.scope().clone());
+            let begin = begin_sql(A::READ_ONLY, &self.tx_settings);
+            let mut begin_conn = conn;
+            let mut tenant_conn = TenantConn::new(conn, ctx.scope().clone(), guard.taint());
             let (begun, result) =
-                join(prelude_conn.batch_execute(&prelude), work(&mut tenant_conn)).await;
+                join(begin_conn.batch_execute(&begin), work(&mut tenant_conn)).await;
             if let Err(e) = begun {
                 // The work ran without a tenant (row-level security showed it nothing); drop the
                 // connection rather than guess its state.
@@ -487,7 +596,7 @@ impl Db {
             }
             result
         };
-        guard.finish(result).await
+        guard.finish(result, &self.keys).await
     }
 
     /// A system job's transaction inside `scope`'s tenant: one audit row (action `job`) is
@@ -505,32 +614,37 @@ impl Db {
         E: From<DbError>,
     {
         let obj = checkout(&self.app, &self.app_outage).await?;
-        let guard = TxGuard::new(obj, self.app_outage.clone());
+        let mut guard = TxGuard::new(obj, self.app_outage.clone());
+        // Entered read-write: the audit row is written first; a read-only job turns the
+        // transaction read-only after it.
+        guard.enter(&self.keys, scope.tenant_id, false);
         let result = {
             let mut conn: &AsyncPgConnection = guard.conn();
-            conn.batch_execute(&begin_tenant_sql(scope.tenant_id, false, &self.tx_settings))
-                .await
-                .map_err(DbError::from)?;
-            AuditEntry {
-                actor: &scope.actor,
-                action: "job",
-                reason,
-                tenant_id: Some(scope.tenant_id),
-                request_id: None,
-                location: None,
+            let started = async {
+                conn.batch_execute(&begin_sql(false, &self.tx_settings))
+                    .await?;
+                AuditEntry {
+                    actor: &scope.actor,
+                    action: "job",
+                    reason,
+                    tenant_id: Some(scope.tenant_id),
+                    request_id: None,
+                    location: None,
+                }
+                .write(conn)
+                .await?;
+                if A::READ_ONLY {
+                    // Allowed after the audit insert: a transaction may always turn read-only.
+                    conn.batch_execute("SET TRANSACTION READ ONLY").await?;
+                }
+                Ok::<_, diesel::result::Error>(())
+            };
+            match started.await {
+                Ok(()) => work(&mut TenantConn::new(conn, scope, guard.taint())).await,
+                Err(e) => Err(E::from(DbError::from(e))),
             }
-            .write(conn)
-            .await
-            .map_err(DbError::from)?;
-            if A::READ_ONLY {
-                // Allowed after the audit insert: a transaction may always turn read-only.
-                conn.batch_execute("SET TRANSACTION READ ONLY")
-                    .await
-                    .map_err(DbError::from)?;
-            }
-            work(&mut TenantConn::new(conn, scope)).await
         };
-        guard.finish(result).await
+        guard.finish(result, &self.keys).await
     }
 
     /// Runs cross-tenant `work` on the bypass pool, after writing one `audit_log` row (actor,
@@ -568,9 +682,9 @@ impl Db {
             .write(conn)
             .await
             .map_err(DbError::from)?;
-            work(&mut BypassConn::new(conn)).await
+            work(&mut BypassConn::new(conn, guard.taint())).await
         };
-        guard.finish(result).await
+        guard.finish(result, &self.keys).await
     }
 
     /// What the principal cache knows and did: whether its listener is up, how often it was
@@ -584,6 +698,12 @@ impl Db {
         self.directory.principals()
     }
 
+    /// A signed entry into `tenant` (for the test kit's raw connections).
+    #[cfg(feature = "testing")]
+    pub(crate) fn entry(&self, tenant: Uuid, read_only: bool) -> seal::Entry {
+        self.keys.keys.entry(tenant, read_only)
+    }
+
     /// Connections of the tenant pool: `(open, idle)`.
     pub fn pool_status(&self) -> (usize, usize) {
         let s = self.app.status();
@@ -592,22 +712,23 @@ impl Db {
 }
 
 impl Db {
-    /// A pooled tenant-pool connection outside any tenant transaction (no tenant set, so
-    /// row-level security shows no tenant rows): for reads of global tables such as `users`.
+    /// A pooled connection of the directory role, for tenantry's own lookups (principals,
+    /// tenants an Owner names): it runs no SQL of the application's, and alone may call the
+    /// directory functions.
     ///
     /// Dropped while a statement runs (its request was abandoned), the connection is cancelled
     /// and closed rather than returned. Behind a transaction pooler its statements run in a
     /// transaction opened here and committed when it is returned, so that the pooler keeps each
     /// statement's prepare and execute on one server.
-    pub(crate) async fn global_conn(&self) -> Result<Pooled, DbError> {
-        let mut conn = checkout(&self.app, &self.app_outage).await?;
+    pub(crate) async fn directory_conn(&self) -> Result<Pooled, DbError> {
+        let mut conn = checkout(&self.directory_pool, &self.directory_outage).await?;
         if self.pooler == Pooler::Transaction {
             let begin = format!("BEGIN{}", self.tx_settings);
             if let Err(e) = conn.begin_until_returned(&begin).await {
                 conn.discard();
                 let e = DbError::from(e);
                 if e.is_unavailable() {
-                    self.app_outage.failed(&e);
+                    self.directory_outage.failed(&e);
                 }
                 return Err(e);
             }
@@ -616,15 +737,19 @@ impl Db {
     }
 }
 
-fn begin_tenant_sql(tenant: Uuid, read_only: bool, settings: &str) -> String {
-    // A `Uuid` formats as 36 hex-and-dash characters: nothing to escape.
-    // `SET LOCAL` has the effect of `SELECT set_config('app.tenant_id', .., true)` (the value
-    // ends with the transaction) but is a utility statement: the server neither plans nor
-    // executes a query for it and sends no row back. `cargo bench --bench tenantry_bench`
-    // measured ~15% more tenant transactions per second with it (see BENCHMARKS.md).
+/// `BEGIN [READ ONLY]`, and behind a transaction pooler the session timeouts. The tenant is
+/// entered right after it (the seal's entry, spliced in behind this simple query).
+fn begin_sql(read_only: bool, settings: &str) -> String {
     let mode = if read_only { " READ ONLY" } else { "" };
-    format!("BEGIN{mode}; SET LOCAL app.tenant_id = '{tenant}'{settings}")
+    format!("BEGIN{mode}{settings}")
 }
+
+/// What a connection on which raw SQL ran gets before its transaction ends, behind a transaction
+/// pooler (straight to PostgreSQL it is closed instead): nothing the raw SQL left in the session
+/// reaches the pooler's next client.
+const RESET_SESSION_SQL: &str = "RESET ALL; RESET ROLE; RESET SESSION AUTHORIZATION; \
+     SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; DEALLOCATE ALL; DISCARD SEQUENCES; \
+     DISCARD TEMP";
 
 fn pool_error(e: impl std::fmt::Display) -> DbError {
     DbError::Pool(e.to_string())
@@ -637,21 +762,42 @@ struct TxGuard {
     obj: Option<Pooled>,
     clean: bool,
     outage: Arc<Outage>,
+    /// Raw SQL ran on the connection (see [`Taint`]).
+    taint: Taint,
+    /// The tenant entered, and the ticket of its entry.
+    sealed: Option<(Uuid, Arc<Ticket>)>,
 }
 
 impl TxGuard {
     fn new(obj: Pooled, outage: Arc<Outage>) -> Self {
+        let behind_pooler = obj.pooler() == Pooler::Transaction;
         Self {
             obj: Some(obj),
             clean: false,
             outage,
+            taint: Taint::new(behind_pooler),
+            sealed: None,
         }
+    }
+
+    /// Arms the entry into `tenant` right behind the transaction's `BEGIN`.
+    fn enter(&mut self, keys: &Keys, tenant: Uuid, read_only: bool) {
+        let entry = keys.keys.entry(tenant, read_only);
+        let pooled = self.pooled();
+        let ticket = pooled
+            .link()
+            .splice(entry.request(&pooled.seal_statements()));
+        self.sealed = Some((tenant, ticket));
     }
 
     fn conn(&self) -> &AsyncPgConnection {
         self.obj
             .as_deref()
             .expect("connection present until finish")
+    }
+
+    fn taint(&self) -> &Taint {
+        &self.taint
     }
 
     fn link(&self) -> &Arc<Link> {
@@ -668,17 +814,51 @@ impl TxGuard {
         }
     }
 
-    /// The transaction committed (its `COMMIT` was pipelined): the connection goes back to the
-    /// pool.
+    /// The transaction committed on its own (an implicit transaction): the connection goes back
+    /// to the pool.
     fn committed(&mut self) {
         self.clean = true;
         self.outage.succeeded();
     }
 
-    async fn finish<T, E: From<DbError>>(mut self, result: Result<T, E>) -> Result<T, E> {
-        let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+    /// Ends the transaction: the tenant asserted and `COMMIT` when `result` is `Ok`, else
+    /// `ROLLBACK`. A seal that did not hold turns any result into its error.
+    async fn finish<T, E: From<DbError>>(
+        mut self,
+        result: Result<T, E>,
+        keys: &Keys,
+    ) -> Result<T, E> {
+        let commit = result.is_ok();
+        let pooler = self.pooled().pooler();
+        let tainted = self.taint.is_set();
         let mut conn: &AsyncPgConnection = self.conn();
-        let ended = conn.batch_execute(end).await;
+        let mut assertion = None;
+        if commit {
+            if let Some((tenant, _)) = &self.sealed {
+                let statements = self.pooled().seal_statements();
+                assertion = Some(self.link().splice(seal::assertion(*tenant, &statements)));
+            }
+        }
+        let mut ended = Ok(());
+        if tainted && pooler == Pooler::Transaction {
+            // Raw SQL ran on a server the pooler hands to others next: reset its session inside
+            // this transaction, the assertion first (it goes before this batch).
+            if !commit {
+                let _ = conn
+                    .batch_execute(&format!("ROLLBACK TO SAVEPOINT {}", Taint::SAVEPOINT))
+                    .await;
+            }
+            ended = conn.batch_execute(RESET_SESSION_SQL).await;
+        }
+        let end = if commit && ended.is_ok() {
+            "COMMIT"
+        } else {
+            "ROLLBACK"
+        };
+        let closed = conn.batch_execute(end).await;
+        if ended.is_ok() {
+            ended = closed;
+        }
         if let Some(obj) = self.obj.as_ref().filter(|o| o.statement_lost()) {
             // Whatever the work made of the error, the cause is the pooler: name the setting.
             // (The connection is closed when the guard drops it.)
@@ -686,9 +866,19 @@ impl TxGuard {
                 obj.pooler(),
             ))));
         }
+        if let Some(failure) = self.seal_failure(assertion.as_ref()) {
+            self.discard();
+            return Err(E::from(failed(failure, keys)));
+        }
         match ended {
             Ok(()) => {
-                self.clean = true;
+                if tainted && pooler == Pooler::Direct {
+                    // Raw SQL may have left state in the session: the next transaction gets a
+                    // fresh connection instead.
+                    self.discard();
+                } else {
+                    self.clean = true;
+                }
                 self.outage.succeeded();
                 result
             }
@@ -703,6 +893,46 @@ impl TxGuard {
                     Err(original) => Err(original),
                 }
             }
+        }
+    }
+
+    /// Whether the entry or the assertion failed (once the transaction ended, both answered).
+    fn seal_failure(&self, assertion: Option<&Arc<Ticket>>) -> Option<SealFailure> {
+        let (_, entry) = self.sealed.as_ref()?;
+        let unanswered = || SealFailure::Other("the tenant seal was not answered".into());
+        let Some(outcome) = entry.outcome() else {
+            return Some(unanswered());
+        };
+        if let Some(f) = seal::entry_failure(&outcome) {
+            return Some(f);
+        }
+        let assertion = assertion?;
+        match assertion.outcome() {
+            None => {
+                self.link().unsplice(assertion);
+                Some(unanswered())
+            }
+            Some(o) if o.lost => Some(unanswered()),
+            Some(o) => o.first.as_ref().map(seal::assertion_failure),
+        }
+    }
+}
+
+/// The error of a seal that did not hold, logged once.
+fn failed(failure: SealFailure, keys: &Keys) -> DbError {
+    match failure {
+        SealFailure::Moved => {
+            tracing::error!(
+                "a tenant transaction's tenant moved before it ended (the setting \
+                 tenantry.tenant was changed by SQL it ran): rolled back"
+            );
+            DbError::TenantMoved
+        }
+        other => {
+            if seal::stale_key(&other) {
+                keys.refresh_now();
+            }
+            DbError::Seal(other.to_string())
         }
     }
 }

@@ -35,6 +35,17 @@ pub enum DbError {
     /// (see [`crate::pooler`]); the message names the setting to change.
     #[error("{0}")]
     Pooler(String),
+    /// The transaction's tenant moved before it ended: the tenant the database verified at the
+    /// end was not the one the transaction entered, because SQL it ran changed the tenant
+    /// setting. The transaction was rolled back (nothing it did is kept) and one `ERROR` line
+    /// logged.
+    #[error("the transaction's tenant moved before it ended (SQL it ran changed the tenant setting), so it was rolled back")]
+    TenantMoved,
+    /// The database refused the transaction's entry into its tenant (the tenant seal): an
+    /// unknown or expired tenant key (the keys are read again at once), a clock more than five
+    /// minutes from the database's, or a database without tenantry's migrations.
+    #[error("tenant seal: {0}")]
+    Seal(String),
 }
 
 impl DbError {
@@ -49,10 +60,14 @@ impl DbError {
         match self {
             DbError::Pool(_) | DbError::Connection(_) | DbError::Timeout(_) => true,
             DbError::Query(e) => DbError::is_unavailable_query(e),
+            // A refused entry is this process's keys or clock, for a moment (a rotation) or
+            // until it is fixed: retry later.
+            DbError::Seal(_) => true,
             DbError::PrivilegedAppRole { .. }
             | DbError::NoBypassPool
             | DbError::Config(_)
-            | DbError::Pooler(_) => false,
+            | DbError::Pooler(_)
+            | DbError::TenantMoved => false,
         }
     }
 

@@ -25,6 +25,7 @@ pub mod pooler;
 mod query;
 pub mod schema;
 mod scoped;
+mod seal;
 pub mod serve;
 pub mod settings;
 mod table;

@@ -104,6 +104,29 @@ impl TestDb {
             .expect("app role connects")
     }
 
+    /// A raw connection as the directory role (which alone may call the directory functions).
+    pub async fn directory_conn(&self) -> AsyncPgConnection {
+        let url = url::Url::parse(&self.app_url())
+            .map(|mut u| {
+                u.set_username("tenantry_directory").expect("a user");
+                u.to_string()
+            })
+            .expect("the app URL");
+        AsyncPgConnection::establish(&url)
+            .await
+            .expect("directory role connects")
+    }
+
+    /// Opens a transaction on a raw app-role connection and enters `tenant` with a signed proof,
+    /// as tenantry's transactions do.
+    pub async fn begin_tenant(
+        &self,
+        conn: &mut AsyncPgConnection,
+        tenant: Uuid,
+    ) -> diesel::QueryResult<()> {
+        tenantry::testing::begin_tenant(&self.db, conn, tenant).await
+    }
+
     /// Creates a tenant and returns its id.
     pub async fn tenant(&self, slug: &str) -> Uuid {
         use diesel_async::RunQueryDsl;
@@ -204,4 +227,24 @@ impl EmptyDb {
     pub async fn admin(&self) -> AsyncPgConnection {
         admin_conn(&self.name).await
     }
+}
+
+/// The backend pid of the app-role session that is inside a transaction on database `db` (there
+/// must be exactly one).
+pub async fn app_backend_pid(admin: &mut AsyncPgConnection, db: &str) -> i32 {
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Pid {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        pid: i32,
+    }
+    diesel::sql_query(
+        "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND usename = 'tenantry_app' \
+         AND state LIKE 'idle in transaction%'",
+    )
+    .bind::<diesel::sql_types::Text, _>(db)
+    .get_result::<Pid>(admin)
+    .await
+    .expect("one app-role session")
+    .pid
 }

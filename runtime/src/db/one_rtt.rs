@@ -1,57 +1,38 @@
 //! [`Db::query`]: a tenant transaction of one statement in one round trip.
 //!
-//! `BEGIN; SET LOCAL app.tenant_id = ..` (one simple query), the statement (`Bind`, `Execute`,
-//! `Sync` of its cached prepared statement) and `COMMIT` go out before any reply is read. If
-//! the statement fails, PostgreSQL answers the `COMMIT` of the failed transaction with
-//! `ROLLBACK`, so nothing it did is kept.
+//! Everything up to a `Sync` is one implicit transaction in PostgreSQL's extended protocol. So
+//! the statement goes out as the middle of three: the tenant seal's entry (`tenantry_enter`, a
+//! `Bind`/`Execute` of its statement prepared on the connection), the statement's own `Bind`/
+//! `Execute`, the seal's assertion, and one `Sync`. No `BEGIN`, no `COMMIT`: if any of the three
+//! fails, the server skips the rest and rolls the transaction back at the `Sync`; if all succeed,
+//! it commits there. The socket writes the seal's parts around the statement and keeps their
+//! replies (`pool/splice.rs`): tokio-postgres sees its statement and its replies only.
 //!
-//! The order on the wire is what makes this correct: `COMMIT` must follow the statement's
-//! `Execute`. diesel-async sends a statement whose prepared statement is not cached yet as
-//! `Parse` first, waits for the answer, and only then `Bind`/`Execute`; a `COMMIT` queued
-//! meanwhile would overtake the statement, which would then run after the transaction, outside
-//! the tenant. So `COMMIT` is queued only once the connection's socket has written the
-//! statement's `Execute` with no `Parse` before it (`pool/watch.rs` counts both). When a `Parse`
-//! goes first (the statement's first run on this connection, a statement Diesel does not cache,
-//! a custom type looked up), the transaction falls back to [`Db::tx`]'s protocol: the reply, then
-//! `COMMIT`.
+//! This needs the statement to go out as one `Bind`/`Execute`/`Sync`, with no `Parse` first: a
+//! statement diesel-async keeps prepared on the connection. A statement seen sent without a
+//! `Parse` on a connection is remembered (diesel-async's cache is unbounded); until then, and for
+//! statements Diesel prepares anew every time (updates, multi-row inserts), `query` runs the
+//! explicit transaction of [`Db::tx`]: `BEGIN` and the entry pipelined with the statement, then
+//! the assertion and `COMMIT`.
 //!
-//! Waiting to see the `Execute` written costs a wake-up of this task. So once a statement (its
-//! query type, when Diesel's query id is static, and the run method) has been seen sent on a
-//! connection without a `Parse`, the connection remembers it: diesel-async keeps it prepared for
-//! the connection's life (its statement cache is unbounded), and a later run queues the prelude,
-//! the statement and `COMMIT` in one go, the statement's first poll having queued its
-//! `Bind`/`Execute` (the polls run unconstrained by tokio's cooperative budget, and the
-//! connection is this transaction's alone, so no lock makes them wait).
-//!
-//! Either way, afterwards the socket's counts must show no `Execute` after the `COMMIT`; if one
-//! did, the result is refused and the connection closed.
+//! Afterwards the socket's count must show exactly one client `Execute` inside the splice; if
+//! not, the result is refused and the connection closed.
 //!
 //! The closure returns a [`RunFuture`], which only tenantry's run methods make and which runs
-//! exactly one statement, so there is nothing else for the `COMMIT` to overtake.
+//! exactly one statement.
 
-use std::future::{poll_fn, Future};
 use std::pin::pin;
-use std::task::Poll;
 
 use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
+use futures_util::future::join;
 
-use super::{begin_tenant_sql, checkout, Db, TxGuard};
+use super::{begin_sql, checkout, failed, Db, TxGuard};
 use crate::conn::TenantConn;
 use crate::ctx::{Access, TenantCtx};
 use crate::error::DbError;
 use crate::pooler::Pooler;
 use crate::query::RunFuture;
-
-/// How the transaction ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum End {
-    /// The statement's `Execute` is on the wire or queued before: `COMMIT` goes out now,
-    /// before any reply.
-    Pipelined,
-    /// A `Parse` went first, or the statement ended without an `Execute`: `COMMIT` (or
-    /// `ROLLBACK`) after the reply, as in [`Db::tx`].
-    AfterReply,
-}
+use crate::seal;
 
 impl Db {
     /// Runs one statement in a transaction of `ctx`'s tenant, in one round trip to PostgreSQL.
@@ -86,16 +67,15 @@ impl Db {
     ///
     /// Everything [`Db::tx`] checks at compile time holds: the statement is built from this
     /// transaction's connection, a read-only context cannot write, and writes take checked
-    /// changes. What differs is the protocol: `BEGIN; SET LOCAL app.tenant_id = ..`, the
-    /// statement and `COMMIT` are sent together, so a handler that runs one statement pays one
-    /// round trip instead of two.
+    /// changes. What differs is the protocol: the tenant's entry, the statement and the
+    /// assertion of the tenant go out together, before one `Sync`, as one implicit transaction,
+    /// so a handler that runs one statement pays one round trip instead of two.
     ///
     /// That holds for the statements Diesel keeps prepared on a connection: selects (boxed or
     /// not), single-row inserts and deletes, from their second run on a pooled connection.
     /// Diesel prepares every update and multi-row insert anew (their SQL varies with the
     /// changes), and any statement's first run on a connection is prepared too: those pay the
-    /// round trips [`Db::tx`] pays (`COMMIT` after the statement's reply), because a `COMMIT`
-    /// sent with them would overtake them.
+    /// round trips [`Db::tx`] pays.
     ///
     /// Behind a transaction pooler ([`Pooler::Transaction`]) there is no statement cache, so
     /// every statement is parsed anew and `query` runs with [`Db::tx`]'s protocol.
@@ -103,7 +83,8 @@ impl Db {
     /// If the statement fails, the transaction rolls back. The commit is decided by the
     /// server's outcome of the statement: a result that fails to deserialize in the client is
     /// an error, but a write the server made is committed (use [`Db::tx`] when the client must
-    /// have the last word). A future dropped midway closes the connection, as in [`Db::tx`].
+    /// have the last word). A future dropped midway closes the connection, as in [`Db::tx`]. A
+    /// tenant that moved before the end is [`DbError::TenantMoved`], and nothing is committed.
     ///
     /// A query built in another transaction does not compile:
     ///
@@ -179,97 +160,27 @@ impl Db {
         let mut guard = TxGuard::new(obj, self.app_outage.clone());
         let link = guard.link().clone();
         let before = link.sent();
-        let (statement, prepared);
-        let (begun, committed, result) = {
+        let tenant = ctx.tenant_id();
+        let entry = self.keys.keys.entry(tenant, A::READ_ONLY);
+        let statements = guard.pooled().seal_statements();
+        let (statement, prepared, ticket, begun, result) = {
             let conn: &AsyncPgConnection = guard.conn();
-            let prelude_sql = begin_tenant_sql(ctx.tenant_id(), A::READ_ONLY, &self.tx_settings);
-            let mut prelude_conn = conn;
-            let mut prelude = pin!(prelude_conn.batch_execute(&prelude_sql));
+            let mut tenant_conn = TenantConn::new(conn, ctx.scope().clone(), guard.taint());
             // Building the statement's future sends nothing: it is sent when first polled.
-            let mut tenant_conn = TenantConn::new(conn, ctx.scope().clone());
-            let mut work = pin!(query(&mut tenant_conn));
-            statement = work.statement();
-            prepared = statement.is_some_and(|s| guard.pooled().is_prepared(s));
-            let (mut begun, mut result) = (None, None);
-            // The first polls queue the prelude, then the statement (tokio-postgres sends on
-            // the first poll; unconstrained, so that no cooperative budget postpones it).
-            tokio::task::unconstrained(poll_fn(|cx| {
-                if let Poll::Ready(r) = prelude.as_mut().poll(cx) {
-                    begun = Some(r);
-                }
-                if prepared {
-                    if let Poll::Ready(r) = work.as_mut().poll(cx) {
-                        result = Some(r);
-                    }
-                }
-                Poll::Ready(())
-            }))
-            .await;
-
-            let end = poll_fn(|cx| {
-                if prepared {
-                    // Seen sent without a `Parse` on this connection before: diesel-async holds
-                    // it prepared, so its first poll above queued its `Bind`/`Execute`.
-                    return Poll::Ready(End::Pipelined);
-                }
-                if begun.is_none() {
-                    if let Poll::Ready(r) = prelude.as_mut().poll(cx) {
-                        begun = Some(r);
-                    }
-                }
-                if result.is_none() {
-                    if let Poll::Ready(r) = work.as_mut().poll(cx) {
-                        result = Some(r);
-                    }
-                }
-                link.wake_on_written(cx.waker());
-                let sent = link.sent();
-                if sent.parses > before.parses {
-                    Poll::Ready(End::AfterReply)
-                } else if sent.executes > before.executes {
-                    Poll::Ready(End::Pipelined)
-                } else if result.is_some() {
-                    Poll::Ready(End::AfterReply)
-                } else {
-                    Poll::Pending
-                }
-            })
-            .await;
-
-            let mut commit_conn = conn;
-            let mut commit = pin!(async {
-                match end {
-                    End::Pipelined => Some(commit_conn.batch_execute("COMMIT").await),
-                    End::AfterReply => None,
-                }
-            });
-            let mut committed = None;
-            poll_fn(|cx| {
-                if begun.is_none() {
-                    if let Poll::Ready(r) = prelude.as_mut().poll(cx) {
-                        begun = Some(r);
-                    }
-                }
-                if result.is_none() {
-                    if let Poll::Ready(r) = work.as_mut().poll(cx) {
-                        result = Some(r);
-                    }
-                }
-                if committed.is_none() {
-                    if let Poll::Ready(r) = commit.as_mut().poll(cx) {
-                        committed = Some(r);
-                    }
-                }
-                if begun.is_some() && result.is_some() && committed.is_some() {
-                    Poll::Ready(())
-                } else {
-                    Poll::Pending
-                }
-            })
-            .await;
-            let begun = begun.expect("polled to completion");
-            let result = result.expect("polled to completion");
-            (begun, committed.expect("polled to completion"), result)
+            let work = pin!(query(&mut tenant_conn));
+            let statement = work.statement();
+            let prepared = statement.is_some_and(|s| guard.pooled().is_prepared(s));
+            if prepared {
+                let ticket = link.splice(entry.around(&statements));
+                let result = work.await;
+                (statement, prepared, ticket, Ok(()), result)
+            } else {
+                let ticket = link.splice(entry.request(&statements));
+                let mut begin_conn = conn;
+                let begin = begin_sql(A::READ_ONLY, &self.tx_settings);
+                let (begun, result) = join(begin_conn.batch_execute(&begin), work).await;
+                (statement, prepared, ticket, begun, result)
+            }
         };
         if let Err(e) = begun {
             // The statement ran without a tenant (row-level security showed it nothing); drop
@@ -281,37 +192,59 @@ impl Db {
             }
             return Err(e);
         }
-        let result = result.map_err(DbError::from);
-        match committed {
-            // Not pipelined: COMMIT or ROLLBACK now, after the reply.
-            None => guard.finish(result).await,
-            Some(Err(e)) => {
-                guard.discard();
-                let e = DbError::from(e);
-                if e.is_unavailable() {
-                    self.app_outage.failed(&e);
+        let entered = if prepared {
+            Some(ticket)
+        } else {
+            guard.sealed = Some((tenant, ticket));
+            None
+        };
+        let Some(ticket) = entered else {
+            if let Some(statement) = statement.filter(|_| !prepared) {
+                if link.sent().parses == before.parses {
+                    // Sent without a `Parse`: diesel-async keeps it prepared, so next time it
+                    // takes one round trip.
+                    guard.pooled().prepared(statement);
                 }
-                Err(result.err().unwrap_or(e))
             }
-            Some(Ok(())) => {
-                let after = link.sent();
-                if after.executes != after.executes_before_query {
-                    // An `Execute` followed the `COMMIT`: part of the work ran outside the
-                    // transaction. Never expected (see the module docs); refuse its result.
-                    guard.discard();
-                    tracing::error!("a pipelined tenant transaction sent a statement after COMMIT");
-                    return Err(DbError::Query(diesel::result::Error::QueryBuilderError(
-                        "tenantry: a statement went out after the transaction's COMMIT".into(),
-                    )));
-                }
-                if let Some(statement) = statement.filter(|_| !prepared) {
-                    if after.parses == before.parses {
-                        guard.pooled().prepared(statement);
-                    }
-                }
-                guard.committed();
-                result
-            }
+            // The explicit transaction: the assertion and `COMMIT` now.
+            return guard
+                .finish(result.map_err(DbError::from), &self.keys)
+                .await;
+        };
+        if link.unsplice(&ticket) {
+            // The statement never went out (it failed in the client): no transaction ran.
+            guard.committed();
+            return result.map_err(DbError::from);
         }
+        let outcome = ticket.wait().await;
+        if outcome.lost {
+            guard.discard();
+            return Err(result.err().map(DbError::from).unwrap_or_else(|| {
+                DbError::Seal("the connection ended before the transaction was answered".into())
+            }));
+        }
+        if let Some(f) = seal::entry_failure(&outcome) {
+            guard.discard();
+            return Err(failed(f, &self.keys));
+        }
+        if let Some(e) = &outcome.second {
+            guard.discard();
+            return Err(failed(seal::assertion_failure(e), &self.keys));
+        }
+        if outcome.client_executes != 1 {
+            // Never expected: one run method sends one statement. Refuse what ran.
+            guard.discard();
+            tracing::error!(
+                executes = outcome.client_executes,
+                "a one-statement tenant transaction sent another number of statements"
+            );
+            return Err(DbError::Seal(
+                "a one-statement tenant transaction did not send exactly one statement".into(),
+            ));
+        }
+        // The implicit transaction ended at the `Sync`: committed, or rolled back with the
+        // statement's error. Either way the connection is idle and clean.
+        guard.committed();
+        result.map_err(DbError::from)
     }
 }

@@ -120,7 +120,7 @@ pub async fn load_principal(db: &Db, identity: &Identity) -> Result<Principal, A
             return Err(AuthError::NotProvisioned(identity.email().to_owned()));
         };
         if let Some(sub) = new_sub(identity, stored_sub.as_deref()) {
-            if let Ok(mut conn) = db.global_conn().await {
+            if let Ok(mut conn) = db.directory_conn().await {
                 if record_sub(&mut conn, principal.user_id, sub).await {
                     let found = Some((principal.clone(), Some(sub.to_owned())));
                     cache.insert(identity, found, entry.generation);
@@ -135,7 +135,7 @@ pub async fn load_principal(db: &Db, identity: &Identity) -> Result<Principal, A
         tracing::error!(error = %e, "principal lookup failed");
         AuthError::Unavailable("the user directory is unavailable".into())
     };
-    let mut conn = db.global_conn().await.map_err(|e| unavailable(&e))?;
+    let mut conn = db.directory_conn().await.map_err(|e| unavailable(&e))?;
     let rows: Vec<PrincipalRow> = PrincipalRows {
         email: identity.email().to_owned(),
         kind: identity.kind(),

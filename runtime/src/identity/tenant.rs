@@ -96,7 +96,7 @@ pub async fn select_tenant(
         tracing::error!(error = %e, "tenant lookup failed");
         AuthError::Unavailable("the tenant directory is unavailable".into())
     };
-    let mut conn = db.global_conn().await.map_err(|e| unavailable(&e))?;
+    let mut conn = db.directory_conn().await.map_err(|e| unavailable(&e))?;
     let found: Vec<(Uuid, String, String)> = OwnerTenant {
         owner: principal.user_id(),
         key: requested.to_owned(),

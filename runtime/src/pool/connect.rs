@@ -19,6 +19,7 @@ use tokio_postgres::{CancelToken, NoTls};
 use super::watch::{Link, Watched};
 use super::{PgConn, Timeouts};
 use crate::pooler::Pooler;
+use crate::seal;
 
 /// The connection half of a session opened by [`Connector::connect_session`]: poll it for the
 /// server's messages and notifications.
@@ -30,6 +31,9 @@ pub(crate) struct Connector {
     config: tokio_postgres::Config,
     timeouts: Timeouts,
     pooler: Pooler,
+    /// The connections run tenant transactions: prepare the tenant seal's statements (straight
+    /// to PostgreSQL; behind a transaction pooler they are parsed with each use).
+    seal: bool,
 }
 
 /// Why a connection could not be opened.
@@ -53,6 +57,9 @@ pub(crate) enum ConnectError {
     /// The session setup's prepared statements were lost between their two round trips: a
     /// transaction pooler is in the way (see `watch.rs`).
     StatementLost(String),
+    /// The tenant seal's statements could not be prepared: the database lacks tenantry's
+    /// migrations, or the role their grants.
+    Seal(String),
 }
 
 impl std::fmt::Display for ConnectError {
@@ -65,6 +72,7 @@ impl std::fmt::Display for ConnectError {
             }
             ConnectError::Setup(e) => write!(f, "the session setup failed: {e}"),
             ConnectError::StatementLost(m) => write!(f, "the session setup failed: {m}"),
+            ConnectError::Seal(m) => f.write_str(m),
         }
     }
 }
@@ -94,6 +102,7 @@ impl Connector {
                 config,
                 timeouts,
                 pooler,
+                seal: false,
             });
         }
         let ms = |d: Duration| d.as_millis();
@@ -112,7 +121,14 @@ impl Connector {
             config,
             timeouts,
             pooler,
+            seal: false,
         })
+    }
+
+    /// Connections of this connector run tenant transactions (see [`Connector::seal`]).
+    pub(crate) fn for_tenant_transactions(mut self) -> Self {
+        self.seal = true;
+        self
     }
 
     /// The timeouts this connector applies.
@@ -208,6 +224,13 @@ impl Connector {
             }
         });
         let cancel = client.cancel_token();
+        let seal = match (self.seal, self.pooler) {
+            (true, Pooler::Direct) => {
+                prepare_seal(&client, &link).await?;
+                seal::SealStatements::Named
+            }
+            _ => seal::SealStatements::Unnamed,
+        };
         let conn = match self.pooler {
             Pooler::Direct => AsyncPgConnection::try_from(client)
                 .await
@@ -242,6 +265,7 @@ impl Connector {
             cancel,
             connector: self.clone(),
             prepared: Default::default(),
+            seal,
         })
     }
 
@@ -287,6 +311,32 @@ impl Connector {
         match tokio::time::timeout(limit, token.cancel_query_raw(socket, NoTls)).await {
             Ok(result) => result.map_err(|e| e.to_string()),
             Err(_) => Err(format!("no answer within {} ms", limit.as_millis())),
+        }
+    }
+}
+
+/// Prepares the tenant seal's entry and assertion on a new connection, under tenantry's own
+/// statement names (see `seal.rs`): spliced in before an empty simple query.
+async fn prepare_seal(client: &tokio_postgres::Client, link: &Link) -> Result<(), ConnectError> {
+    let ticket = link.splice(seal::prepare_request());
+    client
+        .batch_execute("")
+        .await
+        .map_err(|e| bad(format!("the session setup failed: {e}")))?;
+    match ticket.outcome() {
+        Some(o) if o.lost => Err(bad("the connection ended during the session setup")),
+        Some(o) => match o.first {
+            None => Ok(()),
+            Some(e) => Err(ConnectError::Seal(format!(
+                "the tenant seal cannot be prepared ({}): the database lacks tenantry's \
+                 migrations (00000000000005_tenant_seal) or the app role their grants; run them \
+                 with `tenantry migrate` (or tenantry::migrate) as the tables' owner",
+                e.message
+            ))),
+        },
+        None => {
+            link.unsplice(&ticket);
+            Err(bad("the session setup's tenant seal was not answered"))
         }
     }
 }

@@ -10,6 +10,7 @@
 mod connect;
 mod outage;
 mod reap;
+mod splice;
 mod watch;
 
 use std::collections::HashSet;
@@ -29,9 +30,12 @@ use crate::query::StatementKey;
 
 pub(crate) use connect::ConnectError;
 pub(crate) use outage::Outage;
+pub(crate) use splice::{Anchor, Outcome, ServerError, Ticket};
 #[cfg(test)]
 pub(crate) use watch::message;
-pub(crate) use watch::{Framer, Link};
+#[cfg(feature = "testing")]
+pub(crate) use watch::Framer;
+pub(crate) use watch::Link;
 
 pub(crate) use connect::{Connector, Session};
 
@@ -78,6 +82,9 @@ pub(crate) struct PgConn {
     /// Statements seen sent on this connection as `Bind`/`Execute` with no `Parse`: diesel-async
     /// holds them prepared, for as long as the connection lives (its cache is unbounded).
     prepared: Mutex<HashSet<StatementKey>>,
+    /// How the tenant seal's statements run on this connection: prepared on it (app pool,
+    /// straight to PostgreSQL), or parsed with each use.
+    seal: crate::seal::SealStatements,
 }
 
 impl Deref for PgConn {
@@ -146,14 +153,27 @@ impl Manager for PgManager {
 /// A pool of [`PgConn`]s.
 pub(crate) type PgPool = Pool<PgManager>;
 
+/// What a pool's connections are for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Purpose {
+    /// Tenant transactions (the app role): the tenant seal's statements are prepared.
+    Tenant,
+    /// Anything else (bypasses, directory lookups).
+    Other,
+}
+
 /// Builds a pool of at most `size` connections to `url`, reached as `pooler` says.
 pub(crate) fn build(
     url: &str,
     size: usize,
     timeouts: Timeouts,
     pooler: Pooler,
+    purpose: Purpose,
 ) -> Result<PgPool, String> {
-    let connector = Connector::new(url, timeouts, pooler).map_err(|e| e.to_string())?;
+    let mut connector = Connector::new(url, timeouts, pooler).map_err(|e| e.to_string())?;
+    if purpose == Purpose::Tenant {
+        connector = connector.for_tenant_transactions();
+    }
     Pool::builder(PgManager {
         connector: Arc::new(connector),
     })
@@ -170,7 +190,7 @@ pub(crate) fn build(
 /// future was dropped mid-query), it is reaped (see `reap.rs`) instead of returned.
 pub(crate) struct Pooled {
     obj: Option<Object<PgManager>>,
-    /// A transaction is open on it until it is returned (`Db::global_conn` behind a
+    /// A transaction is open on it until it is returned (`Db::directory_conn` behind a
     /// transaction pooler): committed first, then the connection goes back to the pool.
     open_tx: bool,
 }
@@ -212,6 +232,11 @@ impl Pooled {
     /// What the connection's socket has seen (see `watch.rs`).
     pub(crate) fn link(&self) -> &Arc<Link> {
         &self.conn().link
+    }
+
+    /// How this connection names the tenant seal's statements.
+    pub(crate) fn seal_statements(&self) -> crate::seal::SealStatements {
+        self.conn().seal
     }
 
     /// Whether `statement` was seen sent on this connection without a `Parse`.

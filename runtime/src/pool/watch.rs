@@ -14,9 +14,12 @@
 //! server connection and run on another (`26000`, "prepared statement \"s1\" does not exist"),
 //! or one left behind by another client (`42P05`, "… already exists"). See
 //! [`Link::statement_lost`].
-//! It also counts the `Parse` (`P`) and `Execute` (`E`) messages written, and notes how many
-//! `Execute`s preceded the latest simple query (`Q`): what the one-round-trip transaction
-//! (`db/one_rtt.rs`) needs to know that its query is on the wire before it queues `COMMIT`.
+//! It also counts the `Parse` (`P`) messages written, which tells whether a statement went out
+//! without being prepared first (`db/one_rtt.rs`).
+//!
+//! And it carries tenantry's own statements into the stream and their replies out of it (see
+//! `splice.rs`): armed through [`Link::splice`], written at their anchor, answered through their
+//! [`Ticket`].
 
 use std::io;
 use std::pin::Pin;
@@ -30,6 +33,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
 
+use super::splice::{Anchor, Armed, Splicer, Ticket};
+
 /// What the pool and the reaper know about one connection's socket.
 #[derive(Debug, Default)]
 pub(crate) struct Link {
@@ -40,12 +45,8 @@ pub(crate) struct Link {
     idle: Notify,
     /// `Parse` messages written.
     parses: AtomicU64,
-    /// `Execute` messages written.
-    executes: AtomicU64,
-    /// `executes` when the latest simple query (`Q`) was written.
-    executes_before_query: AtomicU64,
-    /// Woken when a `Parse` or an `Execute` is written.
-    written: AtomicWaker,
+    /// tenantry's statements waiting for their place in the stream.
+    armed: Arc<Armed>,
 }
 
 /// What the client has written so far (see [`Link::sent`]).
@@ -53,10 +54,6 @@ pub(crate) struct Link {
 pub(crate) struct Sent {
     /// `Parse` messages written.
     pub(crate) parses: u64,
-    /// `Execute` messages written.
-    pub(crate) executes: u64,
-    /// `Execute` messages written before the latest simple query.
-    pub(crate) executes_before_query: u64,
 }
 
 impl Link {
@@ -94,38 +91,28 @@ impl Link {
     pub(crate) fn sent(&self) -> Sent {
         Sent {
             parses: self.parses.load(Ordering::Acquire),
-            executes: self.executes.load(Ordering::Acquire),
-            executes_before_query: self.executes_before_query.load(Ordering::Acquire),
         }
     }
 
-    /// Wakes `waker` when the next `Parse` or `Execute` is written. Register before reading
-    /// [`Link::sent`], so that a message written in between is not missed.
-    pub(crate) fn wake_on_written(&self, waker: &std::task::Waker) {
-        self.written.register(waker);
+    /// Arms `anchor`'s statements: the socket writes them when the client's stream reaches the
+    /// anchor, and drops their replies (see `splice.rs`).
+    pub(crate) fn splice(&self, anchor: Anchor) -> Arc<Ticket> {
+        self.armed.arm(anchor)
+    }
+
+    /// Withdraws a splice whose anchor has not come; whether it was withdrawn (not written).
+    pub(crate) fn unsplice(&self, ticket: &Arc<Ticket>) -> bool {
+        self.armed.disarm(ticket)
     }
 
     fn requested(&self, messages: usize) {
         self.owed.fetch_add(messages, Ordering::AcqRel);
     }
 
-    /// Records one message written by the client.
+    /// Records one message written.
     fn wrote(&self, kind: u8) {
-        match kind {
-            b'P' => {
-                self.parses.fetch_add(1, Ordering::AcqRel);
-                self.written.wake();
-            }
-            b'E' => {
-                self.executes.fetch_add(1, Ordering::AcqRel);
-                self.written.wake();
-            }
-            b'Q' => {
-                let executes = self.executes.load(Ordering::Acquire);
-                self.executes_before_query
-                    .store(executes, Ordering::Release);
-            }
-            _ => {}
+        if kind == b'P' {
+            self.parses.fetch_add(1, Ordering::AcqRel);
         }
     }
 
@@ -271,7 +258,13 @@ pub(crate) struct Watched<S> {
     deadline: Pin<Box<Sleep>>,
     armed: bool,
     terminated: bool,
+    splicer: Splicer,
+    /// Bytes accepted from the client, with tenantry's statements spliced in, not yet written.
+    spliced: Vec<u8>,
 }
+
+/// How many spliced bytes may wait for the socket before the client's writes wait too.
+const SPLICED_LIMIT: usize = 64 * 1024;
 
 /// The `Terminate` message: sent best-effort when a connection is killed, so that the server
 /// ends the session quietly.
@@ -282,6 +275,8 @@ impl<S> Watched<S> {
     pub(crate) fn new(inner: S, link: Arc<Link>, reply_timeout: Duration) -> Self {
         Watched {
             inner,
+            splicer: Splicer::new(link.armed.clone()),
+            spliced: Vec::new(),
             link,
             reply_timeout,
             out: Framer::new(true),
@@ -339,11 +334,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Watched<S> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         this.check_killed(cx)?;
-        let before = buf.filled().len();
-        match Pin::new(&mut this.inner).poll_read(cx, buf) {
-            Poll::Ready(Ok(())) => {
-                let read = &buf.filled()[before..];
-                if !read.is_empty() {
+        loop {
+            let before = buf.filled().len();
+            match Pin::new(&mut this.inner).poll_read(cx, buf) {
+                Poll::Ready(Ok(())) => {
+                    let read = &buf.filled()[before..];
+                    if read.is_empty() {
+                        return Poll::Ready(Ok(()));
+                    }
                     let link = &this.link;
                     let mut replies = 0;
                     this.inc.feed(
@@ -361,17 +359,69 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Watched<S> {
                     } else {
                         this.armed = false;
                     }
+                    // tenantry's own replies stay here.
+                    let kept = this.splicer.read(&mut buf.filled_mut()[before..]);
+                    buf.set_filled(before + kept);
+                    if kept == 0 {
+                        continue;
+                    }
+                    return Poll::Ready(Ok(()));
                 }
-                Poll::Ready(Ok(()))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => {
-                if this.armed && this.deadline.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(Err(this.timed_out()));
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => {
+                    if this.armed && this.deadline.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Err(this.timed_out()));
+                    }
+                    return Poll::Pending;
                 }
-                Poll::Pending
             }
         }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> Watched<S> {
+    /// Counts `written` bytes that reached the socket: requests owed a reply, `Parse`s and
+    /// `Execute`s.
+    fn wrote(&mut self, cx: &mut Context<'_>, written: &[u8]) {
+        let mut requests = 0;
+        let link = &self.link;
+        self.out.feed(
+            written,
+            |kind| {
+                requests += usize::from(matches!(kind, 0 | b'Q' | b'S' | b'F'));
+                link.wrote(kind);
+            },
+            |_| {},
+        );
+        if requests > 0 {
+            let was_idle = self.link.owed() == 0;
+            self.link.requested(requests);
+            if was_idle || !self.armed {
+                self.arm(cx);
+            }
+        }
+    }
+
+    /// Writes spliced bytes until none wait or the socket is full.
+    fn drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.spliced.is_empty() {
+            let n = match Pin::new(&mut self.inner).poll_write(cx, &self.spliced) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        "the socket accepted no bytes",
+                    )))
+                }
+                Poll::Ready(Ok(n)) => n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            };
+            let mut spliced = std::mem::take(&mut self.spliced);
+            self.wrote(cx, &spliced[..n]);
+            spliced.drain(..n);
+            self.spliced = spliced;
+        }
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -383,38 +433,47 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         this.check_killed(cx)?;
-        let written = match Pin::new(&mut this.inner).poll_write(cx, buf) {
-            Poll::Ready(Ok(n)) => n,
-            other => return other,
-        };
-        let mut requests = 0;
-        let link = &this.link;
-        this.out.feed(
-            &buf[..written],
-            |kind| {
-                requests += usize::from(matches!(kind, 0 | b'Q' | b'S' | b'F'));
-                link.wrote(kind);
-            },
-            |_| {},
-        );
-        if requests > 0 {
-            let was_idle = this.link.owed() == 0;
-            this.link.requested(requests);
-            if was_idle || !this.armed {
-                this.arm(cx);
+        if this.spliced.is_empty() && !this.splicer.writing() {
+            // Nothing to splice: the client's bytes go out as they are.
+            let written = match Pin::new(&mut this.inner).poll_write(cx, buf) {
+                Poll::Ready(Ok(n)) => n,
+                other => return other,
+            };
+            this.splicer.count(&buf[..written]);
+            this.wrote(cx, &buf[..written]);
+            return Poll::Ready(Ok(written));
+        }
+        if this.spliced.len() >= SPLICED_LIMIT {
+            match this.drain(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending if this.spliced.len() >= SPLICED_LIMIT => return Poll::Pending,
+                Poll::Pending => {}
             }
         }
-        Poll::Ready(Ok(written))
+        this.splicer.write(buf, &mut this.spliced);
+        if let Poll::Ready(Err(e)) = this.drain(cx) {
+            return Poll::Ready(Err(e));
+        }
+        Poll::Ready(Ok(buf.len()))
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         this.check_killed(cx)?;
+        match this.drain(cx) {
+            Poll::Ready(Ok(())) => {}
+            other => return other,
+        }
         Pin::new(&mut this.inner).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+        let this = self.get_mut();
+        if let Poll::Ready(Err(e)) = this.drain(cx) {
+            return Poll::Ready(Err(e));
+        }
+        Pin::new(&mut this.inner).poll_shutdown(cx)
     }
 }
 
@@ -482,19 +541,12 @@ mod tests {
     }
 
     #[test]
-    fn link_counts_parses_executes_and_what_preceded_the_last_query() {
+    fn link_counts_parses() {
         let link = Link::default();
-        for kind in [
-            b'Q', b'B', b'E', b'S', b'Q', b'P', b'D', b'S', b'B', b'E', b'S',
-        ] {
+        for kind in [b'Q', b'B', b'E', b'S', b'P', b'D', b'S', b'B', b'E', b'S'] {
             link.wrote(kind);
         }
-        let sent = link.sent();
-        assert_eq!((sent.parses, sent.executes), (1, 2));
-        assert_eq!(
-            sent.executes_before_query, 1,
-            "one Execute went out before the second Q"
-        );
+        assert_eq!(link.sent().parses, 1);
     }
 
     #[test]

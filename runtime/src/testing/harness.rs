@@ -157,6 +157,27 @@ impl TestDb {
             .unwrap_or_else(|e| panic!("the app role connects to {url}: {e}"))
     }
 
+    /// Opens a transaction on `conn` (a raw connection as the app role, [`TestDb::app_conn`]) and
+    /// enters `tenant` the way tenantry does: `BEGIN`, then `tenantry_enter(..)` with a proof
+    /// signed by the tenant key. What row-level security alone allows a raw connection that
+    /// holds the key; without it (`set_config`, a copied setting) no tenant can be entered.
+    pub async fn begin_tenant(
+        &self,
+        conn: &mut AsyncPgConnection,
+        tenant: Uuid,
+    ) -> diesel::QueryResult<()> {
+        begin_tenant(&self.db, conn, tenant).await
+    }
+
+    /// A bare connection as the directory role `tenantry_directory` (which alone may call the
+    /// directory functions).
+    pub async fn directory_conn(&self) -> AsyncPgConnection {
+        let url = self.url(Some("tenantry_directory"));
+        AsyncPgConnection::establish(&url)
+            .await
+            .unwrap_or_else(|e| panic!("the directory role connects to {url}: {e}"))
+    }
+
     /// Another tenant `slug` with its partner and viewer, like `acme` and `globex`.
     pub async fn add_tenant(&self, slug: &str) -> TestTenant {
         add_tenant(&mut self.admin().await, slug, slug).await
@@ -207,6 +228,22 @@ async fn add_tenant(conn: &mut AsyncPgConnection, slug: &str, name: &str) -> Tes
         partner,
         viewer,
     }
+}
+
+/// Opens a transaction on `conn` (a raw connection as the app role) and enters `tenant` the way
+/// `db`'s transactions do: `BEGIN`, then `tenantry_enter(..)` with a proof signed by `db`'s tenant
+/// key. For tests of what row-level security alone allows a raw connection.
+pub async fn begin_tenant(
+    db: &Db,
+    conn: &mut AsyncPgConnection,
+    tenant: Uuid,
+) -> diesel::QueryResult<()> {
+    use diesel_async::SimpleAsyncConnection;
+    conn.batch_execute("BEGIN").await?;
+    crate::seal::EnterQuery(db.entry(tenant, false))
+        .execute(conn)
+        .await
+        .map(|_| ())
 }
 
 /// No migrations of the test's own: `#[tenantry::test]` without `migrations = ..`.

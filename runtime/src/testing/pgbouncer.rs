@@ -175,7 +175,7 @@ impl PgBouncer {
             log = dir.join("pgbouncer.log").display(),
             users = dir.join("users.txt").display(),
         );
-        let users = "\"postgres\" \"\"\n\"tenantry_app\" \"\"\n\"tenantry_bypass\" \"\"\n";
+        let users = "\"postgres\" \"\"\n\"tenantry_app\" \"\"\n\"tenantry_bypass\" \"\"\n\"tenantry_directory\" \"\"\n";
         std::fs::write(dir.join("pgbouncer.ini"), ini).expect("pgbouncer.ini");
         std::fs::write(dir.join("users.txt"), users).expect("users.txt");
         // PgBouncer refuses to run as root: as root, it switches to postgres, which must be
