@@ -116,7 +116,6 @@ fn db_message(e: &diesel::result::Error) -> String {
 mod raw {
     use diesel::result::Error;
     use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
-    use uuid::Uuid;
 
     pub(crate) async fn count(conn: &mut AsyncPgConnection, sql: &str) -> i64 {
         super::common::count(conn, sql).await

@@ -369,8 +369,7 @@ impl Db {
             pooler,
             Purpose::Other,
         )?;
-        start_conn(&directory_pool, DIRECTORY_URL, pooler).await?;
-        let keys = Keys::load(&directory_pool).await?;
+        let keys = Keys::unloaded();
         let cache =
             PrincipalCache::new(config.principal_cache_capacity, config.principal_cache_ttl);
         let listener = match listen_url(&config) {
@@ -402,6 +401,8 @@ impl Db {
         };
         db.check_app_role().await?;
         db.check_bypass_role().await?;
+        start_conn(&db.directory_pool, DIRECTORY_URL, pooler).await?;
+        db.keys.read(&db.directory_pool).await?;
         db.check_seal().await?;
         if db.directory.listens() {
             check_listen_url(&config).await?;
@@ -928,6 +929,7 @@ fn failed(failure: SealFailure, keys: &Keys) -> DbError {
             );
             DbError::TenantMoved
         }
+        SealFailure::Aborted => DbError::RolledBack,
         other => {
             if seal::stale_key(&other) {
                 keys.refresh_now();

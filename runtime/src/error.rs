@@ -41,6 +41,11 @@ pub enum DbError {
     /// logged.
     #[error("the transaction's tenant moved before it ended (SQL it ran changed the tenant setting), so it was rolled back")]
     TenantMoved,
+    /// The work of a transaction returned `Ok`, but a statement inside it had failed (an error
+    /// the work did not return), so PostgreSQL rolled the transaction back: nothing it did is
+    /// kept.
+    #[error("the transaction was rolled back: a statement in it failed, though the work returned Ok (an error was not propagated)")]
+    RolledBack,
     /// The database refused the transaction's entry into its tenant (the tenant seal): an
     /// unknown or expired tenant key (the keys are read again at once), a clock more than five
     /// minutes from the database's, or a database without tenantry's migrations.
@@ -67,7 +72,8 @@ impl DbError {
             | DbError::NoBypassPool
             | DbError::Config(_)
             | DbError::Pooler(_)
-            | DbError::TenantMoved => false,
+            | DbError::TenantMoved
+            | DbError::RolledBack => false,
         }
     }
 

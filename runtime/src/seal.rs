@@ -113,10 +113,18 @@ pub(crate) struct KeyRow {
 
 impl TenantKeys {
     /// The keys of `rows` (as `tenantry_tenant_keys()` returns them); an error if there is none.
-    pub(crate) fn new(rows: Vec<KeyRow>) -> Result<Self, String> {
+    #[cfg(test)]
+    fn new(rows: Vec<KeyRow>) -> Result<Self, String> {
         Ok(TenantKeys {
             keys: RwLock::new(Arc::new(KeySet::from_rows(rows)?)),
         })
+    }
+
+    /// No keys yet: entries carry key id -1 and no proof, which the database refuses.
+    pub(crate) fn empty() -> Self {
+        TenantKeys {
+            keys: RwLock::new(Arc::new(KeySet { keys: Vec::new() })),
+        }
     }
 
     /// Replaces the keys with a fresh read.
@@ -141,7 +149,15 @@ impl TenantKeys {
 
     fn entry_at(&self, tenant: Uuid, read_only: bool, at: i64) -> Entry {
         let set = self.current();
-        let (key_id, key) = &set.keys[0];
+        let Some((key_id, key)) = set.keys.first() else {
+            return Entry {
+                tenant,
+                read_only,
+                at,
+                key_id: -1,
+                proof: [0; 32],
+            };
+        };
         let mut message = Vec::with_capacity(ENTER_CONTEXT.len() + 16 + 1 + 8);
         message.extend_from_slice(ENTER_CONTEXT);
         message.extend_from_slice(tenant.as_bytes());
@@ -317,6 +333,9 @@ pub(crate) enum SealFailure {
     Refused(ServerError),
     /// The verified tenant at the end was not the one entered: the transaction rolled back.
     Moved,
+    /// The transaction had already failed (an error the work did not return), so the server
+    /// rolled it back instead of committing it.
+    Aborted,
     /// Another error in the seal's statements (the transaction was already failing, or the
     /// connection broke).
     Other(String),
@@ -327,6 +346,7 @@ impl std::fmt::Display for SealFailure {
         match self {
             SealFailure::Refused(e) => write!(f, "the tenant entry was refused: {e}"),
             SealFailure::Moved => f.write_str("the transaction's tenant moved"),
+            SealFailure::Aborted => f.write_str("the transaction had failed"),
             SealFailure::Other(m) => f.write_str(m),
         }
     }
@@ -352,6 +372,8 @@ pub(crate) fn entry_failure(outcome: &Outcome) -> Option<SealFailure> {
 pub(crate) fn assertion_failure(error: &ServerError) -> SealFailure {
     if error.constraint.as_deref() == Some(MOVED) {
         SealFailure::Moved
+    } else if error.code == "25P02" {
+        SealFailure::Aborted
     } else {
         SealFailure::Other(format!("the tenant assertion failed: {error}"))
     }

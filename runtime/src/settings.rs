@@ -85,6 +85,10 @@ pub struct Settings {
     pub app_database_url: String,
     /// `TENANTRY_BYPASS_DATABASE_URL`: audited cross-tenant work (`BYPASSRLS`).
     pub bypass_database_url: String,
+    /// `TENANTRY_DIRECTORY_DATABASE_URL`: tenantry's own lookups (principals, the tenant keys),
+    /// as the role `tenantry_directory`, the only one that may call the directory functions.
+    /// Default: `DATABASE_URL` with that role.
+    pub directory_database_url: String,
     /// `TENANTRY_LISTEN_DATABASE_URL`: the directory listener's session, which keeps the
     /// principal cache true. It must not go through a transaction-mode pooler (see
     /// [`DbConfig::listen_url`]). Default: the app URL when `TENANTRY_DB_POOLER=direct`; none
@@ -177,6 +181,7 @@ impl Settings {
         config.ping_timeout = db.health_timeout;
         config.pooler = db.pooler;
         config.listen_url = self.listen_database_url.clone();
+        config.directory_url = Some(self.directory_database_url.clone());
         config.principal_cache_capacity = db.principal_cache_size;
         config.principal_cache_ttl = db.principal_cache_ttl;
         config
@@ -213,6 +218,13 @@ impl Settings {
                 u.to_owned()
             }
             None => parsed_db.with_role("tenantry_bypass"),
+        };
+        let directory_database_url = match raw.get("TENANTRY_DIRECTORY_DATABASE_URL") {
+            Some(u) => {
+                parse_pg_url("TENANTRY_DIRECTORY_DATABASE_URL", u)?;
+                u.to_owned()
+            }
+            None => parsed_db.with_role("tenantry_directory"),
         };
         let listen_database_url = match raw.get("TENANTRY_LISTEN_DATABASE_URL") {
             Some(u) => {
@@ -374,6 +386,7 @@ impl Settings {
             database_url,
             app_database_url,
             bypass_database_url,
+            directory_database_url,
             listen_database_url,
             bind,
             bind_addr,
@@ -407,6 +420,7 @@ struct RawVars {
     tenantry_app_database_url: Option<String>,
     tenantry_bypass_database_url: Option<String>,
     tenantry_listen_database_url: Option<String>,
+    tenantry_directory_database_url: Option<String>,
     tenantry_bind: Option<String>,
     tenantry_env: Option<String>,
     tenantry_auth_mode: Option<String>,
@@ -452,6 +466,10 @@ impl Raw {
             (
                 "TENANTRY_LISTEN_DATABASE_URL",
                 v.tenantry_listen_database_url,
+            ),
+            (
+                "TENANTRY_DIRECTORY_DATABASE_URL",
+                v.tenantry_directory_database_url,
             ),
             ("TENANTRY_BIND", v.tenantry_bind),
             ("TENANTRY_ENV", v.tenantry_env),

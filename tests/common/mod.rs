@@ -248,3 +248,26 @@ pub async fn app_backend_pid(admin: &mut AsyncPgConnection, db: &str) -> i32 {
     .expect("one app-role session")
     .pid
 }
+
+/// Runs `sql` (any statement) and panics naming it if it fails.
+pub async fn exec(conn: &mut AsyncPgConnection, sql: &str) {
+    use diesel_async::SimpleAsyncConnection;
+    conn.batch_execute(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+/// Runs `sql`, which returns at most one row with a nullable text column `v`.
+pub async fn try_text(
+    conn: &mut AsyncPgConnection,
+    sql: &str,
+) -> diesel::QueryResult<Option<String>> {
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct V {
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+        v: Option<String>,
+    }
+    let rows: Vec<V> = diesel::sql_query(sql).load(conn).await?;
+    Ok(rows.into_iter().next().and_then(|r| r.v))
+}

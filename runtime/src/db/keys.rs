@@ -49,16 +49,21 @@ pub(crate) async fn fetch(pool: &PgPool) -> Result<Vec<KeyRow>, DbError> {
 }
 
 impl Keys {
-    /// Reads the keys (at start).
-    pub(crate) async fn load(pool: &PgPool) -> Result<Arc<Self>, DbError> {
-        let rows = fetch(pool).await?;
-        let keys =
-            TenantKeys::new(rows).map_err(|e| DbError::Config(format!("{DIRECTORY_URL}: {e}")))?;
-        Ok(Arc::new(Keys {
-            keys,
+    /// No keys yet: [`Keys::read`] reads them (at start, once the roles are checked).
+    pub(crate) fn unloaded() -> Arc<Self> {
+        Arc::new(Keys {
+            keys: TenantKeys::empty(),
             wake: Notify::new(),
             closed: Default::default(),
-        }))
+        })
+    }
+
+    /// Reads the keys through the directory pool.
+    pub(crate) async fn read(&self, pool: &PgPool) -> Result<(), DbError> {
+        let rows = fetch(pool).await?;
+        self.keys
+            .replace(rows)
+            .map_err(|e| DbError::Config(format!("{DIRECTORY_URL}: {e}")))
     }
 
     /// Keeps the keys fresh in a task of its own until [`Keys::close`] (or until the `Db` is gone).
