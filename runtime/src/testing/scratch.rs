@@ -116,8 +116,8 @@ impl Drop for ScratchDatabase {
 /// that tests which change roles (attributes, memberships: shared by every database of the
 /// server) run in parallel without touching `tenantry_app` or `tenantry_bypass`.
 ///
-/// Dropping it first drops what it owns and the privileges it holds in `database` (if that
-/// database still exists), then the role and its memberships.
+/// Dropping it first hands what it owns in `database` (if that database still exists) to the
+/// superuser and revokes its privileges there, then drops the role and its memberships.
 #[derive(Debug)]
 pub struct ScratchRole {
     name: String,
@@ -171,7 +171,11 @@ impl Drop for ScratchRole {
                 if let Ok(mut c) =
                     AsyncPgConnection::establish(&database_url(&database, None)).await
                 {
-                    let _ = c.batch_execute(&format!("DROP OWNED BY {name}")).await;
+                    let _ = c
+                        .batch_execute(&format!(
+                            "REASSIGN OWNED BY {name} TO CURRENT_USER; DROP OWNED BY {name}"
+                        ))
+                        .await;
                 }
                 if let Ok(mut c) =
                     AsyncPgConnection::establish(&database_url("postgres", None)).await
