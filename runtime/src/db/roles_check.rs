@@ -26,7 +26,7 @@ use std::fmt;
 
 use diesel::sql_types::{Array, Bool, Nullable, Text};
 use diesel::QueryableByName;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::AsyncPgConnection;
 
 /// A power that puts a role beyond row-level security, or lets it take such a power.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,7 +105,7 @@ impl RoleEscalation {
     /// The statement that takes the power away.
     pub fn fix(&self) -> String {
         let role = &self.role;
-        match (self.via.iter().next(), &self.power) {
+        match (self.via.first(), &self.power) {
             (Some(first), _) => format!("REVOKE {first} FROM {role}"),
             (None, RolePower::OwnsTable(table)) => {
                 format!("ALTER TABLE {table} OWNER TO <the migration role>")
@@ -213,6 +213,7 @@ pub(crate) async fn escalations(
     role: &str,
     ignored: &[RolePower],
 ) -> diesel::QueryResult<Vec<RoleEscalation>> {
+    use diesel_async::RunQueryDsl;
     let mut conn = conn;
     let declared: bool = diesel::select(diesel::dsl::sql::<Bool>(
         "COALESCE(has_table_privilege(to_regclass('tenantry_declared_tables'), 'SELECT'), false)",

@@ -275,7 +275,8 @@ pub(super) async fn check(
         .find(|d| d.name == "memberships")
         .map_or("memberships", |d| d.shown.as_str());
     // The directory's policies apply the tenant check of tenantry's (first) tenant policy.
-    let check = reference.iter().next();
+    // (`<[_]>::first`: diesel's `RunQueryDsl::first` is in scope.)
+    let check = <[Expected]>::first(&reference);
     let expr = |e: &DirectoryExpr, of: fn(&Expected) -> &Option<String>| -> Option<String> {
         let check_of = |column: &str| check.and_then(|c| of(&c.for_column(column)).clone());
         match e {

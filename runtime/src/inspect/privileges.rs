@@ -197,11 +197,12 @@ pub(super) async fn check(
                 .filter(|e| {
                     // The role's own table ownership is a `RoleOwns` above; the app role's own
                     // superuser or BYPASSRLS is `AppRolePrivileged`.
-                    let own = e.via.is_empty();
-                    !(own && matches!(e.power, RolePower::OwnsTable(_)))
-                        && !(own
-                            && role.app
-                            && matches!(e.power, RolePower::Superuser | RolePower::BypassRls))
+                    let reported_elsewhere = match e.power {
+                        RolePower::OwnsTable(_) => true,
+                        RolePower::Superuser | RolePower::BypassRls => role.app,
+                        RolePower::ServerFiles | RolePower::CreateRole => false,
+                    };
+                    !(e.via.is_empty() && reported_elsewhere)
                 })
                 .map(|escalation| Finding::RoleEscalates { escalation }),
         );
