@@ -82,11 +82,20 @@ pub(crate) enum Command {
     /// Check tenant isolation (and, with --citus, readiness for Citus); prints each finding and exits 1 on any
     #[command(
         long_about = "Check the database: every declared tenant table has row-level security \
-                      enabled and forced, the tenant policy and an index leading with its tenant \
-                      column; every other table with a tenant_id column is declared global; the \
-                      app role (the user of TENANTRY_APP_DATABASE_URL, default tenantry_app) is \
-                      neither superuser nor BYPASSRLS. Prints an \"ok\" line per passed check \
-                      and one line per finding; exits 1 when anything was found.\n\n\
+                      enabled and forced, exactly the policy tenantry_declare_tenant_table \
+                      generates (no other permissive policy) and an index leading with its \
+                      tenant column; the directory (tenants, users, memberships) has exactly \
+                      tenantry's policies; every other table with a tenant_id column is declared \
+                      global; the app role (the user of TENANTRY_APP_DATABASE_URL, default \
+                      tenantry_app) is neither superuser nor BYPASSRLS; neither it nor the \
+                      bypass role (the user of TENANTRY_BYPASS_DATABASE_URL, default \
+                      tenantry_bypass) owns anything, is a member of a role that escapes \
+                      row-level security or owns a tenant table, or may create temporary tables \
+                      or objects in a schema; tenantry's SECURITY DEFINER functions are \
+                      executable only by the roles tenantry grants them to and pin a search_path \
+                      ending with pg_temp. Run it as the migration role (DATABASE_URL). Prints an \
+                      \"ok\" line per passed check and one line per finding; exits 1 when \
+                      anything was found.\n\n\
                       With --citus, also checks the schema against Citus's rules for sharding by \
                       tenant: each tenant table's primary key, unique constraints and unique \
                       indexes include its tenant column, foreign keys between tenant tables pair \

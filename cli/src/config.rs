@@ -11,6 +11,8 @@ use crate::error::CliError;
 
 /// The app role when `TENANTRY_APP_DATABASE_URL` is not set (as `tenantry::settings` derives it).
 pub(crate) const DEFAULT_APP_ROLE: &str = "tenantry_app";
+/// The bypass role when `TENANTRY_BYPASS_DATABASE_URL` is not set.
+pub(crate) const DEFAULT_BYPASS_ROLE: &str = "tenantry_bypass";
 
 /// A validated PostgreSQL URL and where it came from.
 #[derive(Debug, Clone)]
@@ -66,14 +68,24 @@ impl DbTarget {
 /// The role the application connects as: the user of `TENANTRY_APP_DATABASE_URL`, else
 /// `tenantry_app`.
 pub(crate) fn app_role() -> Result<String, CliError> {
-    const VAR: &str = "TENANTRY_APP_DATABASE_URL";
-    match env_var(VAR)? {
-        None => Ok(DEFAULT_APP_ROLE.to_owned()),
+    role_of("TENANTRY_APP_DATABASE_URL", DEFAULT_APP_ROLE)
+}
+
+/// The role audited bypasses connect as: the user of `TENANTRY_BYPASS_DATABASE_URL`, else
+/// `tenantry_bypass`.
+pub(crate) fn bypass_role() -> Result<String, CliError> {
+    role_of("TENANTRY_BYPASS_DATABASE_URL", DEFAULT_BYPASS_ROLE)
+}
+
+/// The user of the URL in `var`, else `default`.
+fn role_of(var: &'static str, default: &str) -> Result<String, CliError> {
+    match env_var(var)? {
+        None => Ok(default.to_owned()),
         Some(value) => {
-            let target = DbTarget::parse(VAR, &value)?;
+            let target = DbTarget::parse(var, &value)?;
             if target.user.is_empty() {
                 return Err(CliError::BadUrl {
-                    origin: VAR,
+                    origin: var,
                     problem: "names no role (postgres://ROLE@host:5432/database)".into(),
                 });
             }

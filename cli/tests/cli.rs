@@ -356,7 +356,8 @@ fn add_user_for_a_missing_tenant_creates_nothing() {
 /// stores it as a service identity, and the principal lookup finds it for a service token only.
 #[test]
 fn add_user_creates_a_service_identity_that_service_tokens_resolve_to() {
-    let db = ScratchDb::migrated();
+    // As migrated: the lookup below runs as tenantry_app, which the pending hardening denies.
+    let db = ScratchDb::migrated_as_is();
     db.tenantry(&["seed-tenant", "--name", "Acme Corp"])
         .succeeds();
     let id = "88bf3b6d86161464f6509f7219099e57";
@@ -565,6 +566,14 @@ fn doctor_passes_then_names_the_table_without_row_level_security() {
     assert!(ok.contains("ok    public.notes"), "{ok}");
     assert!(ok.contains("role tenantry_app"), "{ok}");
     assert!(ok.contains("checked 1 tenant table (public.notes)"), "{ok}");
+    for line in [
+        "ok    directory (public.memberships, public.tenants, public.users): row-level security enabled, exactly tenantry's policies",
+        "ok    tenantry_app, tenantry_bypass: own nothing, and are members of no role",
+        "ok    tenantry_app, tenantry_bypass: create neither temporary tables nor objects in any schema",
+        "ok    SECURITY DEFINER functions: executable only by the roles tenantry grants them to",
+    ] {
+        assert!(ok.lines().any(|l| l.starts_with(line)), "{line}\n{ok}");
+    }
     assert!(!ok.contains("FAIL"), "{ok}");
 
     db.sql("ALTER TABLE notes DISABLE ROW LEVEL SECURITY");
@@ -630,6 +639,86 @@ fn doctor_checks_the_role_of_the_app_url() {
             .contains("FAIL  role postgres ignores row-level security"),
         "{out:?}"
     );
+}
+
+#[test]
+fn doctor_names_a_policy_that_ends_or_true() {
+    let db = ScratchDb::migrated();
+    db.sql(NOTES);
+    // The policy's own USING, widened: a text match on app.tenant_id would still pass it.
+    db.sql(
+        "DO $$ BEGIN
+             EXECUTE format('ALTER POLICY tenantry_tenant_isolation ON notes USING (%s OR true)',
+                 (SELECT pg_get_expr(polqual, polrelid) FROM pg_policy
+                  WHERE polrelid = 'notes'::regclass));
+         END $$",
+    );
+    let out = db.tenantry(&["doctor"]).fails(1, &["1 problem"]);
+    assert!(
+        out.stdout.lines().any(|l| l
+            .starts_with("FAIL  public.notes: policy tenantry_tenant_isolation has USING `")
+            && l.contains("OR true)`, not tenantry's `")),
+        "{out:?}"
+    );
+    assert!(!out.stdout.contains("ok    public.notes"), "{out:?}");
+}
+
+#[test]
+fn doctor_on_a_freshly_migrated_database_names_what_the_migrations_do_not_harden_yet() {
+    let db = ScratchDb::migrated_as_is();
+    let out = db.tenantry(&["doctor"]).fails(1, &["6 problem"]);
+    for line in [
+        "FAIL  role tenantry_app may create temporary tables",
+        "FAIL  role tenantry_bypass may create temporary tables",
+        "FAIL  function tenantry_principal(text,text) runs as its owner (SECURITY DEFINER), beneath row-level security, and tenantry_app may execute it",
+    ] {
+        assert!(
+            out.stdout.lines().any(|l| l.starts_with(line)),
+            "{line}\n{out:?}"
+        );
+    }
+}
+
+#[test]
+fn doctor_checks_the_role_of_the_bypass_url() {
+    let db = ScratchDb::migrated();
+    let bypass = block_on(tenantry::testing::ScratchRole::create(
+        "tenantry_r",
+        &db.name,
+        "LOGIN BYPASSRLS",
+    ));
+    db.sql(&format!(
+        "CREATE SCHEMA reports AUTHORIZATION {}",
+        bypass.name()
+    ));
+    let out = run(
+        &["doctor"],
+        &[
+            ("DATABASE_URL", &db.url()),
+            ("TENANTRY_BYPASS_DATABASE_URL", &bypass.url()),
+        ],
+    )
+    .fails(1, &["2 problem"]);
+    for line in [
+        format!("FAIL  role {} owns schema reports", bypass.name()),
+        format!(
+            "FAIL  role {} may create objects in schema reports",
+            bypass.name()
+        ),
+    ] {
+        assert!(
+            out.stdout.lines().any(|l| l.starts_with(&line)),
+            "{line}\n{out:?}"
+        );
+    }
+    run(
+        &["doctor"],
+        &[
+            ("DATABASE_URL", &db.url()),
+            ("TENANTRY_BYPASS_DATABASE_URL", "nope"),
+        ],
+    )
+    .fails(2, &["TENANTRY_BYPASS_DATABASE_URL"]);
 }
 
 #[test]

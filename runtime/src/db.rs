@@ -35,9 +35,11 @@ use crate::seal::{self, SealFailure};
 mod keys;
 mod listen;
 mod one_rtt;
+pub(crate) mod roles_check;
 
 use keys::{Keys, DIRECTORY_URL};
 use listen::Directory;
+pub use roles_check::{RoleEscalation, RolePower};
 
 /// Settings of [`Db::connect`]. [`DbConfig::new`] fills in the defaults below; every duration
 /// must be greater than zero.
@@ -458,6 +460,13 @@ impl Db {
         let (role, privileged) = role_of(&conn).await?;
         if privileged {
             return Err(DbError::PrivilegedAppRole { role });
+        }
+        let found = in_read_only_tx(&conn, async |c| {
+            roles_check::escalations(c, &role, &[]).await
+        })
+        .await?;
+        if let Some(escalation) = found.into_iter().next() {
+            return Err(DbError::AppRoleEscalates { escalation });
         }
         if self.pooler == Pooler::Direct {
             self.check_own_sessions(&conn).await?;

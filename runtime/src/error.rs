@@ -2,6 +2,8 @@
 
 use thiserror::Error;
 
+use crate::db::RoleEscalation;
+
 /// An error from a tenant transaction, a bypass or the pools behind them.
 #[derive(Debug, Error)]
 pub enum DbError {
@@ -16,11 +18,24 @@ pub enum DbError {
     Connection(#[from] diesel::ConnectionError),
     /// The role of the tenant pool ignores row-level security.
     #[error(
-        "the tenant connection's role `{role}` is a superuser or has BYPASSRLS, so row-level security would not apply; connect with a role like `tenantry_app` (NOSUPERUSER NOBYPASSRLS)"
+        "TENANTRY_APP_DATABASE_URL: the tenant connection's role `{role}` is a superuser or has BYPASSRLS, so row-level security would not apply; connect with a role like `tenantry_app` (NOSUPERUSER NOBYPASSRLS)"
     )]
     PrivilegedAppRole {
         /// The offending role.
         role: String,
+    },
+    /// The role of the tenant pool can step outside row-level security: it owns a tenant table
+    /// or has `CREATEROLE`, or it is a member (directly or through other roles, inheriting or
+    /// not) of a role that is a superuser, has `BYPASSRLS`, owns a tenant table or has
+    /// `CREATEROLE`. A member takes the other role's powers with `SET ROLE` or
+    /// `set_config('role', ..)`.
+    #[error(
+        "TENANTRY_APP_DATABASE_URL: {escalation}, so row-level security would not hold for the tenant pool; {fix}, or connect as a role like `tenantry_app` that owns no tenant table and is a member of no such role",
+        fix = .escalation.fix()
+    )]
+    AppRoleEscalates {
+        /// The first way out found (the shortest chain of memberships).
+        escalation: RoleEscalation,
     },
     /// No bypass pool was configured, yet a bypass was opened.
     #[error("no bypass database URL is configured, so audited cross-tenant work cannot run")]
@@ -69,6 +84,7 @@ impl DbError {
             // until it is fixed: retry later.
             DbError::Seal(_) => true,
             DbError::PrivilegedAppRole { .. }
+            | DbError::AppRoleEscalates { .. }
             | DbError::NoBypassPool
             | DbError::Config(_)
             | DbError::Pooler(_)

@@ -41,11 +41,11 @@ pub use ctx::{
     Access, Actor, CanWrite, FromBareId, NoAmbientTenant, NotFromRequestData, ReadOnly, ReadWrite,
     TenantCtx, TestingFeature,
 };
-pub use db::{Db, DbConfig};
+pub use db::{Db, DbConfig, RoleEscalation, RolePower};
 pub use declare::declare_tables;
 pub use error::{DbError, ScopeError};
 pub use insert::{InsertMany, InsertOne, ScopedInsert, TenantRow};
-pub use inspect::{inspect, Finding, Report};
+pub use inspect::{inspect, inspect_roles, Finding, PolicyDifference, Report, SearchPathProblem};
 pub use jobs::{Jobs, JobsOnly, SystemJob};
 pub use migrate::{
     migrate, migrate_url, migrate_with, MigrateError, Migrated, FRAMEWORK_MIGRATIONS,

@@ -12,10 +12,11 @@ use crate::error::CliError;
 pub(super) async fn run(
     conn: &mut AsyncPgConnection,
     app_role: &str,
+    bypass_role: &str,
     citus: bool,
     out: &mut impl Write,
 ) -> Result<(), CliError> {
-    let report = tenantry::inspect(conn, app_role).await?;
+    let report = tenantry::inspect_roles(conn, app_role, bypass_role).await?;
     print_report(&report, app_role, out)?;
     let mut problems = report.findings.len();
     if citus && !report.findings.contains(&Finding::NotMigrated) {
@@ -82,6 +83,19 @@ fn print_report(report: &Report, app_role: &str, out: &mut impl Write) -> Result
             )?;
         }
     }
+    if !report.directory_tables.is_empty()
+        && !report
+            .findings
+            .iter()
+            .any(|f| table_of(f).is_some_and(|t| report.directory_tables.contains(t)))
+    {
+        writeln!(
+            out,
+            "ok    directory ({}): row-level security enabled, exactly tenantry's policies, \
+             no other permissive policy",
+            report.directory_tables.join(", ")
+        )?;
+    }
     if !report.findings.iter().any(|f| {
         matches!(
             f,
@@ -91,6 +105,45 @@ fn print_report(report: &Report, app_role: &str, out: &mut impl Write) -> Result
         writeln!(
             out,
             "ok    role {app_role} is neither superuser nor BYPASSRLS"
+        )?;
+    }
+    if !report.roles.is_empty() {
+        let roles = report.roles.join(", ");
+        if !report
+            .findings
+            .iter()
+            .any(|f| matches!(f, Finding::RoleOwns { .. } | Finding::RoleEscalates { .. }))
+        {
+            writeln!(
+                out,
+                "ok    {roles}: own nothing, and are members of no role that escapes \
+                 row-level security or owns a tenant table"
+            )?;
+        }
+        if !report.findings.iter().any(|f| {
+            matches!(
+                f,
+                Finding::TempAllowed { .. } | Finding::CreateAllowed { .. }
+            )
+        }) {
+            writeln!(
+                out,
+                "ok    {roles}: create neither temporary tables nor objects in any schema"
+            )?;
+        }
+    }
+    if !not_migrated
+        && !report.findings.iter().any(|f| {
+            matches!(
+                f,
+                Finding::DefinerExecutable { .. } | Finding::DefinerSearchPath { .. }
+            )
+        })
+    {
+        writeln!(
+            out,
+            "ok    SECURITY DEFINER functions: executable only by the roles tenantry grants \
+             them to, search_path pinned with pg_temp last"
         )?;
     }
     for finding in &report.findings {
@@ -116,19 +169,28 @@ fn print_report(report: &Report, app_role: &str, out: &mut impl Write) -> Result
     Ok(())
 }
 
-/// The declared tenant table a finding is about, if any.
+/// The declared tenant table or directory table a finding is about, if any.
 fn table_of(finding: &Finding) -> Option<&String> {
     match finding {
         Finding::DeclaredTableMissing { table }
         | Finding::RlsNotEnabled { table }
         | Finding::RlsNotForced { table }
         | Finding::PolicyMissing { table }
+        | Finding::PolicyDiffers { table, .. }
+        | Finding::DirectoryPolicyMissing { table, .. }
+        | Finding::DirectoryPolicyDiffers { table, .. }
         | Finding::TenantIndexMissing { table, .. }
         | Finding::ExtraPermissivePolicy { table, .. } => Some(table),
         Finding::UndeclaredTenantColumn { .. }
         | Finding::TenantReferenceWithoutPolicy { .. }
         | Finding::AppRoleMissing { .. }
         | Finding::AppRolePrivileged { .. }
+        | Finding::RoleOwns { .. }
+        | Finding::RoleEscalates { .. }
+        | Finding::TempAllowed { .. }
+        | Finding::CreateAllowed { .. }
+        | Finding::DefinerExecutable { .. }
+        | Finding::DefinerSearchPath { .. }
         | Finding::NotMigrated => None,
     }
 }
@@ -147,7 +209,7 @@ mod tests {
     fn a_sound_database_prints_ok_lines() {
         let report = Report {
             tenant_tables: vec!["public.notes".into()],
-            findings: vec![],
+            ..Report::default()
         };
         let text = printed(&report);
         assert!(text.contains("ok    public.notes:"), "{text}");
@@ -162,6 +224,7 @@ mod tests {
             findings: vec![Finding::RlsNotEnabled {
                 table: "public.notes".into(),
             }],
+            ..Report::default()
         };
         let text = printed(&report);
         assert!(!text.contains("ok    public.notes"), "{text}");

@@ -41,8 +41,9 @@ pub(crate) async fn run(cli: Cli, out: &mut impl Write) -> Result<(), CliError> 
         }
         Command::Doctor(args) => {
             let role = crate::config::app_role()?;
+            let bypass = crate::config::bypass_role()?;
             let mut conn = db::connect(&target).await?;
-            doctor::run(&mut conn, &role, args.citus, out).await
+            doctor::run(&mut conn, &role, &bypass, args.citus, out).await
         }
         Command::CitusPlan => {
             let role = crate::config::app_role()?;

@@ -29,6 +29,7 @@
 //! minted token in the `Cf-Access-Jwt-Assertion` header.
 
 mod certs_server;
+mod hardening;
 mod harness;
 #[doc(hidden)]
 pub mod isolation;
@@ -43,10 +44,12 @@ mod wire;
 pub use crate::assert_isolated;
 pub use crate::on_both_routes;
 pub use certs_server::{CertsBehaviour, CertsServer};
+#[doc(hidden)]
+pub use hardening::apply_pending_hardening;
 pub use harness::{begin_tenant, run_test, NoMigrations, TestDb, TestFn, TestTenant, TestUser};
 pub use keys::{certs_document, TestKey};
 pub use minter::{TestToken, TokenMinter};
 pub use pgbouncer::{PgBouncer, Route};
 pub use proxy::{Fault, FaultProxy};
-pub use scratch::{connect_superuser, database_url, server_url, ScratchDatabase};
+pub use scratch::{connect_superuser, database_url, server_url, ScratchDatabase, ScratchRole};
 pub use wire::{Executed, MessageFramer};

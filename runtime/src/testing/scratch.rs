@@ -111,3 +111,81 @@ impl Drop for ScratchDatabase {
         .join();
     }
 }
+
+/// A role created for one test (`<prefix>_<pid>_<n>_<random>`) and dropped with the value, so
+/// that tests which change roles (attributes, memberships: shared by every database of the
+/// server) run in parallel without touching `tenantry_app` or `tenantry_bypass`.
+///
+/// Dropping it first hands what it owns in `database` (if that database still exists) to the
+/// superuser and revokes its privileges there, then drops the role and its memberships.
+#[derive(Debug)]
+pub struct ScratchRole {
+    name: String,
+    database: String,
+}
+
+impl ScratchRole {
+    /// `CREATE ROLE <name> <attributes>` (`"LOGIN NOINHERIT"`, `"NOLOGIN"`, ...), for tests in
+    /// `database`.
+    pub async fn create(prefix: &str, database: &str, attributes: &str) -> Self {
+        let name = format!(
+            "{prefix}_{}_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed),
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        connect_superuser("postgres")
+            .await
+            .batch_execute(&format!("CREATE ROLE {name} {attributes}"))
+            .await
+            .unwrap_or_else(|e| panic!("cannot create the scratch role {name}: {e}"));
+        ScratchRole {
+            name,
+            database: database.to_owned(),
+        }
+    }
+
+    /// The role's name (plain lowercase: no quoting needed).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The URL of its database as this role.
+    pub fn url(&self) -> String {
+        database_url(&self.database, Some(&self.name))
+    }
+}
+
+impl Drop for ScratchRole {
+    fn drop(&mut self) {
+        let name = std::mem::take(&mut self.name);
+        let database = std::mem::take(&mut self.database);
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                if let Ok(mut c) =
+                    AsyncPgConnection::establish(&database_url(&database, None)).await
+                {
+                    let _ = c
+                        .batch_execute(&format!(
+                            "REASSIGN OWNED BY {name} TO CURRENT_USER; DROP OWNED BY {name}"
+                        ))
+                        .await;
+                }
+                if let Ok(mut c) =
+                    AsyncPgConnection::establish(&database_url("postgres", None)).await
+                {
+                    let _ = c
+                        .batch_execute(&format!("DROP ROLE IF EXISTS {name}"))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
