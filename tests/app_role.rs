@@ -32,7 +32,8 @@ async fn app_like(t: &TestDb, attributes: &str) -> ScratchRole {
         &mut t.admin().await,
         &format!(
             "GRANT SELECT, INSERT, UPDATE, DELETE ON projects, invoices TO {r};
-             GRANT SELECT ON currencies, tenants, users, memberships TO {r};",
+             GRANT SELECT ON currencies, tenants, users, memberships TO {r};
+             GRANT EXECUTE ON FUNCTION tenantry_enter(uuid, boolean, bigint, integer, bytea) TO {r};",
             r = role.name()
         ),
     )
@@ -58,12 +59,16 @@ async fn connect_as(role: &ScratchRole) -> AsyncPgConnection {
 }
 
 /// The invoices `conn` sees inside a transaction of tenant `acme`.
-async fn invoices_seen_in(conn: &mut AsyncPgConnection, acme: uuid::Uuid, escalate: &str) -> i64 {
-    sql(
-        conn,
-        &format!("BEGIN; SET LOCAL app.tenant_id = '{acme}'; {escalate}"),
-    )
-    .await;
+async fn invoices_seen_in(
+    t: &TestDb,
+    conn: &mut AsyncPgConnection,
+    acme: uuid::Uuid,
+    escalate: &str,
+) -> i64 {
+    t.begin_tenant(conn, acme).await.expect("enter acme");
+    if !escalate.is_empty() {
+        sql(conn, escalate).await;
+    }
     let n = count(conn, "SELECT count(*) AS n FROM invoices").await;
     sql(conn, "ROLLBACK").await;
     n
@@ -115,14 +120,17 @@ async fn an_app_role_that_owns_a_tenant_table_is_refused() {
 
     // The attack: the owner lifts its own table's row-level security.
     let mut conn = connect_as(&role).await;
-    assert_eq!(invoices_seen_in(&mut conn, acme, "").await, ACME_INVOICES);
+    assert_eq!(
+        invoices_seen_in(&t, &mut conn, acme, "").await,
+        ACME_INVOICES
+    );
     sql(
         &mut conn,
         "ALTER TABLE invoices NO FORCE ROW LEVEL SECURITY",
     )
     .await;
     assert_eq!(
-        invoices_seen_in(&mut conn, acme, "").await,
+        invoices_seen_in(&t, &mut conn, acme, "").await,
         ACME_INVOICES + GLOBEX_INVOICES,
         "the owner sees every tenant's invoices"
     );
@@ -199,7 +207,7 @@ async fn a_member_of_the_table_owner_is_refused() {
         owner.name()
     );
     assert_eq!(
-        invoices_seen_in(&mut conn, acme, &escalate).await,
+        invoices_seen_in(&t, &mut conn, acme, &escalate).await,
         ACME_INVOICES + GLOBEX_INVOICES
     );
 }
@@ -242,7 +250,7 @@ async fn a_member_of_the_owner_through_another_role_is_refused_even_without_inhe
         owner.name()
     );
     assert_eq!(
-        invoices_seen_in(&mut conn, acme, &escalate).await,
+        invoices_seen_in(&t, &mut conn, acme, &escalate).await,
         ACME_INVOICES + GLOBEX_INVOICES
     );
 }
@@ -271,6 +279,7 @@ async fn a_member_of_the_bypass_role_is_refused() {
     let mut conn = connect_as(&role).await;
     assert_eq!(
         invoices_seen_in(
+            &t,
             &mut conn,
             acme,
             "SELECT set_config('role', 'tenantry_bypass', true);"
@@ -298,6 +307,7 @@ async fn an_app_role_with_createrole_is_refused() {
     .await;
     assert_eq!(
         invoices_seen_in(
+            &t,
             &mut conn,
             acme,
             "SELECT set_config('role', 'tenantry_bypass', true);"

@@ -5,13 +5,10 @@ mod common;
 
 use common::{admin_url_of, count, EmptyDb, TestDb};
 use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
-use tenantry::testing::apply_pending_hardening;
 use tenantry::{Finding, PolicyDifference, Report, TableDecl};
 
-/// `inspect` after the hardening the migrations do not apply yet (`apply_pending_hardening`),
-/// so that the findings are those of what each test changed.
+/// `inspect` as the migration role.
 async fn inspect(conn: &mut AsyncPgConnection, role: &str) -> Report {
-    apply_pending_hardening(conn).await;
     tenantry::inspect(conn, role).await.expect("inspect runs")
 }
 
@@ -43,14 +40,6 @@ const NOTES_SQL: &str = "CREATE TABLE notes (
     tenant_id uuid NOT NULL REFERENCES tenants (id),
     body text NOT NULL
 )";
-
-/// tenantry's own migrations, in order.
-const ALL_MIGRATIONS: [&str; 4] = [
-    "00000000000001_framework",
-    "00000000000002_directory",
-    "00000000000003_directory_notify",
-    "00000000000004_service_identities",
-];
 
 const NOTES: TableDecl = TableDecl::tenant("notes", "tenant_id");
 
@@ -340,10 +329,17 @@ async fn an_unmigrated_database_is_reported() {
     let mut conn = db.admin().await;
     let report = inspect(&mut conn, "tenantry_app").await;
     // `tenantry_app` is server-wide and may not exist yet if no other test has migrated.
+    // `tenantry_app` is server-wide and may not exist yet if no other test has migrated; TEMP is
+    // PUBLIC's until the migrations revoke it.
     let findings: Vec<&Finding> = report
         .findings
         .iter()
-        .filter(|f| !matches!(f, Finding::AppRoleMissing { .. }))
+        .filter(|f| {
+            !matches!(
+                f,
+                Finding::AppRoleMissing { .. } | Finding::TempAllowed { .. }
+            )
+        })
         .collect();
     assert_eq!(findings, vec![&Finding::NotMigrated]);
     assert!(report.tenant_tables.is_empty());
@@ -354,7 +350,7 @@ async fn migrate_is_idempotent() {
     let db = EmptyDb::new().await;
     let conn = db.admin().await;
     let first = tenantry::migrate(conn).await.unwrap();
-    assert_eq!(first.applied, ALL_MIGRATIONS);
+    assert_eq!(first.applied, common::framework_migrations());
     assert_eq!(
         tenantry::migrate(first.conn).await.unwrap().applied,
         Vec::<String>::new()
@@ -368,7 +364,10 @@ async fn migrate_is_idempotent() {
     assert!(report.tenant_tables.is_empty());
     // Recorded where `diesel migration run` looks.
     let sql = "SELECT count(*) AS n FROM __diesel_schema_migrations";
-    assert_eq!(count(&mut conn, sql).await, ALL_MIGRATIONS.len() as i64);
+    assert_eq!(
+        count(&mut conn, sql).await,
+        common::framework_migrations().len() as i64
+    );
 }
 
 #[tokio::test]
@@ -380,7 +379,7 @@ async fn several_databases_migrate_at_once() {
     for (db, result) in dbs.iter().zip(results) {
         assert_eq!(
             result.unwrap_or_else(|e| panic!("{}: {e}", db.name)),
-            ALL_MIGRATIONS
+            common::framework_migrations()
         );
         let mut conn = db.admin().await;
         let report = inspect(&mut conn, "tenantry_app").await;
@@ -397,7 +396,11 @@ async fn several_connections_migrate_one_database_at_once() {
     for result in results {
         applied.extend(result.unwrap_or_else(|e| panic!("{e}")));
     }
-    assert_eq!(applied, ALL_MIGRATIONS, "applied exactly once");
+    assert_eq!(
+        applied,
+        common::framework_migrations(),
+        "applied exactly once"
+    );
     let mut conn = db.admin().await;
     let report = inspect(&mut conn, "tenantry_app").await;
     assert!(report.is_ok(), "{:?}", report.findings);

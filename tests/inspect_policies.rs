@@ -5,7 +5,6 @@ mod common;
 
 use common::{count, TestDb};
 use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
-use tenantry::testing::apply_pending_hardening;
 use tenantry::{Finding, PolicyDifference, TableDecl};
 
 async fn batch(conn: &mut AsyncPgConnection, sql: &str) {
@@ -18,7 +17,6 @@ async fn batch(conn: &mut AsyncPgConnection, sql: &str) {
 async fn findings_after(sql: &str) -> Vec<Finding> {
     let t = TestDb::new().await;
     let mut admin = t.admin().await;
-    apply_pending_hardening(&mut admin).await;
     batch(&mut admin, sql).await;
     tenantry::inspect(&mut admin, "tenantry_app")
         .await
@@ -175,7 +173,6 @@ async fn a_restrictive_extra_policy_is_allowed_and_a_permissive_one_is_not() {
 async fn a_tenant_column_that_needs_quotes_is_compared_exactly() {
     let t = TestDb::new().await;
     let mut admin = t.admin().await;
-    apply_pending_hardening(&mut admin).await;
     batch(
         &mut admin,
         r#"CREATE TABLE notes (id int PRIMARY KEY,
@@ -309,7 +306,6 @@ async fn directory_row_level_security_disabled_is_reported() {
 async fn the_expected_policy_follows_the_declaring_function() {
     let t = TestDb::new().await;
     let mut admin = t.admin().await;
-    apply_pending_hardening(&mut admin).await;
     // A "new version": the old function, then a narrower USING on every policy it made.
     batch(
         &mut admin,

@@ -50,10 +50,7 @@ async fn an_earlier_runners_database_is_adopted_once() {
         .expect("migrates");
     assert_eq!(
         first.applied,
-        [
-            "00000000000003_directory_notify",
-            "00000000000004_service_identities"
-        ],
+        common::framework_migrations()[2..],
         "only what the earlier runner had not applied"
     );
     let mut conn = first.conn;

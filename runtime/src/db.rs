@@ -431,6 +431,13 @@ impl Db {
                  entered for {} saw {other:?}): re-run tenantry's migrations",
                 ctx.tenant_id()
             ))),
+            Err(DbError::Seal(message)) if message.contains("42501") => {
+                Err(DbError::Config(format!(
+                    "{APP_URL}: its role may not enter a tenant ({message}): connect as \
+                     tenantry_app, or GRANT EXECUTE ON FUNCTION tenantry_enter(uuid, boolean, \
+                     bigint, integer, bytea) to the role"
+                )))
+            }
             Err(DbError::Seal(message)) => Err(DbError::Config(format!(
                 "{DIRECTORY_URL} and {APP_URL} must lead to the same database: the tenant key \
                  read through the first does not verify on the second ({message})"

@@ -271,3 +271,13 @@ pub async fn try_text(
     let rows: Vec<V> = diesel::sql_query(sql).load(conn).await?;
     Ok(rows.into_iter().next().and_then(|r| r.v))
 }
+
+/// The names of tenantry's own migrations, in order (`00000000000001_framework`, ..).
+pub fn framework_migrations() -> Vec<String> {
+    use diesel::migration::MigrationSource;
+    MigrationSource::<diesel::pg::Pg>::migrations(&tenantry::FRAMEWORK_MIGRATIONS)
+        .expect("embedded migrations")
+        .iter()
+        .map(|m| m.name().to_string())
+        .collect()
+}

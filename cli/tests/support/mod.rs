@@ -36,18 +36,8 @@ impl ScratchDb {
         }
     }
 
-    /// A database migrated with `tenantry migrate`, with the hardening `tenantry doctor`
-    /// expects and the migrations do not apply yet (`apply_pending_hardening`).
+    /// A database migrated with `tenantry migrate`.
     pub fn migrated() -> Self {
-        let db = Self::migrated_as_is();
-        block_on(async {
-            tenantry::testing::apply_pending_hardening(&mut connect(&db.name).await).await;
-        });
-        db
-    }
-
-    /// A database migrated with `tenantry migrate`, nothing more.
-    pub fn migrated_as_is() -> Self {
         let db = Self::empty();
         let out = db.tenantry(&["migrate"]);
         assert_eq!(out.code, 0, "tenantry migrate: {out:?}");

@@ -360,6 +360,15 @@ fn compare(
     }
 }
 
+/// The same expression, as PostgreSQL deparses it: equal but for the indentation of nested
+/// subqueries, which depends on how deep the expression sits.
+fn same(found: &Option<String>, expected: &Option<String>) -> bool {
+    fn words(s: &Option<String>) -> Option<Vec<&str>> {
+        s.as_deref().map(|s| s.split_whitespace().collect())
+    }
+    words(found) == words(expected)
+}
+
 fn differences(e: &Expected, p: &PolicyRow) -> Vec<PolicyDifference> {
     let mut out = Vec::new();
     if p.permissive != e.permissive {
@@ -379,13 +388,13 @@ fn differences(e: &Expected, p: &PolicyRow) -> Vec<PolicyDifference> {
             expected: e.roles.clone(),
         });
     }
-    if p.using != e.using {
+    if !same(&p.using, &e.using) {
         out.push(PolicyDifference::Using {
             found: p.using.clone(),
             expected: e.using.clone(),
         });
     }
-    if p.with_check != e.with_check {
+    if !same(&p.with_check, &e.with_check) {
         out.push(PolicyDifference::WithCheck {
             found: p.with_check.clone(),
             expected: e.with_check.clone(),

@@ -29,7 +29,6 @@
 //! minted token in the `Cf-Access-Jwt-Assertion` header.
 
 mod certs_server;
-mod hardening;
 mod harness;
 #[doc(hidden)]
 pub mod isolation;
@@ -44,8 +43,6 @@ mod wire;
 pub use crate::assert_isolated;
 pub use crate::on_both_routes;
 pub use certs_server::{CertsBehaviour, CertsServer};
-#[doc(hidden)]
-pub use hardening::apply_pending_hardening;
 pub use harness::{begin_tenant, run_test, NoMigrations, TestDb, TestFn, TestTenant, TestUser};
 pub use keys::{certs_document, TestKey};
 pub use minter::{TestToken, TokenMinter};
