@@ -52,7 +52,8 @@ async fn an_earlier_runners_database_is_adopted_once() {
         first.applied,
         [
             "00000000000003_directory_notify",
-            "00000000000004_service_identities"
+            "00000000000004_service_identities",
+            "00000000000007_audit_chain"
         ],
         "only what the earlier runner had not applied"
     );

@@ -491,8 +491,9 @@ impl Db {
     }
 
     /// A system job's transaction inside `scope`'s tenant: one audit row (action `job`) is
-    /// written first, in the same transaction; then, for a read-only job, the transaction turns
-    /// `READ ONLY` before `work` runs.
+    /// written first, in the same transaction. A read-only job's row is committed before a
+    /// `READ ONLY` transaction opens for `work`: a read-only transaction cannot link its row
+    /// into the audit chain when it commits, and what the work reads is read even if it fails.
     pub(crate) async fn run_job_tx<A, T, E, F>(
         &self,
         scope: Scope,
@@ -523,8 +524,9 @@ impl Db {
             .await
             .map_err(DbError::from)?;
             if A::READ_ONLY {
-                // Allowed after the audit insert: a transaction may always turn read-only.
-                conn.batch_execute("SET TRANSACTION READ ONLY")
+                // The COMMIT links the audit row; if it fails, the rest of the batch does not run.
+                let read_only = begin_tenant_sql(scope.tenant_id, true, &self.tx_settings);
+                conn.batch_execute(&format!("COMMIT; {read_only}"))
                     .await
                     .map_err(DbError::from)?;
             }
