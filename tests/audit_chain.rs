@@ -22,6 +22,25 @@ on_both_routes!(
     a_read_only_job_commits_its_audit_row_before_it_reads,
 );
 
+/// A job's error: the database's or a blank reason.
+#[derive(Debug)]
+enum JobError {
+    Db(DbError),
+    Scope(ScopeError),
+}
+
+impl From<DbError> for JobError {
+    fn from(e: DbError) -> Self {
+        JobError::Db(e)
+    }
+}
+
+impl From<ScopeError> for JobError {
+    fn from(e: ScopeError) -> Self {
+        JobError::Scope(e)
+    }
+}
+
 /// The database's error message (panics on success or on any other error).
 fn refused(result: Result<usize, diesel::result::Error>, sql: &str) -> String {
     match result {
@@ -139,7 +158,10 @@ async fn neither_role_can_insert_a_row_choose_an_id_or_move_the_sequence() {
                 .batch_execute(&format!("BEGIN; {lock}"))
                 .await
                 .expect_err(lock);
-            assert!(err.to_string().contains("permission denied"), "{role}: {lock}: {err}");
+            assert!(
+                err.to_string().contains("permission denied"),
+                "{role}: {lock}: {err}"
+            );
             conn.batch_execute("ROLLBACK").await.unwrap();
         }
         // The function takes no id and no time: there is nothing to choose them with.
@@ -154,7 +176,10 @@ async fn neither_role_can_insert_a_row_choose_an_id_or_move_the_sequence() {
              p_reason => 'forged', p_tenant_id => NULL, p_request_id => NULL, p_location => NULL)",
         ] {
             let message = refused(exec(&mut conn, sql).await, sql);
-            assert!(message.contains("does not exist"), "{role}: {sql}: {message}");
+            assert!(
+                message.contains("does not exist"),
+                "{role}: {sql}: {message}"
+            );
         }
         // The owner of the functions and of the chain cannot be become.
         let owner = owner_of_the_chain(&mut admin).await;
@@ -163,16 +188,24 @@ async fn neither_role_can_insert_a_row_choose_an_id_or_move_the_sequence() {
             format!("SET SESSION AUTHORIZATION \"{owner}\""),
         ] {
             let message = refused(exec(&mut conn, &sql).await, &sql);
-            assert!(message.contains("permission denied"), "{role}: {sql}: {message}");
+            assert!(
+                message.contains("permission denied"),
+                "{role}: {sql}: {message}"
+            );
         }
     }
-    assert_eq!(count(&mut admin, "SELECT count(*) AS n FROM audit_log").await, 1);
+    assert_eq!(
+        count(&mut admin, "SELECT count(*) AS n FROM audit_log").await,
+        1
+    );
     // Nothing was jammed: the next bypass and job write the next ids.
     bypass(&t, "after the attacks").await;
     let tenant = t.tenant("acme").await;
     t.jobs
         .job("nightly")
-        .tx(tenant, "after the attacks", async |_conn| Ok::<_, JobError>(()))
+        .tx(tenant, "after the attacks", async |_conn| {
+            Ok::<_, JobError>(())
+        })
         .await
         .unwrap();
     let ids = audit_ids(&mut admin).await;
@@ -259,35 +292,21 @@ async fn two_concurrent_bypasses_both_commit_and_chain_in_commit_order(route: Ro
     let mut admin = t.admin().await;
     let order = chain_order(&mut admin).await;
     assert_eq!(order.len(), 2, "{order:?}");
-    assert_eq!(order[0].1, "second: short work", "committed first: {order:?}");
+    assert_eq!(
+        order[0].1, "second: short work",
+        "committed first: {order:?}"
+    );
     assert_eq!(order[1].1, "first: long work", "{order:?}");
     assert!(order[0].0 > order[1].0, "ids in insert order: {order:?}");
     intact(&admin, 2).await;
-}
-
-#[derive(Debug)]
-enum JobError {
-    Db(DbError),
-    Scope(ScopeError),
-}
-
-impl From<DbError> for JobError {
-    fn from(e: DbError) -> Self {
-        JobError::Db(e)
-    }
-}
-
-impl From<ScopeError> for JobError {
-    fn from(e: ScopeError) -> Self {
-        JobError::Scope(e)
-    }
 }
 
 async fn bypasses_jobs_and_raw_sql_each_write_one_linked_row(route: Route) {
     let t = TestDb::through(route, 2).await;
     let tenant = t.tenant("acme").await;
     let mut admin = t.admin().await;
-    let rows = || async { count(&mut t.admin().await, "SELECT count(*) AS n FROM audit_log").await };
+    let rows =
+        || async { count(&mut t.admin().await, "SELECT count(*) AS n FROM audit_log").await };
 
     bypass(&t, "one bypass").await;
     assert_eq!(rows().await, 1);
@@ -312,9 +331,8 @@ async fn bypasses_jobs_and_raw_sql_each_write_one_linked_row(route: Route) {
     .unwrap();
     assert_eq!(rows().await, 4);
     // A failed bypass leaves neither row nor link.
-    let failed = t
-        .db
-        .bypass(
+    let failed =
+        t.db.bypass(
             no_tenant_scope!(&t.jobs.job("audit-test"), "fails"),
             async |_conn| Err::<(), _>(DbError::Config("boom".into())),
         )
@@ -375,7 +393,10 @@ async fn a_read_only_job_commits_its_audit_row_before_it_reads(route: Route) {
         })
         .await;
     assert!(matches!(failed, Err(JobError::Db(DbError::Config(_)))));
-    assert_eq!(count(&mut admin, "SELECT count(*) AS n FROM audit_log").await, 3);
+    assert_eq!(
+        count(&mut admin, "SELECT count(*) AS n FROM audit_log").await,
+        3
+    );
     intact(&admin, 3).await;
 }
 
@@ -406,7 +427,9 @@ async fn tampered(tamper: &str) -> Verification {
 async fn an_edited_row_is_named() {
     let v = tampered("UPDATE audit_log SET reason = 'nothing happened' WHERE id = 2").await;
     assert_eq!(v.breaks, [ChainBreak::ContentChanged { id: 2, seq: 2 }]);
-    assert!(v.breaks[0].to_string().starts_with("row 2 (chain position 2): content changed"));
+    assert!(v.breaks[0]
+        .to_string()
+        .starts_with("row 2 (chain position 2): content changed"));
 }
 
 #[tokio::test]
@@ -491,13 +514,31 @@ async fn even_the_owner_cannot_rewrite_the_chain_with_the_triggers_on() {
     bypass(&t, "second").await;
     let mut admin = t.admin().await;
     for (sql, expected) in [
-        ("UPDATE audit_log_chain SET hash = prev_hash", "audit_log_chain is append-only: UPDATE"),
-        ("DELETE FROM audit_log_chain", "audit_log_chain is append-only: DELETE"),
-        ("TRUNCATE audit_log_chain", "audit_log_chain is append-only: TRUNCATE"),
-        ("DELETE FROM audit_log_chain_head", "audit_log_chain_head is append-only: DELETE"),
-        ("UPDATE audit_log_chain_head SET seq = 1, audit_id = 1, hash = \
-          (SELECT hash FROM audit_log_chain WHERE seq = 1)", "only moves to the next link"),
-        ("UPDATE audit_log_chain_head SET seq = seq + 1", "only moves to the next link"),
+        (
+            "UPDATE audit_log_chain SET hash = prev_hash",
+            "audit_log_chain is append-only: UPDATE",
+        ),
+        (
+            "DELETE FROM audit_log_chain",
+            "audit_log_chain is append-only: DELETE",
+        ),
+        (
+            "TRUNCATE audit_log_chain",
+            "audit_log_chain is append-only: TRUNCATE",
+        ),
+        (
+            "DELETE FROM audit_log_chain_head",
+            "audit_log_chain_head is append-only: DELETE",
+        ),
+        (
+            "UPDATE audit_log_chain_head SET seq = 1, audit_id = 1, hash = \
+          (SELECT hash FROM audit_log_chain WHERE seq = 1)",
+            "only moves to the next link",
+        ),
+        (
+            "UPDATE audit_log_chain_head SET seq = seq + 1",
+            "only moves to the next link",
+        ),
     ] {
         let message = refused(exec(&mut admin, sql).await, sql);
         assert!(message.contains(expected), "{sql}: {message}");
@@ -542,9 +583,14 @@ async fn rows_written_before_the_migration_are_chained_in_id_order() {
     )
     .await
     .expect("rows of the earlier version");
-    let migrated = tenantry::migrate_with(conn, MIGRATIONS).await.expect("migrates");
+    let migrated = tenantry::migrate_with(conn, MIGRATIONS)
+        .await
+        .expect("migrates");
     assert!(
-        migrated.applied.iter().any(|m| m == "00000000000007_audit_chain"),
+        migrated
+            .applied
+            .iter()
+            .any(|m| m == "00000000000007_audit_chain"),
         "{:?}",
         migrated.applied
     );

@@ -40,7 +40,13 @@ fn help_of_each_command_mentions_its_flags() {
         ),
         (
             &["audit", "--help"],
-            &["--limit", "1–500", "[default: 20]", "--verify", "first broken row"],
+            &[
+                "--limit",
+                "1–500",
+                "[default: 20]",
+                "--verify",
+                "first broken row",
+            ],
         ),
         (
             &["doctor", "--help"],
@@ -510,9 +516,24 @@ fn audit_prints_the_newest_rows_first() {
         .field("id");
     // The server assigns id and time: rows written one after the other, oldest first.
     for (actor, action, reason, tenant) in [
-        ("old@example.com", "admin.audit", "'oldest read'", "NULL".to_owned()),
-        ("mid@example.com", "admin.tenants", "'quarterly review'", format!("'{tenant}'")),
-        ("new@example.com", "bypass", "E'multi\\nline'", "NULL".to_owned()),
+        (
+            "old@example.com",
+            "admin.audit",
+            "'oldest read'",
+            "NULL".to_owned(),
+        ),
+        (
+            "mid@example.com",
+            "admin.tenants",
+            "'quarterly review'",
+            format!("'{tenant}'"),
+        ),
+        (
+            "new@example.com",
+            "bypass",
+            "E'multi\\nline'",
+            "NULL".to_owned(),
+        ),
     ] {
         db.sql(&format!(
             "SELECT tenantry_audit_write(NULL, '{actor}', '{action}', {reason}, {tenant}, NULL, NULL)"
@@ -601,13 +622,26 @@ fn audit_verify_names_the_first_row_a_superuser_changed() {
     );
     let broken = db.tenantry(&["audit", "--verify"]).fails(
         1,
-        &["audit chain is broken at row 2", "content changed", "3 problems"],
+        &[
+            "audit chain is broken at row 2",
+            "content changed",
+            "3 problems",
+        ],
     );
     let lines: Vec<&str> = broken.stdout.lines().collect();
     assert_eq!(lines.len(), 3, "{broken:?}");
-    assert!(lines[0].contains("row 2 (chain position 2): content changed"), "{broken:?}");
-    assert!(lines[1].contains("row 3 (chain position 3): deleted"), "{broken:?}");
-    assert!(lines[2].contains("row 1000000: inserted out of chain"), "{broken:?}");
+    assert!(
+        lines[0].contains("row 2 (chain position 2): content changed"),
+        "{broken:?}"
+    );
+    assert!(
+        lines[1].contains("row 3 (chain position 3): deleted"),
+        "{broken:?}"
+    );
+    assert!(
+        lines[2].contains("row 1000000: inserted out of chain"),
+        "{broken:?}"
+    );
 }
 
 // ---- doctor ----

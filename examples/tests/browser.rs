@@ -154,7 +154,10 @@ async fn the_owner_sees_tenants_and_audit_rows_a_partner_gets_403() {
     let full = hash.attr("title").await.unwrap().unwrap_or_default();
     assert_eq!(short.len(), 12, "{head}");
     assert!(short.chars().all(|c| c.is_ascii_hexdigit()), "{head}");
-    assert!(full.len() == 64 && full.starts_with(&short), "{full} {head}");
+    assert!(
+        full.len() == 64 && full.starts_with(&short),
+        "{full} {head}"
+    );
     let row: i64 = browser
         .find(Locator::Css("#chain-head-row"))
         .await

@@ -349,7 +349,10 @@ async fn admin_routes_are_owner_only_and_audited(route: Route) {
     assert_eq!(s, 200, "{head}");
     assert_eq!(audits().await, before + 3);
     assert_eq!(head["rows"], before + 2, "{head}");
-    assert_eq!(head["id"], rows[0]["id"], "the admin.audit call's row: {head}");
+    assert_eq!(
+        head["id"], rows[0]["id"],
+        "the admin.audit call's row: {head}"
+    );
     let verified = tenantry::audit_chain::verify(&common::admin(&app.db).await)
         .await
         .unwrap();
@@ -439,7 +442,11 @@ async fn dashboard_escapes_tenant_names(route: Route) {
         "{html}"
     );
     assert!(
-        html.contains(&format!("title=\"{}\">{}</code>", shown.hash, &shown.hash[..12])),
+        html.contains(&format!(
+            "title=\"{}\">{}</code>",
+            shown.hash,
+            &shown.hash[..12]
+        )),
         "{html}"
     );
 }

@@ -144,7 +144,7 @@ pub fn hex(bytes: &[u8]) -> String {
 /// own audit rows are linked when it commits: inside a bypass, the head is the one before it.
 ///
 /// Needs `SELECT` on `audit_log_chain_head`: the bypass role (in [`crate::Db::bypass`], pass
-/// `*conn.diesel()`) or the tables' owner.
+/// `conn.diesel()`) or the tables' owner.
 pub async fn head(conn: &AsyncPgConnection) -> diesel::QueryResult<Option<ChainHead>> {
     let mut c = conn;
     let row: Option<(i64, Option<i64>, Vec<u8>)> = audit_log_chain_head::table
@@ -333,11 +333,32 @@ type LinkRow = (i64, i64, Vec<u8>, Vec<u8>, Option<AuditRecord>);
 /// the head first and the chain up to it; run it in a `REPEATABLE READ` transaction to check a
 /// single snapshot (`tenantry audit --verify` does).
 pub async fn verify(conn: &AsyncPgConnection) -> diesel::QueryResult<Verification> {
-    let mut c = conn;
     let recorded = head(conn).await?;
     let mut found = Found::default();
     let limit = recorded.as_ref().map_or(i64::MAX, |h| h.rows);
+    let last = check_links(conn, limit, &mut found).await?;
+    check_unlinked(conn, &mut found).await?;
+    if !matches!(&recorded, Some(h) if *h == last) {
+        found.push(ChainBreak::HeadMismatch {
+            head: recorded.as_ref().map(|h| (h.rows, h.audit_id)),
+            last: (last.rows, last.audit_id),
+        });
+    }
+    Ok(Verification {
+        head: last,
+        breaks: found.breaks,
+        total_breaks: found.total,
+    })
+}
 
+/// Walks the links up to position `limit` in order, recomputing each row's hash; returns the
+/// last link.
+async fn check_links(
+    conn: &AsyncPgConnection,
+    limit: i64,
+    found: &mut Found,
+) -> diesel::QueryResult<ChainHead> {
+    let mut c = conn;
     let links = audit_log_chain::table
         .left_join(audit_log::table)
         .filter(audit_log_chain::seq.le(limit))
@@ -363,22 +384,27 @@ pub async fn verify(conn: &AsyncPgConnection) -> diesel::QueryResult<Verificatio
         .load_stream::<LinkRow>(&mut c)
         .await?;
     futures_util::pin_mut!(links);
-    let mut last = (0_i64, None::<i64>, GENESIS.to_vec());
+    let mut last = ChainHead {
+        rows: 0,
+        audit_id: None,
+        hash: GENESIS.to_vec(),
+    };
     while let Some((seq, audit_id, prev_hash, hash, row)) = links.try_next().await? {
-        let expected = last.0 + 1;
+        let expected = last.rows + 1;
         if seq != expected {
             found.push(ChainBreak::LinksMissing {
                 id: audit_id,
                 from: expected,
                 to: seq - 1,
             });
-        } else if prev_hash != last.2 {
+        } else if prev_hash != last.hash {
             found.push(ChainBreak::LinkRewritten {
                 id: audit_id,
                 seq,
-                previous_id: last.1.unwrap_or_default(),
+                previous_id: last.audit_id.unwrap_or_default(),
             });
         }
+        // Against the link's own prev_hash: one changed row is one break, not a cascade.
         match row {
             None => found.push(ChainBreak::RowDeleted { id: audit_id, seq }),
             Some(row) if row.hash(&prev_hash).as_slice() != hash.as_slice() => {
@@ -386,10 +412,18 @@ pub async fn verify(conn: &AsyncPgConnection) -> diesel::QueryResult<Verificatio
             }
             Some(_) => {}
         }
-        last = (seq, Some(audit_id), hash);
+        last = ChainHead {
+            rows: seq,
+            audit_id: Some(audit_id),
+            hash,
+        };
     }
-    drop(links);
+    Ok(last)
+}
 
+/// Rows without a link, by id.
+async fn check_unlinked(conn: &AsyncPgConnection, found: &mut Found) -> diesel::QueryResult<()> {
+    let mut c = conn;
     let linked = audit_log_chain::table
         .filter(audit_log_chain::audit_id.eq(audit_log::id))
         .select(audit_log_chain::seq);
@@ -403,25 +437,7 @@ pub async fn verify(conn: &AsyncPgConnection) -> diesel::QueryResult<Verificatio
     while let Some(id) = unlinked.try_next().await? {
         found.push(ChainBreak::OutOfChain { id });
     }
-    drop(unlinked);
-
-    let (rows, audit_id, hash) = last;
-    match &recorded {
-        Some(h) if h.rows == rows && h.audit_id == audit_id && h.hash == hash => {}
-        other => found.push(ChainBreak::HeadMismatch {
-            head: other.as_ref().map(|h| (h.rows, h.audit_id)),
-            last: (rows, audit_id),
-        }),
-    }
-    Ok(Verification {
-        head: ChainHead {
-            rows,
-            audit_id,
-            hash,
-        },
-        breaks: found.breaks,
-        total_breaks: found.total,
-    })
+    Ok(())
 }
 
 #[cfg(test)]
@@ -460,7 +476,10 @@ mod tests {
         let h = base.hash(&GENESIS);
         assert_ne!(h, base.hash(&[1; 32]));
         let changed = [
-            AuditRecord { id: 2, ..base.clone() },
+            AuditRecord {
+                id: 2,
+                ..base.clone()
+            },
             AuditRecord {
                 at: base.at + chrono::Duration::microseconds(1),
                 ..base.clone()

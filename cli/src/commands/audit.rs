@@ -76,10 +76,14 @@ pub(super) async fn verify(
     conn.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         .await?;
     let checked = audit_chain::verify(conn).await;
-    conn.batch_execute(if checked.is_ok() { "COMMIT" } else { "ROLLBACK" })
-        .await?;
+    conn.batch_execute(if checked.is_ok() {
+        "COMMIT"
+    } else {
+        "ROLLBACK"
+    })
+    .await?;
     let v = checked?;
-    let Some(first) = v.breaks.iter().next() else {
+    let Some(first) = <[_]>::first(&v.breaks) else {
         writeln!(out, "audit chain intact")?;
         writeln!(out, "rows: {}", v.head.rows)?;
         if let Some(id) = v.head.audit_id {

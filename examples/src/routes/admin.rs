@@ -85,7 +85,7 @@ impl From<ChainHead> for AuditHead {
 
 /// The head before this bypass: its own audit row is linked when it commits.
 async fn chain_head(conn: &mut BypassConn<'_>) -> Result<ChainHead, ApiError> {
-    audit_chain::head(*conn.diesel()).await?.ok_or_else(|| {
+    audit_chain::head(conn.diesel()).await?.ok_or_else(|| {
         tracing::error!("audit_log_chain_head has no row: run `tenantry audit --verify`");
         ApiError::Internal
     })
