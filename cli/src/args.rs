@@ -8,7 +8,7 @@ use tenantry::identity::TenantRole;
 pub(crate) const EXIT_CODES: &str = "\
 Exit codes:
   0  success
-  1  a check failed (doctor found problems)
+  1  a check failed (doctor found problems, audit --verify a broken chain)
   2  bad usage or configuration (a flag, an argument value, DATABASE_URL)
   3  the database is unreachable or refused the connection
   4  something needed does not exist (a tenant, tenantry's tables: run `tenantry migrate`)
@@ -75,8 +75,17 @@ pub(crate) enum Command {
     )]
     AddUser(AddUserArgs),
 
-    /// Print the newest audit log rows as a table
-    #[command(after_help = EXIT_CODES)]
+    /// Print the newest audit log rows as a table, or check the log's hash chain (--verify)
+    #[command(
+        long_about = "Print the newest audit log rows as a table, newest first.\n\n\
+                      With --verify, recompute the audit log's hash chain instead (each row's \
+                      SHA-256 over its content and the previous row's hash, linked in commit \
+                      order) from one snapshot: prints the row count and the head (the last \
+                      row's id and hash) when it is intact; otherwise prints every break (a row \
+                      whose content changed, a deleted row, a row inserted out of chain, a \
+                      rewritten link or head) and exits 1 naming the first broken row.",
+        after_help = EXIT_CODES
+    )]
     Audit(AuditArgs),
 
     /// Check tenant isolation (and, with --citus, readiness for Citus); prints each finding and exits 1 on any
@@ -193,6 +202,11 @@ pub(crate) struct AuditArgs {
         value_parser = clap::value_parser!(u16).range(1..=500)
     )]
     pub(crate) limit: u16,
+
+    /// Check the hash chain instead: print the row count and the head, or name the first
+    /// broken row and exit 1
+    #[arg(long, conflicts_with = "limit")]
+    pub(crate) verify: bool,
 }
 
 #[cfg(test)]
@@ -248,5 +262,8 @@ mod tests {
         assert!(parse("0").is_err());
         assert!(parse("501").is_err());
         assert!(parse("x").is_err());
+        let verify = Cli::try_parse_from(["tenantry", "audit", "--verify"]);
+        assert!(verify.is_ok());
+        assert!(Cli::try_parse_from(["tenantry", "audit", "--verify", "--limit", "5"]).is_err());
     }
 }

@@ -4,7 +4,7 @@ use thiserror::Error;
 
 /// Exit codes of `tenantry`; `tenantry --help` lists them (see [`crate::args::EXIT_CODES`]).
 pub(crate) mod exit {
-    /// A check failed (`doctor` found problems).
+    /// A check failed (`doctor` found problems, `audit --verify` a broken chain).
     pub(crate) const FAILED: u8 = 1;
     /// Bad usage or configuration: a flag, an argument value or a setting is wrong.
     pub(crate) const USAGE: u8 = 2;
@@ -106,6 +106,14 @@ pub(crate) enum CliError {
         "the schema is not ready for Citus: {0} problem(s), see above (`tenantry doctor --citus`)"
     )]
     NotReadyForCitus(usize),
+    /// `audit --verify` found the hash chain broken (every break already printed).
+    #[error("the audit chain is broken at {first}{more}")]
+    ChainBroken {
+        /// The first break, naming its row.
+        first: String,
+        /// `"; N problems in all, listed above"`, or nothing when there is one.
+        more: String,
+    },
     /// Writing the output failed.
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
@@ -115,9 +123,10 @@ impl CliError {
     /// The process exit code for this error.
     pub(crate) fn exit_code(&self) -> u8 {
         match self {
-            CliError::Findings(_) | CliError::NotReadyForCitus(_) | CliError::Output(_) => {
-                exit::FAILED
-            }
+            CliError::Findings(_)
+            | CliError::NotReadyForCitus(_)
+            | CliError::ChainBroken { .. }
+            | CliError::Output(_) => exit::FAILED,
             CliError::BadUrl { .. } | CliError::Invalid { .. } => exit::USAGE,
             CliError::Unreachable { .. }
             | CliError::MissingDatabase { .. }

@@ -38,7 +38,16 @@ fn help_of_each_command_mentions_its_flags() {
                 "client-viewer",
             ],
         ),
-        (&["audit", "--help"], &["--limit", "1–500", "[default: 20]"]),
+        (
+            &["audit", "--help"],
+            &[
+                "--limit",
+                "1–500",
+                "[default: 20]",
+                "--verify",
+                "first broken row",
+            ],
+        ),
         (
             &["doctor", "--help"],
             &[
@@ -505,12 +514,31 @@ fn audit_prints_the_newest_rows_first() {
         .tenantry(&["seed-tenant", "--name", "Acme Corp"])
         .succeeds()
         .field("id");
-    db.sql(&format!(
-        "INSERT INTO audit_log (at, actor_email, action, reason, tenant_id) VALUES
-           (now() - interval '3 minutes', 'old@example.com', 'admin.audit', 'oldest read', NULL),
-           (now() - interval '2 minutes', 'mid@example.com', 'admin.tenants', 'quarterly review', '{tenant}'),
-           (now() - interval '1 minute', 'new@example.com', 'bypass', E'multi\\nline', NULL)"
-    ));
+    // The server assigns id and time: rows written one after the other, oldest first.
+    for (actor, action, reason, tenant) in [
+        (
+            "old@example.com",
+            "admin.audit",
+            "'oldest read'",
+            "NULL".to_owned(),
+        ),
+        (
+            "mid@example.com",
+            "admin.tenants",
+            "'quarterly review'",
+            format!("'{tenant}'"),
+        ),
+        (
+            "new@example.com",
+            "bypass",
+            "E'multi\\nline'",
+            "NULL".to_owned(),
+        ),
+    ] {
+        db.sql(&format!(
+            "SELECT tenantry_audit_write(NULL, '{actor}', '{action}', {reason}, {tenant}, NULL, NULL)"
+        ));
+    }
 
     let all = db.tenantry(&["audit"]).succeeds().stdout;
     let lines: Vec<&str> = all.lines().collect();
@@ -547,6 +575,73 @@ fn audit_limit_is_checked() {
     for bad in ["0", "501", "ten"] {
         run(&["audit", "--limit", bad], &[]).usage_error(&["--limit"]);
     }
+}
+
+fn write_audit_row(db: &ScratchDb, reason: &str) {
+    db.sql(&format!(
+        "SELECT tenantry_audit_write(NULL, 'job:cli-test', 'job', '{reason}', NULL, NULL, NULL)"
+    ));
+}
+
+#[test]
+fn audit_verify_prints_the_head_of_an_intact_chain() {
+    let db = ScratchDb::migrated();
+    let empty = db.tenantry(&["audit", "--verify"]).succeeds();
+    assert!(empty.stdout.starts_with("audit chain intact"), "{empty:?}");
+    assert_eq!(empty.field("rows"), "0");
+
+    for reason in ["first", "second", "third"] {
+        write_audit_row(&db, reason);
+    }
+    let intact = db.tenantry(&["audit", "--verify"]).succeeds();
+    assert_eq!(intact.field("rows"), "3");
+    assert_eq!(intact.field("head row"), "3");
+    let recorded = db
+        .text("SELECT encode(hash, 'hex') AS v FROM audit_log_chain_head")
+        .expect("a head");
+    assert_eq!(intact.field("head hash"), recorded);
+    assert_eq!(recorded.len(), 64);
+    run(&["audit", "--verify", "--limit", "5"], &[]).usage_error(&["--verify", "--limit"]);
+}
+
+#[test]
+fn audit_verify_names_the_first_row_a_superuser_changed() {
+    let db = ScratchDb::migrated();
+    for reason in ["first", "second", "third", "fourth"] {
+        write_audit_row(&db, reason);
+    }
+    db.tenantry(&["audit", "--verify"]).succeeds();
+    // A superuser turns the triggers off, rewrites one row and slips one in with a chosen id.
+    db.sql(
+        "BEGIN; SET LOCAL session_replication_role = replica;
+         UPDATE audit_log SET reason = 'nothing to see' WHERE id = 2;
+         DELETE FROM audit_log WHERE id = 3;
+         INSERT INTO audit_log (id, at, actor_email, action, reason)
+             VALUES (1000000, now() - interval '1 year', 'owner@example.com', 'x', 'forged');
+         COMMIT",
+    );
+    let broken = db.tenantry(&["audit", "--verify"]).fails(
+        1,
+        &[
+            "audit chain is broken at row 2",
+            "content changed",
+            "3 problems",
+        ],
+    );
+    let lines: Vec<&str> = broken.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{broken:?}");
+    assert!(
+        lines[0].contains("row 2 (chain position 2): content changed"),
+        "{broken:?}"
+    );
+    assert!(
+        lines[1].contains("row 3 (chain position 3): deleted"),
+        "{broken:?}"
+    );
+    assert!(
+        lines[2].contains("row 1000000: inserted out of chain"),
+        "{broken:?}"
+    );
 }
 
 // ---- doctor ----

@@ -3,6 +3,8 @@
 
 use std::fmt::Write;
 
+use tenantry::audit_chain::ChainHead;
+
 use crate::routes::admin::{AuditRow, TenantSummary};
 
 /// Escapes text for HTML element content and attribute values.
@@ -40,8 +42,32 @@ td{border-bottom:1px solid #eef0f3;padding:8px;vertical-align:top} td.num,th.num
 .muted{color:#8a93a3} code{font-size:12px}
 ";
 
+/// The audit chain's head: the last linked row and the start of its hash (the full hash is the
+/// element's title, and `tenantry audit --verify` prints it).
+fn chain_head(head: &ChainHead) -> String {
+    match head.audit_id {
+        None => "<span class=\"muted\">empty: no row linked yet</span>".to_owned(),
+        Some(id) => format!(
+            "row <b id=\"chain-head-row\">{id}</b> · sha256 <code id=\"chain-head-hash\" title=\"{full}\">{short}</code> \
+             <span class=\"muted\">· {rows} linked · this page's own row links when it commits</span>",
+            full = head.hex(),
+            short = head.short(),
+            rows = if head.rows == 1 {
+                "1 row".to_owned()
+            } else {
+                format!("{} rows", head.rows)
+            },
+        ),
+    }
+}
+
 /// The dashboard page for `owner_email`.
-pub fn render(owner_email: &str, tenants: &[TenantSummary], audit: &[AuditRow]) -> String {
+pub fn render(
+    owner_email: &str,
+    tenants: &[TenantSummary],
+    audit: &[AuditRow],
+    head: &ChainHead,
+) -> String {
     let mut tenant_rows = String::new();
     for t in tenants {
         let totals: serde_json::Map<String, serde_json::Value> =
@@ -87,10 +113,12 @@ pub fn render(owner_email: &str, tenants: &[TenantSummary], audit: &[AuditRow]) 
 <header><h1>tenantry · Owner dashboard</h1><span>{owner}</span></header><main>\
 <section id=\"tenants\"><h2>Tenants ({tcount})</h2><table><thead><tr><th>Name</th><th>Slug</th>\
 <th class=\"num\">Invoices</th><th>Totals (not void)</th></tr></thead><tbody>{tenant_rows}</tbody></table></section>\
-<section id=\"audit\"><h2>Recent audit log</h2><table><thead><tr><th class=\"num\">#</th><th>At</th><th>Actor</th>\
+<section id=\"audit\"><h2>Recent audit log</h2>\
+<p id=\"chain-head\">Chain head: {head}</p><table><thead><tr><th class=\"num\">#</th><th>At</th><th>Actor</th>\
 <th>Action</th><th>Reason</th><th>Tenant</th></tr></thead><tbody>{audit_rows}</tbody></table></section>\
 </main></body></html>",
         owner = escape(owner_email),
         tcount = tenants.len(),
+        head = chain_head(head),
     )
 }

@@ -37,6 +37,7 @@ pub fn router(state: AppState, settings: &Settings) -> Router {
         )
         .route("/api/admin/tenants", get(admin::tenants))
         .route("/api/admin/audit", get(admin::audit))
+        .route("/api/admin/audit/head", get(admin::audit_head))
         .route("/admin", get(admin::dashboard))
         .fallback(|| async { ApiError::not_found("route") })
         .layer(middleware::from_fn_with_state(

@@ -104,6 +104,17 @@ async fn the_owner_sees_tenants_and_audit_rows_a_partner_gets_403() {
     cookie.set_domain("127.0.0.1");
     cookie.set_same_site(Some(cookie::SameSite::Lax));
     browser.add_cookie(cookie).await.unwrap();
+    // The first visit writes the first audit row, linked when its bypass commits: the chain
+    // was empty when the page was made.
+    browser.goto(&app.url("/admin")).await.unwrap();
+    let empty = browser
+        .find(Locator::Css("#chain-head"))
+        .await
+        .expect("the chain's head")
+        .text()
+        .await
+        .unwrap();
+    assert!(empty.contains("empty"), "{empty}");
     browser.goto(&app.url("/admin")).await.unwrap();
     let tenants = browser
         .find(Locator::Css("#tenants"))
@@ -126,6 +137,37 @@ async fn the_owner_sees_tenants_and_audit_rows_a_partner_gets_403() {
         audit.contains("admin.dashboard") && audit.contains(OWNER),
         "{audit}"
     );
+    // The audit chain's head: a row id and the first 12 hex digits of its hash, full on hover.
+    let head = browser
+        .find(Locator::Css("#chain-head"))
+        .await
+        .expect("the chain's head")
+        .text()
+        .await
+        .unwrap();
+    assert!(head.starts_with("Chain head: "), "{head}");
+    let hash = browser
+        .find(Locator::Css("#chain-head-hash"))
+        .await
+        .expect("the head's hash");
+    let short = hash.text().await.unwrap();
+    let full = hash.attr("title").await.unwrap().unwrap_or_default();
+    assert_eq!(short.len(), 12, "{head}");
+    assert!(short.chars().all(|c| c.is_ascii_hexdigit()), "{head}");
+    assert!(
+        full.len() == 64 && full.starts_with(&short),
+        "{full} {head}"
+    );
+    let row: i64 = browser
+        .find(Locator::Css("#chain-head-row"))
+        .await
+        .expect("the head's row")
+        .text()
+        .await
+        .unwrap()
+        .parse()
+        .expect("a row id");
+    assert_eq!(row, 1, "the first visit's row: {head}");
     let png = browser.screenshot().await.unwrap();
     assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
     let target =

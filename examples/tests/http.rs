@@ -343,8 +343,37 @@ async fn admin_routes_are_owner_only_and_audited(route: Route) {
     let (s, b) = app.get("/api/admin/audit?limit=0", OWNER, None).await;
     assert_eq!(s, 422);
     assert_error(&b, "invalid");
+
+    // The chain's head, as it was before this call (whose own row links when it commits).
+    let (s, head) = app.get("/api/admin/audit/head", OWNER, None).await;
+    assert_eq!(s, 200, "{head}");
+    assert_eq!(audits().await, before + 3);
+    assert_eq!(head["rows"], before + 2, "{head}");
+    assert_eq!(
+        head["id"], rows[0]["id"],
+        "the admin.audit call's row: {head}"
+    );
+    let verified = tenantry::audit_chain::verify(&common::admin(&app.db).await)
+        .await
+        .unwrap();
+    assert!(verified.is_intact(), "{:?}", verified.breaks);
+    assert_eq!(verified.head.rows, before + 3, "this call's row is linked");
+    let recorded = app
+        .count(&format!(
+            "SELECT count(*) AS n FROM audit_log_chain WHERE seq = {} AND encode(hash, 'hex') = '{}'",
+            before + 2,
+            head["hash"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(recorded, 1, "the hash of the head it named: {head}");
+
     for who in [PARTNER, VIEWER, LONELY] {
-        for path in ["/api/admin/tenants", "/api/admin/audit", "/admin"] {
+        for path in [
+            "/api/admin/tenants",
+            "/api/admin/audit",
+            "/api/admin/audit/head",
+            "/admin",
+        ] {
             let r = app
                 .req(Method::GET, path, Some(who), Some("acme"))
                 .send()
@@ -353,7 +382,7 @@ async fn admin_routes_are_owner_only_and_audited(route: Route) {
             assert_eq!(r.status(), 403, "{who} {path}");
         }
     }
-    assert_eq!(audits().await, before + 2, "refused calls write nothing");
+    assert_eq!(audits().await, before + 3, "refused calls write nothing");
 }
 
 async fn dashboard_escapes_tenant_names(route: Route) {
@@ -365,6 +394,9 @@ async fn dashboard_escapes_tenant_names(route: Route) {
     )
     .await
     .unwrap();
+    // One linked row before the page, so that the chain has a head to show.
+    let (s, _) = app.get("/api/admin/tenants", OWNER, None).await;
+    assert_eq!(s, 200);
     let before = app.count("SELECT count(*) AS n FROM audit_log").await;
     let r = app
         .req(Method::GET, "/admin", Some(OWNER), None)
@@ -383,6 +415,39 @@ async fn dashboard_escapes_tenant_names(route: Route) {
     assert_eq!(
         app.count("SELECT count(*) AS n FROM audit_log").await,
         before + 1
+    );
+    // The chain's head before the page's own row (which links when it commits): the row of the
+    // call above and the start of its hash.
+    let mut c = common::admin(&app.db).await;
+    let verified = tenantry::audit_chain::verify(&c).await.unwrap();
+    assert!(verified.is_intact(), "{:?}", verified.breaks);
+    #[derive(diesel::QueryableByName)]
+    struct Link {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        audit_id: i64,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        hash: String,
+    }
+    let shown: Link = diesel_async::RunQueryDsl::get_result(
+        diesel::sql_query(
+            "SELECT audit_id, encode(hash, 'hex') AS hash FROM audit_log_chain WHERE seq = $1",
+        )
+        .bind::<diesel::sql_types::BigInt, _>(verified.head.rows - 1),
+        &mut c,
+    )
+    .await
+    .unwrap();
+    assert!(
+        html.contains(&format!("<b id=\"chain-head-row\">{}</b>", shown.audit_id)),
+        "{html}"
+    );
+    assert!(
+        html.contains(&format!(
+            "title=\"{}\">{}</code>",
+            shown.hash,
+            &shown.hash[..12]
+        )),
+        "{html}"
     );
 }
 

@@ -12,9 +12,7 @@ END $$;
 GRANT USAGE ON SCHEMA public TO tenantry_app, tenantry_bypass, tenantry_directory;
 GRANT SELECT ON tenants, users, memberships TO tenantry_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON tenants, users, memberships TO tenantry_bypass;
-GRANT INSERT ON audit_log TO tenantry_app;
-GRANT SELECT, INSERT ON audit_log TO tenantry_bypass;
-GRANT USAGE ON SEQUENCE audit_log_id_seq TO tenantry_app, tenantry_bypass;
+GRANT SELECT ON audit_log TO tenantry_bypass;
 GRANT SELECT ON tenantry_declared_tables TO tenantry_app, tenantry_bypass;
 REVOKE UPDATE, DELETE, TRUNCATE ON audit_log FROM tenantry_app, tenantry_bypass;
 -- The directory: the app role reads it under row-level security (the active tenant, its
@@ -32,3 +30,10 @@ GRANT EXECUTE ON FUNCTION tenantry_principal(text), tenantry_principal(text, tex
 -- keys.
 GRANT EXECUTE ON FUNCTION tenantry_enter(uuid, boolean, bigint, integer, bytea) TO tenantry_app;
 REVOKE ALL ON tenantry_tenant_keys FROM PUBLIC, tenantry_app, tenantry_bypass, tenantry_directory;
+-- The audit log: both roles write it only through tenantry_audit_write, which leaves its id and
+-- time to the server; neither may insert a row, touch its sequence or write its hash chain.
+REVOKE INSERT ON audit_log FROM tenantry_app, tenantry_bypass;
+REVOKE ALL ON SEQUENCE audit_log_id_seq FROM tenantry_app, tenantry_bypass;
+GRANT SELECT ON audit_log_chain, audit_log_chain_head TO tenantry_bypass;
+GRANT EXECUTE ON FUNCTION tenantry_audit_write(uuid, text, text, text, uuid, text, text)
+    TO tenantry_app, tenantry_bypass;

@@ -591,14 +591,24 @@ impl Db {
         F: AsyncFnOnce(&mut TenantConn<'_, A>) -> Result<T, E>,
         E: From<DbError>,
     {
+        self.tx_in(ctx.scope().clone(), work).await
+    }
+
+    /// [`Db::tx`] in `scope`'s tenant.
+    async fn tx_in<A, T, E, F>(&self, scope: Scope, work: F) -> Result<T, E>
+    where
+        A: Access,
+        F: AsyncFnOnce(&mut TenantConn<'_, A>) -> Result<T, E>,
+        E: From<DbError>,
+    {
         let obj = checkout(&self.app, &self.app_outage).await?;
         let mut guard = TxGuard::new(obj, self.app_outage.clone());
-        guard.enter(&self.keys, ctx.tenant_id(), A::READ_ONLY);
+        guard.enter(&self.keys, scope.tenant_id, A::READ_ONLY);
         let result = {
             let conn: &AsyncPgConnection = guard.conn();
             let begin = begin_sql(A::READ_ONLY, &self.tx_settings);
             let mut begin_conn = conn;
-            let mut tenant_conn = TenantConn::new(conn, ctx.scope().clone(), guard.taint());
+            let mut tenant_conn = TenantConn::new(conn, scope, guard.taint());
             let (begun, result) =
                 join(begin_conn.batch_execute(&begin), work(&mut tenant_conn)).await;
             if let Err(e) = begun {
@@ -617,8 +627,9 @@ impl Db {
     }
 
     /// A system job's transaction inside `scope`'s tenant: one audit row (action `job`) is
-    /// written first, in the same transaction; then, for a read-only job, the transaction turns
-    /// `READ ONLY` before `work` runs.
+    /// written first, in the same transaction. A read-only job's row is committed before a
+    /// `READ ONLY` transaction opens for `work`: a read-only transaction cannot link its row
+    /// into the audit chain when it commits, and what the work reads is read even if it fails.
     pub(crate) async fn run_job_tx<A, T, E, F>(
         &self,
         scope: Scope,
@@ -630,31 +641,39 @@ impl Db {
         F: AsyncFnOnce(&mut TenantConn<'_, A>) -> Result<T, E>,
         E: From<DbError>,
     {
+        async fn audit(
+            conn: &AsyncPgConnection,
+            scope: &Scope,
+            reason: &str,
+        ) -> diesel::QueryResult<()> {
+            AuditEntry {
+                actor: &scope.actor,
+                action: "job",
+                reason,
+                tenant_id: Some(scope.tenant_id),
+                request_id: None,
+                location: None,
+            }
+            .write(conn)
+            .await
+        }
+        if A::READ_ONLY {
+            let audited = scope.clone();
+            self.tx_in::<crate::ctx::ReadWrite, _, DbError, _>(scope.clone(), async |conn| {
+                Ok(audit(*conn.raw_for_run(), &audited, reason).await?)
+            })
+            .await?;
+            return self.tx_in(scope, work).await;
+        }
         let obj = checkout(&self.app, &self.app_outage).await?;
         let mut guard = TxGuard::new(obj, self.app_outage.clone());
-        // Entered read-write: the audit row is written first; a read-only job turns the
-        // transaction read-only after it.
         guard.enter(&self.keys, scope.tenant_id, false);
         let result = {
             let mut conn: &AsyncPgConnection = guard.conn();
             let started = async {
                 conn.batch_execute(&begin_sql(false, &self.tx_settings))
                     .await?;
-                AuditEntry {
-                    actor: &scope.actor,
-                    action: "job",
-                    reason,
-                    tenant_id: Some(scope.tenant_id),
-                    request_id: None,
-                    location: None,
-                }
-                .write(conn)
-                .await?;
-                if A::READ_ONLY {
-                    // Allowed after the audit insert: a transaction may always turn read-only.
-                    conn.batch_execute("SET TRANSACTION READ ONLY").await?;
-                }
-                Ok::<_, diesel::result::Error>(())
+                audit(conn, &scope, reason).await
             };
             match started.await {
                 Ok(()) => work(&mut TenantConn::new(conn, scope, guard.taint())).await,

@@ -102,8 +102,11 @@ impl SystemJob<'_> {
             .await
     }
 
-    /// Like [`SystemJob::tx`], for work that only reads (an export, a report of one tenant): the
-    /// transaction is `READ ONLY` once the audit row is written, and writes do not compile.
+    /// Like [`SystemJob::tx`], for work that only reads (an export, a report of one tenant):
+    /// writes do not compile, and the work runs in a `READ ONLY` transaction. Its audit row is
+    /// written and committed just before (a read-only transaction cannot link a row into the
+    /// audit chain at its commit), so the row stays even if the work then fails: what it read,
+    /// it read.
     pub async fn read_only_tx<T, E, F>(
         &self,
         tenant_id: Uuid,

@@ -3,6 +3,7 @@
 //! Depend on the `tenantry` crate, which re-exports everything here together with the macros.
 
 mod audit;
+pub mod audit_chain;
 pub mod auth;
 mod bounded;
 mod bypass;

@@ -1,4 +1,5 @@
-//! Diesel schema of tenantry's own tables (`tenants`, `users`, `memberships`, `audit_log`).
+//! Diesel schema of tenantry's own tables (`tenants`, `users`, `memberships`, `audit_log` and its
+//! hash chain).
 
 #![allow(unreachable_pub)]
 
@@ -75,9 +76,46 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// The audit log's hash chain, one link per `audit_log` row in commit order, written only
+    /// by the trigger that links a row when its transaction commits (see [`crate::audit_chain`]).
+    audit_log_chain (seq) {
+        /// The position in the chain: 1, 2, … in the order the rows' transactions committed.
+        seq -> Int8,
+        /// The `audit_log` row this link seals.
+        audit_id -> Int8,
+        /// The previous link's hash (32 zero bytes for the first link).
+        prev_hash -> Binary,
+        /// SHA-256 over `prev_hash` and the row's content.
+        hash -> Binary,
+    }
+}
+
+diesel::table! {
+    /// The chain's head: its one row names the last link (`seq` 0 and no row while empty).
+    audit_log_chain_head (singleton) {
+        /// Always `true`: the table has one row.
+        singleton -> Bool,
+        /// How many links the chain has.
+        seq -> Int8,
+        /// The last linked `audit_log` row.
+        audit_id -> Nullable<Int8>,
+        /// Its hash.
+        hash -> Binary,
+    }
+}
+
+diesel::joinable!(audit_log_chain -> audit_log (audit_id));
 diesel::joinable!(memberships -> tenants (tenant_id));
 diesel::joinable!(memberships -> users (user_id));
-diesel::allow_tables_to_appear_in_same_query!(tenants, users, memberships, audit_log);
+diesel::allow_tables_to_appear_in_same_query!(
+    tenants,
+    users,
+    memberships,
+    audit_log,
+    audit_log_chain,
+    audit_log_chain_head
+);
 
 diesel::table! {
     /// The tables declared to tenantry (tenant or global), which `tenantry doctor` checks.

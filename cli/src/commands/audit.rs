@@ -1,13 +1,16 @@
-//! `tenantry audit`: the newest audit log rows as an aligned table.
+//! `tenantry audit`: the newest audit log rows as an aligned table, or (`--verify`) the check of
+//! the log's hash chain.
 
 use std::io::Write;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use diesel::{ExpressionMethods, QueryDsl};
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use tenantry::audit_chain;
 use tenantry::schema::audit_log;
 use uuid::Uuid;
 
+use crate::config::DbTarget;
 use crate::error::CliError;
 
 type Row = (i64, DateTime<Utc>, String, String, String, Option<Uuid>);
@@ -51,6 +54,59 @@ pub(super) async fn run(
         })
         .collect();
     write_table(out, &HEADER.map(str::to_owned), &cells)
+}
+
+/// Recomputes the hash chain from one snapshot; prints the row count and the head, or every
+/// break and fails naming the first.
+pub(super) async fn verify(
+    conn: &mut AsyncPgConnection,
+    target: &DbTarget,
+    out: &mut impl Write,
+) -> Result<(), CliError> {
+    let chained: bool = diesel::select(diesel::dsl::sql::<diesel::sql_types::Bool>(
+        "to_regclass('audit_log_chain') IS NOT NULL",
+    ))
+    .get_result(conn)
+    .await?;
+    if !chained {
+        return Err(CliError::NotMigrated {
+            database: target.database.clone(),
+        });
+    }
+    conn.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .await?;
+    let checked = audit_chain::verify(conn).await;
+    conn.batch_execute(if checked.is_ok() {
+        "COMMIT"
+    } else {
+        "ROLLBACK"
+    })
+    .await?;
+    let v = checked?;
+    let Some(first) = <[_]>::first(&v.breaks) else {
+        writeln!(out, "audit chain intact")?;
+        writeln!(out, "rows: {}", v.head.rows)?;
+        if let Some(id) = v.head.audit_id {
+            writeln!(out, "head row: {id}")?;
+            writeln!(out, "head hash: {}", v.head.hex())?;
+        }
+        return Ok(());
+    };
+    for b in &v.breaks {
+        writeln!(out, "broken: {b}")?;
+    }
+    let listed = v.breaks.len() as u64;
+    if v.total_breaks > listed {
+        writeln!(out, "… and {} more", v.total_breaks - listed)?;
+    }
+    Err(CliError::ChainBroken {
+        first: first.to_string(),
+        more: if v.total_breaks > 1 {
+            format!("; {} problems in all, listed above", v.total_breaks)
+        } else {
+            String::new()
+        },
+    })
 }
 
 /// Escapes control characters so that a row stays on one line and cannot drive the terminal.

@@ -37,7 +37,11 @@ pub(crate) async fn run(cli: Cli, out: &mut impl Write) -> Result<(), CliError> 
         Command::Audit(args) => {
             let mut conn = db::connect(&target).await?;
             db::require_migrated(&mut conn, &target).await?;
-            audit::run(&mut conn, args.limit, out).await
+            if args.verify {
+                audit::verify(&mut conn, &target, out).await
+            } else {
+                audit::run(&mut conn, args.limit, out).await
+            }
         }
         Command::Doctor(args) => {
             let role = crate::config::app_role()?;

@@ -7,6 +7,7 @@ use diesel::sql_types::{BigInt, Text, Uuid as SqlUuid};
 use diesel::QueryableByName;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tenantry::audit_chain::{self, ChainHead};
 use tenantry::identity::OwnerProof;
 use tenantry::prelude::*;
 use tenantry::schema::audit_log;
@@ -59,6 +60,35 @@ pub struct AuditRow {
     pub action: String,
     pub reason: String,
     pub tenant_id: Option<uuid::Uuid>,
+}
+
+/// The audit chain's head: how many rows it links, the last one and its hash.
+#[derive(Serialize)]
+pub struct AuditHead {
+    /// Rows linked into the chain.
+    pub rows: i64,
+    /// The last linked row's id (`null` while the log is empty).
+    pub id: Option<i64>,
+    /// Its SHA-256 in hex (`null` while the log is empty).
+    pub hash: Option<String>,
+}
+
+impl From<ChainHead> for AuditHead {
+    fn from(head: ChainHead) -> Self {
+        AuditHead {
+            rows: head.rows,
+            id: head.audit_id,
+            hash: head.audit_id.map(|_| head.hex()),
+        }
+    }
+}
+
+/// The head before this bypass: its own audit row is linked when it commits.
+async fn chain_head(conn: &mut BypassConn<'_>) -> Result<ChainHead, ApiError> {
+    audit_chain::head(conn.diesel()).await?.ok_or_else(|| {
+        tracing::error!("audit_log_chain_head has no row: run `tenantry audit --verify`");
+        ApiError::Internal
+    })
 }
 
 async fn summary(conn: &mut BypassConn<'_>) -> Result<Vec<TenantSummary>, ApiError> {
@@ -119,7 +149,25 @@ pub async fn audit(
     ))
 }
 
-/// `GET /admin`: the Owner dashboard (tenant summary and recent audit rows), one bypass.
+/// `GET /api/admin/audit/head`: the audit chain's head, `{"rows", "id", "hash"}`, to record
+/// elsewhere and compare with `tenantry audit --verify`.
+#[requires_role(Owner)]
+pub async fn audit_head(
+    owner: OwnerProof,
+    State(app): State<AppState>,
+) -> Result<Json<AuditHead>, ApiError> {
+    let bypass =
+        no_tenant_scope!(&owner, "owner: read the audit chain's head").action("admin.audit_head");
+    let head = app
+        .tenantry
+        .db
+        .bypass(bypass, async |conn| chain_head(conn).await)
+        .await?;
+    Ok(Json(head.into()))
+}
+
+/// `GET /admin`: the Owner dashboard (tenant summary, recent audit rows and the audit chain's
+/// head), one bypass.
 #[requires_role(Owner)]
 pub async fn dashboard(
     owner: OwnerProof,
@@ -127,18 +175,20 @@ pub async fn dashboard(
 ) -> Result<Html<String>, ApiError> {
     let bypass = no_tenant_scope!(&owner, "owner: dashboard of tenants and audit log")
         .action("admin.dashboard");
-    let (tenants, audit) = app
+    let (tenants, audit, head) = app
         .tenantry
         .db
         .bypass(bypass, async |conn| {
             let tenants = summary(conn).await?;
             let audit = recent_audit(conn, 25).await?;
-            Ok::<_, ApiError>((tenants, audit))
+            let head = chain_head(conn).await?;
+            Ok::<_, ApiError>((tenants, audit, head))
         })
         .await?;
     Ok(Html(admin_page::render(
         owner.actor().email(),
         &tenants,
         &audit,
+        &head,
     )))
 }

@@ -21,6 +21,7 @@ const DEFINER_GRANTEES: &[(&str, &[&str])] = &[
     ("tenantry_record_sub", &["tenantry_directory"]),
     ("tenantry_tenant_keys", &["tenantry_directory"]),
     ("tenantry_enter", &["tenantry_app"]),
+    ("tenantry_audit_write", &["tenantry_app", "tenantry_bypass"]),
 ];
 
 /// `SECURITY DEFINER` functions that name every object with its schema instead of pinning
