@@ -109,175 +109,174 @@ async fn runtime_fragments_in_reads_are_refused_before_anything_is_sent(route: R
     let w = world(route, 2).await;
     let injected = format!("number = '{ATTACK}'");
     let divide = format!("amount_cents / {ZERO}");
-    let refusals = w
-        .t
-        .db
-        .tx(&ctx(w.acme), async |conn| {
-            let mut refusals = vec![
-                // the fragment is the whole predicate
-                (
-                    refusal(
-                        Invoice::scoped(conn)
-                            .filter(sql::<Bool>(&injected))
-                            .load::<Invoice>(conn)
-                            .await,
+    let refusals =
+        w.t.db
+            .tx(&ctx(w.acme), async |conn| {
+                let mut refusals = vec![
+                    // the fragment is the whole predicate
+                    (
+                        refusal(
+                            Invoice::scoped(conn)
+                                .filter(sql::<Bool>(&injected))
+                                .load::<Invoice>(conn)
+                                .await,
+                        ),
+                        FragmentPlace::Filter,
                     ),
-                    FragmentPlace::Filter,
-                ),
-                // inside `.eq(..)`, `.and(..)`, `.nullable()`, after `.bind(..)`, with `.sql(..)`
-                (
-                    refusal(
-                        Invoice::scoped(conn)
-                            .filter(invoices::number.eq(sql::<Text>(&format!("'{ATTACK}'"))))
-                            .load::<Invoice>(conn)
-                            .await,
+                    // inside `.eq(..)`, `.and(..)`, `.nullable()`, after `.bind(..)`, with `.sql(..)`
+                    (
+                        refusal(
+                            Invoice::scoped(conn)
+                                .filter(invoices::number.eq(sql::<Text>(&format!("'{ATTACK}'"))))
+                                .load::<Invoice>(conn)
+                                .await,
+                        ),
+                        FragmentPlace::Filter,
                     ),
-                    FragmentPlace::Filter,
-                ),
-                (
-                    refusal(
-                        Invoice::scoped(conn)
-                            .filter(invoices::amount_cents.gt(0).and(sql::<Bool>(&injected)))
-                            .count()
-                            .get_result::<i64>(conn)
-                            .await,
+                    (
+                        refusal(
+                            Invoice::scoped(conn)
+                                .filter(invoices::amount_cents.gt(0).and(sql::<Bool>(&injected)))
+                                .count()
+                                .get_result::<i64>(conn)
+                                .await,
+                        ),
+                        FragmentPlace::Filter,
                     ),
-                    FragmentPlace::Filter,
-                ),
-                (
-                    refusal(
-                        Invoice::scoped(conn)
-                            .filter(
-                                invoices::amount_cents
-                                    .nullable()
-                                    .eq(sql::<Nullable<BigInt>>(&divide)),
-                            )
-                            .load::<Invoice>(conn)
-                            .await,
+                    (
+                        refusal(
+                            Invoice::scoped(conn)
+                                .filter(
+                                    invoices::amount_cents
+                                        .nullable()
+                                        .eq(sql::<Nullable<BigInt>>(&divide)),
+                                )
+                                .load::<Invoice>(conn)
+                                .await,
+                        ),
+                        FragmentPlace::Filter,
                     ),
-                    FragmentPlace::Filter,
-                ),
-                (
-                    refusal(
-                        Invoice::scoped(conn)
-                            .filter(
-                                sql::<Bool>(&format!("amount_cents / {ZERO} > "))
-                                    .bind::<BigInt, _>(0_i64)
-                                    .sql(" AND TRUE"),
-                            )
-                            .load::<Invoice>(conn)
-                            .await,
+                    (
+                        refusal(
+                            Invoice::scoped(conn)
+                                .filter(
+                                    sql::<Bool>(&format!("amount_cents / {ZERO} > "))
+                                        .bind::<BigInt, _>(0_i64)
+                                        .sql(" AND TRUE"),
+                                )
+                                .load::<Invoice>(conn)
+                                .await,
+                        ),
+                        FragmentPlace::Filter,
                     ),
-                    FragmentPlace::Filter,
-                ),
-                // in a scoped subquery (`exists`) of the filter
-                (
-                    refusal(
-                        Invoice::scoped(conn)
-                            .filter(
-                                Project::scoped(conn)
-                                    .filter(sql::<Bool>(&injected))
-                                    .exists(),
-                            )
-                            .load::<Invoice>(conn)
-                            .await,
+                    // in a scoped subquery (`exists`) of the filter
+                    (
+                        refusal(
+                            Invoice::scoped(conn)
+                                .filter(
+                                    Project::scoped(conn)
+                                        .filter(sql::<Bool>(&injected))
+                                        .exists(),
+                                )
+                                .load::<Invoice>(conn)
+                                .await,
+                        ),
+                        FragmentPlace::Filter,
                     ),
-                    FragmentPlace::Filter,
-                ),
-                // a boxed (dynamic) query
-                (
-                    refusal(
-                        Invoice::scoped(conn)
-                            .into_boxed()
-                            .filter(sql::<Bool>(&injected))
-                            .load::<Invoice>(conn)
-                            .await,
+                    // a boxed (dynamic) query
+                    (
+                        refusal(
+                            Invoice::scoped(conn)
+                                .into_boxed()
+                                .filter(sql::<Bool>(&injected))
+                                .load::<Invoice>(conn)
+                                .await,
+                        ),
+                        FragmentPlace::Filter,
                     ),
-                    FragmentPlace::Filter,
-                ),
-                // the selection, alone and in a tuple
-                (
-                    refusal(
-                        Invoice::scoped(conn)
-                            .select(sql::<BigInt>(&divide))
-                            .load::<i64>(conn)
-                            .await,
+                    // the selection, alone and in a tuple
+                    (
+                        refusal(
+                            Invoice::scoped(conn)
+                                .select(sql::<BigInt>(&divide))
+                                .load::<i64>(conn)
+                                .await,
+                        ),
+                        FragmentPlace::Selection,
                     ),
-                    FragmentPlace::Selection,
-                ),
-                (
-                    refusal(
-                        Invoice::scoped(conn)
-                            .select((invoices::number, sql::<BigInt>(&divide)))
-                            .first::<(String, i64)>(conn)
-                            .await,
+                    (
+                        refusal(
+                            Invoice::scoped(conn)
+                                .select((invoices::number, sql::<BigInt>(&divide)))
+                                .first::<(String, i64)>(conn)
+                                .await,
+                        ),
+                        FragmentPlace::Selection,
                     ),
-                    FragmentPlace::Selection,
-                ),
-                // the order, each way of giving one
-                (
+                    // the order, each way of giving one
+                    (
+                        refusal(
+                            Invoice::scoped(conn)
+                                .order(sql::<BigInt>(&divide))
+                                .load::<Invoice>(conn)
+                                .await,
+                        ),
+                        FragmentPlace::Order,
+                    ),
+                    (
+                        refusal(
+                            Invoice::scoped(conn)
+                                .order_by(invoices::number.asc())
+                                .then_order_by(sql::<BigInt>(&divide).desc())
+                                .load::<Invoice>(conn)
+                                .await,
+                        ),
+                        FragmentPlace::Order,
+                    ),
+                ];
+                // the refusal stays with the query through later narrowing
+                refusals.push((
                     refusal(
                         Invoice::scoped(conn)
-                            .order(sql::<BigInt>(&divide))
+                            .order_by(sql::<BigInt>(&divide))
+                            .filter(invoices::amount_cents.gt(0))
+                            .limit(1)
                             .load::<Invoice>(conn)
                             .await,
                     ),
                     FragmentPlace::Order,
-                ),
-                (
-                    refusal(
-                        Invoice::scoped(conn)
-                            .order_by(invoices::number.asc())
-                            .then_order_by(sql::<BigInt>(&divide).desc())
-                            .load::<Invoice>(conn)
-                            .await,
-                    ),
-                    FragmentPlace::Order,
-                ),
-            ];
-            // the refusal stays with the query through later narrowing
-            refusals.push((
-                refusal(
-                    Invoice::scoped(conn)
-                        .order_by(sql::<BigInt>(&divide))
-                        .filter(invoices::amount_cents.gt(0))
-                        .limit(1)
-                        .load::<Invoice>(conn)
-                        .await,
-                ),
-                FragmentPlace::Order,
-            ));
-            // nothing was sent: the transaction is not aborted
-            let still: i64 = Invoice::scoped(conn).count().get_result(conn).await?;
-            assert_eq!(still, 3);
-            Ok::<_, DbError>(refusals)
-        })
-        .await
-        .expect("the transaction survives every refusal");
+                ));
+                // nothing was sent: the transaction is not aborted
+                let still: i64 = Invoice::scoped(conn).count().get_result(conn).await?;
+                assert_eq!(still, 3);
+                Ok::<_, DbError>(refusals)
+            })
+            .await
+            .expect("the transaction survives every refusal");
     assert_eq!(refusals.len(), 12);
     for (refused, place) in refusals {
         assert_refused(refused, place);
     }
     // `db.query` (one round trip) refuses it too, and its connection stays usable
-    let refused = w
-        .t
-        .db
-        .query(&ctx(w.acme), |conn| {
-            Invoice::scoped(conn)
-                .filter(sql::<Bool>(&injected))
-                .load::<Invoice>(conn)
-        })
-        .await;
+    let refused =
+        w.t.db
+            .query(&ctx(w.acme), |conn| {
+                Invoice::scoped(conn)
+                    .filter(sql::<Bool>(&injected))
+                    .load::<Invoice>(conn)
+            })
+            .await;
     match refused {
         Err(DbError::Query(e)) => assert_refused(refusal::<()>(Err(e)), FragmentPlace::Filter),
         other => panic!("expected a refusal, got {other:?}"),
     }
-    let n: i64 = w
-        .t
-        .db
-        .query(&ctx(w.acme), |conn| Invoice::scoped(conn).count().get_result(conn))
-        .await
-        .expect("the connection is usable after a refusal");
+    let n: i64 =
+        w.t.db
+            .query(&ctx(w.acme), |conn| {
+                Invoice::scoped(conn).count().get_result(conn)
+            })
+            .await
+            .expect("the connection is usable after a refusal");
     assert_eq!(n, 3);
 }
 
@@ -295,7 +294,8 @@ async fn runtime_fragments_in_writes_are_refused_and_change_nothing(route: Route
                     WHERE status = 'draft' AND number LIKE 'INV-_' AND amount_cents % 100 = 0";
     assert_eq!(common::count(&mut admin, snapshot).await, 6);
     let everything = format!("number = '{ATTACK}'");
-    let copied = format!("(SELECT string_agg(number, ',') FROM invoices WHERE number <> '{ATTACK}')");
+    let copied =
+        format!("(SELECT string_agg(number, ',') FROM invoices WHERE number <> '{ATTACK}')");
     let refusals = w
         .t
         .db
@@ -315,9 +315,8 @@ async fn runtime_fragments_in_writes_are_refused_and_change_nothing(route: Route
                         diesel::update(Invoice::scoped(conn).filter(invoices::number.eq("INV-1")))
                             .set((
                                 invoices::status.to("sent"),
-                                invoices::amount_cents.to(sql::<BigInt>(&format!(
-                                    "amount_cents / {ZERO}"
-                                ))),
+                                invoices::amount_cents
+                                    .to(sql::<BigInt>(&format!("amount_cents / {ZERO}"))),
                             ))
                             .get_result::<Invoice>(conn)
                             .await,
@@ -384,53 +383,53 @@ async fn runtime_fragments_in_writes_are_refused_and_change_nothing(route: Route
 async fn literal_fragments_run_in_every_place(route: Route) {
     let w = world(route, 2).await;
     let status = "DRAFT".to_owned();
-    let (odd, lowered, upper, ordered, boxed, updated, after) =
-        w.t.db
-            .tx(&ctx(w.globex), async |conn| {
-                let odd: Vec<i64> = Invoice::scoped(conn)
-                    .filter(tenantry::sql!("amount_cents % 200 = 100"))
-                    .select(invoices::amount_cents)
-                    .order(invoices::amount_cents.asc())
-                    .load(conn)
-                    .await?;
-                let lowered: i64 = Invoice::scoped(conn)
-                    .filter(tenantry::sql!(Text, "upper(status)").eq(&status))
-                    .count()
-                    .get_result(conn)
-                    .await?;
-                let upper: Vec<String> = Invoice::scoped(conn)
-                    .select(tenantry::sql!(Text, "lower(number)"))
-                    .order(invoices::number.asc())
-                    .load(conn)
-                    .await?;
-                let ordered: Vec<String> = Invoice::scoped(conn)
-                    .select(invoices::number)
-                    .order(tenantry::sql!(BigInt, "amount_cents % 1200").asc())
-                    .then_order_by(tenantry::sql!(Text, "number").desc())
-                    .load(conn)
-                    .await?;
-                let boxed: Vec<String> = Invoice::scoped(conn)
-                    .select(invoices::number)
-                    .into_boxed()
-                    .filter(tenantry::sql!("amount_cents > 1150"))
-                    .order(invoices::number.asc())
-                    .load(conn)
-                    .await?;
-                let updated = diesel::update(
-                    Invoice::scoped(conn).filter(tenantry::sql!("number = 'INV-2'")),
-                )
-                .set(invoices::number.to(tenantry::sql!(Text, "lower(number) || '-b'")))
-                .execute(conn)
+    let (odd, lowered, upper, ordered, boxed, updated, after) = w
+        .t
+        .db
+        .tx(&ctx(w.globex), async |conn| {
+            let odd: Vec<i64> = Invoice::scoped(conn)
+                .filter(tenantry::sql!("amount_cents % 200 = 100"))
+                .select(invoices::amount_cents)
+                .order(invoices::amount_cents.asc())
+                .load(conn)
                 .await?;
-                let after: Vec<String> = Invoice::scoped(conn)
-                    .select(invoices::number)
-                    .order(invoices::amount_cents.asc())
-                    .load(conn)
+            let lowered: i64 = Invoice::scoped(conn)
+                .filter(tenantry::sql!(Text, "upper(status)").eq(&status))
+                .count()
+                .get_result(conn)
+                .await?;
+            let upper: Vec<String> = Invoice::scoped(conn)
+                .select(tenantry::sql!(Text, "lower(number)"))
+                .order(invoices::number.asc())
+                .load(conn)
+                .await?;
+            let ordered: Vec<String> = Invoice::scoped(conn)
+                .select(invoices::number)
+                .order(tenantry::sql!(BigInt, "amount_cents % 1200").asc())
+                .then_order_by(tenantry::sql!(Text, "number").desc())
+                .load(conn)
+                .await?;
+            let boxed: Vec<String> = Invoice::scoped(conn)
+                .select(invoices::number)
+                .into_boxed()
+                .filter(tenantry::sql!("amount_cents > 1150"))
+                .order(invoices::number.asc())
+                .load(conn)
+                .await?;
+            let updated =
+                diesel::update(Invoice::scoped(conn).filter(tenantry::sql!("number = 'INV-2'")))
+                    .set(invoices::number.to(tenantry::sql!(Text, "lower(number) || '-b'")))
+                    .execute(conn)
                     .await?;
-                Ok::<_, DbError>((odd, lowered, upper, ordered, boxed, updated, after))
-            })
-            .await
-            .expect("literal fragments run");
+            let after: Vec<String> = Invoice::scoped(conn)
+                .select(invoices::number)
+                .order(invoices::amount_cents.asc())
+                .load(conn)
+                .await?;
+            Ok::<_, DbError>((odd, lowered, upper, ordered, boxed, updated, after))
+        })
+        .await
+        .expect("literal fragments run");
     assert_eq!(odd, vec![1100, 1300], "globex's only");
     assert_eq!(lowered, 3);
     assert_eq!(upper, vec!["inv-1", "inv-2", "inv-3"]);

@@ -258,6 +258,10 @@ async fn in_read_only_tx<T>(
 
 /// The connection's role, and whether it escapes row-level security (superuser or
 /// `BYPASSRLS`).
+#[allow(
+    clippy::disallowed_methods,
+    reason = "a literal probe of the pool's role at connect, outside any tenant transaction"
+)]
 async fn role_of(conn: &Pooled) -> Result<(String, bool), DbError> {
     in_read_only_tx(conn, async |c| {
         diesel::select((

@@ -259,6 +259,10 @@ ORDER BY c.oid, k.conname
 /// `app_role` must exist and be neither superuser nor `BYPASSRLS`.
 ///
 /// Run it as any role that can read the catalogs (the migration role, say).
+#[allow(
+    clippy::disallowed_methods,
+    reason = "tenantry doctor's catalog queries, literal SQL on the inspecting connection"
+)]
 pub async fn inspect(conn: &mut AsyncPgConnection, app_role: &str) -> diesel::QueryResult<Report> {
     let mut report = Report::default();
 
