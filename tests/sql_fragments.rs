@@ -581,3 +581,35 @@ async fn safe_forms_without_a_static_query_id_still_run(route: Route) {
     assert_eq!(updated, 1);
     assert_eq!(numbers, vec!["INV-1", "INV-3", "p0"]);
 }
+
+fn has_static_query_id<T: diesel::query_builder::QueryId>(_: &T) -> bool {
+    T::HAS_STATIC_QUERY_ID
+}
+
+/// Why the refusal is made at run time and not by the compiler: at compile time Diesel says the
+/// same of a fragment as of `eq_any` over a list and of a boxed query (no static query id), so a
+/// build-time check on it would refuse `eq_any(vec)`. Should Diesel give lists a static id, this
+/// fails, and a compile-time check becomes possible.
+#[test]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the run-time fragment whose query id is compared"
+)]
+fn at_compile_time_diesel_tells_a_fragment_from_a_list_by_nothing() {
+    let fragment = invoices::number.eq(diesel::dsl::sql::<Text>("'x'"));
+    let list = invoices::number.eq_any(vec!["x".to_owned()]);
+    let array = invoices::status.eq_any(["draft", "sent"]);
+    let boxed = invoices::project_id.eq_any(
+        projects::table
+            .select(projects::id)
+            .into_boxed::<diesel::pg::Pg>(),
+    );
+    let literal = invoices::number.eq(tenantry::sql!(Text, "'x'"));
+    let bound = invoices::number.eq("x");
+    assert!(!has_static_query_id(&fragment));
+    assert!(!has_static_query_id(&list));
+    assert!(!has_static_query_id(&array));
+    assert!(!has_static_query_id(&boxed));
+    assert!(has_static_query_id(&literal));
+    assert!(has_static_query_id(&bound));
+}
