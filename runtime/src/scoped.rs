@@ -45,7 +45,8 @@ pub struct Scoped<'tx, Q, A: Access = ReadWrite> {
     query: Q,
     tenant: Uuid,
     /// The first filter, selection or order that holds SQL text built at run time: the tenant
-    /// connection refuses to run the query (see [`crate::fragment`]).
+    /// connection refuses to run the query (see [`crate::fragment`]). Kept when a later
+    /// `.order(..)` or `.select(..)` replaces that clause: the code still builds the fragment.
     refused: Option<RuntimeSqlFragment>,
     _brand: Brand<'tx>,
     _access: PhantomData<fn() -> A>,
