@@ -418,6 +418,10 @@ async fn main() {
             #[diesel(sql_type = diesel::sql_types::Integer)]
             pid: i32,
         }
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "the benchmark's setup on the bypass role, raw SQL on purpose"
+        )]
         let me = diesel::sql_query("SELECT pg_backend_pid() AS pid")
             .get_result::<Pid>(&mut conn)
             .await
@@ -435,6 +439,10 @@ async fn main() {
             }
             let mut admin = watcher.conn.lock().await;
             for pid in others {
+                #[allow(
+                    clippy::disallowed_methods,
+                    reason = "the benchmark's setup as the superuser, raw SQL on purpose"
+                )]
                 diesel::sql_query("SELECT pg_terminate_backend($1) AS done")
                     .bind::<diesel::sql_types::Integer, _>(pid)
                     .execute(&mut *admin)

@@ -133,6 +133,10 @@ fn bouncer_cpu(pid: Option<u32>) -> Duration {
         .unwrap_or_default()
 }
 
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the benchmark's setup and reference queries, raw SQL on purpose"
+)]
 async fn backend_pids(admin: &tokio::sync::Mutex<AsyncPgConnection>) -> Vec<i32> {
     #[derive(diesel::QueryableByName)]
     struct Pid {

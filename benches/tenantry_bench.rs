@@ -167,6 +167,10 @@ mod plain_side {
     }
 
     /// Opens a tenant transaction by hand, as a plain Diesel user would.
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the reference protocol without tenantry: the tenant setting sent through sql_query"
+    )]
     pub async fn begin_tenant(conn: &mut AsyncPgConnection, tenant: Uuid) -> QueryResult<()> {
         conn.batch_execute("BEGIN").await?;
         diesel::sql_query("SELECT set_config('app.tenant_id', $1, true)")
@@ -429,6 +433,10 @@ fn client_cpu() -> Duration {
 }
 
 /// The backends connected to the scratch database (other than the accounting one).
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the benchmark's setup and reference queries, raw SQL on purpose"
+)]
 async fn backend_pids(admin: &tokio::sync::Mutex<AsyncPgConnection>) -> Vec<i32> {
     use diesel_async::RunQueryDsl;
     #[derive(diesel::QueryableByName)]
@@ -541,6 +549,10 @@ async fn seed(t: &TestDb, tenants: &[Uuid]) {
     }
 }
 
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the benchmark's setup and reference queries, raw SQL on purpose"
+)]
 async fn server_version(t: &TestDb) -> String {
     use diesel_async::RunQueryDsl;
     #[derive(diesel::QueryableByName)]

@@ -47,6 +47,32 @@ pub use tenantry_macros::global_table;
 /// ```
 pub use tenantry_macros::no_tenant_scope;
 
+/// A SQL fragment whose text is one string literal: `tenantry::sql!("amount_cents % 2 = 0")`
+/// (SQL type `Bool`, for a filter) or `tenantry::sql!(Text, "lower(name)")` (any Diesel SQL
+/// type in scope, e.g. `diesel::sql_types::Text`).
+///
+/// It stands where Diesel's `diesel::dsl::sql` would, in a scoped query's filter, selection and
+/// order and in an update's value, and combines with Diesel's operators, which bind values:
+///
+/// ```text
+/// Invoice::scoped(conn).filter(tenantry::sql!(Text, "lower(status)").eq(status)).load(conn)
+/// ```
+///
+/// Its text is fixed at compile time, so no request data can rewrite it; a tenant connection
+/// refuses SQL text built at run time (`diesel::dsl::sql(&format!(..))`,
+/// [`RuntimeSqlFragment`]). The text is still yours: tenantry does not parse it, and row-level
+/// security applies to it as to any statement. Each call site gets a type of its own, so two
+/// fragments never share a cached prepared statement.
+///
+/// Anything but one string literal is a compile error naming it:
+///
+/// ```compile_fail
+/// # fn f(name: &str) {
+/// let fragment = tenantry::sql!(format!("name = '{name}'")); // error: a `format!` string
+/// # }
+/// ```
+pub use tenantry_macros::sql;
+
 /// Requires a role of an axum handler: `#[requires_role(Partner)]`, `#[requires_role(ClientViewer)]`
 /// or `#[requires_role(Owner)]`.
 ///

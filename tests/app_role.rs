@@ -4,6 +4,11 @@
 //! first runs the attack as the SQL the role could send, so the refusal is shown to matter;
 //! each role is a scratch role of its own, so these tests run in parallel.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the escalations and weakenings under test are raw SQL on purpose"
+)]
+
 mod common;
 
 use common::{count, TestDb};

@@ -2,6 +2,11 @@
 //! each attack is the SQL an attacker sends, as `tenantry_app`, as `tenantry_bypass`, or as a
 //! superuser who disables the triggers (which `tenantry::audit_chain::verify` then names).
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tampering with the log is raw SQL on purpose"
+)]
+
 mod common;
 
 use common::schema::MIGRATIONS;

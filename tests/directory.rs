@@ -62,6 +62,10 @@ mod raw {
         pub(crate) n: i64,
     }
 
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the directory's SQL functions and grants are under test: raw SQL is the probe"
+    )]
     pub(crate) async fn user(conn: &mut AsyncPgConnection, email: &str, owner: bool) -> Uuid {
         diesel::sql_query("INSERT INTO users (email, is_owner) VALUES ($1, $2) RETURNING id")
             .bind::<Text, _>(email)
@@ -72,6 +76,10 @@ mod raw {
             .id
     }
 
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the directory's SQL functions and grants are under test: raw SQL is the probe"
+    )]
     pub(crate) async fn member(conn: &mut AsyncPgConnection, user: Uuid, tenant: Uuid, role: &str) {
         diesel::sql_query("INSERT INTO memberships (user_id, tenant_id, role) VALUES ($1, $2, $3)")
             .bind::<SqlUuid, _>(user)
@@ -82,6 +90,10 @@ mod raw {
             .expect("insert membership");
     }
 
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the directory's SQL functions and grants are under test: raw SQL is the probe"
+    )]
     pub(crate) async fn count(conn: &mut AsyncPgConnection, sql: &str) -> i64 {
         diesel::sql_query(sql)
             .get_result::<Count>(conn)
@@ -90,6 +102,10 @@ mod raw {
             .n
     }
 
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the directory's SQL functions and grants are under test: raw SQL is the probe"
+    )]
     pub(crate) async fn exec(
         conn: &mut AsyncPgConnection,
         sql: &str,
@@ -107,6 +123,10 @@ mod raw {
         pub(crate) slug: Option<String>,
     }
 
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the directory's SQL functions and grants are under test: raw SQL is the probe"
+    )]
     pub(crate) async fn principal(conn: &mut AsyncPgConnection, email: &str) -> Vec<PrincipalRow> {
         diesel::sql_query("SELECT user_id, email, slug FROM tenantry_principal($1)")
             .bind::<Text, _>(email)
@@ -121,6 +141,10 @@ mod raw {
         pub(crate) slug: String,
     }
 
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the directory's SQL functions and grants are under test: raw SQL is the probe"
+    )]
     pub(crate) async fn owner_tenant(
         conn: &mut AsyncPgConnection,
         owner: Uuid,

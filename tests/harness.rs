@@ -163,6 +163,10 @@ fn database_exists(name: &str) -> bool {
         .block_on(database_exists_async(name))
 }
 
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the test harness's own databases, probed as the superuser"
+)]
 async fn database_exists_async(name: &str) -> bool {
     let mut conn = common::admin_conn("postgres").await;
     let query = diesel::sql_query("SELECT count(*) AS n FROM pg_database WHERE datname = $1")

@@ -5,6 +5,11 @@
 //! that no row of another tenant was read, written or moved, that nothing is left on a pooled
 //! connection, and that the directory and the tenant keys stay out of reach.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the attacks are raw SQL on purpose"
+)]
+
 mod common;
 
 use common::{ctx, viewer_ctx, Route, TestDb};

@@ -154,8 +154,9 @@ async fn a_read_only_context_runs_in_a_read_only_transaction() {
         w.t.db
             .query(&viewer, |conn| {
                 tenants::table
-                    .select(diesel::dsl::sql::<diesel::sql_types::Text>(
-                        "current_setting('transaction_read_only')",
+                    .select(tenantry::sql!(
+                        diesel::sql_types::Text,
+                        "current_setting('transaction_read_only')"
                     ))
                     .first(conn)
             })

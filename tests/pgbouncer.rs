@@ -63,6 +63,10 @@ struct Client {
 
 /// A tenant transaction of `client` that loads its invoices (scoped), probes the server (raw),
 /// and, when `fail` is set, inserts a project and rolls back.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "raw SQL through the pooler on purpose: the probe of what the backend saw"
+)]
 async fn turn(t: &TestDb, client: &Client, read_only: bool, fail: bool) -> Probe {
     let probe = |conn_probe: Vec<Probe>| conn_probe.into_iter().next().expect("one row");
     let job = t.jobs.job("pgbouncer-probe");
@@ -245,6 +249,10 @@ async fn one_server_connection_shared_by_tenants_turn_after_turn_leaks_nothing()
 }
 
 #[tokio::test]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "raw SQL through the pooler on purpose: the probe of what the backend saw"
+)]
 async fn session_timeouts_hold_behind_the_pooler() {
     // PgBouncer refuses them in the startup packet; they are set in each transaction instead.
     let t = TestDb::through(Route::PgBouncer, 2).await;
@@ -313,6 +321,10 @@ async fn the_statement_cache_behind_a_transaction_pooler_is_refused_at_start() {
 }
 
 #[tokio::test]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "raw SQL through the pooler on purpose: the probe of what the backend saw"
+)]
 async fn a_prepared_statement_lost_under_load_names_the_setting() {
     // What a transaction pooler does to a statement cache, done by the server itself: the
     // cached statement is gone from the session (here `DEALLOCATE ALL`; behind PgBouncer, the

@@ -88,6 +88,10 @@ pub async fn lookup_dsl(conn: &mut AsyncPgConnection, email: &str) -> Vec<Lookup
 }
 
 /// `principal.rs`'s `LOOKUP`, verbatim, through `diesel::sql_query` (never cached).
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the reference lookup without tenantry: the same SQL through sql_query"
+)]
 pub async fn lookup_sql(conn: &mut AsyncPgConnection, email: &str) -> usize {
     use diesel_async::RunQueryDsl;
     #[derive(diesel::QueryableByName)]

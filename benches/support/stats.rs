@@ -64,6 +64,10 @@ pub struct Watcher {
 
 impl Watcher {
     /// The backends connected to the scratch database.
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the benchmark's setup and reference queries, raw SQL on purpose"
+    )]
     pub async fn backend_pids(&self) -> Vec<i32> {
         use diesel_async::RunQueryDsl;
         #[derive(diesel::QueryableByName)]

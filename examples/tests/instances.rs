@@ -257,6 +257,10 @@ async fn two_instances_migrate_at_once_and_serve_one_database_in_isolation() {
     }
 }
 
+#[allow(
+    clippy::disallowed_methods,
+    reason = "test setup and probes as the superuser, with raw SQL on purpose"
+)]
 async fn common_count(c: &mut diesel_async::AsyncPgConnection, sql: &str) -> i64 {
     use diesel_async::RunQueryDsl;
     #[derive(diesel::QueryableByName)]
@@ -272,6 +276,10 @@ async fn common_count(c: &mut diesel_async::AsyncPgConnection, sql: &str) -> i64
 }
 
 /// The id of the project of tenant `slug`, as text.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "test setup and probes as the superuser, with raw SQL on purpose"
+)]
 async fn common_text(db: &str, slug: &str) -> String {
     use diesel_async::RunQueryDsl;
     #[derive(diesel::QueryableByName)]

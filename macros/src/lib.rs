@@ -10,6 +10,7 @@ mod bypass;
 mod changeset;
 mod diesel_attrs;
 mod requires_role;
+mod sql;
 mod tenant_table;
 mod test;
 
@@ -52,6 +53,12 @@ pub fn global_table(args: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro]
 pub fn no_tenant_scope(input: TokenStream) -> TokenStream {
     into_tokens(bypass::expand(input.into()), None)
+}
+
+/// A SQL fragment whose text is a string literal; see `tenantry::sql!`.
+#[proc_macro]
+pub fn sql(input: TokenStream) -> TokenStream {
+    into_tokens(sql::expand(input.into()), None)
 }
 
 /// Requires a role of an axum handler; see `tenantry::requires_role`.

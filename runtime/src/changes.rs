@@ -7,6 +7,8 @@
 //! scoped update takes only changes made of it ([`CheckedChanges`]), and [`Set`] can only be made
 //! for a column that is not the tenant column.
 
+use std::panic::Location;
+
 use diesel::expression::{
     is_aggregate, AppearsOnTable, AsExpression, Expression, IsContainedInGroupBy,
     TypedExpressionType, ValidGrouping,
@@ -21,6 +23,7 @@ use diesel::sql_types::SqlType;
 use diesel::QueryResult;
 
 use crate::columns::{Both, NotTheTenantColumn, SameColumn};
+use crate::fragment::{refusal, FragmentPlace, RuntimeSqlFragment};
 use crate::table::{Declared, IsGlobal, IsTenant};
 
 /// One assignment of a scoped update: `"column" = value`. Made by [`SetColumn::to`].
@@ -29,6 +32,9 @@ use crate::table::{Declared, IsGlobal, IsTenant};
 pub struct Set<C, E> {
     column: C,
     value: E,
+    /// Set when the value holds SQL text built at run time: the statement fails before it is
+    /// sent (see [`crate::fragment`]).
+    refused: Option<RuntimeSqlFragment>,
 }
 
 /// `column.to(value)`: the assignment a scoped update's `.set(..)` takes (in the prelude).
@@ -39,18 +45,23 @@ pub trait SetColumn: Column + Sized {
     /// another tenant. The value reads only the updated row (literals, its columns, arithmetic
     /// and functions of them, [`excluded`] in an upsert) or a scoped subquery of the same
     /// transaction (`Project::scoped(conn).select(..).single_value()`): an unscoped subquery
-    /// over a table does not compile.
+    /// over a table does not compile. SQL text built at run time (`diesel::dsl::sql`) in the
+    /// value makes the statement fail before it is sent; write a fragment with
+    /// `tenantry::sql!(Text, "..")`.
+    #[track_caller]
     fn to<V>(self, value: V) -> Set<Self, V::Expression>
     where
         Self::SqlType: SqlType + TypedExpressionType,
         V: AsExpression<Self::SqlType>,
-        V::Expression: UpdateValue<Self::Table>,
+        V::Expression: UpdateValue<Self::Table> + QueryFragment<Pg> + QueryId,
         Self::Table: Declared,
         <Self::Table as Declared>::Kind: Assignable<Self>,
     {
+        let value = value.as_expression();
         Set {
+            refused: refusal(&value, FragmentPlace::UpdateValue, Location::caller()),
             column: self,
-            value: value.as_expression(),
+            value,
         }
     }
 }
@@ -140,6 +151,9 @@ where
 
 impl<C: Column, E: QueryFragment<Pg>> QueryFragment<Pg> for Set<C, E> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        if let Some(refused) = self.refused {
+            return Err(refused.into());
+        }
         let _ = &self.column;
         out.push_identifier(C::NAME)?;
         out.push_sql(" = ");

@@ -301,6 +301,10 @@ ORDER BY 1, 2
 /// Checks the database `conn` is connected to against Citus's rules for the placement tenantry
 /// gives each table (see the module docs), and plans the placements. Needs tenantry's
 /// migrations (`tenantry_declared_tables`); run it as any role that can read the catalogs.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the Citus check's catalog queries, literal SQL"
+)]
 pub async fn check(conn: &mut AsyncPgConnection) -> diesel::QueryResult<CitusReport> {
     let declared: Vec<DeclaredRow> = diesel::sql_query(DECLARED_SQL).load(conn).await?;
     let tables: Vec<TableRow> = diesel::sql_query(TABLES_SQL).load(conn).await?;

@@ -89,6 +89,10 @@ impl<'tx, A: Access> TenantConn<'tx, A> {
     /// The tenant that row-level security sees in this transaction now: the tenant the database
     /// verifies from the seal (`tenantry_tenant()`), `None` if no seal verifies. Always
     /// [`TenantConn::tenant_id`] unless SQL run in the transaction tampered with the seal.
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "a literal read of the seal's view, tenantry's own SQL"
+    )]
     pub async fn verified_tenant(&mut self) -> QueryResult<Option<Uuid>> {
         let mut conn = self.conn;
         diesel::select(diesel::dsl::sql::<

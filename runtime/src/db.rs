@@ -304,6 +304,10 @@ async fn in_read_only_tx<T>(
 
 /// The connection's role, and whether it escapes row-level security (superuser or
 /// `BYPASSRLS`).
+#[allow(
+    clippy::disallowed_methods,
+    reason = "a literal probe of the pool's role at connect, outside any tenant transaction"
+)]
 async fn role_of(conn: &Pooled) -> Result<(String, bool), DbError> {
     in_read_only_tx(conn, async |c| {
         diesel::select((
@@ -660,7 +664,7 @@ impl Db {
         if A::READ_ONLY {
             let audited = scope.clone();
             self.tx_in::<crate::ctx::ReadWrite, _, DbError, _>(scope.clone(), async |conn| {
-                Ok(audit(*conn.raw_for_run(), &audited, reason).await?)
+                Ok(audit(conn.raw_for_run(), &audited, reason).await?)
             })
             .await?;
             return self.tx_in(scope, work).await;

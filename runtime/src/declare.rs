@@ -13,6 +13,10 @@ use crate::table::TableDecl;
 /// [`crate::inspect`] (and `tenantry doctor`) read.
 ///
 /// Idempotent; run it after your own migrations, as the tables' owner.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "tenantry's own statements with literal text, binding the table names"
+)]
 pub async fn declare_tables(
     conn: &mut AsyncPgConnection,
     tables: &[TableDecl],

@@ -15,6 +15,7 @@ mod ctx;
 mod db;
 mod declare;
 mod error;
+mod fragment;
 pub mod identity;
 mod insert;
 mod inspect;
@@ -45,6 +46,7 @@ pub use ctx::{
 pub use db::{Db, DbConfig, RoleEscalation, RolePower};
 pub use declare::declare_tables;
 pub use error::{DbError, ScopeError};
+pub use fragment::{FragmentPlace, RuntimeSqlFragment, SqlFragment};
 pub use insert::{InsertMany, InsertOne, ScopedInsert, TenantRow};
 pub use inspect::{inspect, inspect_roles, Finding, PolicyDifference, Report, SearchPathProblem};
 pub use jobs::{Jobs, JobsOnly, SystemJob};
@@ -97,6 +99,7 @@ pub mod prelude {
 pub mod __private {
     pub use crate::bypass::__no_tenant_scope_literal;
     pub use crate::columns::{has_column, ColumnNames, TenantKeyColumn};
+    pub use crate::fragment::{sql_fragment, FragmentSite};
     pub use crate::insert::{insert, insert_many};
     pub use crate::scoped::scoped;
     pub use crate::table::sealed::Declaration;

@@ -284,6 +284,10 @@ struct Ambiguous {
 }
 
 /// Records as applied, once, the migrations of `source` that tenantry's earlier runner applied.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "tenantry's own migration bookkeeping, literal SQL on the migration connection"
+)]
 async fn adopt_legacy<S: MigrationSource<Pg>>(
     conn: &mut AsyncPgConnection,
     source: &S,

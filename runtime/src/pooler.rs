@@ -116,6 +116,10 @@ impl std::fmt::Display for Shared {
 
 /// The backend that runs `conn`'s next transaction (its own transaction, so that a pooler keeps
 /// the statement's two round trips on one server).
+#[allow(
+    clippy::disallowed_methods,
+    reason = "a literal probe of the backend pid, outside any tenant transaction"
+)]
 async fn backend_pid(conn: &AsyncPgConnection) -> Result<i32, diesel::result::Error> {
     let mut conn = conn;
     conn.batch_execute("BEGIN READ ONLY").await?;

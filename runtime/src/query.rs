@@ -15,6 +15,7 @@ use diesel_async::AsyncPgConnection;
 use crate::changes::CheckedChanges;
 use crate::conn::TenantConn;
 use crate::ctx::{Access, CanWrite};
+use crate::fragment::RuntimeSqlFragment;
 use crate::insert::ScopedInsert;
 use crate::scoped::{Scoped, ScopedWhere};
 use crate::table::GlobalTable;
@@ -47,6 +48,14 @@ pub trait TenantQuery<'tx, A: Access>: sealed::Sealed<'tx, A> {
     type Inner;
     /// Unwraps the Diesel query.
     fn into_inner(self) -> Self::Inner;
+
+    /// Why the tenant connection will not run this query: a filter, selection or order that
+    /// holds SQL text built at run time (see [`RuntimeSqlFragment`]). Update values and the
+    /// `WHERE` clause of a scoped update or delete fail when the statement is built instead.
+    #[doc(hidden)]
+    fn refused(&self) -> Option<RuntimeSqlFragment> {
+        None
+    }
 }
 
 impl<'tx, Q, A: Access> sealed::Sealed<'tx, A> for Scoped<'tx, Q, A> {}
@@ -54,6 +63,9 @@ impl<'tx, Q, A: Access> TenantQuery<'tx, A> for Scoped<'tx, Q, A> {
     type Inner = Q;
     fn into_inner(self) -> Q {
         self.into_query()
+    }
+    fn refused(&self) -> Option<RuntimeSqlFragment> {
+        Scoped::refused(self)
     }
 }
 
@@ -186,6 +198,14 @@ impl<'c, T: 'c> RunFuture<'c, T> {
         }
     }
 
+    /// A future that sends nothing and fails with `refused`.
+    fn refused(refused: RuntimeSqlFragment) -> Self
+    where
+        T: Send,
+    {
+        RunFuture::new(std::future::ready(Err(refused.into())), None)
+    }
+
     /// The statement it runs, if its type alone decides it.
     pub(crate) fn statement(&self) -> Option<StatementKey> {
         self.statement
@@ -237,6 +257,9 @@ pub trait RunTenantQuery<A: Access>: Sized {
         U: Send + 'c,
         Self::Inner: QueryId,
     {
+        if let Some(refused) = self.refused() {
+            return RunFuture::refused(refused);
+        }
         let statement = StatementKey::of::<Self::Inner>(Run::Load);
         RunFuture::new(
             diesel_async::RunQueryDsl::load(self.into_inner(), conn.raw_for_run()),
@@ -252,6 +275,9 @@ pub trait RunTenantQuery<A: Access>: Sized {
         U: Send + 'c,
         Self::Inner: QueryId,
     {
+        if let Some(refused) = self.refused() {
+            return RunFuture::refused(refused);
+        }
         let statement = StatementKey::of::<Self::Inner>(Run::Load);
         RunFuture::new(
             diesel_async::RunQueryDsl::load(self.into_inner(), conn.raw_for_run()),
@@ -267,6 +293,9 @@ pub trait RunTenantQuery<A: Access>: Sized {
         U: Send + 'c,
         Self::Inner: QueryId,
     {
+        if let Some(refused) = self.refused() {
+            return RunFuture::refused(refused);
+        }
         let statement = StatementKey::of::<Self::Inner>(Run::Load);
         RunFuture::new(
             diesel_async::RunQueryDsl::get_result(self.into_inner(), conn.raw_for_run()),
@@ -283,6 +312,9 @@ pub trait RunTenantQuery<A: Access>: Sized {
         U: Send + 'c,
         Self::Inner: QueryId,
     {
+        if let Some(refused) = self.refused() {
+            return RunFuture::refused(refused);
+        }
         let statement = StatementKey::of::<Self::Inner>(Run::First);
         RunFuture::new(
             diesel_async::RunQueryDsl::first(self.into_inner(), conn.raw_for_run()),
@@ -297,6 +329,9 @@ pub trait RunTenantQuery<A: Access>: Sized {
         Self::Inner: ExecuteDsl<&'tx AsyncPgConnection> + 'c,
         Self::Inner: QueryId,
     {
+        if let Some(refused) = self.refused() {
+            return RunFuture::refused(refused);
+        }
         let statement = StatementKey::of::<Self::Inner>(Run::Execute);
         RunFuture::new(
             diesel_async::RunQueryDsl::execute(self.into_inner(), conn.raw_for_run()),

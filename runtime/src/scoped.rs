@@ -12,6 +12,7 @@
 
 use std::fmt;
 use std::marker::PhantomData;
+use std::panic::Location;
 
 use diesel::associations::HasTable;
 use diesel::dsl::CountStar;
@@ -34,6 +35,7 @@ use uuid::Uuid;
 
 use crate::conn::{Brand, TenantConn};
 use crate::ctx::{Access, ReadWrite};
+use crate::fragment::{refusal, FragmentPlace, RuntimeSqlFragment};
 use crate::table::{Declared, JoinScope};
 
 /// A query kept inside one tenant and one transaction. Private fields: only
@@ -42,6 +44,10 @@ use crate::table::{Declared, JoinScope};
 pub struct Scoped<'tx, Q, A: Access = ReadWrite> {
     query: Q,
     tenant: Uuid,
+    /// The first filter, selection or order that holds SQL text built at run time: the tenant
+    /// connection refuses to run the query (see [`crate::fragment`]). Kept when a later
+    /// `.order(..)` or `.select(..)` replaces that clause: the code still builds the fragment.
+    refused: Option<RuntimeSqlFragment>,
     _brand: Brand<'tx>,
     _access: PhantomData<fn() -> A>,
 }
@@ -51,6 +57,7 @@ impl<Q: Clone, A: Access> Clone for Scoped<'_, Q, A> {
         Self {
             query: self.query.clone(),
             tenant: self.tenant,
+            refused: self.refused,
             _brand: PhantomData,
             _access: PhantomData,
         }
@@ -62,6 +69,7 @@ impl<Q: fmt::Debug, A: Access> fmt::Debug for Scoped<'_, Q, A> {
         f.debug_struct("Scoped")
             .field("tenant", &self.tenant)
             .field("query", &self.query)
+            .field("refused", &self.refused)
             .finish()
     }
 }
@@ -85,6 +93,7 @@ where
     Scoped {
         query: FilterDsl::filter(T::default(), C::default().eq(tenant)),
         tenant,
+        refused: None,
         _brand: PhantomData,
         _access: PhantomData,
     }
@@ -95,9 +104,22 @@ impl<'tx, Q, A: Access> Scoped<'tx, Q, A> {
         Scoped {
             query: f(self.query),
             tenant: self.tenant,
+            refused: self.refused,
             _brand: PhantomData,
             _access: PhantomData,
         }
+    }
+
+    /// Keeps the first refusal: `expr`, taken at `place` on the caller's line, if it holds SQL
+    /// text built at run time.
+    fn check<E>(mut self, expr: &E, place: FragmentPlace, at: &'static Location<'static>) -> Self
+    where
+        E: QueryFragment<Pg> + QueryId,
+    {
+        if self.refused.is_none() {
+            self.refused = refusal(expr, place, at);
+        }
+        self
     }
 
     /// The tenant this query is kept inside.
@@ -110,40 +132,51 @@ impl<'tx, Q, A: Access> Scoped<'tx, Q, A> {
     /// The predicate reads the query's own tables, literals and functions of them, and scoped
     /// subqueries of the same transaction (`subquery()`, `exists()`, `single_value()`): an
     /// unscoped subquery over a table does not compile.
+    ///
+    /// SQL text built at run time (`diesel::dsl::sql(&format!(..))`) in the predicate makes the
+    /// tenant connection refuse the query before sending it; write a fragment with
+    /// `tenantry::sql!("..")`.
+    #[track_caller]
     pub fn filter<P>(self, predicate: P) -> Scoped<'tx, diesel::dsl::Filter<Q, P>, A>
     where
         Q: FilterDsl<P> + ScopedSource,
-        P: FilterValue<Q::From>,
+        P: FilterValue<Q::From> + QueryFragment<Pg> + QueryId,
     {
-        self.map(|q| q.filter(predicate))
+        self.check(&predicate, FragmentPlace::Filter, Location::caller())
+            .map(|q| q.filter(predicate))
     }
 
     /// Sets the `ORDER BY` clause (over the query's own tables and scoped subqueries, like a
     /// filter).
+    #[track_caller]
     pub fn order<O>(self, order: O) -> Scoped<'tx, diesel::dsl::Order<Q, O>, A>
     where
-        O: Expression + FilterValue<Q::From>,
+        O: Expression + FilterValue<Q::From> + QueryFragment<Pg> + QueryId,
         Q: OrderDsl<O> + ScopedSource,
     {
-        self.map(|q| q.order(order))
+        self.check(&order, FragmentPlace::Order, Location::caller())
+            .map(|q| q.order(order))
     }
 
     /// Alias of [`Scoped::order`], as in Diesel.
+    #[track_caller]
     pub fn order_by<O>(self, order: O) -> Scoped<'tx, diesel::dsl::Order<Q, O>, A>
     where
-        O: Expression + FilterValue<Q::From>,
+        O: Expression + FilterValue<Q::From> + QueryFragment<Pg> + QueryId,
         Q: OrderDsl<O> + ScopedSource,
     {
         self.order(order)
     }
 
     /// Appends to the `ORDER BY` clause.
+    #[track_caller]
     pub fn then_order_by<O>(self, order: O) -> Scoped<'tx, diesel::dsl::ThenOrderBy<Q, O>, A>
     where
-        O: FilterValue<Q::From>,
+        O: FilterValue<Q::From> + QueryFragment<Pg> + QueryId,
         Q: ThenOrderDsl<O> + ScopedSource,
     {
-        self.map(|q| q.then_order_by(order))
+        self.check(&order, FragmentPlace::Order, Location::caller())
+            .map(|q| q.then_order_by(order))
     }
 
     /// Sets `LIMIT`.
@@ -164,12 +197,14 @@ impl<'tx, Q, A: Access> Scoped<'tx, Q, A> {
 
     /// Chooses the selected columns (of the query's own tables; a subquery in the selection
     /// must be a scoped one, like in a filter).
+    #[track_caller]
     pub fn select<S>(self, selection: S) -> Scoped<'tx, diesel::dsl::Select<Q, S>, A>
     where
-        S: Expression + FilterValue<Q::From>,
+        S: Expression + FilterValue<Q::From> + QueryFragment<Pg> + QueryId,
         Q: SelectDsl<S> + ScopedSource,
     {
-        self.map(|q| q.select(selection))
+        self.check(&selection, FragmentPlace::Selection, Location::caller())
+            .map(|q| q.select(selection))
     }
 
     /// `SELECT DISTINCT`.
@@ -276,6 +311,12 @@ impl<'tx, Q, A: Access> Scoped<'tx, Q, A> {
     pub(crate) fn into_query(self) -> Q {
         self.query
     }
+
+    /// Why the tenant connection will not run this query, if it holds SQL text built at run
+    /// time.
+    pub(crate) fn refused(&self) -> Option<RuntimeSqlFragment> {
+        self.refused
+    }
 }
 
 /// The `ON` clause of a scoped join of `R` onto `Q`.
@@ -301,23 +342,25 @@ impl<'tx, Q: IntoUpdateTarget, A: Access> IntoUpdateTarget for Scoped<'tx, Q, A>
     type WhereClause = ScopedWhere<'tx, Q::WhereClause>;
 
     fn into_update_target(self) -> UpdateTarget<Self::Table, Self::WhereClause> {
+        let refused = self.refused;
         let UpdateTarget {
             table,
             where_clause,
         } = self.query.into_update_target();
         UpdateTarget {
             table,
-            where_clause: ScopedWhere(where_clause, PhantomData),
+            where_clause: ScopedWhere(where_clause, refused, PhantomData),
         }
     }
 }
 
 /// The `WHERE` clause of an update or delete built from a scoped query.
 ///
-/// Private field: it exists only so that tenant connections can tell a scoped update or delete
-/// from an unscoped one at compile time.
+/// Private fields: it exists so that tenant connections can tell a scoped update or delete
+/// from an unscoped one at compile time, and so that a filter holding SQL text built at run time
+/// fails the statement before it is sent.
 #[derive(Debug, Clone, Copy)]
-pub struct ScopedWhere<'tx, W>(W, Brand<'tx>);
+pub struct ScopedWhere<'tx, W>(W, Option<RuntimeSqlFragment>, Brand<'tx>);
 
 impl<W: QueryId> QueryId for ScopedWhere<'_, W> {
     type QueryId = W::QueryId;
@@ -326,6 +369,9 @@ impl<W: QueryId> QueryId for ScopedWhere<'_, W> {
 
 impl<W: QueryFragment<Pg>> QueryFragment<Pg> for ScopedWhere<'_, W> {
     fn walk_ast<'b>(&'b self, pass: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        if let Some(refused) = self.1 {
+            return Err(refused.into());
+        }
         self.0.walk_ast(pass)
     }
 }

@@ -1,4 +1,8 @@
 //! Test support: a fresh PostgreSQL database per test, migrated, with two pools (app and bypass).
+#![allow(
+    clippy::disallowed_methods,
+    reason = "test setup and probes: literal SQL as the superuser or the roles under test"
+)]
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
 pub mod schema;
@@ -128,6 +132,10 @@ impl TestDb {
     }
 
     /// Creates a tenant and returns its id.
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "test setup and probes as the superuser, with raw SQL on purpose"
+    )]
     pub async fn tenant(&self, slug: &str) -> Uuid {
         use diesel_async::RunQueryDsl;
         let mut conn = self.admin().await;
@@ -170,6 +178,10 @@ impl TestDb {
 }
 
 /// [`TestDb::seed`] on any superuser connection (a `tenantry::testing::TestDb`'s `admin()`).
+#[allow(
+    clippy::disallowed_methods,
+    reason = "test setup and probes as the superuser, with raw SQL on purpose"
+)]
 pub async fn seed(
     conn: &mut AsyncPgConnection,
     tenant: Uuid,
@@ -200,6 +212,10 @@ pub async fn seed(
 }
 
 /// Runs `sql` (which must return one row with a `bigint` column `n`) and returns `n`.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "test setup and probes as the superuser, with raw SQL on purpose"
+)]
 pub async fn count(conn: &mut AsyncPgConnection, sql: &str) -> i64 {
     use diesel_async::RunQueryDsl;
     diesel::sql_query(sql)

@@ -61,6 +61,10 @@ impl ScratchDb {
     }
 
     /// The text of the single value `query` returns (`SELECT x::text AS v`).
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the CLI's tests read the database as the superuser, raw SQL on purpose"
+    )]
     pub fn text(&self, query: &str) -> Option<String> {
         #[derive(diesel::QueryableByName)]
         struct V {

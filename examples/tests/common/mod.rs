@@ -150,6 +150,10 @@ impl App {
         }
     }
 
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "test setup and probes as the superuser, with raw SQL on purpose"
+    )]
     async fn seed(&mut self) {
         let mut c = admin(&self.db).await;
         for slug in ["acme", "globex", "initech"] {
@@ -249,6 +253,10 @@ impl App {
     }
 
     /// Count rows as the superuser (ignores row-level security).
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "test setup and probes as the superuser, with raw SQL on purpose"
+    )]
     pub async fn count(&self, sql: &str) -> i64 {
         #[derive(QueryableByName)]
         struct N {
@@ -264,6 +272,10 @@ impl App {
     }
 
     /// One invoice of `tenant` as JSON-ish text, read as the superuser.
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "test setup and probes as the superuser, with raw SQL on purpose"
+    )]
     pub async fn invoice_row(&self, id: Uuid) -> String {
         #[derive(QueryableByName)]
         struct Row {
@@ -279,6 +291,10 @@ impl App {
             .row
     }
 
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "test setup and probes as the superuser, with raw SQL on purpose"
+    )]
     pub async fn invoice_of(&self, slug: &str) -> Uuid {
         let mut c = admin(&self.db).await;
         diesel::sql_query("SELECT id FROM invoices WHERE tenant_id = $1 ORDER BY number LIMIT 1")
@@ -292,6 +308,10 @@ impl App {
 
 /// The number of backends the role `role` has open in database `db`, but for the directory
 /// listener's session (which is not a pool's).
+#[allow(
+    clippy::disallowed_methods,
+    reason = "test setup and probes as the superuser, with raw SQL on purpose"
+)]
 pub async fn backends(db: &str, role: &str) -> i64 {
     #[derive(QueryableByName)]
     struct N {

@@ -58,7 +58,7 @@ async fn generated_body(
     conn.batch_execute("ROLLBACK").await?;
     let regenerated = regenerated?;
     Ok(matches!(
-        (current.iter().next(), regenerated.iter().next()),
+        (<[Source]>::first(&current), <[Source]>::first(&regenerated)),
         (Some(a), Some(b)) if a.source.is_some() && a.source == b.source
     ))
 }

@@ -1,4 +1,5 @@
-//! Every supported form compiles: reads, joins, subqueries, boxing, writes with checked changes,
+//! Every supported form compiles: reads, joins, subqueries, boxing, literal SQL fragments
+//! (`tenantry::sql!`), writes with checked changes,
 //! scoped upserts, global reads, bypass, raw SQL with a bypass, jobs (read-write and read-only),
 //! read-only contexts reading, and tenantry's prelude leaving other types' methods alone.
 #[path = "../support/schema.rs"]
@@ -67,6 +68,17 @@ async fn reads(db: &Db, ctx: &TenantCtx<'_>, id: uuid::Uuid) -> Result<(), DbErr
             .await?;
         let _: Vec<Currency> = currencies::table.load(conn).await?;
         let _: Vec<Currency> = currencies::table.filter(currencies::code.eq("EUR")).load(conn).await?;
+        // literal SQL fragments: a predicate, a typed value compared with a bound value, a
+        // selection, an order, inside a boxed query
+        use diesel::sql_types::{BigInt, Text};
+        let _: Vec<String> = Invoice::scoped(conn)
+            .filter(tenantry::sql!("amount_cents % 2 = 0"))
+            .filter(tenantry::sql!(Text, "lower(status)").eq("paid"))
+            .select(tenantry::sql!(Text, "upper(number)"))
+            .order(tenantry::sql!(BigInt, "amount_cents % 7").desc())
+            .load(conn)
+            .await?;
+        let _: Vec<Invoice> = Invoice::scoped(conn).into_boxed().filter(tenantry::sql!("number LIKE 'INV-%'")).load(conn).await?;
         Ok(())
     })
     .await
@@ -95,6 +107,11 @@ async fn writes(db: &Db, ctx: &TenantCtx<'_>, id: uuid::Uuid, project: uuid::Uui
         let _: Invoice = diesel::update(Invoice::scoped(conn).filter(invoices::id.eq(id)))
             .set(invoices::amount_cents.to(invoices::amount_cents + 1))
             .get_result(conn)
+            .await?;
+        // a literal SQL fragment as the value
+        let _: usize = diesel::update(Invoice::scoped(conn).filter(invoices::id.eq(id)))
+            .set(invoices::number.to(tenantry::sql!(diesel::sql_types::Text, "upper(number)")))
+            .execute(conn)
             .await?;
         // a value from a scoped subquery of the same transaction
         let first_name = Project::scoped(conn).select(projects::name).order(projects::name).single_value();
