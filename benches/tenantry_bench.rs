@@ -10,9 +10,17 @@
 //!   sequentially and with 8 clients;
 //! - (c) the row-level-security predicate: the autocommit point select as `tenantry_app` vs. as
 //!   `tenantry_bypass` (which bypasses RLS);
-//! - (x) with `TENANTRY_BENCH_EXPERIMENTS=1`: `Db::tx` vs. its protocol by hand with either
-//!   tenant prelude (`SELECT set_config` or `SET LOCAL`), and `Db::query` vs. its one-round-trip
-//!   protocol by hand.
+//! - (d) the tenant seal: `Db::query` (the entry, the statement and the assertion in one implicit
+//!   transaction) vs. the protocol tenantry used before the seal, by hand (`BEGIN; SET LOCAL
+//!   app.tenant_id`, the select and `COMMIT`, pipelined), on a copy of the table whose policy
+//!   reads that setting; and a scoped scan of 10,000 rows under each policy and under none;
+//! - (x) with `TENANTRY_BENCH_EXPERIMENTS=1`: `Db::tx` vs. the pre-seal protocols by hand with
+//!   either tenant prelude (`SELECT set_config` or `SET LOCAL`).
+//!
+//! The protocols by hand (naive, pipelined, one round trip, autocommit) run against the schema
+//! `baseline`: a copy of `invoices` whose policy is the one tenantry had before the seal
+//! (`tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid`), which a setting can
+//! satisfy. tenantry's own variants run against the sealed table.
 //!
 //! Besides throughput and latency, each table gives the CPU time per operation of this process
 //! and of the PostgreSQL backends (`/proc/<pid>/schedstat`). Results: BENCHMARKS.md.
@@ -45,6 +53,8 @@ type PgPool = Pool<AsyncPgConnection>;
 
 /// Invoices per tenant.
 const INVOICES: usize = 2_000;
+/// Invoices of the tenant scanned in (d).
+const BIG: usize = 10_000;
 /// Queries per side in (a).
 const LAYER_QUERIES: usize = 5_000;
 /// Rotated rounds per variant in (b) and (c): short rounds, so that noise of the machine
@@ -97,6 +107,14 @@ mod scoped_side {
             Invoice::scoped(conn)
                 .filter(invoices::id.eq(id))
                 .first::<Invoice>(conn)
+        })
+        .await
+    }
+
+    /// (d): the tenant's rows counted in one statement.
+    pub async fn count_query(db: &Db, ctx: &TenantCtx<'_>) -> Result<i64, DbError> {
+        db.query(ctx, |conn| {
+            Invoice::scoped(conn).count().get_result::<i64>(conn)
         })
         .await
     }
@@ -232,6 +250,36 @@ mod plain_side {
         row
     }
 
+    /// (d): the pre-seal protocol by hand around `count(*)`, pipelined in one round trip.
+    pub async fn count_tx(pool: &PgPool, tenant: Uuid) -> QueryResult<i64> {
+        let conn = pool.get().await.expect("pool");
+        let c: &AsyncPgConnection = &conn;
+        let prelude = format!("BEGIN READ ONLY; SET LOCAL app.tenant_id = '{tenant}'");
+        let (mut p, mut q, mut e) = (c, c, c);
+        let (begun, n, committed) = futures_util::future::join3(
+            p.batch_execute(&prelude),
+            invoices::table
+                .filter(invoices::tenant_id.eq(tenant))
+                .count()
+                .get_result::<i64>(&mut q),
+            e.batch_execute("COMMIT"),
+        )
+        .await;
+        begun?;
+        committed?;
+        n
+    }
+
+    /// (d): `count(*)` as the bypass role (no row-level security), the tenant filtered by hand.
+    pub async fn count_bypass(pool: &PgPool, tenant: Uuid) -> QueryResult<i64> {
+        let mut conn = pool.get().await.expect("pool");
+        invoices::table
+            .filter(invoices::tenant_id.eq(tenant))
+            .count()
+            .get_result::<i64>(&mut *conn)
+            .await
+    }
+
     /// The naive tenant transaction: four awaited round trips.
     pub async fn naive_tx(pool: &PgPool, tenant: Uuid, id: Uuid) -> QueryResult<Invoice> {
         let mut conn = pool.get().await.expect("pool");
@@ -251,6 +299,12 @@ mod plain_side {
 
 /// A pool like tenantry's (deadpool, `RecyclingMethod::Fast`), optionally with a session-level
 /// `app.tenant_id` on each connection (so that autocommit selects see the tenant's rows).
+/// `url` with the search path of the pre-seal baseline: `baseline.invoices` (the setting's
+/// policy) before `public`.
+fn baseline(url: &str) -> String {
+    format!("{url}?options=-c%20search_path%3Dbaseline%2Cpublic")
+}
+
 fn plain_pool(url: &str, size: usize, session_tenant: Option<Uuid>) -> PgPool {
     let mut config = ManagerConfig::default();
     config.recycling_method = RecyclingMethod::Fast;
@@ -292,6 +346,12 @@ enum Variant {
     /// Experiment: the autocommit select on sessions with tenantry's session timeouts
     /// (`statement_timeout`, `lock_timeout`, `idle_in_transaction_session_timeout`).
     AutocommitTimeouts,
+    /// (d) `count(*)` of a 10,000-row tenant with `Db::query`: the seal's policy.
+    ScanSeal,
+    /// (d) the same count by hand in a pre-seal transaction: the setting's policy.
+    ScanSetting,
+    /// (d) the same count as the bypass role, filtered by hand: no policy.
+    ScanBypass,
 }
 
 impl Variant {
@@ -306,6 +366,9 @@ impl Variant {
             Variant::PipeSetLocal => "by hand: BEGIN;SET LOCAL | SELECT",
             Variant::PipeOneRtt => "1-RTT: BEGIN;SET LOCAL | SELECT | COMMIT",
             Variant::AutocommitTimeouts => "autocommit select, with tenantry's timeouts",
+            Variant::ScanSeal => "count of 10,000 rows, Db::query (seal policy)",
+            Variant::ScanSetting => "count of 10,000 rows, by hand (setting policy, pre-seal)",
+            Variant::ScanBypass => "count of 10,000 rows, bypass role (no policy)",
         }
     }
 }
@@ -314,6 +377,9 @@ struct State {
     db: Db,
     ctx: TenantCtx<'static>,
     tenant: Uuid,
+    /// The 10,000-row tenant of (d) and its context.
+    big: Uuid,
+    big_ctx: TenantCtx<'static>,
     autocommit: PgPool,
     autocommit_timeouts: PgPool,
     naive: PgPool,
@@ -324,6 +390,24 @@ struct State {
 }
 
 async fn one_op(s: &State, v: Variant, id: Uuid) {
+    let scanned = match v {
+        Variant::ScanSeal => Some(
+            scoped_side::count_query(&s.db, &s.big_ctx)
+                .await
+                .expect("scan"),
+        ),
+        Variant::ScanSetting => Some(plain_side::count_tx(&s.naive, s.big).await.expect("scan")),
+        Variant::ScanBypass => Some(
+            plain_side::count_bypass(&s.bypass, s.big)
+                .await
+                .expect("scan"),
+        ),
+        _ => None,
+    };
+    if let Some(n) = scanned {
+        assert_eq!(n, BIG as i64);
+        return;
+    }
     let row = match v {
         Variant::Query => scoped_side::point_query(&s.db, &s.ctx, id)
             .await
@@ -350,6 +434,7 @@ async fn one_op(s: &State, v: Variant, id: Uuid) {
         Variant::AutocommitTimeouts => plain_side::point(&s.autocommit_timeouts, id)
             .await
             .expect("autocommit"),
+        Variant::ScanSeal | Variant::ScanSetting | Variant::ScanBypass => unreachable!(),
     };
     assert_eq!(row.id, id);
     std::hint::black_box(row);
@@ -530,18 +615,38 @@ fn normalise(debug: &str) -> (String, Vec<String>) {
     (sql.to_owned(), binds)
 }
 
-async fn seed(t: &TestDb, tenants: &[Uuid]) {
+async fn seed(t: &TestDb, tenants: &[Uuid], big: &[Uuid]) {
     let mut admin = t.admin().await;
-    for (n, tenant) in tenants.iter().enumerate() {
+    let sizes = tenants
+        .iter()
+        .map(|t| (t, INVOICES))
+        .chain(big.iter().map(|t| (t, BIG)));
+    for (n, (tenant, invoices)) in sizes.enumerate() {
         let sql = format!(
             "WITH p AS (INSERT INTO projects (tenant_id, name) VALUES ('{tenant}', 'bench') RETURNING id)
              INSERT INTO invoices (tenant_id, project_id, number, amount_cents, currency, status)
              SELECT '{tenant}', p.id, 'INV-' || g, (g * 7919 + {n}) % 100000, 'EUR', 'sent'
-             FROM p, generate_series(1, {INVOICES}) g"
+             FROM p, generate_series(1, {invoices}) g"
         );
         admin.batch_execute(&sql).await.expect("seed");
     }
-    for table in ["invoices", "projects"] {
+    // The pre-seal baseline: a copy of `invoices` whose policy reads the setting.
+    admin
+        .batch_execute(
+            "CREATE SCHEMA baseline;
+             CREATE TABLE baseline.invoices (LIKE public.invoices INCLUDING ALL);
+             INSERT INTO baseline.invoices SELECT * FROM public.invoices;
+             ALTER TABLE baseline.invoices ENABLE ROW LEVEL SECURITY;
+             ALTER TABLE baseline.invoices FORCE ROW LEVEL SECURITY;
+             CREATE POLICY setting ON baseline.invoices
+                 USING (tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid)
+                 WITH CHECK (tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid);
+             GRANT USAGE ON SCHEMA baseline TO tenantry_app, tenantry_bypass;
+             GRANT SELECT ON baseline.invoices TO tenantry_app, tenantry_bypass;",
+        )
+        .await
+        .expect("the baseline table");
+    for table in ["invoices", "projects", "baseline.invoices"] {
         admin
             .batch_execute(&format!("VACUUM ANALYZE {table}"))
             .await
@@ -574,7 +679,8 @@ async fn main() {
     let t = TestDb::with_pool_size(CLIENTS).await;
     let acme = t.tenant("acme").await;
     let globex = t.tenant("globex").await;
-    seed(&t, &[acme, globex]).await;
+    let big = t.tenant("big").await;
+    seed(&t, &[acme, globex], &[big]).await;
     let ctx = common::ctx(acme);
 
     println!(
@@ -609,8 +715,10 @@ async fn main() {
     println!("    same SQL and binds (modulo bind order): {same}");
     assert!(same, "the scoped query must render the hand-written SQL");
 
+    // The hand-written query runs on the same sealed table, in a transaction entered the way
+    // tenantry enters one: only the query layer differs.
     let mut plain = t.app_conn().await;
-    plain_side::begin_tenant(&mut plain, acme)
+    t.begin_tenant(&mut plain, acme)
         .await
         .expect("manual tenant tx");
     let [mut scoped, mut hand] = scoped_side::layer(&t.db, &ctx, &mut plain)
@@ -659,18 +767,20 @@ async fn main() {
         db: t.db.clone(),
         ctx: ctx.clone(),
         tenant: acme,
-        autocommit: plain_pool(&t.app_url(), CLIENTS, Some(acme)),
+        big,
+        big_ctx: common::ctx(big),
+        autocommit: plain_pool(&baseline(&t.app_url()), CLIENTS, Some(acme)),
         // `Db`'s defaults (`DbConfig::new`), sent the way `Db` sends them: in the startup packet.
         autocommit_timeouts: plain_pool(
             &format!(
-                "{}?options=-c%20statement_timeout%3D5000%20-c%20lock_timeout%3D2000%20\
+                "{}%20-c%20statement_timeout%3D5000%20-c%20lock_timeout%3D2000%20\
                  -c%20idle_in_transaction_session_timeout%3D10000",
-                t.app_url()
+                baseline(&t.app_url())
             ),
             CLIENTS,
             Some(acme),
         ),
-        naive: plain_pool(&t.app_url(), CLIENTS, None),
+        naive: plain_pool(&baseline(&t.app_url()), CLIENTS, None),
         bypass: plain_pool(&TestDb::bypass_url_of(&t.name), CLIENTS, None),
         ids,
         admin: tokio::sync::Mutex::new(t.admin().await),
@@ -705,6 +815,25 @@ async fn main() {
             0,
         );
     }
+
+    let d = [Variant::PipeOneRtt, Variant::Query];
+    for (clients, round) in [(1, secs(0.4)), (CLIENTS, secs(0.45))] {
+        let stats = compare(&state, &d, clients, round).await;
+        print_table(
+            &format!(
+                "(d) the tenant seal: Db::query vs the pre-seal protocol by hand (BEGIN; SET LOCAL | SELECT | COMMIT, one round trip), {clients} client(s); ratio vs pre-seal"
+            ),
+            &mut labelled(&d, stats),
+            0,
+        );
+    }
+    let scans = [Variant::ScanSetting, Variant::ScanSeal, Variant::ScanBypass];
+    let stats = compare(&state, &scans, 1, secs(0.4)).await;
+    print_table(
+        "(d) a scoped scan of 10,000 rows (count): seal policy vs setting policy vs none, 1 client; ratio vs the setting policy",
+        &mut labelled(&scans, stats),
+        0,
+    );
 
     if std::env::var_os("TENANTRY_BENCH_EXPERIMENTS").is_some() {
         let e = [

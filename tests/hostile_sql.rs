@@ -243,20 +243,36 @@ async fn switching_the_tenant_inside_one_statement_reads_only_the_own_tenant(rou
     assert!(matches!(result, Err(DbError::TenantMoved)), "{result:?}");
 }
 
-/// A viewer's transaction is `READ ONLY`: it can neither switch tenant nor turn read-write.
+/// The victim tenant of the viewer's attack, with an id a literal fragment can name.
+const VICTIM: &str = "00000000-0000-4000-8000-00000000beef";
+
+/// A viewer's transaction is `READ ONLY` and its raw SQL cannot run at all (the audit row of a
+/// raw statement cannot be written in it), so the viewer's attack is a literal `sql!` fragment in
+/// its scoped query: it can neither turn the transaction read-write nor switch it to a tenant it
+/// names.
 async fn a_viewer_cannot_switch_tenant_or_turn_read_write(route: Route) {
+    use common::schema::Invoice;
     let w = world(route, 1).await;
-    let (acme, globex) = (w.acme, w.globex);
-    let viewer: TenantCtx<'static, tenantry::ReadOnly> = viewer_ctx(acme);
+    let mut admin = w.t.admin().await;
+    common::exec(
+        &mut admin,
+        &format!("INSERT INTO tenants (id, slug, name) VALUES ('{VICTIM}', 'victim', 'Victim')"),
+    )
+    .await;
+    common::seed(&mut admin, VICTIM.parse().unwrap(), "victim-project", 4).await;
+    let viewer: TenantCtx<'static, tenantry::ReadOnly> = viewer_ctx(w.acme);
+
     let turned =
         w.t.db
             .tx(&viewer, async |conn| {
-                raw(
-                    &w.t,
-                    conn,
-                    "SELECT set_config('transaction_read_only', 'off', true) AS v",
-                )
-                .await
+                Invoice::scoped(conn)
+                    .filter(tenantry::sql!(
+                        "set_config('transaction_read_only', 'off', true) IS NOT NULL"
+                    ))
+                    .count()
+                    .get_result::<i64>(conn)
+                    .await
+                    .map_err(DbError::from)
             })
             .await
             .unwrap_err();
@@ -264,22 +280,31 @@ async fn a_viewer_cannot_switch_tenant_or_turn_read_write(route: Route) {
         turned.to_string().contains("read-write"),
         "the server refuses: {turned}"
     );
+
+    let seen = std::sync::Mutex::new(None);
     let result =
         w.t.db
             .tx(&viewer, async |conn| {
-                let seal = raw(&w.t, conn, SEAL).await?.expect("a seal");
-                raw(
-                    &w.t,
-                    conn,
-                    &format!(
-                        "SELECT set_config('tenantry.tenant', '{}', true) AS v",
-                        forge(&seal, acme, globex)
-                    ),
-                )
-                .await?;
-                raw_count(&w.t, conn, "SELECT count(*) AS n FROM invoices").await
+                let switched = Invoice::scoped(conn)
+                    .filter(tenantry::sql!(
+                        "set_config('tenantry.tenant', overlay(current_setting('tenantry.tenant') \
+                         placing '00000000-0000-4000-8000-00000000beef' from 1 for 36), true) \
+                         IS NOT NULL"
+                    ))
+                    .count()
+                    .get_result::<i64>(conn)
+                    .await?;
+                let after = Invoice::scoped(conn)
+                    .count()
+                    .get_result::<i64>(conn)
+                    .await?;
+                *seen.lock().unwrap() = Some((switched, after, conn.verified_tenant().await?));
+                Ok::<_, DbError>(())
             })
             .await;
+    // The statement that switched saw its own tenant (the policy was decided first); after it,
+    // no tenant at all; and the transaction was refused.
+    assert_eq!(*seen.lock().unwrap(), Some((ACME_INVOICES, 0, None)));
     assert!(matches!(result, Err(DbError::TenantMoved)), "{result:?}");
 }
 

@@ -323,6 +323,13 @@ async fn prepare_seal(client: &tokio_postgres::Client, link: &Link) -> Result<()
         .batch_execute("")
         .await
         .map_err(|e| bad(format!("the session setup failed: {e}")))?;
+    if link.statement_lost() {
+        // "prepared statement \"tenantry_enter\" already exists": another client prepared it
+        // on this server session, so a transaction pooler shares it (see `watch.rs`).
+        return Err(ConnectError::StatementLost(
+            "the tenant seal's prepared statements already exist on this session".into(),
+        ));
+    }
     match ticket.outcome() {
         Some(o) if o.lost => Err(bad("the connection ended during the session setup")),
         Some(o) => match o.first {

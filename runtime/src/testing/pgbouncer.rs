@@ -264,12 +264,23 @@ impl PgBouncer {
             .collect())
     }
 
-    /// Server connections the pooler holds for `database` (`SHOW SERVERS`, any state).
+    /// Server connections the pooler holds for `database` (`SHOW SERVERS`, any state), of
+    /// every role.
     pub async fn server_connections(&self, database: &str) -> usize {
+        self.servers(database, None).await
+    }
+
+    /// Server connections the pooler holds for `database` as `role`.
+    pub async fn server_connections_of(&self, database: &str, role: &str) -> usize {
+        self.servers(database, Some(role)).await
+    }
+
+    async fn servers(&self, database: &str, role: Option<&str>) -> usize {
         let rows = self.show("SERVERS").await.expect("SHOW SERVERS");
         // Columns: type, user, database, state, ...
         rows.iter()
             .filter(|r| r.get(2).map(String::as_str) == Some(database))
+            .filter(|r| role.is_none() || r.get(1).map(String::as_str) == role)
             .count()
     }
 }
