@@ -606,3 +606,33 @@ async fn a_raw_connection_cannot_enter_a_tenant_without_the_key() {
         "a seal kept in the session"
     );
 }
+
+/// A key rotated with no grace (after a suspected leak): entries signed with the old key are
+/// refused at once (`DbError::Seal`, which answers 503), and the instance signs with the new key
+/// once it has read it.
+#[tokio::test]
+async fn a_key_rotated_without_grace_refuses_the_old_one_at_once() {
+    use common::schema::Invoice;
+    let w = world(Route::Direct, 1).await;
+    let count = async || {
+        w.t.db
+            .query(&ctx(w.acme), |conn| {
+                Invoice::scoped(conn).count().get_result::<i64>(conn)
+            })
+            .await
+    };
+    assert_eq!(count().await.expect("before"), ACME_INVOICES);
+    common::exec(
+        &mut w.t.admin().await,
+        "SELECT tenantry_rotate_tenant_key('0 seconds')",
+    )
+    .await;
+    let refused = count().await.unwrap_err();
+    assert!(
+        matches!(&refused, DbError::Seal(m) if m.contains("unknown or expired tenant key")),
+        "{refused:?}"
+    );
+    assert!(refused.is_unavailable(), "answered 503");
+    w.t.db.reload_tenant_keys().await.expect("the new key");
+    assert_eq!(count().await.expect("after"), ACME_INVOICES);
+}

@@ -1,4 +1,4 @@
-//! Command-line arguments (clap derive): the six commands and their flags.
+//! Command-line arguments (clap derive): the commands and their flags.
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{ArgGroup, Args, Parser, Subcommand};
@@ -128,6 +128,28 @@ pub(crate) enum Command {
         after_help = EXIT_CODES
     )]
     CitusPlan,
+
+    /// Add a tenant key and let the older ones expire after a grace period
+    #[command(
+        long_about = "Add a key of the tenant seal (the secret under which a tenant transaction's \
+                      entry is signed and its tenant sealed; see the README's \"The tenant \
+                      seal\") and let every older key expire after --grace. Running \
+                      applications read the keys every 30 s and sign with the newest, so the \
+                      grace must cover that (the default, 1h, does). Run it as the tables' owner \
+                      (DATABASE_URL): after a suspected leak of the old key, with --grace 0s \
+                      (entries signed with it are refused at once; each instance reads the new \
+                      key on its first refusal). Prints the new key's id.",
+        after_help = EXIT_CODES
+    )]
+    RotateTenantKey(RotateTenantKeyArgs),
+}
+
+/// Flags of `tenantry rotate-tenant-key`.
+#[derive(Debug, Args)]
+pub(crate) struct RotateTenantKeyArgs {
+    /// How long the older keys stay valid: a PostgreSQL interval such as `1h`, `30min`, `0s`
+    #[arg(long, value_name = "DURATION", default_value = "1h")]
+    pub(crate) grace: String,
 }
 
 /// Flags of `tenantry doctor`.

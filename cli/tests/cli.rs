@@ -18,9 +18,14 @@ fn help_of_each_command_mentions_its_flags() {
                 "audit",
                 "doctor",
                 "citus-plan",
+                "rotate-tenant-key",
                 "--database-url",
                 "Exit codes",
             ],
+        ),
+        (
+            &["rotate-tenant-key", "--help"],
+            &["--grace", "[default: 1h]", "30 s", "Exit codes"],
         ),
         (
             &["migrate", "--help"],
@@ -907,4 +912,32 @@ fn citus_plan_names_the_app_role_of_the_app_url_and_needs_migrations() {
     empty
         .tenantry(&["citus-plan"])
         .fails(4, &["tenantry migrate"]);
+}
+
+/// A new key: the older ones get an expiry `--grace` from now, the new one none, and a running
+/// application (which signs with the newest key it read) keeps working until it reads again.
+#[test]
+fn rotate_tenant_key_adds_a_key_and_lets_the_older_ones_expire() {
+    let db = ScratchDb::migrated();
+    let out = db
+        .tenantry(&["rotate-tenant-key", "--grace", "2h"])
+        .succeeds();
+    assert!(
+        out.stdout
+            .contains("tenant key 2 added; older keys expire after 02:00:00"),
+        "{out:?}"
+    );
+    assert_eq!(
+        db.count("SELECT count(*)::text AS v FROM tenantry_tenant_keys WHERE expires_at IS NULL"),
+        1
+    );
+    assert_eq!(
+        db.count(
+            "SELECT count(*)::text AS v FROM tenantry_tenant_keys \
+             WHERE id = 1 AND expires_at BETWEEN now() + interval '119 min' AND now() + interval '2 h'"
+        ),
+        1
+    );
+    db.tenantry(&["rotate-tenant-key", "--grace", "soon"])
+        .fails(2, &["--grace", "\"soon\"", "1h, 30min, 0s"]);
 }

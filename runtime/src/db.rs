@@ -744,6 +744,14 @@ impl Db {
         self.keys.keys.entry(tenant, read_only)
     }
 
+    /// Reads the tenant keys again now, through the directory pool (they are read every 30 s
+    /// anyway, and at once after an entry is refused for an unknown or expired key): for a
+    /// deployment that rotates keys with no grace (`tenantry rotate-tenant-key --grace 0s`) and
+    /// wants every instance to switch before its next transaction.
+    pub async fn reload_tenant_keys(&self) -> Result<(), DbError> {
+        self.keys.read(&self.directory_pool).await
+    }
+
     /// Connections of the tenant pool: `(open, idle)`.
     pub fn pool_status(&self) -> (usize, usize) {
         let s = self.app.status();

@@ -1,10 +1,11 @@
-//! The six commands, one file each; [`run`] dispatches.
+//! The commands, one file each; [`run`] dispatches.
 
 mod add_user;
 mod audit;
 mod citus_plan;
 mod doctor;
 mod migrate;
+mod rotate_tenant_key;
 mod seed_tenant;
 
 use std::io::Write;
@@ -48,6 +49,11 @@ pub(crate) async fn run(cli: Cli, out: &mut impl Write) -> Result<(), CliError> 
             let bypass = crate::config::bypass_role()?;
             let mut conn = db::connect(&target).await?;
             doctor::run(&mut conn, &role, &bypass, args.citus, out).await
+        }
+        Command::RotateTenantKey(args) => {
+            let mut conn = db::connect(&target).await?;
+            db::require_migrated(&mut conn, &target).await?;
+            rotate_tenant_key::run(&mut conn, &args.grace, out).await
         }
         Command::CitusPlan => {
             let role = crate::config::app_role()?;
