@@ -6,8 +6,9 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use crate::table::TableDecl;
 
 /// Applies each declaration to the database: for a tenant table, `ENABLE` and `FORCE ROW LEVEL
-/// SECURITY`, the policy `tenantry_tenant_isolation` (`USING` and `WITH CHECK` on
-/// `NULLIF(current_setting('app.tenant_id', true), '')::uuid`), an index leading with the tenant
+/// SECURITY`, the policy `tenantry_tenant_isolation` (`USING` and `WITH CHECK` comparing the tenant
+/// column with `(SELECT tenant_id FROM tenantry_current_tenant)`, the tenant seal), an index
+/// leading with the tenant
 /// column if none exists, and grants to `tenantry_app` and `tenantry_bypass`; for a global table,
 /// `SELECT` for the app role. Each table is recorded in `tenantry_declared_tables`, which
 /// [`crate::inspect`] (and `tenantry doctor`) read.

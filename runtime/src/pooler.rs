@@ -4,7 +4,7 @@
 //!
 //! A transaction pooler hands each transaction of a client connection to whichever server
 //! connection is free, and gives that server connection to another client afterwards. A tenant
-//! transaction is safe behind one (`SET LOCAL app.tenant_id` ends with the transaction), but
+//! transaction is safe behind one (the tenant seal is transaction-local and bound to its transaction), but
 //! three things are not:
 //!
 //! - named prepared statements cached per connection (diesel-async's default): the statement
