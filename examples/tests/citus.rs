@@ -119,11 +119,14 @@ fn check_all(executed: &[Executed]) -> HashMap<String, usize> {
     let mut tenant_of: HashMap<u64, Uuid> = HashMap::new();
     let mut seen = HashMap::new();
     for e in executed {
+        // A tenant transaction starts with the seal's entry, whose first parameter is the tenant
+        // (16 bytes, binary).
+        if e.sql.starts_with("SELECT tenantry_enter(") {
+            let tenant = e.params.first().cloned().flatten().expect("the tenant");
+            tenant_of.insert(e.connection, Uuid::from_slice(&tenant).expect("a uuid"));
+            continue;
+        }
         if e.simple {
-            if let Some(at) = e.sql.find("SET LOCAL app.tenant_id = '") {
-                let id = &e.sql[at + "SET LOCAL app.tenant_id = '".len()..][..36];
-                tenant_of.insert(e.connection, id.parse().expect("a uuid"));
-            }
             if e.sql.starts_with("COMMIT") || e.sql.starts_with("ROLLBACK") {
                 tenant_of.remove(&e.connection);
             }
