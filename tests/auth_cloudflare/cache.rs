@@ -167,20 +167,21 @@ async fn a_cached_token_whose_key_rotated_out_is_refused() {
 /// verified again against the new key, and fail.
 #[tokio::test]
 async fn a_cached_token_whose_kid_now_names_another_key_is_verified_again() {
-    let env = Env::with(|c| c.cache_ttl = Duration::from_millis(300)).await;
+    let ttl = Duration::from_millis(5);
+    let env = Env::with(|c| c.cache_ttl = ttl).await;
     let token = env.ada().sign();
     env.accepted(&token).await;
+    let fetched = std::time::Instant::now();
     env.server
         .serve_document(json!({"keys": [TestKey::B.jwk_with_kid(TestKey::A.kid())]}));
-    tokio::time::sleep(Duration::from_millis(350)).await;
+    // The event waited on is the clock passing the key set's TTL and the refetch cooldown
+    // (whichever is later), after which a lookup refreshes in the background.
+    let due = fetched + ttl.max(env.config.refetch_cooldown) + Duration::from_millis(1);
+    tokio::time::sleep_until(due.into()).await;
     // Past the TTL the known key still answers while a refresh runs in the background.
     env.accepted(&token).await;
-    bounded(async {
-        while env.verifier.fetch_count() < 2 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
+    // The refresh it started has ended, its keys in place.
+    bounded(env.verifier.fetches_ended(2)).await;
     assert_eq!(env.verifier.verification_count(), 1);
     let reason = env.refused(&token).await;
     assert!(reason.contains("signature"), "{reason}");

@@ -34,6 +34,9 @@ pub(crate) struct KeyCache {
     /// Held by the one task fetching; others wait, then find the fresh result (single flight).
     refresh: Arc<Mutex<()>>,
     fetches: AtomicU64,
+    /// Fetches that ended (their keys, if any, in place), and a wake-up for each.
+    ended: AtomicU64,
+    ended_notify: tokio::sync::Notify,
 }
 
 impl KeyCache {
@@ -47,12 +50,25 @@ impl KeyCache {
             state: RwLock::new(CacheState::default()),
             refresh: Arc::new(Mutex::new(())),
             fetches: AtomicU64::new(0),
+            ended: AtomicU64::new(0),
+            ended_notify: tokio::sync::Notify::new(),
         })
     }
 
     /// How many fetches of the certs document were started, successful or not.
     pub(crate) fn fetch_count(&self) -> u64 {
         self.fetches.load(Ordering::Relaxed)
+    }
+
+    /// Waits until `n` fetches have ended, each with its keys (if it got any) in place.
+    pub(crate) async fn fetches_ended(&self, n: u64) {
+        loop {
+            let woken = self.ended_notify.notified();
+            if self.ended.load(Ordering::Acquire) >= n {
+                return;
+            }
+            woken.await;
+        }
     }
 
     /// The key ids currently cached.
@@ -142,6 +158,8 @@ impl KeyCache {
             }
         }
         drop(state);
+        self.ended.fetch_add(1, Ordering::AcqRel);
+        self.ended_notify.notify_waiters();
         drop(guard);
     }
 

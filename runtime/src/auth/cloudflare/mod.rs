@@ -183,6 +183,12 @@ impl CloudflareVerifier {
         self.inner.keys.fetch_count()
     }
 
+    /// Waits until `n` fetches of the certs document have ended, the keys of each (if it got
+    /// any) in place: what a test waits on after a refresh it caused (with a bound of its own).
+    pub async fn fetches_ended(&self, n: u64) {
+        self.inner.keys.fetches_ended(n).await
+    }
+
     /// The key ids currently cached, sorted.
     pub fn known_kids(&self) -> Vec<String> {
         self.inner.keys.known_kids()
