@@ -58,7 +58,7 @@ async fn sql(conn: &mut AsyncPgConnection, sql: &str) {
 }
 
 async fn connect_as(role: &ScratchRole) -> AsyncPgConnection {
-    AsyncPgConnection::establish(&role.url())
+    tenantry::tls::establish(&role.url())
         .await
         .expect("the role logs in")
 }

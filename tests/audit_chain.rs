@@ -59,7 +59,7 @@ async fn exec(conn: &mut AsyncPgConnection, sql: &str) -> Result<usize, diesel::
 }
 
 async fn connect(url: &str) -> AsyncPgConnection {
-    AsyncPgConnection::establish(url)
+    tenantry::tls::establish(url)
         .await
         .unwrap_or_else(|e| panic!("cannot connect to {url}: {e}"))
 }

@@ -55,7 +55,7 @@ mod raw {
     }
 
     pub(crate) async fn connect(url: &str) -> AsyncPgConnection {
-        AsyncPgConnection::establish(url)
+        tenantry::tls::establish(url)
             .await
             .unwrap_or_else(|e| panic!("cannot connect to {url}: {e}"))
     }

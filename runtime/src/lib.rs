@@ -33,6 +33,7 @@ pub mod settings;
 mod table;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod tls;
 mod upsert;
 
 pub use bypass::{no_tenant_scope, AuditedBypass, BypassActor};

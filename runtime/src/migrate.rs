@@ -130,7 +130,7 @@ where
 
 /// [`migrate`] on a fresh connection to `database_url`; returns the migrations applied.
 pub async fn migrate_url(database_url: &str) -> Result<Vec<String>, MigrateError> {
-    let conn = AsyncPgConnection::establish(database_url).await?;
+    let conn = crate::tls::establish(database_url).await?;
     Ok(migrate(conn).await?.applied)
 }
 

@@ -372,6 +372,33 @@ impl Settings {
             (None, Pooler::Direct) => Some(app_database_url.clone()),
             (None, Pooler::Transaction) => None,
         };
+        if environment == Environment::Production {
+            // The URLs derived from DATABASE_URL share its host and parameters.
+            let given = [
+                ("DATABASE_URL", Some(database_url.as_str())),
+                (
+                    "TENANTRY_APP_DATABASE_URL",
+                    raw.get("TENANTRY_APP_DATABASE_URL"),
+                ),
+                (
+                    "TENANTRY_BYPASS_DATABASE_URL",
+                    raw.get("TENANTRY_BYPASS_DATABASE_URL"),
+                ),
+                (
+                    "TENANTRY_DIRECTORY_DATABASE_URL",
+                    raw.get("TENANTRY_DIRECTORY_DATABASE_URL"),
+                ),
+                (
+                    "TENANTRY_LISTEN_DATABASE_URL",
+                    raw.get("TENANTRY_LISTEN_DATABASE_URL"),
+                ),
+            ];
+            for (variable, url) in given {
+                if let Some(url) = url {
+                    crate::tls::require_tls_in_production(url).map_err(|e| err(variable, e))?;
+                }
+            }
+        }
         if http.idle_timeout <= http.request_timeout {
             return Err(err(
                 "TENANTRY_HTTP_IDLE_TIMEOUT",
@@ -583,7 +610,10 @@ impl Raw {
 }
 
 fn parse_pg_url(variable: &'static str, value: &str) -> Result<PgUrl, SettingsError> {
-    PgUrl::parse(value).map_err(|e| err(variable, e.to_string()))
+    let url = PgUrl::parse(value).map_err(|e| err(variable, e.to_string()))?;
+    // `sslmode` and `sslrootcert` are checked at start, not at the first connection.
+    crate::tls::request(value).map_err(|e| err(variable, e))?;
+    Ok(url)
 }
 
 fn resolve_bind(bind: &str) -> Result<SocketAddr, SettingsError> {

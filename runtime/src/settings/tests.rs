@@ -324,3 +324,51 @@ fn trusted_header_needs_a_real_allow_list() {
         "not a CIDR",
     );
 }
+
+#[test]
+fn production_refuses_a_remote_database_without_tls() {
+    let prod = |url_var: &'static str, url: &'static str| {
+        vec![CF[0], CF[1], ("TENANTRY_ENV", "production"), (url_var, url)]
+    };
+    fails(
+        &prod("DATABASE_URL", "postgres://migrator@db.internal:5432/app"),
+        "DATABASE_URL",
+        "sslmode=verify-full",
+    );
+    fails(
+        &prod(
+            "TENANTRY_APP_DATABASE_URL",
+            "postgres://tenantry_app@db.internal:5432/app?sslmode=prefer",
+        ),
+        "TENANTRY_APP_DATABASE_URL",
+        "must use TLS",
+    );
+    // TLS, an explicit `disable`, or a loopback host: the operator's choice, or no network.
+    for ok in [
+        "postgres://m@db.internal:5432/app?sslmode=require",
+        "postgres://m@db.internal:5432/app?sslmode=verify-full&sslrootcert=system",
+        "postgres://m@db.internal:5432/app?sslmode=disable",
+        "postgres://m@127.0.0.1:5432/app",
+    ] {
+        load(&prod("DATABASE_URL", ok)).unwrap_or_else(|e| panic!("{ok}: {e}"));
+    }
+    // Outside production, plain text to another host is allowed, but bad TLS settings are not.
+    load(&[
+        CF[0],
+        CF[1],
+        ("DATABASE_URL", "postgres://m@db.internal/app"),
+    ])
+    .unwrap();
+    fails(
+        &[
+            CF[0],
+            CF[1],
+            (
+                "TENANTRY_LISTEN_DATABASE_URL",
+                "postgres://m@db/app?sslmode=verify-ca",
+            ),
+        ],
+        "TENANTRY_LISTEN_DATABASE_URL",
+        "needs sslrootcert",
+    );
+}
