@@ -178,6 +178,12 @@ pub(crate) struct AddUserArgs {
     /// Role inside --tenant
     #[arg(long, value_name = "ROLE", requires = "tenant", value_parser = role_parser())]
     pub(crate) role: Option<TenantRole>,
+
+    /// Clear the identity-provider subject (`sub`) recorded for --email, so that its next token
+    /// records its own: after the address was given to a new account. Until then a token for
+    /// the email with another subject is refused
+    #[arg(long, requires = "email")]
+    pub(crate) reset_subject: bool,
 }
 
 /// `--role`: the runtime's [`TenantRole`] a membership can hold (`owner` is `--owner`).
