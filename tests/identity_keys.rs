@@ -140,9 +140,12 @@ async fn emails_fold_ascii_only(t: TestDb) {
         assert!(err.contains("users_email_is_ascii"), "{err}");
     }
     // The unique index folds the same way: the address in another case is the same user.
-    let err = try_sql(&mut admin, "INSERT INTO users (email) VALUES ('Kate@EXAMPLE.com')")
-        .await
-        .expect_err("a second kate");
+    let err = try_sql(
+        &mut admin,
+        "INSERT INTO users (email) VALUES ('Kate@EXAMPLE.com')",
+    )
+    .await
+    .expect_err("a second kate");
     assert!(err.contains("users_email_ascii_key"), "{err}");
 }
 
@@ -211,7 +214,9 @@ async fn a_service_identity_inserted_with_the_contracts_columns_works(t: TestDb)
     let service = Identity::Service {
         common_name: BOT.into(),
     };
-    let principal = load_principal(&t.db, &service).await.expect("the service identity");
+    let principal = load_principal(&t.db, &service)
+        .await
+        .expect("the service identity");
     assert_eq!(principal.memberships()[0].tenant_id, t.acme.id);
     // Still not a person.
     assert!(matches!(

@@ -185,11 +185,18 @@ async fn bad_input_is_4xx_with_the_error_json(route: Route) {
     // a key given twice, at the top or nested, in every body the app reads: 422 naming it
     let some_id = "00000000-0000-0000-0000-000000000000";
     for (method, path, body, key) in [
-        (Method::POST, "/api/projects".to_owned(), r#"{"name":"a","name":"b"}"#.to_owned(), "name"),
+        (
+            Method::POST,
+            "/api/projects".to_owned(),
+            r#"{"name":"a","name":"b"}"#.to_owned(),
+            "name",
+        ),
         (
             Method::POST,
             "/api/invoices".to_owned(),
-            format!(r#"{{"project_id":"{some_id}","number":"D-1","amount_cents":1,"amount_cents":2,"currency":"EUR"}}"#),
+            format!(
+                r#"{{"project_id":"{some_id}","number":"D-1","amount_cents":1,"amount_cents":2,"currency":"EUR"}}"#
+            ),
             "amount_cents",
         ),
         (
@@ -216,7 +223,10 @@ async fn bad_input_is_4xx_with_the_error_json(route: Route) {
         let b: serde_json::Value = r.json().await.unwrap();
         assert_error(&b, "invalid");
         let message = b["message"].as_str().unwrap_or_default();
-        assert!(message.contains(&format!("{key}: given twice")), "{body}: {message}");
+        assert!(
+            message.contains(&format!("{key}: given twice")),
+            "{body}: {message}"
+        );
     }
     // malformed JSON and missing content type
     let r = app

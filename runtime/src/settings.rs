@@ -677,6 +677,32 @@ fn parse_proxies(list: &str) -> Result<Vec<IpNet>, SettingsError> {
             "is empty; list the proxies allowed to assert identities",
         ));
     }
+    // Together (overlaps counted once), the list may not cover more addresses of a family than
+    // that family's private ranges together: RFC 1918 (10/8, 172.16/12, 192.168/16) for IPv4,
+    // fc00::/7 and fe80::/10 for IPv6. `0.0.0.0/1,128.0.0.0/1` trusts everyone as surely as
+    // `0.0.0.0/0`.
+    const V4_PRIVATE: u128 = (1 << 24) + (1 << 20) + (1 << 16);
+    const V6_PRIVATE: u128 = (1 << 121) + (1 << 118);
+    let (mut v4, mut v6) = (0u128, 0u128);
+    for net in IpNet::aggregate(&nets) {
+        let size = 1u128
+            .checked_shl(u32::from(net.max_prefix_len() - net.prefix_len()))
+            .unwrap_or(u128::MAX);
+        match net {
+            IpNet::V4(_) => v4 = v4.saturating_add(size),
+            IpNet::V6(_) => v6 = v6.saturating_add(size),
+        }
+    }
+    if v4 > V4_PRIVATE || v6 > V6_PRIVATE {
+        return Err(err(
+            VAR,
+            format!(
+                "{list} covers more addresses than the private networks (10.0.0.0/8, \
+                 172.16.0.0/12 and 192.168.0.0/16; fc00::/7 and fe80::/10): anyone could assert \
+                 an identity; list your proxies' own ranges"
+            ),
+        ));
+    }
     Ok(nets)
 }
 

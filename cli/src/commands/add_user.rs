@@ -19,7 +19,12 @@ use crate::error::CliError;
     clippy::disallowed_methods,
     reason = "a literal fragment on the migration connection; the key is a bound value"
 )]
-fn same_key(key: &str) -> diesel::expression::SqlLiteral<diesel::sql_types::Bool, impl diesel::query_builder::QueryFragment<diesel::pg::Pg> + diesel::query_builder::QueryId + Send> {
+fn same_key(
+    key: &str,
+) -> diesel::expression::SqlLiteral<
+    diesel::sql_types::Bool,
+    impl diesel::query_builder::QueryFragment<diesel::pg::Pg> + diesel::query_builder::QueryId + Send,
+> {
     diesel::dsl::sql::<diesel::sql_types::Bool>("lower(email COLLATE \"C\") = lower(")
         .bind::<diesel::sql_types::Text, _>(key.to_owned())
         .sql(" COLLATE \"C\")")
@@ -29,7 +34,10 @@ fn same_key(key: &str) -> diesel::expression::SqlLiteral<diesel::sql_types::Bool
 #[derive(Debug)]
 enum Grant {
     Owner,
-    Member { slug: String, role: TenantRole },
+    Member {
+        slug: String,
+        role: TenantRole,
+    },
     /// Nothing to grant: `--reset-subject` alone.
     Nothing,
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
 
+use super::csrf::CsrfPolicy;
 use super::principal::{load_principal, Principal};
 use super::roles::{Owner, Proof, TenantRoleRequirement};
 use super::tenant::{select_tenant, tenant_header, ActiveTenant};
@@ -24,6 +25,10 @@ pub struct Tenantry {
     pub db: Db,
     /// How requests are authenticated.
     pub auth: Arc<Authenticator>,
+    /// Which origins besides the request's own may send state-changing requests (and any
+    /// request to an Owner route): `CsrfPolicy::new(settings.allowed_origins.clone())`, or
+    /// `CsrfPolicy::default()` for the request's own origin alone. Every extractor checks it.
+    pub csrf: CsrfPolicy,
 }
 
 /// The request id recorded in audit rows: a well-formed `X-Request-Id`, else a new one.
@@ -50,8 +55,10 @@ pub fn request_id(parts: &Parts) -> String {
 #[derive(Clone)]
 struct Authenticated(Principal);
 
-/// Authenticates once per request (later extractors reuse the principal).
+/// Authenticates once per request (later extractors reuse the principal), after refusing a
+/// cross-site state-changing request.
 async fn principal(parts: &mut Parts, state: &Tenantry) -> Result<Principal, AuthError> {
+    state.csrf.check(&parts.method, &parts.headers)?;
     if let Some(Authenticated(p)) = parts.extensions.get::<Authenticated>() {
         return Ok(p.clone());
     }
@@ -196,6 +203,8 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AuthError> {
         let state = Tenantry::from_ref(state);
+        // Before anything else: an Owner route's GET writes an audit row.
+        state.csrf.check_owner(&parts.headers)?;
         let principal = principal(parts, &state).await?;
         if !principal.is_owner() {
             return Err(AuthError::Forbidden(

@@ -167,7 +167,10 @@ pub async fn load_principal(db: &Db, identity: &Identity) -> Result<Principal, A
     let principal_key = identity.email();
     if let Some(sub) = new_sub(identity, stored_sub.as_deref()).inspect_err(|_| {
         // The refusal is not cached: the operator's reset must take effect at once.
-        tracing::warn!(identity = principal_key, "a token's subject differs from the recorded one");
+        tracing::warn!(
+            identity = principal_key,
+            "a token's subject differs from the recorded one"
+        );
     })? {
         stored_sub = record_sub(&mut conn, user_id, sub).await?;
         same_subject(identity, stored_sub.as_deref())?;

@@ -318,6 +318,28 @@ fn trusted_header_needs_a_real_allow_list() {
         "TENANTRY_TRUSTED_PROXIES",
         "every address",
     );
+    // Lists that together trust (nearly) everyone, however they are cut.
+    for wide in [
+        "0.0.0.0/1,128.0.0.0/1",
+        "10.0.0.0/8,11.0.0.0/8",
+        "0.0.0.0/2, 64.0.0.0/2, 128.0.0.0/2, 192.0.0.0/2",
+        "::/1, 8000::/1",
+        "2000::/3",
+    ] {
+        fails(
+            &[mode, ("TENANTRY_TRUSTED_PROXIES", wide)],
+            "TENANTRY_TRUSTED_PROXIES",
+            "covers more addresses than the private networks",
+        );
+    }
+    load(&[
+        mode,
+        (
+            "TENANTRY_TRUSTED_PROXIES",
+            "10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 10.1.0.0/16, fc00::/7, 203.0.113.7",
+        ),
+    ])
+    .expect("the private networks and a proxy's address");
     fails(
         &[mode, ("TENANTRY_TRUSTED_PROXIES", "10.0.0.0/33")],
         "TENANTRY_TRUSTED_PROXIES",
