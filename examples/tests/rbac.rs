@@ -382,3 +382,75 @@ async fn html_cannot_be_framed() {
     let csp = r.headers()["content-security-policy"].to_str().unwrap();
     assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
 }
+
+/// An Owner may act inside any tenant, each use audited: one row per request that enters a
+/// tenant where the Owner has no membership, written in the request's first tenant transaction
+/// (so it commits with the work, and vanishes with it when the work rolls back).
+#[tokio::test]
+async fn an_owner_entering_a_tenant_without_membership_is_audited_once() {
+    let app = App::start().await;
+    let entries = |request: String| {
+        let sql = format!(
+            "SELECT count(*) AS n FROM audit_log a JOIN users u ON u.id = a.actor_user_id
+             WHERE a.action = 'owner.enter' AND u.email = '{OWNER}' AND a.actor_email = '{OWNER}'
+               AND a.tenant_id = '{}' AND a.request_id = '{request}' AND a.at IS NOT NULL",
+            app.tenants["initech"]
+        );
+        let app = &app;
+        async move { app.count(&sql).await }
+    };
+    let all_entries =
+        || app.count("SELECT count(*) AS n FROM audit_log WHERE action = 'owner.enter'");
+    // A write (read-write transaction), a read (read-only: the row is committed first), a list
+    // that runs several statements: one row each, naming the request.
+    let cases: [(Method, &str, Option<serde_json::Value>, u16); 3] = [
+        (
+            Method::POST,
+            "/api/projects",
+            Some(json!({"name": "audited"})),
+            201,
+        ),
+        (Method::GET, "/api/invoices", None, 200),
+        (Method::GET, "/api/projects", None, 200),
+    ];
+    for (i, (method, path, body, status)) in cases.into_iter().enumerate() {
+        let request = format!("owner-entry-{i}");
+        let mut r = app
+            .req(method.clone(), path, Some(OWNER), Some("initech"))
+            .header("x-request-id", &request);
+        if let Some(body) = body {
+            r = r.json(&body);
+        }
+        let r = r.send().await.unwrap();
+        assert_eq!(r.status(), status, "{method} {path}");
+        assert_eq!(entries(request).await, 1, "{method} {path}");
+    }
+    assert_eq!(all_entries().await, 3);
+    // Work that rolls back takes its entry with it (an invoice of another tenant's project).
+    let (s, _) = app
+        .send_json(
+            Method::POST,
+            "/api/invoices",
+            OWNER,
+            Some("initech"),
+            json!({"project_id": app.projects["acme"], "number": "X-1", "amount_cents": 1, "currency": "EUR"}),
+        )
+        .await;
+    assert!((400..500).contains(&s), "{s}");
+    assert_eq!(
+        all_entries().await,
+        3,
+        "the entry rolled back with the work"
+    );
+    // A member acting in its tenant, and the Owner-only routes, write no entry; an Owner route
+    // keeps exactly one row per call.
+    let (s, _) = app.get("/api/projects", PARTNER, Some("acme")).await;
+    assert_eq!(s, 200);
+    let admin_rows =
+        || app.count("SELECT count(*) AS n FROM audit_log WHERE action LIKE 'admin.%'");
+    let before = admin_rows().await;
+    let (s, _) = app.get("/api/admin/tenants", OWNER, None).await;
+    assert_eq!(s, 200);
+    assert_eq!(admin_rows().await, before + 1);
+    assert_eq!(all_entries().await, 3);
+}

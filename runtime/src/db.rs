@@ -197,6 +197,9 @@ fn pool(
     pool::build(url, size, timeouts, pooler, purpose).map_err(DbError::Config)
 }
 
+/// The audit action of an Owner entering a tenant it is not a member of.
+const OWNER_ENTRY: &str = "owner.enter";
+
 /// `url` with its user replaced by `role` and no password: the default directory URL.
 fn with_role(url: &str, role: &str) -> Result<String, DbError> {
     let mut parsed = url::Url::parse(url).map_err(|e| {
@@ -598,8 +601,45 @@ impl Db {
         self.tx_in(ctx.scope().clone(), work).await
     }
 
-    /// [`Db::tx`] in `scope`'s tenant.
+    /// [`Db::tx`] in `scope`'s tenant. An Owner entering a tenant it is not a member of writes
+    /// one audit row (action `owner.enter`) in the request's first tenant transaction, before
+    /// the work, so the two commit together; if that transaction rolls back, the next one of
+    /// the request writes it. A read-only transaction cannot link a row into the audit chain, so
+    /// there the row is committed first, in a transaction of its own (as a read-only job's).
     async fn tx_in<A, T, E, F>(&self, scope: Scope, work: F) -> Result<T, E>
+    where
+        A: Access,
+        F: AsyncFnOnce(&mut TenantConn<'_, A>) -> Result<T, E>,
+        E: From<DbError>,
+    {
+        let Some(entry) = scope.owner_entry.clone().filter(|e| e.claim()) else {
+            return self.tx_plain(scope, work).await;
+        };
+        let reason = "an Owner acting in a tenant it is not a member of";
+        if A::READ_ONLY {
+            let entered = self
+                .tx_audited::<crate::ctx::ReadWrite, _, DbError, _>(
+                    scope.clone(),
+                    OWNER_ENTRY,
+                    reason,
+                    async |_| Ok(()),
+                )
+                .await;
+            if let Err(e) = entered {
+                entry.release();
+                return Err(E::from(e));
+            }
+            return self.tx_plain(scope, work).await;
+        }
+        let result = self.tx_audited(scope, OWNER_ENTRY, reason, work).await;
+        if result.is_err() {
+            entry.release();
+        }
+        result
+    }
+
+    /// [`Db::tx`] in `scope`'s tenant, without an Owner's entry to audit.
+    async fn tx_plain<A, T, E, F>(&self, scope: Scope, work: F) -> Result<T, E>
     where
         A: Access,
         F: AsyncFnOnce(&mut TenantConn<'_, A>) -> Result<T, E>,
@@ -630,6 +670,47 @@ impl Db {
         guard.finish(result, &self.keys).await
     }
 
+    /// A read-write tenant transaction in `scope`'s tenant that writes one audit row (`action`,
+    /// `reason`, the scope's actor, tenant and request) before `work`, in the same transaction.
+    async fn tx_audited<A, T, E, F>(
+        &self,
+        scope: Scope,
+        action: &str,
+        reason: &str,
+        work: F,
+    ) -> Result<T, E>
+    where
+        A: Access,
+        F: AsyncFnOnce(&mut TenantConn<'_, A>) -> Result<T, E>,
+        E: From<DbError>,
+    {
+        let obj = checkout(&self.app, &self.app_outage).await?;
+        let mut guard = TxGuard::new(obj, self.app_outage.clone());
+        guard.enter(&self.keys, scope.tenant_id, A::READ_ONLY);
+        let result = {
+            let mut conn: &AsyncPgConnection = guard.conn();
+            let started = async {
+                conn.batch_execute(&begin_sql(A::READ_ONLY, &self.tx_settings))
+                    .await?;
+                AuditEntry {
+                    actor: &scope.actor,
+                    action,
+                    reason,
+                    tenant_id: Some(scope.tenant_id),
+                    request_id: scope.request_id.as_deref(),
+                    location: None,
+                }
+                .write(conn)
+                .await
+            };
+            match started.await {
+                Ok(()) => work(&mut TenantConn::new(conn, scope, guard.taint())).await,
+                Err(e) => Err(E::from(DbError::from(e))),
+            }
+        };
+        guard.finish(result, &self.keys).await
+    }
+
     /// A system job's transaction inside `scope`'s tenant: one audit row (action `job`) is
     /// written first, in the same transaction. A read-only job's row is committed before a
     /// `READ ONLY` transaction opens for `work`: a read-only transaction cannot link its row
@@ -645,46 +726,17 @@ impl Db {
         F: AsyncFnOnce(&mut TenantConn<'_, A>) -> Result<T, E>,
         E: From<DbError>,
     {
-        async fn audit(
-            conn: &AsyncPgConnection,
-            scope: &Scope,
-            reason: &str,
-        ) -> diesel::QueryResult<()> {
-            AuditEntry {
-                actor: &scope.actor,
-                action: "job",
-                reason,
-                tenant_id: Some(scope.tenant_id),
-                request_id: None,
-                location: None,
-            }
-            .write(conn)
-            .await
-        }
         if A::READ_ONLY {
-            let audited = scope.clone();
-            self.tx_in::<crate::ctx::ReadWrite, _, DbError, _>(scope.clone(), async |conn| {
-                Ok(audit(conn.raw_for_run(), &audited, reason).await?)
-            })
+            self.tx_audited::<crate::ctx::ReadWrite, _, DbError, _>(
+                scope.clone(),
+                "job",
+                reason,
+                async |_| Ok(()),
+            )
             .await?;
-            return self.tx_in(scope, work).await;
+            return self.tx_plain(scope, work).await;
         }
-        let obj = checkout(&self.app, &self.app_outage).await?;
-        let mut guard = TxGuard::new(obj, self.app_outage.clone());
-        guard.enter(&self.keys, scope.tenant_id, false);
-        let result = {
-            let mut conn: &AsyncPgConnection = guard.conn();
-            let started = async {
-                conn.batch_execute(&begin_sql(false, &self.tx_settings))
-                    .await?;
-                audit(conn, &scope, reason).await
-            };
-            match started.await {
-                Ok(()) => work(&mut TenantConn::new(conn, scope, guard.taint())).await,
-                Err(e) => Err(E::from(DbError::from(e))),
-            }
-        };
-        guard.finish(result, &self.keys).await
+        self.tx_audited(scope, "job", reason, work).await
     }
 
     /// Runs cross-tenant `work` on the bypass pool, after writing one `audit_log` row (actor,

@@ -9,12 +9,12 @@ use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
 
 use super::csrf::CsrfPolicy;
-use super::principal::{load_principal, Principal};
+use super::principal::{load_principal, Principal, TenantRole};
 use super::roles::{Owner, Proof, TenantRoleRequirement};
 use super::tenant::{select_tenant, tenant_header, ActiveTenant};
 use crate::auth::AuthError;
 use crate::auth::Authenticator;
-use crate::ctx::{Scope, TenantCtx};
+use crate::ctx::{OwnerEntry, Scope, TenantCtx};
 use crate::db::Db;
 
 /// What tenantry's extractors need from the application state: `impl FromRef<AppState> for
@@ -157,11 +157,17 @@ where
                 R::NAME
             )));
         }
+        // An Owner acting where it is no member: audited by the request's first tenant
+        // transaction (see `Db::tx`).
+        let owner_entry = (tenant.role == TenantRole::Owner
+            && principal.membership(tenant.id).is_none())
+        .then(OwnerEntry::new);
         Ok(InTenant {
             scope: Scope {
                 tenant_id: tenant.id,
                 actor: principal.actor(),
                 request_id: Some(request_id(parts)),
+                owner_entry,
             },
             principal,
             tenant,
