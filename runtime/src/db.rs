@@ -102,8 +102,13 @@ pub struct DbConfig {
     pub principal_cache_capacity: usize,
     /// How long a cached principal lives while the listener is not confirmed up (default
     /// 1 s): a change to the directory takes effect within it even when notifications are
-    /// lost. While the listener is up, entries live until the directory changes.
+    /// lost. While the listener is up (and proven to hear the app's database), entries live
+    /// until the directory changes, or at most [`DbConfig::principal_cache_max_age`].
     pub principal_cache_ttl: Duration,
+    /// The hard maximum age of a cached principal (default 1 s), listener or not: a directory
+    /// change that notifies nobody (made with `session_replication_role = replica`, as restores
+    /// and logical replication do) is honoured within it.
+    pub principal_cache_max_age: Duration,
 }
 
 impl DbConfig {
@@ -127,6 +132,7 @@ impl DbConfig {
             listen_url: None,
             principal_cache_capacity: 10_000,
             principal_cache_ttl: Duration::from_secs(1),
+            principal_cache_max_age: Duration::from_secs(1),
         }
     }
 
@@ -142,6 +148,7 @@ impl DbConfig {
             ),
             ("ping_timeout", self.ping_timeout),
             ("principal_cache_ttl", self.principal_cache_ttl),
+            ("principal_cache_max_age", self.principal_cache_max_age),
         ];
         if let Some((name, _)) = durations.iter().find(|(_, d)| d.is_zero()) {
             return Err(DbError::Config(format!(
@@ -379,8 +386,11 @@ impl Db {
             Purpose::Other,
         )?;
         let keys = Keys::unloaded();
-        let cache =
-            PrincipalCache::new(config.principal_cache_capacity, config.principal_cache_ttl);
+        let cache = PrincipalCache::new(
+            config.principal_cache_capacity,
+            config.principal_cache_ttl,
+            config.principal_cache_max_age,
+        );
         let listener = match listen_url(&config) {
             Some(url) if cache.is_enabled() => Some(
                 Connector::new(url, timeouts, Pooler::Direct)
@@ -395,6 +405,7 @@ impl Db {
                  transaction pooler): cached principals live at most the TTL"
             );
         }
+        let directory = Arc::new(Directory::new(cache, listener, app.clone()));
         let db = Self {
             app,
             bypass,
@@ -406,7 +417,7 @@ impl Db {
             ping_timeout: config.ping_timeout,
             pooler,
             tx_settings: tx_settings(pooler, &timeouts).into(),
-            directory: Arc::new(Directory::new(cache, listener)),
+            directory,
         };
         db.check_app_role().await?;
         db.check_bypass_role().await?;

@@ -161,6 +161,8 @@ pub struct DbSettings {
     pub principal_cache_size: usize,
     /// `TENANTRY_PRINCIPAL_CACHE_TTL`.
     pub principal_cache_ttl: Duration,
+    /// `TENANTRY_PRINCIPAL_CACHE_MAX_AGE`.
+    pub principal_cache_max_age: Duration,
 }
 
 impl Settings {
@@ -184,6 +186,7 @@ impl Settings {
         config.directory_url = Some(self.directory_database_url.clone());
         config.principal_cache_capacity = db.principal_cache_size;
         config.principal_cache_ttl = db.principal_cache_ttl;
+        config.principal_cache_max_age = db.principal_cache_max_age;
         config
     }
 }
@@ -353,6 +356,10 @@ impl Settings {
             )?,
             principal_cache_ttl: raw
                 .duration("TENANTRY_PRINCIPAL_CACHE_TTL", defaults.principal_cache_ttl)?,
+            principal_cache_max_age: raw.duration(
+                "TENANTRY_PRINCIPAL_CACHE_MAX_AGE",
+                defaults.principal_cache_max_age,
+            )?,
         };
         let serve = ServeConfig::default();
         let http = ServeConfig {
@@ -468,6 +475,7 @@ struct RawVars {
     tenantry_db_pooler: Option<String>,
     tenantry_principal_cache_size: Option<String>,
     tenantry_principal_cache_ttl: Option<String>,
+    tenantry_principal_cache_max_age: Option<String>,
     tenantry_http_header_timeout: Option<String>,
     tenantry_http_body_timeout: Option<String>,
     tenantry_http_request_timeout: Option<String>,
@@ -532,6 +540,10 @@ impl Raw {
             (
                 "TENANTRY_PRINCIPAL_CACHE_TTL",
                 v.tenantry_principal_cache_ttl,
+            ),
+            (
+                "TENANTRY_PRINCIPAL_CACHE_MAX_AGE",
+                v.tenantry_principal_cache_max_age,
             ),
             (
                 "TENANTRY_HTTP_HEADER_TIMEOUT",
