@@ -87,7 +87,9 @@ pub async fn prepare(settings: &Settings) -> Result<(), SetupError> {
         }
     }
     let conn = connect(&url).await?;
-    let mut conn = tenantry::migrate_with(conn, models::MIGRATIONS).await?.conn;
+    let mut conn = tenantry::migrate_with_roles(conn, &settings.roles, models::MIGRATIONS)
+        .await?
+        .conn;
     tenantry::declare_tables(&mut conn, &models::declarations()).await?;
     Ok(())
 }

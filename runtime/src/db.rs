@@ -109,6 +109,9 @@ pub struct DbConfig {
     /// change that notifies nobody (made with `session_replication_role = replica`, as restores
     /// and logical replication do) is honoured within it.
     pub principal_cache_max_age: Duration,
+    /// This deployment's role names ([`RoleNames`](crate::RoleNames)): the default directory
+    /// URL uses its directory role.
+    pub roles: crate::RoleNames,
 }
 
 impl DbConfig {
@@ -133,6 +136,7 @@ impl DbConfig {
             principal_cache_capacity: 10_000,
             principal_cache_ttl: Duration::from_secs(1),
             principal_cache_max_age: Duration::from_secs(1),
+            roles: crate::RoleNames::default(),
         }
     }
 
@@ -371,7 +375,7 @@ impl Db {
         };
         let directory_url = match &config.directory_url {
             Some(url) => url.clone(),
-            None => with_role(&config.app_url, "tenantry_directory")?,
+            None => with_role(&config.app_url, &config.roles.directory)?,
         };
         if config.max_directory_connections == 0 {
             return Err(DbError::Config(

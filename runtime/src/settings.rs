@@ -89,6 +89,11 @@ pub struct Settings {
     /// as the role `tenantry_directory`, the only one that may call the directory functions.
     /// Default: `DATABASE_URL` with that role.
     pub directory_database_url: String,
+    /// The names of tenantry's roles in this deployment: `TENANTRY_APP_ROLE`,
+    /// `TENANTRY_BYPASS_ROLE` and `TENANTRY_DIRECTORY_ROLE`, each defaulting to
+    /// `TENANTRY_ROLE_PREFIX` followed by `app`, `bypass` or `directory` (the prefix defaults to
+    /// `tenantry_`). The default URLs use them; migrations create and grant them.
+    pub roles: crate::RoleNames,
     /// `TENANTRY_LISTEN_DATABASE_URL`: the directory listener's session, which keeps the
     /// principal cache true. It must not go through a transaction-mode pooler (see
     /// [`DbConfig::listen_url`]). Default: the app URL when `TENANTRY_DB_POOLER=direct`; none
@@ -187,6 +192,7 @@ impl Settings {
         config.principal_cache_capacity = db.principal_cache_size;
         config.principal_cache_ttl = db.principal_cache_ttl;
         config.principal_cache_max_age = db.principal_cache_max_age;
+        config.roles = self.roles.clone();
         config
     }
 }
@@ -208,26 +214,27 @@ impl Settings {
             .unwrap_or(DEFAULT_DATABASE_URL)
             .to_owned();
         let parsed_db = parse_pg_url("DATABASE_URL", &database_url)?;
+        let roles = role_names(&raw)?;
         let app_database_url = match raw.get("TENANTRY_APP_DATABASE_URL") {
             Some(u) => {
                 parse_pg_url("TENANTRY_APP_DATABASE_URL", u)?;
                 u.to_owned()
             }
-            None => parsed_db.with_role("tenantry_app"),
+            None => parsed_db.with_role(&roles.app),
         };
         let bypass_database_url = match raw.get("TENANTRY_BYPASS_DATABASE_URL") {
             Some(u) => {
                 parse_pg_url("TENANTRY_BYPASS_DATABASE_URL", u)?;
                 u.to_owned()
             }
-            None => parsed_db.with_role("tenantry_bypass"),
+            None => parsed_db.with_role(&roles.bypass),
         };
         let directory_database_url = match raw.get("TENANTRY_DIRECTORY_DATABASE_URL") {
             Some(u) => {
                 parse_pg_url("TENANTRY_DIRECTORY_DATABASE_URL", u)?;
                 u.to_owned()
             }
-            None => parsed_db.with_role("tenantry_directory"),
+            None => parsed_db.with_role(&roles.directory),
         };
         let listen_database_url = match raw.get("TENANTRY_LISTEN_DATABASE_URL") {
             Some(u) => {
@@ -417,6 +424,7 @@ impl Settings {
         }
 
         Ok(Settings {
+            roles,
             database_url,
             app_database_url,
             bypass_database_url,
@@ -451,6 +459,10 @@ fn parse_duration(value: &str) -> Option<Duration> {
 #[derive(serde::Deserialize, Default)]
 struct RawVars {
     database_url: Option<String>,
+    tenantry_role_prefix: Option<String>,
+    tenantry_app_role: Option<String>,
+    tenantry_bypass_role: Option<String>,
+    tenantry_directory_role: Option<String>,
     tenantry_app_database_url: Option<String>,
     tenantry_bypass_database_url: Option<String>,
     tenantry_listen_database_url: Option<String>,
@@ -493,6 +505,10 @@ impl Raw {
             .map_err(|e| err("environment", e.to_string()))?;
         let pairs = [
             ("DATABASE_URL", v.database_url),
+            ("TENANTRY_ROLE_PREFIX", v.tenantry_role_prefix),
+            ("TENANTRY_APP_ROLE", v.tenantry_app_role),
+            ("TENANTRY_BYPASS_ROLE", v.tenantry_bypass_role),
+            ("TENANTRY_DIRECTORY_ROLE", v.tenantry_directory_role),
             ("TENANTRY_APP_DATABASE_URL", v.tenantry_app_database_url),
             (
                 "TENANTRY_BYPASS_DATABASE_URL",
@@ -621,6 +637,31 @@ impl Raw {
     }
 }
 
+/// `TENANTRY_ROLE_PREFIX` and the three `TENANTRY_*_ROLE` variables.
+fn role_names(raw: &Raw) -> Result<crate::RoleNames, SettingsError> {
+    let prefix = raw.get("TENANTRY_ROLE_PREFIX").unwrap_or("tenantry_");
+    let from_prefix =
+        crate::RoleNames::with_prefix(prefix).map_err(|e| err("TENANTRY_ROLE_PREFIX", e.0))?;
+    let mut roles = from_prefix;
+    for (variable, slot) in [
+        ("TENANTRY_APP_ROLE", &mut roles.app),
+        ("TENANTRY_BYPASS_ROLE", &mut roles.bypass),
+        ("TENANTRY_DIRECTORY_ROLE", &mut roles.directory),
+    ] {
+        if let Some(name) = raw.get(variable) {
+            *slot = name.to_owned();
+            crate::RoleNames {
+                app: name.to_owned(),
+                bypass: format!("{name}_b"),
+                directory: format!("{name}_d"),
+            }
+            .checked()
+            .map_err(|e| err(variable, e.0))?;
+        }
+    }
+    roles.checked().map_err(|e| err("TENANTRY_APP_ROLE", e.0))
+}
+
 fn parse_pg_url(variable: &'static str, value: &str) -> Result<PgUrl, SettingsError> {
     let url = PgUrl::parse(value).map_err(|e| err(variable, e.to_string()))?;
     // `sslmode` and `sslrootcert` are checked at start, not at the first connection.
@@ -690,11 +731,11 @@ fn parse_proxies(list: &str) -> Result<Vec<IpNet>, SettingsError> {
         ));
     }
     // Together (overlaps counted once), the list may not cover more addresses of a family than
-    // that family's private ranges together: RFC 1918 (10/8, 172.16/12, 192.168/16) for IPv4,
-    // fc00::/7 and fe80::/10 for IPv6. `0.0.0.0/1,128.0.0.0/1` trusts everyone as surely as
-    // `0.0.0.0/0`.
-    const V4_PRIVATE: u128 = (1 << 24) + (1 << 20) + (1 << 16);
-    const V6_PRIVATE: u128 = (1 << 121) + (1 << 118);
+    // that family's private ranges together, RFC 1918 (10/8, 172.16/12, 192.168/16) for IPv4,
+    // fc00::/7 and fe80::/10 for IPv6, plus a public /16 (IPv4) or /64 (IPv6) of proxies.
+    // `0.0.0.0/1,128.0.0.0/1` trusts everyone as surely as `0.0.0.0/0`.
+    const V4_PRIVATE: u128 = (1 << 24) + (1 << 20) + (1 << 16) + (1 << 16);
+    const V6_PRIVATE: u128 = (1 << 121) + (1 << 118) + (1 << 64);
     let (mut v4, mut v6) = (0u128, 0u128);
     for net in IpNet::aggregate(&nets) {
         let size = 1u128

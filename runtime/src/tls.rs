@@ -204,19 +204,38 @@ fn split(url: &str) -> Result<(String, Params), String> {
         Ok(true)
     };
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let mut parsed = url::Url::parse(url).map_err(|e| format!("not a URL: {e}"))?;
+        // The other parameters stay exactly as written (re-encoding would turn `%20` into `+`,
+        // which tokio-postgres reads as a plus sign).
+        let (base, query) = match url.split_once('?') {
+            Some((base, query)) => (base, query),
+            None => return Ok((url.to_owned(), params)),
+        };
+        let (query, fragment) = match query.split_once('#') {
+            Some((q, f)) => (q, Some(f)),
+            None => (query, None),
+        };
         let mut kept = Vec::new();
-        for (k, v) in parsed.query_pairs() {
-            if !take(&k, v.clone().into_owned())? {
-                kept.push((k.into_owned(), v.into_owned()));
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let decode = |s: &str| {
+                percent_encoding::percent_decode_str(s)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
+            if !take(&decode(k), decode(v))? {
+                kept.push(pair);
             }
         }
-        if kept.is_empty() {
-            parsed.set_query(None);
-        } else {
-            parsed.query_pairs_mut().clear().extend_pairs(kept);
+        let mut rest = base.to_owned();
+        if !kept.is_empty() {
+            rest.push('?');
+            rest.push_str(&kept.join("&"));
         }
-        return Ok((parsed.to_string(), params));
+        if let Some(f) = fragment {
+            rest.push('#');
+            rest.push_str(f);
+        }
+        return Ok((rest, params));
     }
     // libpq's `key=value` form: values may be quoted with '…' and escape with a backslash.
     let mut kept = String::new();

@@ -394,3 +394,42 @@ fn production_refuses_a_remote_database_without_tls() {
         "needs sslrootcert",
     );
 }
+
+#[test]
+fn role_names_per_deployment() {
+    let s = load(&[CF[0], CF[1], ("TENANTRY_ROLE_PREFIX", "acme_")]).unwrap();
+    assert_eq!(s.roles.all(), ["acme_app", "acme_bypass", "acme_directory"]);
+    assert_eq!(
+        s.app_database_url,
+        "postgres://acme_app@127.0.0.1:5432/tenantry_example"
+    );
+    assert_eq!(
+        s.bypass_database_url,
+        "postgres://acme_bypass@127.0.0.1:5432/tenantry_example"
+    );
+    assert_eq!(s.db_config().roles, s.roles);
+    let s = load(&[
+        CF[0],
+        CF[1],
+        ("TENANTRY_ROLE_PREFIX", "acme_"),
+        ("TENANTRY_BYPASS_ROLE", "acme_admin"),
+    ])
+    .unwrap();
+    assert_eq!(s.roles.all(), ["acme_app", "acme_admin", "acme_directory"]);
+    assert_eq!(load(&CF).unwrap().roles, crate::RoleNames::default());
+    fails(
+        &[CF[0], CF[1], ("TENANTRY_APP_ROLE", "Acme-App")],
+        "TENANTRY_APP_ROLE",
+        "not a usable role name",
+    );
+    fails(
+        &[CF[0], CF[1], ("TENANTRY_ROLE_PREFIX", "pg_")],
+        "TENANTRY_ROLE_PREFIX",
+        "not a usable role name",
+    );
+    fails(
+        &[CF[0], CF[1], ("TENANTRY_BYPASS_ROLE", "tenantry_app")],
+        "TENANTRY_APP_ROLE",
+        "must differ",
+    );
+}
