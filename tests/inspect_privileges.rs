@@ -321,7 +321,7 @@ async fn create_on_public_for_public_is_reported_with_the_functions_that_search_
     // seal's, the audit log's), each named, and nothing else.
     let rest = &found[2..];
     for function in [
-        "tenantry_owner_tenant(uuid,text)",
+        "tenantry_owner_tenant(uuid,uuid,text)",
         "tenantry_principal(text)",
         "tenantry_principal(text,text)",
         "tenantry_record_sub(uuid,text)",
