@@ -95,12 +95,15 @@ async fn main() {
                 let ids = Arc::new(ids.clone());
                 let start = Instant::now();
                 let deadline = start + secs(1.0);
-                let mut l = closed_loop(clients, deadline, (db, ids), move |(db, ids), c, n| {
-                    async move {
+                let mut l = closed_loop(
+                    clients,
+                    deadline,
+                    (db, ids),
+                    move |(db, ids), c, n| async move {
                         let id = ids[(c * 7919 + n) % ids.len()];
                         point_select(&db, tenant, id).await
-                    }
-                })
+                    },
+                )
                 .await;
                 time[i] += start.elapsed();
                 lat[i].append(&mut l);

@@ -151,13 +151,13 @@ pub(crate) struct SeedTenantArgs {
     pub(crate) slug: Option<String>,
 }
 
-/// Flags of `tenantry add-user`: one of `--email` or `--service-token`, and one of `--owner` or
-/// `--tenant SLUG --role ROLE`.
+/// Flags of `tenantry add-user`: one of `--email` or `--service-token`, and one of `--owner`,
+/// `--tenant SLUG --role ROLE` or `--reset-subject`.
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("identity").required(true).args(["email", "service_token"])))]
-#[command(group(ArgGroup::new("grant").required(true).args(["owner", "tenant"])))]
+#[command(group(ArgGroup::new("grant").required(true).multiple(true).args(["owner", "tenant", "reset_subject"])))]
 pub(crate) struct AddUserArgs {
-    /// Email address of a person (matched case-insensitively)
+    /// Email address of a person (ASCII; matched case-insensitively, ASCII letters only)
     #[arg(long, value_name = "EMAIL")]
     pub(crate) email: Option<String>,
 

@@ -248,7 +248,10 @@ async fn email_is_the_key_and_another_sub_is_refused_until_reset() {
     let (s, b) = me(&app, Some(&second), None).await;
     assert_eq!(s, 403, "{b}");
     assert_error(&b, "not_provisioned");
-    assert!(b["message"].as_str().unwrap().contains("--reset-subject"), "{b}");
+    assert!(
+        b["message"].as_str().unwrap().contains("--reset-subject"),
+        "{b}"
+    );
     // The operator re-provisions it (what `tenantry add-user --reset-subject` does); cached
     // principals see it within their maximum age.
     app.count("WITH r AS (UPDATE users SET cf_sub = NULL WHERE email = 'partner@example.com' RETURNING 1) SELECT count(*) AS n FROM r")
@@ -259,10 +262,16 @@ async fn email_is_the_key_and_another_sub_is_refused_until_reset() {
         if s == 200 {
             break b;
         }
-        assert!(std::time::Instant::now() < deadline, "still {s} after the reset: {b}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still {s} after the reset: {b}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     };
-    assert_eq!(a["user"]["id"], b["user"]["id"], "the same user, re-provisioned");
+    assert_eq!(
+        a["user"]["id"], b["user"]["id"],
+        "the same user, re-provisioned"
+    );
     assert_eq!(
         app.count("SELECT count(*) AS n FROM users WHERE email = 'partner@example.com' AND cf_sub = 'sub-2'").await,
         1
