@@ -5,7 +5,7 @@
 //! `cargo bench --bench tls_bench` (needs the test PostgreSQL with `ssl = on`, as Debian's
 //! default cluster is; `TENANTRY_TEST_DATABASE_URL` as for the tests). Results: BENCHMARKS.md.
 //! Prints tables; asserts nothing about time.
-#![allow(missing_docs, unreachable_pub)]
+#![allow(missing_docs, unreachable_pub, dead_code)]
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -62,11 +62,12 @@ async fn main() {
     let tenant = t.tenant("tls-bench").await;
     t.seed(tenant, "p", 200).await;
     let ids: Vec<Uuid> = {
-        use diesel_async::RunQueryDsl;
         let mut admin = t.admin().await;
-        diesel::sql_query("SELECT id FROM invoices")
-            .load::<common::IdRow>(&mut admin)
-            .await
+        diesel_async::RunQueryDsl::load::<common::IdRow>(
+            diesel::sql_query("SELECT id FROM invoices"),
+            &mut admin,
+        )
+        .await
             .expect("ids")
             .into_iter()
             .map(|r| r.id)
@@ -112,7 +113,10 @@ async fn main() {
         println!("\n{clients} client(s), Db::query point select, {ROUNDS} rounds of 1 s each");
         println!("| path | req/s | mean µs | p99 µs | vs plain |");
         println!("|---|---|---|---|---|");
-        let rate = |i: usize| lat[i].len() as f64 / time[i].as_secs_f64();
+        let rates: Vec<f64> = (0..sides.len())
+            .map(|i| lat[i].len() as f64 / time[i].as_secs_f64())
+            .collect();
+        let rate = |i: usize| rates[i];
         let base = rate(0);
         for i in 0..sides.len() {
             let n = lat[i].len() as u64;

@@ -7,7 +7,7 @@
 
 pub mod schema;
 
-use diesel_async::{AsyncConnection, AsyncPgConnection};
+use diesel_async::AsyncPgConnection;
 use tenantry::testing::{connect_superuser, database_url, server_url, PgBouncer, ScratchDatabase};
 use tenantry::{Actor, Db, DbConfig, Jobs, Pooler, TenantCtx};
 use uuid::Uuid;
