@@ -19,7 +19,7 @@ use common::schema::{invoices, Invoice};
 use common::TestDb;
 use measure::{closed_loop, loadavg, secs, us};
 use tenantry::prelude::*;
-use tenantry::{Actor, DbConfig, DbError};
+use tenantry::{Actor, DbConfig};
 use uuid::Uuid;
 
 const ROUNDS: usize = 6;
@@ -41,7 +41,6 @@ async fn point_select(db: &Db, tenant: Uuid, id: Uuid) {
                 .optional()
         })
         .await
-        .map_err(DbError::from)
         .expect("point select");
     assert!(found.is_some());
 }
@@ -68,10 +67,10 @@ async fn main() {
             &mut admin,
         )
         .await
-            .expect("ids")
-            .into_iter()
-            .map(|r| r.id)
-            .collect()
+        .expect("ids")
+        .into_iter()
+        .map(|r| r.id)
+        .collect()
     };
     let url = |mode: &str| format!("{}?sslmode={mode}", t.app_url());
     let mut sides = Vec::new();

@@ -12,7 +12,7 @@
 mod common;
 
 use common::{count, TestDb};
-use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
 use tenantry::testing::ScratchRole;
 use tenantry::{no_tenant_scope, Db, DbConfig, DbError, RoleEscalation, RolePower};
 

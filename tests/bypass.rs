@@ -40,7 +40,7 @@ async fn world(t: TestDb) -> World {
 mod raw {
     use diesel::result::Error;
     use diesel::QueryDsl;
-    use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+    use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
     use super::common::schema::invoices;
 

@@ -17,8 +17,6 @@ pub use finding::{Finding, PolicyDifference, SearchPathProblem};
 use policies::TenantTable;
 use privileges::CheckedRole;
 
-/// The bypass role [`inspect`] checks: the one tenantry's migrations create.
-
 /// What [`inspect`] looked at and what it found.
 #[derive(Debug, Clone, Default)]
 pub struct Report {
