@@ -12,7 +12,7 @@
 mod common;
 
 use common::{count, TestDb};
-use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
 use tenantry::testing::ScratchRole;
 use tenantry::{no_tenant_scope, Db, DbConfig, DbError, RoleEscalation, RolePower};
 
@@ -58,7 +58,7 @@ async fn sql(conn: &mut AsyncPgConnection, sql: &str) {
 }
 
 async fn connect_as(role: &ScratchRole) -> AsyncPgConnection {
-    AsyncPgConnection::establish(&role.url())
+    tenantry::tls::establish(&role.url())
         .await
         .expect("the role logs in")
 }

@@ -14,7 +14,7 @@ use common::{count, ctx, CountRow, Route, TestDb};
 use diesel::migration::MigrationSource;
 use diesel::pg::Pg;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use diesel_migrations::MigrationHarness;
 use tenantry::audit_chain::{verify, ChainBreak, Verification};
 use tenantry::testing::on_both_routes;
@@ -59,7 +59,7 @@ async fn exec(conn: &mut AsyncPgConnection, sql: &str) -> Result<usize, diesel::
 }
 
 async fn connect(url: &str) -> AsyncPgConnection {
-    AsyncPgConnection::establish(url)
+    tenantry::tls::establish(url)
         .await
         .unwrap_or_else(|e| panic!("cannot connect to {url}: {e}"))
 }

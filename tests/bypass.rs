@@ -40,7 +40,7 @@ async fn world(t: TestDb) -> World {
 mod raw {
     use diesel::result::Error;
     use diesel::QueryDsl;
-    use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+    use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
     use super::common::schema::invoices;
 
@@ -55,7 +55,7 @@ mod raw {
     }
 
     pub(crate) async fn connect(url: &str) -> AsyncPgConnection {
-        AsyncPgConnection::establish(url)
+        tenantry::tls::establish(url)
             .await
             .unwrap_or_else(|e| panic!("cannot connect to {url}: {e}"))
     }

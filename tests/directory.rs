@@ -150,9 +150,13 @@ mod raw {
         owner: Uuid,
         key: &str,
     ) -> Vec<String> {
-        diesel::sql_query("SELECT slug FROM tenantry_owner_tenant($1, $2)")
+        // The caller parses the key once: an id, or else a slug (migration 00000000000008).
+        let id = Uuid::parse_str(key).ok();
+        let slug = id.is_none().then(|| key.to_owned());
+        diesel::sql_query("SELECT slug FROM tenantry_owner_tenant($1, $2, $3)")
             .bind::<SqlUuid, _>(owner)
-            .bind::<Text, _>(key)
+            .bind::<diesel::sql_types::Nullable<SqlUuid>, _>(id)
+            .bind::<diesel::sql_types::Nullable<Text>, _>(slug)
             .load::<Slug>(conn)
             .await
             .expect("tenantry_owner_tenant")

@@ -459,7 +459,7 @@ async fn the_directory_functions_refuse_sql_of_a_tenant_transaction(route: Route
     for sql in [
         "SELECT user_id::text AS v FROM tenantry_principal('partner@acme.test')",
         "SELECT user_id::text AS v FROM tenantry_principal('partner@acme.test', 'person')",
-        "SELECT id::text AS v FROM tenantry_owner_tenant(gen_random_uuid(), 'globex')",
+        "SELECT id::text AS v FROM tenantry_owner_tenant(gen_random_uuid(), NULL, 'globex')",
         "SELECT tenantry_record_sub(gen_random_uuid(), 'sub')::text AS v",
     ] {
         let e =

@@ -87,6 +87,7 @@ async fn a_principal_put_in_the_request_by_other_code_is_ignored() {
         auth: Arc::new(Authenticator::TrustedHeader {
             proxies: vec!["127.0.0.1/32".parse().unwrap()],
         }),
+        csrf: Default::default(),
     };
     let addr = serve(tenantry).await;
     let client = reqwest::Client::new();

@@ -321,7 +321,7 @@ async fn create_on_public_for_public_is_reported_with_the_functions_that_search_
     // seal's, the audit log's), each named, and nothing else.
     let rest = &found[2..];
     for function in [
-        "tenantry_owner_tenant(uuid,text)",
+        "tenantry_owner_tenant(uuid,uuid,text)",
         "tenantry_principal(text)",
         "tenantry_principal(text,text)",
         "tenantry_record_sub(uuid,text)",
@@ -356,13 +356,13 @@ async fn execute_for_public_on_a_directory_function_is_reported() {
 #[tokio::test]
 async fn execute_for_the_app_role_on_a_directory_function_is_reported() {
     let (_t, found) = findings_after(
-        "GRANT EXECUTE ON FUNCTION tenantry_owner_tenant(uuid, text) TO tenantry_app",
+        "GRANT EXECUTE ON FUNCTION tenantry_owner_tenant(uuid, uuid, text) TO tenantry_app",
     )
     .await;
     assert_eq!(
         found,
         vec![Finding::DefinerExecutable {
-            function: "tenantry_owner_tenant(uuid,text)".into(),
+            function: "tenantry_owner_tenant(uuid,uuid,text)".into(),
             grantee: "tenantry_app".into()
         }]
     );

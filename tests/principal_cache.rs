@@ -110,8 +110,10 @@ async fn revoke_globex(t: &TestDb) {
 async fn a_change_empties_every_instances_cache_when_it_commits() {
     let t = directory().await;
     let mut config = DbConfig::new(t.app_url(), None);
-    // A TTL far beyond the test: only the notifications can make the caches see the change.
+    // A TTL and a maximum age far beyond the test: only the notifications can make the caches
+    // see the change.
     config.principal_cache_ttl = Duration::from_secs(3600);
+    config.principal_cache_max_age = Duration::from_secs(3600);
     let one = Db::connect(config.clone()).await.expect("pool");
     let two = Db::connect(config).await.expect("pool");
     for db in [&one, &two] {
@@ -192,22 +194,23 @@ async fn recording_a_new_sub_keeps_the_cache() {
         }
     };
     let before = db.principal_cache_status();
-    // A miss that records the token's sub, then a hit that records a changed one.
-    for sub in ["sub-1", "sub-2"] {
-        tenants_of(&db, &with_sub(sub)).await.unwrap();
-        assert_eq!(stored(sub).await, 1, "{sub} recorded");
-    }
+    // A miss that records the token's sub.
+    tenants_of(&db, &with_sub("sub-1")).await.unwrap();
+    assert_eq!(stored("sub-1").await, 1, "sub-1 recorded");
     // Time for a notification, had one been sent.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let after = db.principal_cache_status();
     assert_eq!(after.invalidations, before.invalidations, "no notification");
-    assert_eq!(
-        (after.hits, after.misses),
-        (before.hits + 1, before.misses + 1)
-    );
-    // The cached entry knows the new sub: the next request is a hit that writes nothing.
-    tenants_of(&db, &with_sub("sub-2")).await.unwrap();
+    assert_eq!((after.hits, after.misses), (before.hits, before.misses + 1));
+    // The cached entry knows the sub: the next request is a hit that writes nothing, and a
+    // token with another sub is refused from the cache too.
+    tenants_of(&db, &with_sub("sub-1")).await.unwrap();
     assert_eq!(db.principal_cache_status().hits, after.hits + 1);
+    assert!(matches!(
+        tenants_of(&db, &with_sub("sub-2")).await,
+        Err(AuthError::SubjectChanged(_))
+    ));
+    assert_eq!(stored("sub-2").await, 0);
 }
 
 #[tokio::test]
@@ -319,5 +322,87 @@ async fn a_listener_url_through_a_transaction_pooler_is_refused_at_start() {
     assert!(
         text.contains("TENANTRY_LISTEN_DATABASE_URL") && text.contains("transaction pooler"),
         "{text}"
+    );
+}
+
+/// A listener whose URL leads to another database answers every heartbeat and hears nothing:
+/// it must not be trusted. Its probe, sent through the app pool, never comes back, so entries
+/// live at most the TTL (here far shorter than the maximum age).
+#[tokio::test]
+async fn a_listener_on_another_database_is_not_trusted() {
+    const TTL: Duration = Duration::from_millis(400);
+    let t = directory().await;
+    let elsewhere = TestDb::new().await;
+    let mut config = DbConfig::new(t.app_url(), None);
+    config.listen_url = Some(elsewhere.app_url());
+    config.principal_cache_ttl = TTL;
+    config.principal_cache_max_age = Duration::from_secs(3600);
+    let db = Db::connect(config).await.expect("pool");
+    assert_eq!(tenants_of(&db, &ada()).await.unwrap(), ["acme", "globex"]);
+    // The listener connects and LISTENs on the other database; before the probe it would have
+    // been confirmed within milliseconds. It must stay unconfirmed for its whole probe window.
+    let started = Instant::now();
+    while started.elapsed() < tenantry_probe_window() {
+        assert!(
+            !db.principal_cache_status().listening,
+            "a listener on another database was trusted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // So a revocation (notified on the app's database, unheard) is honoured within the TTL.
+    tenants_of(&db, &ada()).await.unwrap();
+    revoked_within(&db, &t, TTL + Duration::from_millis(200)).await;
+}
+
+/// How long the listener waits for its probe (`PROBE_WITHIN`), plus a margin.
+fn tenantry_probe_window() -> Duration {
+    Duration::from_secs(6)
+}
+
+/// A change that fires no trigger (a restore, logical replication: `session_replication_role =
+/// replica`) notifies nobody; with the listener up and confirmed, the entry still expires at the
+/// maximum age.
+#[tokio::test]
+async fn a_trigger_less_revocation_is_honoured_within_the_maximum_age() {
+    const MAX_AGE: Duration = Duration::from_millis(600);
+    let t = directory().await;
+    let mut config = DbConfig::new(t.app_url(), None);
+    config.principal_cache_ttl = Duration::from_secs(3600);
+    config.principal_cache_max_age = MAX_AGE;
+    let db = Db::connect(config).await.expect("pool");
+    assert_eq!(tenants_of(&db, &ada()).await.unwrap(), ["acme", "globex"]);
+    until(&db, Duration::from_secs(10), "listening", |s| s.listening).await;
+    assert_eq!(tenants_of(&db, &ada()).await.unwrap(), ["acme", "globex"]);
+    let invalidations = db.principal_cache_status().invalidations;
+    let cached = Instant::now();
+    t.admin()
+        .await
+        .batch_execute(
+            "SET session_replication_role = replica;
+             DELETE FROM memberships WHERE tenant_id = (SELECT id FROM tenants WHERE slug = 'globex');
+             RESET session_replication_role",
+        )
+        .await
+        .expect("a trigger-less revocation");
+    loop {
+        let tenants = tenants_of(&db, &ada()).await.unwrap();
+        if tenants == ["acme"] {
+            break;
+        }
+        assert!(
+            cached.elapsed() < MAX_AGE + Duration::from_millis(300),
+            "served {tenants:?} {:?} after it was cached",
+            cached.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        db.principal_cache_status().listening,
+        "the listener stayed up"
+    );
+    assert_eq!(
+        db.principal_cache_status().invalidations,
+        invalidations,
+        "nothing was notified: the maximum age alone expired the entry"
     );
 }

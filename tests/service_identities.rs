@@ -24,19 +24,34 @@ async fn each_kind_has_the_shape_of_its_key(t: TestDb) {
     )
     .await
     .expect("a service identity is stored");
-    for (email, kind) in [
-        ("ci.access", "person"),
-        ("bot@example.com", "service"),
-        ("bot", "service"),
-        ("x.access", "robot"),
+    // The kind follows the key's shape, whatever the insert says (migration 00000000000008).
+    for (email, written, kind) in [
+        ("ci.access", "person", "service"),
+        ("bot@example.com", "service", "person"),
+        ("x.access", "robot", "service"),
     ] {
+        try_sql(
+            &mut admin,
+            &format!("INSERT INTO users (email, kind) VALUES ('{email}', '{written}')"),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{email}: {e}"));
+        let n = common::count(
+            &mut admin,
+            &format!("SELECT count(*) AS n FROM users WHERE email = '{email}' AND kind = '{kind}'"),
+        )
+        .await;
+        assert_eq!(n, 1, "{email} is a {kind}");
+    }
+    // A key of neither shape is no identity.
+    for email in ["bot", "a b.access", "@example.com"] {
         let err = try_sql(
             &mut admin,
-            &format!("INSERT INTO users (email, kind) VALUES ('{email}', '{kind}')"),
+            &format!("INSERT INTO users (email, kind) VALUES ('{email}', 'service')"),
         )
         .await
         .expect_err(email);
-        assert!(err.contains("check constraint"), "{email} {kind}: {err}");
+        assert!(err.contains("check constraint"), "{email}: {err}");
     }
     // One key space: the same name in another case is the same identity.
     let err = try_sql(
@@ -48,7 +63,7 @@ async fn each_kind_has_the_shape_of_its_key(t: TestDb) {
     )
     .await
     .expect_err("unique");
-    assert!(err.contains("users_email_lower_key"), "{err}");
+    assert!(err.contains("users_email_ascii_key"), "{err}");
 }
 
 #[tenantry::test]

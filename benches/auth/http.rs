@@ -55,6 +55,7 @@ pub fn router(
     let state = |auth: &Arc<Authenticator>| Tenantry {
         db: db.clone(),
         auth: Arc::clone(auth),
+        csrf: Default::default(),
     };
     Router::new()
         .route(Route::Open.path(), get(open))
@@ -84,6 +85,7 @@ pub fn router(
                 .with_state(Tenantry {
                     db: uncached.clone(),
                     auth: Arc::clone(cloudflare),
+                    csrf: Default::default(),
                 }),
         )
 }

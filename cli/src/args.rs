@@ -173,13 +173,13 @@ pub(crate) struct SeedTenantArgs {
     pub(crate) slug: Option<String>,
 }
 
-/// Flags of `tenantry add-user`: one of `--email` or `--service-token`, and one of `--owner` or
-/// `--tenant SLUG --role ROLE`.
+/// Flags of `tenantry add-user`: one of `--email` or `--service-token`, and one of `--owner`,
+/// `--tenant SLUG --role ROLE` or `--reset-subject`.
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("identity").required(true).args(["email", "service_token"])))]
-#[command(group(ArgGroup::new("grant").required(true).args(["owner", "tenant"])))]
+#[command(group(ArgGroup::new("grant").required(true).multiple(true).args(["owner", "tenant", "reset_subject"])))]
 pub(crate) struct AddUserArgs {
-    /// Email address of a person (matched case-insensitively)
+    /// Email address of a person (ASCII; matched case-insensitively, ASCII letters only)
     #[arg(long, value_name = "EMAIL")]
     pub(crate) email: Option<String>,
 
@@ -200,6 +200,12 @@ pub(crate) struct AddUserArgs {
     /// Role inside --tenant
     #[arg(long, value_name = "ROLE", requires = "tenant", value_parser = role_parser())]
     pub(crate) role: Option<TenantRole>,
+
+    /// Clear the identity-provider subject (`sub`) recorded for --email, so that its next token
+    /// records its own: after the address was given to a new account. Until then a token for
+    /// the email with another subject is refused
+    #[arg(long, requires = "email")]
+    pub(crate) reset_subject: bool,
 }
 
 /// `--role`: the runtime's [`TenantRole`] a membership can hold (`owner` is `--owner`).

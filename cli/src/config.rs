@@ -9,11 +9,6 @@ use tenantry::settings::{PgUrl, DEFAULT_DATABASE_URL};
 
 use crate::error::CliError;
 
-/// The app role when `TENANTRY_APP_DATABASE_URL` is not set (as `tenantry::settings` derives it).
-pub(crate) const DEFAULT_APP_ROLE: &str = "tenantry_app";
-/// The bypass role when `TENANTRY_BYPASS_DATABASE_URL` is not set.
-pub(crate) const DEFAULT_BYPASS_ROLE: &str = "tenantry_bypass";
-
 /// A validated PostgreSQL URL and where it came from.
 #[derive(Debug, Clone)]
 pub(crate) struct DbTarget {
@@ -65,16 +60,38 @@ impl DbTarget {
     }
 }
 
-/// The role the application connects as: the user of `TENANTRY_APP_DATABASE_URL`, else
-/// `tenantry_app`.
-pub(crate) fn app_role() -> Result<String, CliError> {
-    role_of("TENANTRY_APP_DATABASE_URL", DEFAULT_APP_ROLE)
+/// This deployment's role names, as the application reads them: `TENANTRY_APP_ROLE`,
+/// `TENANTRY_BYPASS_ROLE`, `TENANTRY_DIRECTORY_ROLE`, each defaulting to `TENANTRY_ROLE_PREFIX`
+/// (default `tenantry_`) followed by `app`, `bypass` or `directory`.
+pub(crate) fn role_names() -> Result<tenantry::RoleNames, CliError> {
+    let invalid = |flag: &'static str| {
+        move |e: tenantry::RoleNameError| CliError::Invalid { flag, problem: e.0 }
+    };
+    let prefix = env_var("TENANTRY_ROLE_PREFIX")?.unwrap_or_else(|| "tenantry_".to_owned());
+    let mut roles =
+        tenantry::RoleNames::with_prefix(&prefix).map_err(invalid("TENANTRY_ROLE_PREFIX"))?;
+    for (var, slot) in [
+        ("TENANTRY_APP_ROLE", &mut roles.app),
+        ("TENANTRY_BYPASS_ROLE", &mut roles.bypass),
+        ("TENANTRY_DIRECTORY_ROLE", &mut roles.directory),
+    ] {
+        if let Some(name) = env_var(var)? {
+            *slot = name;
+        }
+    }
+    roles.checked().map_err(invalid("TENANTRY_APP_ROLE"))
 }
 
-/// The role audited bypasses connect as: the user of `TENANTRY_BYPASS_DATABASE_URL`, else
-/// `tenantry_bypass`.
+/// The role the application connects as: the user of `TENANTRY_APP_DATABASE_URL`, else the
+/// deployment's app role (`tenantry_app`).
+pub(crate) fn app_role() -> Result<String, CliError> {
+    role_of("TENANTRY_APP_DATABASE_URL", &role_names()?.app)
+}
+
+/// The role audited bypasses connect as: the user of `TENANTRY_BYPASS_DATABASE_URL`, else the
+/// deployment's bypass role (`tenantry_bypass`).
 pub(crate) fn bypass_role() -> Result<String, CliError> {
-    role_of("TENANTRY_BYPASS_DATABASE_URL", DEFAULT_BYPASS_ROLE)
+    role_of("TENANTRY_BYPASS_DATABASE_URL", &role_names()?.bypass)
 }
 
 /// The user of the URL in `var`, else `default`.

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::ConnectionError;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use crate::config::DbTarget;
 use crate::error::CliError;
@@ -14,7 +14,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Connects to `target`, turning driver errors into a [`CliError`] that names the address.
 pub(crate) async fn connect(target: &DbTarget) -> Result<AsyncPgConnection, CliError> {
-    match tokio::time::timeout(CONNECT_TIMEOUT, AsyncPgConnection::establish(&target.url)).await {
+    match tokio::time::timeout(CONNECT_TIMEOUT, tenantry::tls::establish(&target.url)).await {
         Ok(Ok(conn)) => Ok(conn),
         Ok(Err(e)) => Err(classify(target, &e).await),
         Err(_) => Err(CliError::Unreachable {

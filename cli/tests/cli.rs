@@ -941,3 +941,100 @@ fn rotate_tenant_key_adds_a_key_and_lets_the_older_ones_expire() {
     db.tenantry(&["rotate-tenant-key", "--grace", "soon"])
         .fails(2, &["--grace", "\"soon\"", "1h, 30min, 0s"]);
 }
+
+// ---- identity keys and role names (issue 17) ----
+
+#[test]
+fn add_user_reset_subject_clears_the_recorded_sub() {
+    let db = ScratchDb::migrated();
+    db.tenantry(&["add-user", "--email", "Rita@Example.com", "--owner"])
+        .succeeds();
+    db.sql("UPDATE users SET cf_sub = 'old-sub' WHERE email = 'Rita@Example.com'");
+    // Named in another ASCII case: the same user.
+    let out = db
+        .tenantry(&["add-user", "--email", "rita@example.COM", "--reset-subject"])
+        .succeeds();
+    assert!(
+        out.stdout
+            .contains("cleared the recorded subject of Rita@Example.com"),
+        "{out:?}"
+    );
+    assert_eq!(
+        db.count("SELECT count(*)::text AS v FROM users WHERE cf_sub IS NULL AND email = 'Rita@Example.com'"),
+        1
+    );
+    assert_eq!(db.count("SELECT count(*)::text AS v FROM users"), 1);
+}
+
+#[test]
+fn add_user_refuses_a_non_ascii_address() {
+    let db = ScratchDb::migrated();
+    db.tenantry(&["add-user", "--email", "\u{212A}ate@example.com", "--owner"])
+        .fails(2, &["--email", "not ASCII"]);
+    assert_eq!(db.count("SELECT count(*)::text AS v FROM users"), 0);
+}
+
+#[test]
+fn seed_tenant_refuses_a_slug_shaped_like_an_id() {
+    let db = ScratchDb::migrated();
+    for slug in [
+        "0d4c2a5e-9f3b-4c1d-8e7a-6b5c4d3e2f10",
+        "0d4c2a5e9f3b4c1d8e7a6b5c4d3e2f10",
+    ] {
+        db.tenantry(&["seed-tenant", "--name", "Acme", "--slug", slug])
+            .fails(2, &["--slug", "shaped like a tenant id"]);
+    }
+    assert_eq!(db.count("SELECT count(*)::text AS v FROM tenants"), 0);
+}
+
+#[test]
+fn migrate_creates_and_grants_the_deployments_roles() {
+    let db = ScratchDb::empty();
+    let out = run(
+        &["migrate"],
+        &[
+            ("DATABASE_URL", &db.url()),
+            ("TENANTRY_ROLE_PREFIX", "tenantry_t17cli_"),
+        ],
+    )
+    .succeeds();
+    assert!(
+        out.stdout
+            .contains("tenantry_t17cli_app, tenantry_t17cli_bypass and tenantry_t17cli_directory"),
+        "{out:?}"
+    );
+    assert_eq!(
+        db.text(
+            "SELECT has_table_privilege('tenantry_t17cli_app', 'tenants', 'SELECT')::text AS v"
+        )
+        .as_deref(),
+        Some("true")
+    );
+    assert_eq!(
+        db.text("SELECT has_table_privilege('tenantry_app', 'tenants', 'SELECT')::text AS v")
+            .as_deref(),
+        Some("false")
+    );
+    assert_eq!(
+        db.text("SELECT role_name::text AS v FROM tenantry_roles WHERE purpose = 'bypass'")
+            .as_deref(),
+        Some("tenantry_t17cli_bypass")
+    );
+    // doctor knows them: nothing to report for the deployment's app role.
+    run(
+        &["doctor"],
+        &[
+            ("DATABASE_URL", &db.url()),
+            ("TENANTRY_ROLE_PREFIX", "tenantry_t17cli_"),
+        ],
+    )
+    .succeeds();
+    run(
+        &["migrate"],
+        &[
+            ("DATABASE_URL", &db.url()),
+            ("TENANTRY_APP_ROLE", "Bad-Name"),
+        ],
+    )
+    .fails(2, &["TENANTRY_APP_ROLE", "not a usable role name"]);
+}

@@ -4,7 +4,7 @@ use axum::extract::FromRef;
 use axum::middleware;
 use axum::routing::get;
 use axum::Router;
-use tenantry::identity::{csrf, mark_dev_mode, CsrfPolicy, Tenantry};
+use tenantry::identity::{mark_dev_mode, Tenantry};
 use tenantry::settings::{AuthMode, Settings};
 
 use crate::error::ApiError;
@@ -40,10 +40,7 @@ pub fn router(state: AppState, settings: &Settings) -> Router {
         .route("/api/admin/audit/head", get(admin::audit_head))
         .route("/admin", get(admin::dashboard))
         .fallback(|| async { ApiError::not_found("route") })
-        .layer(middleware::from_fn_with_state(
-            CsrfPolicy::new(settings.allowed_origins.clone()),
-            csrf,
-        ))
+        // Cross-site requests are refused by tenantry's extractors (`Tenantry::csrf`).
         .with_state(state);
     match settings.auth {
         AuthMode::Dev { .. } => router.layer(middleware::from_fn(mark_dev_mode)),

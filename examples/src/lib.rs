@@ -17,7 +17,7 @@ pub mod setup;
 use std::future::Future;
 use std::net::SocketAddr;
 
-use tenantry::identity::{Authenticator, Tenantry};
+use tenantry::identity::{Authenticator, CsrfPolicy, Tenantry};
 use tenantry::serve::{serve, shutdown_signal, ServeConfig};
 use tenantry::settings::{AuthMode, Settings};
 use tenantry::Db;
@@ -64,6 +64,7 @@ impl Server {
             tenantry: Tenantry {
                 db: db.clone(),
                 auth: std::sync::Arc::new(auth),
+                csrf: CsrfPolicy::new(settings.allowed_origins.clone()),
             },
         };
         let router = app::router(state, settings);

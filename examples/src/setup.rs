@@ -4,7 +4,7 @@
 //! unambiguous here.)
 
 use diesel::{ExpressionMethods, QueryDsl};
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use tenantry::schema::{memberships, tenants, users};
 use tenantry::settings::Settings;
 use tenantry::Jobs;
@@ -37,7 +37,7 @@ fn redacted(url: &url::Url) -> String {
 }
 
 async fn connect(url: &url::Url) -> Result<AsyncPgConnection, SetupError> {
-    AsyncPgConnection::establish(url.as_str())
+    tenantry::tls::establish(url.as_str())
         .await
         .map_err(|source| SetupError::Connect {
             url: redacted(url),
@@ -87,7 +87,9 @@ pub async fn prepare(settings: &Settings) -> Result<(), SetupError> {
         }
     }
     let conn = connect(&url).await?;
-    let mut conn = tenantry::migrate_with(conn, models::MIGRATIONS).await?.conn;
+    let mut conn = tenantry::migrate_with_roles(conn, &settings.roles, models::MIGRATIONS)
+        .await?
+        .conn;
     tenantry::declare_tables(&mut conn, &models::declarations()).await?;
     Ok(())
 }

@@ -230,7 +230,7 @@ async fn a_service_token_acts_with_its_roles_in_its_tenants() {
 }
 
 #[tokio::test]
-async fn email_is_the_key_and_a_new_sub_is_recorded() {
+async fn email_is_the_key_and_another_sub_is_refused_until_reset() {
     let (app, _certs, mint) = start().await;
     let first = mint
         .user("Partner@Example.com")
@@ -238,11 +238,39 @@ async fn email_is_the_key_and_a_new_sub_is_recorded() {
         .sign();
     let (s, a) = me(&app, Some(&first), None).await;
     assert_eq!(s, 200);
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM users WHERE email = 'partner@example.com' AND cf_sub = 'sub-1'").await,
+        1,
+        "the first subject is recorded"
+    );
+    // The address now belongs to another account at the identity provider: refused.
     let second = mint.user(PARTNER).claim("sub", "sub-2").sign();
-    let (_, b) = me(&app, Some(&second), None).await;
+    let (s, b) = me(&app, Some(&second), None).await;
+    assert_eq!(s, 403, "{b}");
+    assert_error(&b, "not_provisioned");
+    assert!(
+        b["message"].as_str().unwrap().contains("--reset-subject"),
+        "{b}"
+    );
+    // The operator re-provisions it (what `tenantry add-user --reset-subject` does); cached
+    // principals see it within their maximum age.
+    app.count("WITH r AS (UPDATE users SET cf_sub = NULL WHERE email = 'partner@example.com' RETURNING 1) SELECT count(*) AS n FROM r")
+        .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    let b = loop {
+        let (s, b) = me(&app, Some(&second), None).await;
+        if s == 200 {
+            break b;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still {s} after the reset: {b}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     assert_eq!(
         a["user"]["id"], b["user"]["id"],
-        "same user after re-provisioning"
+        "the same user, re-provisioned"
     );
     assert_eq!(
         app.count("SELECT count(*) AS n FROM users WHERE email = 'partner@example.com' AND cf_sub = 'sub-2'").await,

@@ -182,6 +182,52 @@ async fn bad_input_is_4xx_with_the_error_json(route: Route) {
         assert_eq!(s, status, "{body} → {b}");
         assert_error(&b, "invalid");
     }
+    // a key given twice, at the top or nested, in every body the app reads: 422 naming it
+    let some_id = "00000000-0000-0000-0000-000000000000";
+    for (method, path, body, key) in [
+        (
+            Method::POST,
+            "/api/projects".to_owned(),
+            r#"{"name":"a","name":"b"}"#.to_owned(),
+            "name",
+        ),
+        (
+            Method::POST,
+            "/api/invoices".to_owned(),
+            format!(
+                r#"{{"project_id":"{some_id}","number":"D-1","amount_cents":1,"amount_cents":2,"currency":"EUR"}}"#
+            ),
+            "amount_cents",
+        ),
+        (
+            Method::PATCH,
+            format!("/api/invoices/{some_id}"),
+            r#"{"status":"paid","status":"void"}"#.to_owned(),
+            "status",
+        ),
+        (
+            Method::POST,
+            "/api/projects".to_owned(),
+            r#"{"name":"a","x":[{"y":1,"y":2}]}"#.to_owned(),
+            "y",
+        ),
+    ] {
+        let r = app
+            .req(method.clone(), &path, Some(PARTNER), Some("acme"))
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 422, "{method} {path} {body}");
+        let b: serde_json::Value = r.json().await.unwrap();
+        assert_error(&b, "invalid");
+        let message = b["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(&format!("{key}: given twice")),
+            "{body}: {message}"
+        );
+    }
     // malformed JSON and missing content type
     let r = app
         .req(Method::POST, "/api/projects", Some(PARTNER), Some("acme"))

@@ -278,3 +278,179 @@ async fn dev_mode_marks_responses_and_seeds() {
     assert_eq!(s, 200);
     assert!(inv.as_array().unwrap().len() >= 3, "dev seed: {inv}");
 }
+
+/// DNS rebinding: a page on evil.example rebinds its name to 127.0.0.1 and calls the developer's
+/// server; its requests carry `Host: evil.example`. Dev mode answers loopback names only.
+#[tokio::test]
+async fn dev_mode_answers_only_loopback_host_names() {
+    let app = App::start_with(&[
+        ("TENANTRY_AUTH_MODE", "dev"),
+        ("TENANTRY_DEV_USER_EMAIL", "dev@example.com"),
+    ])
+    .await;
+    let port = app.addr.port();
+    for (host, status) in [
+        (format!("evil.example:{port}"), 403),
+        (format!("127.0.0.1.evil.example:{port}"), 403),
+        (format!("localhost:{port}"), 200),
+        (format!("127.0.0.1:{port}"), 200),
+    ] {
+        let r = app
+            .client
+            .get(app.url("/api/me"))
+            .header("host", &host)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status, "Host: {host}");
+        if status == 403 {
+            let b: serde_json::Value = r.json().await.unwrap();
+            assert_error(&b, "forbidden");
+            assert!(b["message"].as_str().unwrap().contains("loopback"), "{b}");
+        }
+    }
+    // Origin equal to the rebinding Host would have passed the CSRF check: it is refused before.
+    let r = app
+        .client
+        .post(app.url("/api/projects"))
+        .header("host", format!("evil.example:{port}"))
+        .header("origin", format!("http://evil.example:{port}"))
+        .header("x-tenant", "acme-corp")
+        .json(&json!({"name": "rebound"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM projects WHERE name = 'rebound'")
+            .await,
+        0
+    );
+}
+
+/// An Owner route's GET writes an audit row: a page elsewhere must not make an Owner's browser
+/// call it. Refused whatever the method, before any row is written.
+#[tokio::test]
+async fn owner_routes_refuse_cross_site_requests_of_any_method() {
+    let app = App::start().await;
+    let audit_rows =
+        || app.count("SELECT count(*) AS n FROM audit_log WHERE action LIKE 'admin.%'");
+    let before = audit_rows().await;
+    for (name, value) in [
+        ("sec-fetch-site", "cross-site"),
+        ("sec-fetch-site", "same-site"),
+        ("origin", "https://evil.example"),
+    ] {
+        for path in ["/api/admin/tenants", "/api/admin/audit", "/admin"] {
+            let r = app
+                .req(Method::GET, path, Some(OWNER), None)
+                .header(name, value)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 403, "{path} with {name}: {value}");
+        }
+    }
+    assert_eq!(
+        audit_rows().await,
+        before,
+        "no audit row for a refused request"
+    );
+    // From the app's own pages, and from clients that send neither header: one row per call.
+    let own = format!("http://{}", app.addr);
+    for r in [
+        app.req(Method::GET, "/api/admin/tenants", Some(OWNER), None)
+            .header("sec-fetch-site", "same-origin")
+            .header("origin", &own),
+        app.req(Method::GET, "/api/admin/tenants", Some(OWNER), None),
+    ] {
+        assert_eq!(r.send().await.unwrap().status(), 200);
+    }
+    assert_eq!(audit_rows().await, before + 2);
+}
+
+#[tokio::test]
+async fn html_cannot_be_framed() {
+    let app = App::start().await;
+    let r = app
+        .req(Method::GET, "/admin", Some(OWNER), None)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-frame-options"], "DENY");
+    let csp = r.headers()["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+}
+
+/// An Owner may act inside any tenant, each use audited: one row per request that enters a
+/// tenant where the Owner has no membership, written in the request's first tenant transaction
+/// (so it commits with the work, and vanishes with it when the work rolls back).
+#[tokio::test]
+async fn an_owner_entering_a_tenant_without_membership_is_audited_once() {
+    let app = App::start().await;
+    let entries = |request: String| {
+        let sql = format!(
+            "SELECT count(*) AS n FROM audit_log a JOIN users u ON u.id = a.actor_user_id
+             WHERE a.action = 'owner.enter' AND u.email = '{OWNER}' AND a.actor_email = '{OWNER}'
+               AND a.tenant_id = '{}' AND a.request_id = '{request}' AND a.at IS NOT NULL",
+            app.tenants["initech"]
+        );
+        let app = &app;
+        async move { app.count(&sql).await }
+    };
+    let all_entries =
+        || app.count("SELECT count(*) AS n FROM audit_log WHERE action = 'owner.enter'");
+    // A write (read-write transaction), a read (read-only: the row is committed first), a list
+    // that runs several statements: one row each, naming the request.
+    let cases: [(Method, &str, Option<serde_json::Value>, u16); 3] = [
+        (
+            Method::POST,
+            "/api/projects",
+            Some(json!({"name": "audited"})),
+            201,
+        ),
+        (Method::GET, "/api/invoices", None, 200),
+        (Method::GET, "/api/projects", None, 200),
+    ];
+    for (i, (method, path, body, status)) in cases.into_iter().enumerate() {
+        let request = format!("owner-entry-{i}");
+        let mut r = app
+            .req(method.clone(), path, Some(OWNER), Some("initech"))
+            .header("x-request-id", &request);
+        if let Some(body) = body {
+            r = r.json(&body);
+        }
+        let r = r.send().await.unwrap();
+        assert_eq!(r.status(), status, "{method} {path}");
+        assert_eq!(entries(request).await, 1, "{method} {path}");
+    }
+    assert_eq!(all_entries().await, 3);
+    // Work that rolls back takes its entry with it (an invoice of another tenant's project).
+    let (s, _) = app
+        .send_json(
+            Method::POST,
+            "/api/invoices",
+            OWNER,
+            Some("initech"),
+            json!({"project_id": app.projects["acme"], "number": "X-1", "amount_cents": 1, "currency": "EUR"}),
+        )
+        .await;
+    assert!((400..500).contains(&s), "{s}");
+    assert_eq!(
+        all_entries().await,
+        3,
+        "the entry rolled back with the work"
+    );
+    // A member acting in its tenant, and the Owner-only routes, write no entry; an Owner route
+    // keeps exactly one row per call.
+    let (s, _) = app.get("/api/projects", PARTNER, Some("acme")).await;
+    assert_eq!(s, 200);
+    let admin_rows =
+        || app.count("SELECT count(*) AS n FROM audit_log WHERE action LIKE 'admin.%'");
+    let before = admin_rows().await;
+    let (s, _) = app.get("/api/admin/tenants", OWNER, None).await;
+    assert_eq!(s, 200);
+    assert_eq!(admin_rows().await, before + 1);
+    assert_eq!(all_entries().await, 3);
+}

@@ -22,9 +22,9 @@ REVOKE UPDATE, DELETE, TRUNCATE ON audit_log FROM tenantry_app, tenantry_bypass;
 REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON tenants, users, memberships FROM tenantry_app;
 REVOKE UPDATE (cf_sub) ON users FROM tenantry_app;
 REVOKE EXECUTE ON FUNCTION tenantry_principal(text), tenantry_principal(text, text),
-    tenantry_owner_tenant(uuid, text), tenantry_record_sub(uuid, text) FROM PUBLIC, tenantry_app, tenantry_bypass;
+    tenantry_owner_tenant(uuid, uuid, text), tenantry_record_sub(uuid, text) FROM PUBLIC, tenantry_app, tenantry_bypass;
 GRANT EXECUTE ON FUNCTION tenantry_principal(text), tenantry_principal(text, text),
-    tenantry_owner_tenant(uuid, text), tenantry_record_sub(uuid, text), tenantry_tenant_keys()
+    tenantry_owner_tenant(uuid, uuid, text), tenantry_record_sub(uuid, text), tenantry_tenant_keys()
     TO tenantry_directory;
 -- The tenant seal (migration 0005): the app role enters a tenant with a proof; it cannot read the
 -- keys.

@@ -91,6 +91,40 @@ pub(crate) struct Scope {
     pub(crate) tenant_id: Uuid,
     pub(crate) actor: Actor,
     pub(crate) request_id: Option<String>,
+    /// An Owner acting in a tenant it is not a member of: the request's first tenant
+    /// transaction writes one audit row (shared by every context of the request).
+    pub(crate) owner_entry: Option<std::sync::Arc<OwnerEntry>>,
+}
+
+/// Whether an Owner's entry into a tenant (without a membership) still awaits its audit row.
+#[derive(Debug)]
+pub(crate) struct OwnerEntry {
+    pending: std::sync::atomic::AtomicBool,
+}
+
+impl OwnerEntry {
+    pub(crate) fn new() -> std::sync::Arc<Self> {
+        std::sync::Arc::new(OwnerEntry {
+            pending: std::sync::atomic::AtomicBool::new(true),
+        })
+    }
+
+    /// Claims the audit row: `true` for the one transaction that writes it.
+    pub(crate) fn claim(&self) -> bool {
+        self.pending
+            .swap(false, std::sync::atomic::Ordering::AcqRel)
+    }
+
+    /// Whether the row is still to be written.
+    pub(crate) fn is_pending(&self) -> bool {
+        self.pending.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The transaction that wrote the row rolled back: the next one writes it.
+    pub(crate) fn release(&self) {
+        self.pending
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
 }
 
 /// The tenant a unit of work acts in.
@@ -182,6 +216,7 @@ impl TenantCtx<'static, ReadOnly> {
             tenant_id: Uuid::nil(),
             actor: Actor::job("tenantry-start-check"),
             request_id: None,
+            owner_entry: None,
         })
     }
 }
@@ -199,6 +234,7 @@ impl<A: Access> TenantCtx<'static, A> {
             tenant_id,
             actor,
             request_id: None,
+            owner_entry: None,
         })
     }
 }

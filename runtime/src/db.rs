@@ -102,8 +102,16 @@ pub struct DbConfig {
     pub principal_cache_capacity: usize,
     /// How long a cached principal lives while the listener is not confirmed up (default
     /// 1 s): a change to the directory takes effect within it even when notifications are
-    /// lost. While the listener is up, entries live until the directory changes.
+    /// lost. While the listener is up (and proven to hear the app's database), entries live
+    /// until the directory changes, or at most [`DbConfig::principal_cache_max_age`].
     pub principal_cache_ttl: Duration,
+    /// The hard maximum age of a cached principal (default 1 s), listener or not: a directory
+    /// change that notifies nobody (made with `session_replication_role = replica`, as restores
+    /// and logical replication do) is honoured within it.
+    pub principal_cache_max_age: Duration,
+    /// This deployment's role names ([`RoleNames`](crate::RoleNames)): the default directory
+    /// URL uses its directory role.
+    pub roles: crate::RoleNames,
 }
 
 impl DbConfig {
@@ -127,6 +135,8 @@ impl DbConfig {
             listen_url: None,
             principal_cache_capacity: 10_000,
             principal_cache_ttl: Duration::from_secs(1),
+            principal_cache_max_age: Duration::from_secs(1),
+            roles: crate::RoleNames::default(),
         }
     }
 
@@ -142,6 +152,7 @@ impl DbConfig {
             ),
             ("ping_timeout", self.ping_timeout),
             ("principal_cache_ttl", self.principal_cache_ttl),
+            ("principal_cache_max_age", self.principal_cache_max_age),
         ];
         if let Some((name, _)) = durations.iter().find(|(_, d)| d.is_zero()) {
             return Err(DbError::Config(format!(
@@ -196,6 +207,9 @@ fn pool(
 ) -> Result<PgPool, DbError> {
     pool::build(url, size, timeouts, pooler, purpose).map_err(DbError::Config)
 }
+
+/// The audit action of an Owner entering a tenant it is not a member of.
+const OWNER_ENTRY: &str = "owner.enter";
 
 /// `url` with its user replaced by `role` and no password: the default directory URL.
 fn with_role(url: &str, role: &str) -> Result<String, DbError> {
@@ -361,7 +375,7 @@ impl Db {
         };
         let directory_url = match &config.directory_url {
             Some(url) => url.clone(),
-            None => with_role(&config.app_url, "tenantry_directory")?,
+            None => with_role(&config.app_url, &config.roles.directory)?,
         };
         if config.max_directory_connections == 0 {
             return Err(DbError::Config(
@@ -376,8 +390,11 @@ impl Db {
             Purpose::Other,
         )?;
         let keys = Keys::unloaded();
-        let cache =
-            PrincipalCache::new(config.principal_cache_capacity, config.principal_cache_ttl);
+        let cache = PrincipalCache::new(
+            config.principal_cache_capacity,
+            config.principal_cache_ttl,
+            config.principal_cache_max_age,
+        );
         let listener = match listen_url(&config) {
             Some(url) if cache.is_enabled() => Some(
                 Connector::new(url, timeouts, Pooler::Direct)
@@ -392,6 +409,7 @@ impl Db {
                  transaction pooler): cached principals live at most the TTL"
             );
         }
+        let directory = Arc::new(Directory::new(cache, listener, app.clone()));
         let db = Self {
             app,
             bypass,
@@ -403,7 +421,7 @@ impl Db {
             ping_timeout: config.ping_timeout,
             pooler,
             tx_settings: tx_settings(pooler, &timeouts).into(),
-            directory: Arc::new(Directory::new(cache, listener)),
+            directory,
         };
         db.check_app_role().await?;
         db.check_bypass_role().await?;
@@ -598,8 +616,45 @@ impl Db {
         self.tx_in(ctx.scope().clone(), work).await
     }
 
-    /// [`Db::tx`] in `scope`'s tenant.
+    /// [`Db::tx`] in `scope`'s tenant. An Owner entering a tenant it is not a member of writes
+    /// one audit row (action `owner.enter`) in the request's first tenant transaction, before
+    /// the work, so the two commit together; if that transaction rolls back, the next one of
+    /// the request writes it. A read-only transaction cannot link a row into the audit chain, so
+    /// there the row is committed first, in a transaction of its own (as a read-only job's).
     async fn tx_in<A, T, E, F>(&self, scope: Scope, work: F) -> Result<T, E>
+    where
+        A: Access,
+        F: AsyncFnOnce(&mut TenantConn<'_, A>) -> Result<T, E>,
+        E: From<DbError>,
+    {
+        let Some(entry) = scope.owner_entry.clone().filter(|e| e.claim()) else {
+            return self.tx_plain(scope, work).await;
+        };
+        let reason = "an Owner acting in a tenant it is not a member of";
+        if A::READ_ONLY {
+            let entered = self
+                .tx_audited::<crate::ctx::ReadWrite, _, DbError, _>(
+                    scope.clone(),
+                    OWNER_ENTRY,
+                    reason,
+                    async |_| Ok(()),
+                )
+                .await;
+            if let Err(e) = entered {
+                entry.release();
+                return Err(E::from(e));
+            }
+            return self.tx_plain(scope, work).await;
+        }
+        let result = self.tx_audited(scope, OWNER_ENTRY, reason, work).await;
+        if result.is_err() {
+            entry.release();
+        }
+        result
+    }
+
+    /// [`Db::tx`] in `scope`'s tenant, without an Owner's entry to audit.
+    async fn tx_plain<A, T, E, F>(&self, scope: Scope, work: F) -> Result<T, E>
     where
         A: Access,
         F: AsyncFnOnce(&mut TenantConn<'_, A>) -> Result<T, E>,
@@ -630,6 +685,47 @@ impl Db {
         guard.finish(result, &self.keys).await
     }
 
+    /// A read-write tenant transaction in `scope`'s tenant that writes one audit row (`action`,
+    /// `reason`, the scope's actor, tenant and request) before `work`, in the same transaction.
+    async fn tx_audited<A, T, E, F>(
+        &self,
+        scope: Scope,
+        action: &str,
+        reason: &str,
+        work: F,
+    ) -> Result<T, E>
+    where
+        A: Access,
+        F: AsyncFnOnce(&mut TenantConn<'_, A>) -> Result<T, E>,
+        E: From<DbError>,
+    {
+        let obj = checkout(&self.app, &self.app_outage).await?;
+        let mut guard = TxGuard::new(obj, self.app_outage.clone());
+        guard.enter(&self.keys, scope.tenant_id, A::READ_ONLY);
+        let result = {
+            let mut conn: &AsyncPgConnection = guard.conn();
+            let started = async {
+                conn.batch_execute(&begin_sql(A::READ_ONLY, &self.tx_settings))
+                    .await?;
+                AuditEntry {
+                    actor: &scope.actor,
+                    action,
+                    reason,
+                    tenant_id: Some(scope.tenant_id),
+                    request_id: scope.request_id.as_deref(),
+                    location: None,
+                }
+                .write(conn)
+                .await
+            };
+            match started.await {
+                Ok(()) => work(&mut TenantConn::new(conn, scope, guard.taint())).await,
+                Err(e) => Err(E::from(DbError::from(e))),
+            }
+        };
+        guard.finish(result, &self.keys).await
+    }
+
     /// A system job's transaction inside `scope`'s tenant: one audit row (action `job`) is
     /// written first, in the same transaction. A read-only job's row is committed before a
     /// `READ ONLY` transaction opens for `work`: a read-only transaction cannot link its row
@@ -645,46 +741,17 @@ impl Db {
         F: AsyncFnOnce(&mut TenantConn<'_, A>) -> Result<T, E>,
         E: From<DbError>,
     {
-        async fn audit(
-            conn: &AsyncPgConnection,
-            scope: &Scope,
-            reason: &str,
-        ) -> diesel::QueryResult<()> {
-            AuditEntry {
-                actor: &scope.actor,
-                action: "job",
-                reason,
-                tenant_id: Some(scope.tenant_id),
-                request_id: None,
-                location: None,
-            }
-            .write(conn)
-            .await
-        }
         if A::READ_ONLY {
-            let audited = scope.clone();
-            self.tx_in::<crate::ctx::ReadWrite, _, DbError, _>(scope.clone(), async |conn| {
-                Ok(audit(conn.raw_for_run(), &audited, reason).await?)
-            })
+            self.tx_audited::<crate::ctx::ReadWrite, _, DbError, _>(
+                scope.clone(),
+                "job",
+                reason,
+                async |_| Ok(()),
+            )
             .await?;
-            return self.tx_in(scope, work).await;
+            return self.tx_plain(scope, work).await;
         }
-        let obj = checkout(&self.app, &self.app_outage).await?;
-        let mut guard = TxGuard::new(obj, self.app_outage.clone());
-        guard.enter(&self.keys, scope.tenant_id, false);
-        let result = {
-            let mut conn: &AsyncPgConnection = guard.conn();
-            let started = async {
-                conn.batch_execute(&begin_sql(false, &self.tx_settings))
-                    .await?;
-                audit(conn, &scope, reason).await
-            };
-            match started.await {
-                Ok(()) => work(&mut TenantConn::new(conn, scope, guard.taint())).await,
-                Err(e) => Err(E::from(DbError::from(e))),
-            }
-        };
-        guard.finish(result, &self.keys).await
+        self.tx_audited(scope, "job", reason, work).await
     }
 
     /// Runs cross-tenant `work` on the bypass pool, after writing one `audit_log` row (actor,

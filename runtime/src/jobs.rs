@@ -87,6 +87,7 @@ impl SystemJob<'_> {
             tenant_id,
             actor: Actor::job(&self.name),
             request_id: None,
+            owner_entry: None,
         }
     }
 

@@ -25,6 +25,7 @@ mod migrate;
 mod pool;
 pub mod pooler;
 mod query;
+mod role_names;
 pub mod schema;
 mod scoped;
 mod seal;
@@ -33,6 +34,7 @@ pub mod settings;
 mod table;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod tls;
 mod upsert;
 
 pub use bypass::{no_tenant_scope, AuditedBypass, BypassActor};
@@ -51,10 +53,12 @@ pub use insert::{InsertMany, InsertOne, ScopedInsert, TenantRow};
 pub use inspect::{inspect, inspect_roles, Finding, PolicyDifference, Report, SearchPathProblem};
 pub use jobs::{Jobs, JobsOnly, SystemJob};
 pub use migrate::{
-    migrate, migrate_url, migrate_with, MigrateError, Migrated, FRAMEWORK_MIGRATIONS,
+    migrate, migrate_roles, migrate_url, migrate_with, migrate_with_roles, MigrateError, Migrated,
+    FRAMEWORK_MIGRATIONS,
 };
 pub use pooler::{require_session, Pooler};
 pub use query::{RunFuture, RunTenantQuery, TenantQuery};
+pub use role_names::{RoleNameError, RoleNames};
 pub use scoped::{
     FilterValue, FromOnly, NoWidening, Scoped, ScopedExpr, ScopedFrom, ScopedIn, ScopedJoin,
     ScopedOn, ScopedSource, ScopedSubquery, ScopedWhere,

@@ -17,6 +17,7 @@
 
 use std::error::Error as StdError;
 
+use crate::role_names::RoleNames;
 use diesel::migration::MigrationSource;
 use diesel::pg::Pg;
 use diesel::sql_types::{Array, Bool, Text};
@@ -108,7 +109,31 @@ pub struct Migrated {
 /// Concurrent runs on one database wait for each other (an advisory lock); runs on several
 /// databases of one server proceed together.
 pub async fn migrate(conn: AsyncPgConnection) -> Result<Migrated, MigrateError> {
-    run(conn, None::<EmbeddedMigrations>).await
+    run(conn, None::<EmbeddedMigrations>, &RoleNames::default()).await
+}
+
+/// [`migrate`] with this deployment's role names (`TENANTRY_APP_ROLE`, `TENANTRY_BYPASS_ROLE`,
+/// `TENANTRY_DIRECTORY_ROLE` or `TENANTRY_ROLE_PREFIX`; see [`RoleNames`]): creates them if
+/// missing, grants them what tenantry's roles need, and records them in `tenantry_roles` for
+/// `tenantry_declare_tenant_table` and `tenantry doctor`. Renaming the roles of a database
+/// later grants the new ones; the old keep their grants until you drop them.
+pub async fn migrate_roles(
+    conn: AsyncPgConnection,
+    roles: &RoleNames,
+) -> Result<Migrated, MigrateError> {
+    run(conn, None::<EmbeddedMigrations>, roles).await
+}
+
+/// [`migrate_with`] with this deployment's role names (see [`migrate_roles`]).
+pub async fn migrate_with_roles<S>(
+    conn: AsyncPgConnection,
+    roles: &RoleNames,
+    app: S,
+) -> Result<Migrated, MigrateError>
+where
+    S: MigrationSource<Pg> + Send + 'static,
+{
+    run(conn, Some(app), roles).await
 }
 
 /// [`migrate`], then the application's migrations `app` (usually
@@ -125,12 +150,12 @@ pub async fn migrate_with<S>(conn: AsyncPgConnection, app: S) -> Result<Migrated
 where
     S: MigrationSource<Pg> + Send + 'static,
 {
-    run(conn, Some(app)).await
+    run(conn, Some(app), &RoleNames::default()).await
 }
 
 /// [`migrate`] on a fresh connection to `database_url`; returns the migrations applied.
 pub async fn migrate_url(database_url: &str) -> Result<Vec<String>, MigrateError> {
-    let conn = AsyncPgConnection::establish(database_url).await?;
+    let conn = crate::tls::establish(database_url).await?;
     Ok(migrate(conn).await?.applied)
 }
 
@@ -142,11 +167,15 @@ impl std::fmt::Debug for Migrated {
     }
 }
 
-async fn run<S>(mut conn: AsyncPgConnection, app: Option<S>) -> Result<Migrated, MigrateError>
+async fn run<S>(
+    mut conn: AsyncPgConnection,
+    app: Option<S>,
+    roles: &RoleNames,
+) -> Result<Migrated, MigrateError>
 where
     S: MigrationSource<Pg> + Send + 'static,
 {
-    ensure_roles(&mut conn).await?;
+    ensure_roles(&mut conn, roles).await?;
     // On an error below the connection is dropped, which releases the lock.
     step(
         "taking the migration lock",
@@ -161,10 +190,20 @@ where
     adopt_legacy(&mut conn, &FRAMEWORK_MIGRATIONS, Legacy::Framework).await?;
     let (mut conn, mut applied) = run_pending(conn, FRAMEWORK_MIGRATIONS).await?;
     // Concurrent GRANTs on one object fail ("tuple concurrently updated"): the lock covers them.
+    // The roles of this deployment, recorded for the declarations and doctor (the names are
+    // checked identifiers: nothing to escape).
+    let record = format!(
+        "INSERT INTO tenantry_roles (purpose, role_name) VALUES ('app', '{}'), ('bypass', '{}'), \
+         ('directory', '{}') ON CONFLICT (purpose) DO UPDATE SET role_name = EXCLUDED.role_name",
+        roles.app, roles.bypass, roles.directory
+    );
     step(
         "granting tenantry's roles",
-        conn.batch_execute(&format!("BEGIN;\n{GRANTS_SQL}\n;COMMIT"))
-            .await,
+        conn.batch_execute(&format!(
+            "BEGIN;\n{record};\n{}\n;COMMIT",
+            roles.rewrite(GRANTS_SQL)
+        ))
+        .await,
     )?;
 
     if let Some(app) = app {
@@ -184,12 +223,13 @@ fn step<T>(step: &'static str, result: diesel::QueryResult<T>) -> Result<T, Migr
     result.map_err(|source| MigrateError::Step { step, source })
 }
 
-async fn ensure_roles(conn: &mut AsyncPgConnection) -> Result<(), MigrateError> {
+async fn ensure_roles(conn: &mut AsyncPgConnection, roles: &RoleNames) -> Result<(), MigrateError> {
+    let sql = roles.rewrite(ROLES_SQL);
     // Roles are shared by the databases of a server; concurrent runs may still collide on the
     // catalog ("tuple concurrently updated"), so retry a few times.
     let mut attempt = 0;
     loop {
-        match conn.batch_execute(ROLES_SQL).await {
+        match conn.batch_execute(&sql).await {
             Ok(()) => return Ok(()),
             Err(source) if attempt < 5 => {
                 attempt += 1;
@@ -198,7 +238,7 @@ async fn ensure_roles(conn: &mut AsyncPgConnection) -> Result<(), MigrateError> 
             }
             Err(source) => {
                 return Err(MigrateError::Step {
-                    step: "creating the roles tenantry_app and tenantry_bypass",
+                    step: "creating tenantry's roles (app, bypass, directory)",
                     source,
                 })
             }

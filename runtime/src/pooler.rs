@@ -182,6 +182,7 @@ pub(crate) fn connect_error(setting: &str, pooler: Pooler, e: ConnectError) -> D
             statement_lost_message(pooler)
         )),
         ConnectError::Url(message) => DbError::Config(format!("{setting}: {message}")),
+        ConnectError::Tls(message) => DbError::Config(format!("{setting}: {message}")),
         other => DbError::Pool(format!("{setting}: {other}")),
     }
 }

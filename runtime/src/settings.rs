@@ -89,6 +89,11 @@ pub struct Settings {
     /// as the role `tenantry_directory`, the only one that may call the directory functions.
     /// Default: `DATABASE_URL` with that role.
     pub directory_database_url: String,
+    /// The names of tenantry's roles in this deployment: `TENANTRY_APP_ROLE`,
+    /// `TENANTRY_BYPASS_ROLE` and `TENANTRY_DIRECTORY_ROLE`, each defaulting to
+    /// `TENANTRY_ROLE_PREFIX` followed by `app`, `bypass` or `directory` (the prefix defaults to
+    /// `tenantry_`). The default URLs use them; migrations create and grant them.
+    pub roles: crate::RoleNames,
     /// `TENANTRY_LISTEN_DATABASE_URL`: the directory listener's session, which keeps the
     /// principal cache true. It must not go through a transaction-mode pooler (see
     /// [`DbConfig::listen_url`]). Default: the app URL when `TENANTRY_DB_POOLER=direct`; none
@@ -161,6 +166,8 @@ pub struct DbSettings {
     pub principal_cache_size: usize,
     /// `TENANTRY_PRINCIPAL_CACHE_TTL`.
     pub principal_cache_ttl: Duration,
+    /// `TENANTRY_PRINCIPAL_CACHE_MAX_AGE`.
+    pub principal_cache_max_age: Duration,
 }
 
 impl Settings {
@@ -184,6 +191,8 @@ impl Settings {
         config.directory_url = Some(self.directory_database_url.clone());
         config.principal_cache_capacity = db.principal_cache_size;
         config.principal_cache_ttl = db.principal_cache_ttl;
+        config.principal_cache_max_age = db.principal_cache_max_age;
+        config.roles = self.roles.clone();
         config
     }
 }
@@ -205,26 +214,27 @@ impl Settings {
             .unwrap_or(DEFAULT_DATABASE_URL)
             .to_owned();
         let parsed_db = parse_pg_url("DATABASE_URL", &database_url)?;
+        let roles = role_names(&raw)?;
         let app_database_url = match raw.get("TENANTRY_APP_DATABASE_URL") {
             Some(u) => {
                 parse_pg_url("TENANTRY_APP_DATABASE_URL", u)?;
                 u.to_owned()
             }
-            None => parsed_db.with_role("tenantry_app"),
+            None => parsed_db.with_role(&roles.app),
         };
         let bypass_database_url = match raw.get("TENANTRY_BYPASS_DATABASE_URL") {
             Some(u) => {
                 parse_pg_url("TENANTRY_BYPASS_DATABASE_URL", u)?;
                 u.to_owned()
             }
-            None => parsed_db.with_role("tenantry_bypass"),
+            None => parsed_db.with_role(&roles.bypass),
         };
         let directory_database_url = match raw.get("TENANTRY_DIRECTORY_DATABASE_URL") {
             Some(u) => {
                 parse_pg_url("TENANTRY_DIRECTORY_DATABASE_URL", u)?;
                 u.to_owned()
             }
-            None => parsed_db.with_role("tenantry_directory"),
+            None => parsed_db.with_role(&roles.directory),
         };
         let listen_database_url = match raw.get("TENANTRY_LISTEN_DATABASE_URL") {
             Some(u) => {
@@ -353,6 +363,10 @@ impl Settings {
             )?,
             principal_cache_ttl: raw
                 .duration("TENANTRY_PRINCIPAL_CACHE_TTL", defaults.principal_cache_ttl)?,
+            principal_cache_max_age: raw.duration(
+                "TENANTRY_PRINCIPAL_CACHE_MAX_AGE",
+                defaults.principal_cache_max_age,
+            )?,
         };
         let serve = ServeConfig::default();
         let http = ServeConfig {
@@ -372,6 +386,33 @@ impl Settings {
             (None, Pooler::Direct) => Some(app_database_url.clone()),
             (None, Pooler::Transaction) => None,
         };
+        if environment == Environment::Production {
+            // The URLs derived from DATABASE_URL share its host and parameters.
+            let given = [
+                ("DATABASE_URL", Some(database_url.as_str())),
+                (
+                    "TENANTRY_APP_DATABASE_URL",
+                    raw.get("TENANTRY_APP_DATABASE_URL"),
+                ),
+                (
+                    "TENANTRY_BYPASS_DATABASE_URL",
+                    raw.get("TENANTRY_BYPASS_DATABASE_URL"),
+                ),
+                (
+                    "TENANTRY_DIRECTORY_DATABASE_URL",
+                    raw.get("TENANTRY_DIRECTORY_DATABASE_URL"),
+                ),
+                (
+                    "TENANTRY_LISTEN_DATABASE_URL",
+                    raw.get("TENANTRY_LISTEN_DATABASE_URL"),
+                ),
+            ];
+            for (variable, url) in given {
+                if let Some(url) = url {
+                    crate::tls::require_tls_in_production(url).map_err(|e| err(variable, e))?;
+                }
+            }
+        }
         if http.idle_timeout <= http.request_timeout {
             return Err(err(
                 "TENANTRY_HTTP_IDLE_TIMEOUT",
@@ -383,6 +424,7 @@ impl Settings {
         }
 
         Ok(Settings {
+            roles,
             database_url,
             app_database_url,
             bypass_database_url,
@@ -417,6 +459,10 @@ fn parse_duration(value: &str) -> Option<Duration> {
 #[derive(serde::Deserialize, Default)]
 struct RawVars {
     database_url: Option<String>,
+    tenantry_role_prefix: Option<String>,
+    tenantry_app_role: Option<String>,
+    tenantry_bypass_role: Option<String>,
+    tenantry_directory_role: Option<String>,
     tenantry_app_database_url: Option<String>,
     tenantry_bypass_database_url: Option<String>,
     tenantry_listen_database_url: Option<String>,
@@ -441,6 +487,7 @@ struct RawVars {
     tenantry_db_pooler: Option<String>,
     tenantry_principal_cache_size: Option<String>,
     tenantry_principal_cache_ttl: Option<String>,
+    tenantry_principal_cache_max_age: Option<String>,
     tenantry_http_header_timeout: Option<String>,
     tenantry_http_body_timeout: Option<String>,
     tenantry_http_request_timeout: Option<String>,
@@ -458,6 +505,10 @@ impl Raw {
             .map_err(|e| err("environment", e.to_string()))?;
         let pairs = [
             ("DATABASE_URL", v.database_url),
+            ("TENANTRY_ROLE_PREFIX", v.tenantry_role_prefix),
+            ("TENANTRY_APP_ROLE", v.tenantry_app_role),
+            ("TENANTRY_BYPASS_ROLE", v.tenantry_bypass_role),
+            ("TENANTRY_DIRECTORY_ROLE", v.tenantry_directory_role),
             ("TENANTRY_APP_DATABASE_URL", v.tenantry_app_database_url),
             (
                 "TENANTRY_BYPASS_DATABASE_URL",
@@ -505,6 +556,10 @@ impl Raw {
             (
                 "TENANTRY_PRINCIPAL_CACHE_TTL",
                 v.tenantry_principal_cache_ttl,
+            ),
+            (
+                "TENANTRY_PRINCIPAL_CACHE_MAX_AGE",
+                v.tenantry_principal_cache_max_age,
             ),
             (
                 "TENANTRY_HTTP_HEADER_TIMEOUT",
@@ -582,8 +637,36 @@ impl Raw {
     }
 }
 
+/// `TENANTRY_ROLE_PREFIX` and the three `TENANTRY_*_ROLE` variables.
+fn role_names(raw: &Raw) -> Result<crate::RoleNames, SettingsError> {
+    let prefix = raw.get("TENANTRY_ROLE_PREFIX").unwrap_or("tenantry_");
+    let from_prefix =
+        crate::RoleNames::with_prefix(prefix).map_err(|e| err("TENANTRY_ROLE_PREFIX", e.0))?;
+    let mut roles = from_prefix;
+    for (variable, slot) in [
+        ("TENANTRY_APP_ROLE", &mut roles.app),
+        ("TENANTRY_BYPASS_ROLE", &mut roles.bypass),
+        ("TENANTRY_DIRECTORY_ROLE", &mut roles.directory),
+    ] {
+        if let Some(name) = raw.get(variable) {
+            *slot = name.to_owned();
+            crate::RoleNames {
+                app: name.to_owned(),
+                bypass: format!("{name}_b"),
+                directory: format!("{name}_d"),
+            }
+            .checked()
+            .map_err(|e| err(variable, e.0))?;
+        }
+    }
+    roles.checked().map_err(|e| err("TENANTRY_APP_ROLE", e.0))
+}
+
 fn parse_pg_url(variable: &'static str, value: &str) -> Result<PgUrl, SettingsError> {
-    PgUrl::parse(value).map_err(|e| err(variable, e.to_string()))
+    let url = PgUrl::parse(value).map_err(|e| err(variable, e.to_string()))?;
+    // `sslmode` and `sslrootcert` are checked at start, not at the first connection.
+    crate::tls::request(value).map_err(|e| err(variable, e))?;
+    Ok(url)
 }
 
 fn resolve_bind(bind: &str) -> Result<SocketAddr, SettingsError> {
@@ -645,6 +728,32 @@ fn parse_proxies(list: &str) -> Result<Vec<IpNet>, SettingsError> {
         return Err(err(
             VAR,
             "is empty; list the proxies allowed to assert identities",
+        ));
+    }
+    // Together (overlaps counted once), the list may not cover more addresses of a family than
+    // that family's private ranges together, RFC 1918 (10/8, 172.16/12, 192.168/16) for IPv4,
+    // fc00::/7 and fe80::/10 for IPv6, plus a public /16 (IPv4) or /64 (IPv6) of proxies.
+    // `0.0.0.0/1,128.0.0.0/1` trusts everyone as surely as `0.0.0.0/0`.
+    const V4_PRIVATE: u128 = (1 << 24) + (1 << 20) + (1 << 16) + (1 << 16);
+    const V6_PRIVATE: u128 = (1 << 121) + (1 << 118) + (1 << 64);
+    let (mut v4, mut v6) = (0u128, 0u128);
+    for net in IpNet::aggregate(&nets) {
+        let size = 1u128
+            .checked_shl(u32::from(net.max_prefix_len() - net.prefix_len()))
+            .unwrap_or(u128::MAX);
+        match net {
+            IpNet::V4(_) => v4 = v4.saturating_add(size),
+            IpNet::V6(_) => v6 = v6.saturating_add(size),
+        }
+    }
+    if v4 > V4_PRIVATE || v6 > V6_PRIVATE {
+        return Err(err(
+            VAR,
+            format!(
+                "{list} covers more addresses than the private networks (10.0.0.0/8, \
+                 172.16.0.0/12 and 192.168.0.0/16; fc00::/7 and fe80::/10): anyone could assert \
+                 an identity; list your proxies' own ranges"
+            ),
         ));
     }
     Ok(nets)

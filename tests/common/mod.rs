@@ -7,7 +7,7 @@
 
 pub mod schema;
 
-use diesel_async::{AsyncConnection, AsyncPgConnection};
+use diesel_async::AsyncPgConnection;
 use tenantry::testing::{connect_superuser, database_url, server_url, PgBouncer, ScratchDatabase};
 use tenantry::{Actor, Db, DbConfig, Jobs, Pooler, TenantCtx};
 use uuid::Uuid;
@@ -103,7 +103,7 @@ impl TestDb {
 
     /// A raw connection as the app role (for tests of row-level security alone).
     pub async fn app_conn(&self) -> AsyncPgConnection {
-        AsyncPgConnection::establish(&self.app_url())
+        tenantry::tls::establish(&self.app_url())
             .await
             .expect("app role connects")
     }
@@ -116,7 +116,7 @@ impl TestDb {
                 u.to_string()
             })
             .expect("the app URL");
-        AsyncPgConnection::establish(&url)
+        tenantry::tls::establish(&url)
             .await
             .expect("directory role connects")
     }

@@ -58,6 +58,8 @@ impl Wire {
         let mut u = url::Url::parse(url).expect("a URL");
         u.set_host(Some(&self.addr.ip().to_string())).expect("host");
         u.set_port(Some(self.addr.port())).expect("port");
+        // The wire is read in plain text.
+        u.query_pairs_mut().append_pair("sslmode", "disable");
         u.to_string()
     }
 

@@ -12,23 +12,34 @@ use tenantry::identity::TenantRole;
 use crate::args::AddUserArgs;
 use crate::error::CliError;
 
-mod sql {
-    //! SQL functions the queries below need.
-    #![allow(missing_docs, unreachable_pub)]
-    use diesel::sql_types::Text;
-
-    #[diesel::declare_sql_function]
-    extern "SQL" {
-        /// `lower(text)`: `users.email` is unique on `lower(email)`.
-        fn lower(x: Text) -> Text;
-    }
+/// `users.email` equals `key` folded ASCII-only, as its unique index `lower(email COLLATE "C")`
+/// (migration 00000000000008) and the principal lookup fold it (`lower(email)` would fold by the
+/// server's locale: the Kelvin sign to `k`).
+#[allow(
+    clippy::disallowed_methods,
+    reason = "a literal fragment on the migration connection; the key is a bound value"
+)]
+fn same_key(
+    key: &str,
+) -> diesel::expression::SqlLiteral<
+    diesel::sql_types::Bool,
+    impl diesel::query_builder::QueryFragment<diesel::pg::Pg> + diesel::query_builder::QueryId + Send,
+> {
+    diesel::dsl::sql::<diesel::sql_types::Bool>("lower(email COLLATE \"C\") = lower(")
+        .bind::<diesel::sql_types::Text, _>(key.to_owned())
+        .sql(" COLLATE \"C\")")
 }
 
 /// What to grant.
 #[derive(Debug)]
 enum Grant {
     Owner,
-    Member { slug: String, role: TenantRole },
+    Member {
+        slug: String,
+        role: TenantRole,
+    },
+    /// Nothing to grant: `--reset-subject` alone.
+    Nothing,
 }
 
 /// A validated `add-user` request.
@@ -39,6 +50,8 @@ pub(super) struct Input {
     /// `users.kind`: `person` or `service`.
     kind: &'static str,
     grant: Grant,
+    /// `--reset-subject`.
+    reset_subject: bool,
 }
 
 impl Input {
@@ -52,6 +65,15 @@ impl Input {
                         flag: "--email",
                         problem: format!(
                             "{email:?} is not an email address (expected name@example.com)"
+                        ),
+                    });
+                }
+                if !email.is_ascii() {
+                    return Err(CliError::Invalid {
+                        flag: "--email",
+                        problem: format!(
+                            "{email:?} is not ASCII: identities are keyed by ASCII addresses \
+                             (folded ASCII-only), so write the domain in its xn-- form"
                         ),
                     });
                 }
@@ -71,6 +93,7 @@ impl Input {
                 slug: slug.trim().to_owned(),
                 role,
             },
+            (false, None, None) if args.reset_subject => Grant::Nothing,
             _ => {
                 return Err(CliError::Invalid {
                     flag: "--owner",
@@ -78,7 +101,12 @@ impl Input {
                 })
             }
         };
-        Ok(Input { email, kind, grant })
+        Ok(Input {
+            email,
+            kind,
+            grant,
+            reset_subject: args.reset_subject,
+        })
     }
 }
 
@@ -123,9 +151,11 @@ struct Outcome {
     service: bool,
     user_created: bool,
     grant: GrantOutcome,
+    subject_reset: bool,
 }
 
 enum GrantOutcome {
+    Nothing,
     OwnerGranted,
     OwnerAlready,
     MemberAdded {
@@ -158,7 +188,7 @@ pub(super) async fn run(
 async fn apply(conn: &mut AsyncPgConnection, input: Input) -> Result<Outcome, CliError> {
     // Look the tenant up first: a missing tenant must not leave a new user behind.
     let tenant = match &input.grant {
-        Grant::Owner => None,
+        Grant::Owner | Grant::Nothing => None,
         Grant::Member { slug, .. } => Some(
             tenants::table
                 .filter(tenants::slug.eq(slug))
@@ -170,7 +200,7 @@ async fn apply(conn: &mut AsyncPgConnection, input: Input) -> Result<Outcome, Cl
         ),
     };
 
-    // `ON CONFLICT DO NOTHING` covers the unique index on lower(email).
+    // `ON CONFLICT DO NOTHING` covers the unique index on lower(email COLLATE "C").
     let inserted: Option<(Uuid, String)> = diesel::insert_into(users::table)
         .values((users::email.eq(&input.email), users::kind.eq(input.kind)))
         .on_conflict_do_nothing()
@@ -183,14 +213,24 @@ async fn apply(conn: &mut AsyncPgConnection, input: Input) -> Result<Outcome, Cl
         Some(user) => user,
         None => {
             users::table
-                .filter(sql::lower(users::email).eq(sql::lower(&input.email)))
+                .filter(same_key(&input.email))
                 .select((users::id, users::email))
                 .first(conn)
                 .await?
         }
     };
 
+    let subject_reset = if input.reset_subject {
+        diesel::update(users::table.find(user_id))
+            .set(users::cf_sub.eq(None::<String>))
+            .execute(conn)
+            .await?;
+        true
+    } else {
+        false
+    };
     let grant = match (input.grant, tenant) {
+        (Grant::Nothing, _) => GrantOutcome::Nothing,
         (Grant::Member { slug, role }, Some(tenant_id)) => {
             let to = role.as_str();
             let current: Option<String> = memberships::table
@@ -246,6 +286,7 @@ async fn apply(conn: &mut AsyncPgConnection, input: Input) -> Result<Outcome, Cl
         service: input.kind == "service",
         user_created,
         grant,
+        subject_reset,
     })
 }
 
@@ -265,7 +306,14 @@ fn report(o: &Outcome, out: &mut impl Write) -> Result<(), CliError> {
             o.user_id
         )?;
     }
+    if o.subject_reset {
+        writeln!(
+            out,
+            "cleared the recorded subject of {email}: its next token records its own"
+        )?;
+    }
     match &o.grant {
+        GrantOutcome::Nothing => {}
         GrantOutcome::OwnerGranted => writeln!(out, "granted Owner to {email}")?,
         GrantOutcome::OwnerAlready => writeln!(out, "unchanged: {email} is already an Owner")?,
         GrantOutcome::MemberAdded { slug, role } => {

@@ -13,7 +13,8 @@ pub(super) async fn run(
     target: &DbTarget,
     out: &mut impl Write,
 ) -> Result<(), CliError> {
-    let applied = tenantry::migrate(conn).await?.applied;
+    let roles = crate::config::role_names()?;
+    let applied = tenantry::migrate_roles(conn, &roles).await?.applied;
     for version in &applied {
         writeln!(out, "applied {version}")?;
     }
@@ -27,11 +28,13 @@ pub(super) async fn run(
     } else {
         writeln!(
             out,
-            "database {} on {} is up to date: {} migration(s) applied, roles tenantry_app and \
-             tenantry_bypass granted",
+            "database {} on {} is up to date: {} migration(s) applied, roles {}, {} and {} granted",
             target.database,
             target.addr(),
-            applied.len()
+            applied.len(),
+            roles.app,
+            roles.bypass,
+            roles.directory
         )?;
     }
     Ok(())

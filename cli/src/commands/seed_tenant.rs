@@ -31,6 +31,17 @@ impl Input {
             ));
         }
         let slug = match &args.slug {
+            // The one parser of tenant keys: what `Uuid::parse_str` reads is an id, never a slug
+            // (the schema's `tenants_slug_is_not_an_id` agrees, migration 00000000000008).
+            Some(slug) if uuid::Uuid::parse_str(slug).is_ok() => {
+                return Err(invalid(
+                    "--slug",
+                    format!(
+                        "{slug:?} is shaped like a tenant id (a UUID): X-Tenant would read it as \
+                         an id; pick a slug that is not a UUID"
+                    ),
+                ))
+            }
             Some(slug) if is_valid_slug(slug) => slug.clone(),
             Some(slug) => {
                 return Err(invalid(
@@ -43,6 +54,15 @@ impl Input {
             }
             None => {
                 let slug = derive_slug(name);
+                if uuid::Uuid::parse_str(&slug).is_ok() {
+                    return Err(invalid(
+                        "--name",
+                        format!(
+                            "the slug derived from {name:?} is shaped like a tenant id (a UUID); \
+                             pass another one with --slug"
+                        ),
+                    ));
+                }
                 if !is_valid_slug(&slug) {
                     return Err(invalid(
                         "--name",

@@ -158,7 +158,11 @@ pub fn run(args: &[&str], env: &[(&str, &str)]) -> Run {
     cmd.args(args)
         .env_remove("DATABASE_URL")
         .env_remove("TENANTRY_APP_DATABASE_URL")
-        .env_remove("TENANTRY_BYPASS_DATABASE_URL");
+        .env_remove("TENANTRY_BYPASS_DATABASE_URL")
+        .env_remove("TENANTRY_ROLE_PREFIX")
+        .env_remove("TENANTRY_APP_ROLE")
+        .env_remove("TENANTRY_BYPASS_ROLE")
+        .env_remove("TENANTRY_DIRECTORY_ROLE");
     for (k, v) in env {
         cmd.env(k, v);
     }

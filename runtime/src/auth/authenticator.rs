@@ -53,7 +53,7 @@ impl Authenticator {
     pub async fn authenticate(&self, parts: &Parts) -> Result<Identity, AuthError> {
         match self {
             Authenticator::Cloudflare(verifier) => verifier.authenticate(&parts.headers).await,
-            Authenticator::Dev { email } => Ok(dev::identity(email)),
+            Authenticator::Dev { email } => dev::identity(email, &parts.headers),
             Authenticator::TrustedHeader { proxies } => trusted_header::identity(proxies, parts),
         }
     }

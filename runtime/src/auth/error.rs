@@ -16,6 +16,10 @@ pub enum AuthError {
     /// A valid identity with no `users` row (403 `not_provisioned`).
     #[error("{0} is not provisioned in this application")]
     NotProvisioned(String),
+    /// The token's identity-provider subject (`sub`) is not the one recorded for its email: the
+    /// account was re-created or the address given to someone else (403 `not_provisioned`).
+    #[error("{0} is provisioned for another identity-provider subject; an operator re-provisions it with `tenantry add-user --email {0} --reset-subject`")]
+    SubjectChanged(String),
     /// The principal lacks the role, or names a tenant it may not act in (403 `forbidden`).
     #[error("{0}")]
     Forbidden(String),
@@ -37,7 +41,9 @@ impl AuthError {
     pub fn status(&self) -> u16 {
         match self {
             AuthError::Unauthenticated(_) => 401,
-            AuthError::NotProvisioned(_) | AuthError::Forbidden(_) => 403,
+            AuthError::NotProvisioned(_)
+            | AuthError::SubjectChanged(_)
+            | AuthError::Forbidden(_) => 403,
             AuthError::TenantRequired(_) => 400,
             AuthError::Unavailable(_) => 503,
         }
@@ -47,7 +53,7 @@ impl AuthError {
     pub fn code(&self) -> &'static str {
         match self {
             AuthError::Unauthenticated(_) => "unauthenticated",
-            AuthError::NotProvisioned(_) => "not_provisioned",
+            AuthError::NotProvisioned(_) | AuthError::SubjectChanged(_) => "not_provisioned",
             AuthError::Forbidden(_) => "forbidden",
             AuthError::TenantRequired(_) => "tenant_required",
             AuthError::Unavailable(_) => "unavailable",

@@ -2,6 +2,13 @@
 //! (notified by migration `0003_directory_notify` on every change to `users`, `memberships` and
 //! `tenants`) and keeps the principal cache true (see `identity/cache.rs`).
 //!
+//! - Once listening, the listener proves it hears the app's database: it sends a notification
+//!   carrying a random nonce through the app pool, and trusts its session only once that nonce
+//!   comes back on it (within [`PROBE_WITHIN`]). A `TENANTRY_LISTEN_DATABASE_URL` that leads to
+//!   another database (easy behind a pooler whose alias differs) answers every heartbeat and
+//!   hears nothing; without the proof its cache would never expire. Unheard, the session counts
+//!   as down (entries live at most the TTL), one warning names the variable, and the listener
+//!   tries again with its growing pause.
 //! - Each notification empties the cache, as soon as it is read.
 //! - Every third of the cache's TTL the listener makes a round trip on its session; once it is
 //!   answered, every change committed before it began has emptied the cache, which may keep
@@ -23,11 +30,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
+use std::sync::Mutex;
+
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_postgres::AsyncMessage;
 
 use crate::identity::PrincipalCache;
-use crate::pool::{Connector, Session};
+use crate::pool::{Connector, PgPool, Pooled, Session};
 
 /// The channel migration `0003_directory_notify` notifies.
 pub(crate) const CHANNEL: &str = "tenantry_directory";
@@ -35,19 +45,37 @@ pub(crate) const CHANNEL: &str = "tenantry_directory";
 /// The `application_name` of the listener's session.
 pub(crate) const APPLICATION_NAME: &str = "tenantry listener";
 
+/// How long the listener waits for its own probe to come back before it distrusts its session.
+pub(crate) const PROBE_WITHIN: Duration = Duration::from_secs(5);
+
+/// The payload prefix of a probe (the rest is its nonce); directory changes notify table names.
+const PROBE: &str = "probe:";
+
 /// Pauses between two attempts to reconnect: from the first, doubling up to the second.
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// The principal cache and the listener that keeps it true; one per [`crate::Db`] and its
 /// clones.
-#[derive(Debug)]
 pub(crate) struct Directory {
     cache: PrincipalCache,
     /// `None` when the cache is off: nothing to listen for.
     connector: Option<Connector>,
+    /// The app pool, which sends the listener's probe.
+    app: PgPool,
+    /// The probe awaited: its nonce, and whom to tell when it arrives.
+    probe: Mutex<Option<(String, oneshot::Sender<()>)>>,
     listener: OnceLock<AbortOnDrop>,
     closed: AtomicBool,
+}
+
+impl std::fmt::Debug for Directory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Directory")
+            .field("cache", &self.cache)
+            .field("connector", &self.connector)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Aborts its task when dropped (with the last clone of the `Db`).
@@ -61,11 +89,13 @@ impl Drop for AbortOnDrop {
 }
 
 impl Directory {
-    pub(crate) fn new(cache: PrincipalCache, connector: Option<Connector>) -> Self {
+    pub(crate) fn new(cache: PrincipalCache, connector: Option<Connector>, app: PgPool) -> Self {
         let connector = connector.filter(|_| cache.is_enabled());
         Directory {
             cache,
             connector,
+            app,
+            probe: Mutex::new(None),
             listener: OnceLock::new(),
             closed: AtomicBool::new(false),
         }
@@ -185,6 +215,9 @@ async fn session(
         Ok(Err(e)) => return failed(format!("LISTEN failed: {e}"), false),
         Err(_) => return failed("LISTEN was not answered in time", false),
     }
+    if let Err(reason) = prove(directory, &mut driver).await {
+        return reason;
+    }
     {
         let Some(d) = directory.upgrade() else {
             return Ended::Gone;
@@ -224,6 +257,58 @@ async fn session(
     }
 }
 
+/// Sends a notification with a fresh nonce through the app pool and waits (at most
+/// [`PROBE_WITHIN`]) for it to come back on the listener's session: proof that the session
+/// listens on the app's database.
+async fn prove(directory: &Weak<Directory>, driver: &mut AbortOnDrop) -> Result<(), Ended> {
+    let nonce = uuid::Uuid::new_v4().simple().to_string();
+    let (heard, wait) = oneshot::channel();
+    let app = {
+        let Some(d) = directory.upgrade() else {
+            return Err(Ended::Gone);
+        };
+        *d.probe.lock().unwrap_or_else(|e| e.into_inner()) = Some((nonce.clone(), heard));
+        d.app.clone()
+    };
+    let send = async {
+        let obj = app.get().await.map_err(|e| format!("the app pool: {e}"))?;
+        let conn = Pooled::new(obj);
+        let mut c: &diesel_async::AsyncPgConnection = &conn;
+        // The nonce is 32 hex digits: nothing to quote.
+        diesel_async::SimpleAsyncConnection::batch_execute(
+            &mut c,
+            &format!("NOTIFY {CHANNEL}, '{PROBE}{nonce}'"),
+        )
+        .await
+        .map_err(|e| format!("the probe could not be sent through the app pool: {e}"))
+    };
+    let outcome = tokio::time::timeout(PROBE_WITHIN, async {
+        send.await?;
+        tokio::select! {
+            r = wait => r.map_err(|_| "the listener stopped".to_owned()),
+            _ = &mut driver.0 => Err("the connection closed".to_owned()),
+        }
+    })
+    .await;
+    if let Some(d) = directory.upgrade() {
+        d.probe.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+    match outcome {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(reason)) => Err(failed(reason, false)),
+        Err(_) => Err(failed(
+            format!(
+                "the listener did not hear its own probe, sent through the app pool, within {} s: \
+                 TENANTRY_LISTEN_DATABASE_URL leads to another database than \
+                 TENANTRY_APP_DATABASE_URL (or through a transaction pooler); point it at the app's \
+                 database",
+                PROBE_WITHIN.as_secs()
+            ),
+            false,
+        )),
+    }
+}
+
 /// Polls the session's connection, emptying the cache at each notification of [`CHANNEL`]
 /// as it is read (before any later answer is handed to the client); returns when the
 /// connection ends.
@@ -232,6 +317,16 @@ async fn drive(mut connection: Session, directory: Weak<Directory>) {
         match poll_fn(|cx| connection.poll_message(cx)).await {
             Some(Ok(AsyncMessage::Notification(n))) if n.channel() == CHANNEL => {
                 let Some(d) = directory.upgrade() else { return };
+                if let Some(nonce) = n.payload().strip_prefix(PROBE) {
+                    // A probe (this listener's, or another instance's): not a change.
+                    let mut waiting = d.probe.lock().unwrap_or_else(|e| e.into_inner());
+                    if waiting.as_ref().is_some_and(|(mine, _)| mine == nonce) {
+                        if let Some((_, heard)) = waiting.take() {
+                            let _ = heard.send(());
+                        }
+                    }
+                    continue;
+                }
                 d.cache.invalidate();
                 tracing::debug!(
                     table = n.payload(),

@@ -149,7 +149,13 @@ impl Db {
         A: Access,
         F: for<'c, 'tx> FnOnce(&'c mut TenantConn<'tx, A>) -> RunFuture<'c, T>,
     {
-        if self.pooler == Pooler::Transaction {
+        let owner_entry_pending = ctx
+            .scope()
+            .owner_entry
+            .as_ref()
+            .is_some_and(|e| e.is_pending());
+        if self.pooler == Pooler::Transaction || owner_entry_pending {
+            // (An Owner's entry into a tenant writes its audit row first: see `Db::tx`.)
             // Without a statement cache every statement is parsed anew, so nothing could be
             // pipelined: the protocol of `Db::tx`, with its checks.
             return self

@@ -15,6 +15,10 @@
 //!   notification committed before it has been received). When the listener is down (or not
 //!   started yet, or its network is frozen), the cache is emptied once and entries live at most
 //!   the TTL, so a change takes effect within the TTL in every case.
+//! - **A hard maximum age.** Whatever the listener says, an entry older than the maximum age
+//!   (1 s by default) is looked up again: a change that fires no trigger (made with
+//!   `session_replication_role = replica`, as restores and logical replication do) notifies
+//!   nobody, and is honoured within it.
 //! - **Keys.** An entry is found only by the identity's kind and its exact name as the
 //!   authenticator produced it (no case folding): two identities share an entry only if they are
 //!   the same string of the same kind, which the directory maps to the same principal.
@@ -80,6 +84,7 @@ pub(crate) struct PrincipalCache {
     /// `None` when the capacity is 0: every request looks its principal up.
     entries: Option<Cache<Key, Arc<Entry>>>,
     ttl_ms: u64,
+    max_age_ms: u64,
     base: Instant,
     generation: AtomicU64,
     /// Whether the listener is up.
@@ -92,12 +97,13 @@ pub(crate) struct PrincipalCache {
 
 impl PrincipalCache {
     /// A cache of at most `capacity` identities (0: no cache) whose entries live `ttl` when the
-    /// listener is not confirmed up.
-    pub(crate) fn new(capacity: usize, ttl: Duration) -> Self {
+    /// listener is not confirmed up, and never longer than `max_age`.
+    pub(crate) fn new(capacity: usize, ttl: Duration, max_age: Duration) -> Self {
         let entries = crate::bounded::bounded_cache(capacity);
         PrincipalCache {
             entries,
             ttl_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
+            max_age_ms: u64::try_from(max_age.as_millis()).unwrap_or(u64::MAX),
             base: Instant::now(),
             generation: AtomicU64::new(0),
             up: AtomicBool::new(false),
@@ -131,8 +137,10 @@ impl PrincipalCache {
         let entries = self.entries.as_ref()?;
         let found = entries.get(&Key::of(identity)).filter(|entry| {
             let now = self.now_ms();
+            let age = now.saturating_sub(entry.at_ms);
             entry.generation == self.generation.load(Ordering::Acquire)
-                && (now.saturating_sub(entry.at_ms) < self.ttl_ms || self.confirmed_within_ttl(now))
+                && age < self.max_age_ms
+                && (age < self.ttl_ms || self.confirmed_within_ttl(now))
         });
         let counter = if found.is_some() {
             &self.hits
@@ -228,7 +236,7 @@ mod tests {
 
     #[test]
     fn keys_are_exact_and_kinds_apart() {
-        let cache = PrincipalCache::new(100, Duration::from_secs(60));
+        let cache = PrincipalCache::new(100, Duration::from_secs(60), Duration::from_secs(600));
         cache.insert(&user("ada@example.com"), principal("ada@example.com"), 0);
         assert!(cache.get(&user("ada@example.com")).is_some());
         assert!(
@@ -247,7 +255,7 @@ mod tests {
 
     #[test]
     fn a_lookup_that_began_before_an_invalidation_is_not_kept() {
-        let cache = PrincipalCache::new(100, Duration::from_secs(60));
+        let cache = PrincipalCache::new(100, Duration::from_secs(60), Duration::from_secs(600));
         let generation = cache.generation();
         cache.invalidate();
         cache.insert(
@@ -260,7 +268,7 @@ mod tests {
 
     #[test]
     fn invalidation_drops_positive_and_negative_entries() {
-        let cache = PrincipalCache::new(100, Duration::from_secs(60));
+        let cache = PrincipalCache::new(100, Duration::from_secs(60), Duration::from_secs(600));
         cache.insert(&user("ada@example.com"), principal("ada@example.com"), 0);
         cache.insert(&user("bob@example.com"), None, 0);
         assert!(cache.get(&user("bob@example.com")).is_some());
@@ -274,7 +282,7 @@ mod tests {
 
     #[test]
     fn without_a_confirmed_listener_entries_live_the_ttl() {
-        let cache = PrincipalCache::new(100, Duration::from_millis(500));
+        let cache = PrincipalCache::new(100, Duration::from_millis(500), Duration::from_secs(600));
         cache.insert(&user("ada@example.com"), principal("ada@example.com"), 0);
         assert!(cache.get(&user("ada@example.com")).is_some());
         std::thread::sleep(Duration::from_millis(550));
@@ -283,7 +291,7 @@ mod tests {
 
     #[test]
     fn a_confirmed_listener_keeps_entries_beyond_the_ttl_until_it_goes_down() {
-        let cache = PrincipalCache::new(100, Duration::from_millis(1000));
+        let cache = PrincipalCache::new(100, Duration::from_millis(1000), Duration::from_secs(600));
         cache.confirmed(Instant::now());
         cache.insert(&user("ada@example.com"), principal("ada@example.com"), 0);
         std::thread::sleep(Duration::from_millis(700));
@@ -304,7 +312,7 @@ mod tests {
 
     #[test]
     fn a_listener_not_confirmed_within_the_ttl_no_longer_extends_entries() {
-        let cache = PrincipalCache::new(100, Duration::from_millis(300));
+        let cache = PrincipalCache::new(100, Duration::from_millis(300), Duration::from_secs(600));
         cache.confirmed(Instant::now());
         cache.insert(&user("ada@example.com"), principal("ada@example.com"), 0);
         std::thread::sleep(Duration::from_millis(350));
@@ -313,8 +321,20 @@ mod tests {
     }
 
     #[test]
+    fn no_entry_outlives_the_maximum_age_even_with_a_confirmed_listener() {
+        let cache = PrincipalCache::new(100, Duration::from_secs(60), Duration::from_millis(300));
+        cache.confirmed(Instant::now());
+        cache.insert(&user("ada@example.com"), principal("ada@example.com"), 0);
+        assert!(cache.get(&user("ada@example.com")).is_some());
+        std::thread::sleep(Duration::from_millis(350));
+        cache.confirmed(Instant::now());
+        assert!(cache.status().listening);
+        assert!(cache.get(&user("ada@example.com")).is_none());
+    }
+
+    #[test]
     fn capacity_zero_caches_nothing() {
-        let cache = PrincipalCache::new(0, Duration::from_secs(60));
+        let cache = PrincipalCache::new(0, Duration::from_secs(60), Duration::from_secs(600));
         cache.insert(&user("ada@example.com"), principal("ada@example.com"), 0);
         assert!(cache.get(&user("ada@example.com")).is_none());
         assert!(!cache.status().enabled);

@@ -59,11 +59,13 @@ impl QueryFragment<Pg> for PrincipalRows {
     }
 }
 
-/// `tenantry_owner_tenant($owner, $key)`: the tenant an Owner names by id or slug.
+/// `tenantry_owner_tenant($owner, $id, $slug)`: the tenant an Owner names by id or, when `id`
+/// is `None`, by slug.
 #[derive(Debug, QueryId)]
 pub(crate) struct OwnerTenant {
     pub(crate) owner: Uuid,
-    pub(crate) key: String,
+    pub(crate) id: Option<Uuid>,
+    pub(crate) slug: Option<String>,
 }
 
 impl Query for OwnerTenant {
@@ -75,17 +77,24 @@ impl QueryFragment<Pg> for OwnerTenant {
         out.push_sql("SELECT id, slug, name FROM tenantry_owner_tenant(");
         out.push_bind_param::<SqlUuid, _>(&self.owner)?;
         out.push_sql(", ");
-        out.push_bind_param::<Text, _>(&self.key)?;
+        out.push_bind_param::<Nullable<SqlUuid>, _>(&self.id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Text>, _>(&self.slug)?;
         out.push_sql(")");
         Ok(())
     }
 }
 
-/// `tenantry_record_sub($user, $sub)`: records the token's `sub` beside the user.
+/// `tenantry_record_sub($user, $sub)`: records the token's `sub` beside a user that has none
+/// yet; returns the stored one.
 #[derive(Debug, QueryId)]
 pub(crate) struct RecordSub {
     pub(crate) user: Uuid,
     pub(crate) sub: String,
+}
+
+impl Query for RecordSub {
+    type SqlType = Nullable<Text>;
 }
 
 impl QueryFragment<Pg> for RecordSub {

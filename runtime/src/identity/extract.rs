@@ -8,12 +8,13 @@ use std::sync::Arc;
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
 
-use super::principal::{load_principal, Principal};
+use super::csrf::CsrfPolicy;
+use super::principal::{load_principal, Principal, TenantRole};
 use super::roles::{Owner, Proof, TenantRoleRequirement};
 use super::tenant::{select_tenant, tenant_header, ActiveTenant};
 use crate::auth::AuthError;
 use crate::auth::Authenticator;
-use crate::ctx::{Scope, TenantCtx};
+use crate::ctx::{OwnerEntry, Scope, TenantCtx};
 use crate::db::Db;
 
 /// What tenantry's extractors need from the application state: `impl FromRef<AppState> for
@@ -24,6 +25,10 @@ pub struct Tenantry {
     pub db: Db,
     /// How requests are authenticated.
     pub auth: Arc<Authenticator>,
+    /// Which origins besides the request's own may send state-changing requests (and any
+    /// request to an Owner route): `CsrfPolicy::new(settings.allowed_origins.clone())`, or
+    /// `CsrfPolicy::default()` for the request's own origin alone. Every extractor checks it.
+    pub csrf: CsrfPolicy,
 }
 
 /// The request id recorded in audit rows: a well-formed `X-Request-Id`, else a new one.
@@ -50,8 +55,10 @@ pub fn request_id(parts: &Parts) -> String {
 #[derive(Clone)]
 struct Authenticated(Principal);
 
-/// Authenticates once per request (later extractors reuse the principal).
+/// Authenticates once per request (later extractors reuse the principal), after refusing a
+/// cross-site state-changing request.
 async fn principal(parts: &mut Parts, state: &Tenantry) -> Result<Principal, AuthError> {
+    state.csrf.check(&parts.method, &parts.headers)?;
     if let Some(Authenticated(p)) = parts.extensions.get::<Authenticated>() {
         return Ok(p.clone());
     }
@@ -150,11 +157,17 @@ where
                 R::NAME
             )));
         }
+        // An Owner acting where it is no member: audited by the request's first tenant
+        // transaction (see `Db::tx`).
+        let owner_entry = (tenant.role == TenantRole::Owner
+            && principal.membership(tenant.id).is_none())
+        .then(OwnerEntry::new);
         Ok(InTenant {
             scope: Scope {
                 tenant_id: tenant.id,
                 actor: principal.actor(),
                 request_id: Some(request_id(parts)),
+                owner_entry,
             },
             principal,
             tenant,
@@ -196,6 +209,8 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AuthError> {
         let state = Tenantry::from_ref(state);
+        // Before anything else: an Owner route's GET writes an audit row.
+        state.csrf.check_owner(&parts.headers)?;
         let principal = principal(parts, &state).await?;
         if !principal.is_owner() {
             return Err(AuthError::Forbidden(

@@ -111,21 +111,25 @@ impl Principal {
 /// only the one the authenticator stored in the request, never a value built or looked up
 /// elsewhere.
 ///
-/// When the token's `sub` differs from the stored one (Cloudflare issues a new `sub` when a user
-/// is removed and re-added), the stored `sub` is updated; the email stays the key.
+/// The token's `sub` is recorded on the user's first request; a later token for the same email
+/// with another `sub` (the identity provider re-created the account, or the address went to
+/// someone else) is refused with [`AuthError::SubjectChanged`] until an operator clears the
+/// recorded one (`tenantry add-user --email .. --reset-subject`).
 pub async fn load_principal(db: &Db, identity: &Identity) -> Result<Principal, AuthError> {
     let cache = db.principals();
     if let Some(entry) = cache.get(identity) {
         let Some((principal, stored_sub)) = &entry.found else {
             return Err(AuthError::NotProvisioned(identity.email().to_owned()));
         };
-        if let Some(sub) = new_sub(identity, stored_sub.as_deref()) {
-            if let Ok(mut conn) = db.directory_conn().await {
-                if record_sub(&mut conn, principal.user_id, sub).await {
-                    let found = Some((principal.clone(), Some(sub.to_owned())));
-                    cache.insert(identity, found, entry.generation);
-                }
-            }
+        if let Some(sub) = new_sub(identity, stored_sub.as_deref())? {
+            let mut conn = db.directory_conn().await.map_err(|e| {
+                tracing::error!(error = %e, "recording a subject failed");
+                AuthError::Unavailable("the user directory is unavailable".into())
+            })?;
+            let stored = record_sub(&mut conn, principal.user_id, sub).await?;
+            same_subject(identity, stored.as_deref())?;
+            let found = Some((principal.clone(), stored));
+            cache.insert(identity, found, entry.generation);
         }
         return Ok(principal.clone());
     }
@@ -160,10 +164,16 @@ pub async fn load_principal(db: &Db, identity: &Identity) -> Result<Principal, A
             })
         })
         .collect();
-    if let Some(sub) = new_sub(identity, stored_sub.as_deref()) {
-        if record_sub(&mut conn, user_id, sub).await {
-            stored_sub = Some(sub.to_owned());
-        }
+    let principal_key = identity.email();
+    if let Some(sub) = new_sub(identity, stored_sub.as_deref()).inspect_err(|_| {
+        // The refusal is not cached: the operator's reset must take effect at once.
+        tracing::warn!(
+            identity = principal_key,
+            "a token's subject differs from the recorded one"
+        );
+    })? {
+        stored_sub = record_sub(&mut conn, user_id, sub).await?;
+        same_subject(identity, stored_sub.as_deref())?;
     }
     let principal = Principal {
         user_id,
@@ -175,31 +185,52 @@ pub async fn load_principal(db: &Db, identity: &Identity) -> Result<Principal, A
     Ok(principal)
 }
 
-/// The token's `sub` when it differs from the stored one.
-fn new_sub<'a>(identity: &'a Identity, stored: Option<&str>) -> Option<&'a str> {
+/// The token's `sub` to record: `Some` when the user has none recorded yet. A token whose `sub`
+/// differs from the recorded one is refused: the email was given to someone else (the identity
+/// provider issues a new subject to a re-created account), and only an operator re-provisions it.
+fn new_sub<'a>(identity: &'a Identity, stored: Option<&str>) -> Result<Option<&'a str>, AuthError> {
     match identity {
-        Identity::User { sub: Some(sub), .. } if stored != Some(sub.as_str()) => Some(sub),
-        _ => None,
+        Identity::User { sub: Some(sub), .. } if !sub.is_empty() => match stored {
+            None => Ok(Some(sub)),
+            Some(s) if s == sub => Ok(None),
+            Some(_) => Err(subject_changed(identity)),
+        },
+        _ => Ok(None),
     }
 }
 
-/// Records `sub` beside the user (`tenantry_record_sub`); whether it was recorded. It changes
-/// nothing a principal grants, so it does not empty the principal caches (see migration
-/// `0003_directory_notify`).
-async fn record_sub(conn: &mut crate::pool::Pooled, user: Uuid, sub: &str) -> bool {
-    let recorded = RecordSub {
+/// `Ok` when the stored `sub` (after recording) is the token's.
+fn same_subject(identity: &Identity, stored: Option<&str>) -> Result<(), AuthError> {
+    match (identity, stored) {
+        (Identity::User { sub: Some(sub), .. }, Some(s)) if s != sub => {
+            Err(subject_changed(identity))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn subject_changed(identity: &Identity) -> AuthError {
+    AuthError::SubjectChanged(identity.email().to_owned())
+}
+
+/// Records `sub` beside a user that has none (`tenantry_record_sub`) and returns the stored one.
+/// Recording changes nothing a principal grants, so it does not empty the principal caches (see
+/// migration `0003_directory_notify`).
+async fn record_sub(
+    conn: &mut crate::pool::Pooled,
+    user: Uuid,
+    sub: &str,
+) -> Result<Option<String>, AuthError> {
+    RecordSub {
         user,
         sub: sub.to_owned(),
     }
-    .execute(&mut **conn)
-    .await;
-    match recorded {
-        Ok(_) => true,
-        Err(e) => {
-            tracing::warn!(error = %e, %user, "could not record the token's new sub");
-            false
-        }
-    }
+    .get_result::<Option<String>>(&mut **conn)
+    .await
+    .map_err(|e| {
+        tracing::error!(error = %e, %user, "could not record the token's subject");
+        AuthError::Unavailable("the user directory is unavailable".into())
+    })
 }
 
 #[cfg(test)]

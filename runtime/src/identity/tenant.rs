@@ -97,9 +97,12 @@ pub async fn select_tenant(
         AuthError::Unavailable("the tenant directory is unavailable".into())
     };
     let mut conn = db.directory_conn().await.map_err(|e| unavailable(&e))?;
+    // One parser decides: a key `Uuid::parse_str` accepts is an id, anything else a slug (the
+    // schema refuses slugs of any UUID form, migration 00000000000008).
     let found: Vec<(Uuid, String, String)> = OwnerTenant {
         owner: principal.user_id(),
-        key: requested.to_owned(),
+        id: as_id,
+        slug: as_id.is_none().then(|| requested.to_owned()),
     }
     .load(&mut *conn)
     .await

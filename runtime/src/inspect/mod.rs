@@ -17,9 +17,6 @@ pub use finding::{Finding, PolicyDifference, SearchPathProblem};
 use policies::TenantTable;
 use privileges::CheckedRole;
 
-/// The bypass role [`inspect`] checks: the one tenantry's migrations create.
-const DEFAULT_BYPASS_ROLE: &str = "tenantry_bypass";
-
 /// What [`inspect`] looked at and what it found.
 #[derive(Debug, Clone, Default)]
 pub struct Report {
@@ -127,10 +124,12 @@ WHERE k.contype = 'f' AND k.confrelid = to_regclass('tenants')
 ORDER BY c.oid, k.conname
 "#;
 
-/// Inspects the database `conn` is connected to, with `app_role` as the app role and
-/// `tenantry_bypass` as the bypass role (see [`inspect_roles`]).
+/// Inspects the database `conn` is connected to, with `app_role` as the app role and the bypass
+/// role the migrations recorded (`tenantry_bypass` unless `TENANTRY_BYPASS_ROLE` or
+/// `TENANTRY_ROLE_PREFIX` named another; see [`inspect_roles`]).
 pub async fn inspect(conn: &mut AsyncPgConnection, app_role: &str) -> diesel::QueryResult<Report> {
-    inspect_roles(conn, app_role, DEFAULT_BYPASS_ROLE).await
+    let roles = privileges::recorded_roles(conn).await?;
+    inspect_roles(conn, app_role, &roles.bypass).await
 }
 
 /// Inspects the database `conn` is connected to:

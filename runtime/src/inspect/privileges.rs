@@ -73,6 +73,40 @@ pub(super) fn allowed_executors(function: &str) -> &'static [&'static str] {
         .map_or(&[], |(_, roles)| roles)
 }
 
+#[derive(QueryableByName)]
+struct RecordedRole {
+    #[diesel(sql_type = Text)]
+    purpose: String,
+    #[diesel(sql_type = Text)]
+    role_name: String,
+}
+
+/// The role names the migrations recorded (`tenantry_roles`, migration 00000000000009); the
+/// defaults before it.
+pub(super) async fn recorded_roles(conn: &mut AsyncPgConnection) -> QueryResult<crate::RoleNames> {
+    let mut roles = crate::RoleNames::default();
+    let rows: Vec<RecordedRole> = diesel::sql_query(
+        "SELECT purpose, role_name::text AS role_name FROM tenantry_roles \
+         WHERE to_regclass('tenantry_roles') IS NOT NULL",
+    )
+    .load(conn)
+    .await
+    .or_else(|e| match e {
+        // Not migrated that far: the defaults.
+        diesel::result::Error::DatabaseError(..) => Ok(Vec::new()),
+        e => Err(e),
+    })?;
+    for r in rows {
+        match r.purpose.as_str() {
+            "app" => roles.app = r.role_name,
+            "bypass" => roles.bypass = r.role_name,
+            "directory" => roles.directory = r.role_name,
+            _ => {}
+        }
+    }
+    Ok(roles)
+}
+
 /// Schemas PostgreSQL and the session own, left out of every check here.
 const USER_SCHEMA: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema') \
      AND n.nspname !~ '^pg_(toast|temp_|toast_temp_)'";
@@ -287,11 +321,12 @@ pub(super) async fn check(
             qualified.push(*function);
         }
     }
+    let roles = recorded_roles(conn).await?;
     for d in definers {
         if d.name.starts_with("tenantry_") {
             let allowed = allowed_executors(&d.function);
             for grantee in &d.executors {
-                if !allowed.contains(&grantee.as_str()) {
+                if !allowed.contains(&roles.canonical(grantee)) {
                     findings.push(Finding::DefinerExecutable {
                         function: d.function.clone(),
                         grantee: grantee.clone(),

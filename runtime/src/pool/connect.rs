@@ -20,15 +20,22 @@ use super::watch::{Link, Watched};
 use super::{PgConn, Timeouts};
 use crate::pooler::Pooler;
 use crate::seal;
+use crate::tls::{self, MaybeTls, PgTls};
+
+/// A connection's stream: the socket, encrypted or not as the URL's `sslmode` says (under
+/// [`Watched`], which frames the protocol in plain text).
+pub(crate) type PgStream = MaybeTls<Socket>;
 
 /// The connection half of a session opened by [`Connector::connect_session`]: poll it for the
 /// server's messages and notifications.
-pub(crate) type Session = tokio_postgres::Connection<Watched<Socket>, NoTlsStream>;
+pub(crate) type Session = tokio_postgres::Connection<Watched<PgStream>, NoTlsStream>;
 
 /// Opens connections to one database URL.
 #[derive(Debug, Clone)]
 pub(crate) struct Connector {
+    /// The URL without its TLS parameters, `sslmode` disabled: tenantry makes the handshake.
     config: tokio_postgres::Config,
+    tls: PgTls,
     timeouts: Timeouts,
     pooler: Pooler,
     /// The connections run tenant transactions: prepare the tenant seal's statements (straight
@@ -60,6 +67,9 @@ pub(crate) enum ConnectError {
     /// The tenant seal's statements could not be prepared: the database lacks tenantry's
     /// migrations, or the role their grants.
     Seal(String),
+    /// TLS as the URL asks could not be had: the server offers none, or its certificate is
+    /// refused.
+    Tls(String),
 }
 
 impl std::fmt::Display for ConnectError {
@@ -73,6 +83,7 @@ impl std::fmt::Display for ConnectError {
             ConnectError::Setup(e) => write!(f, "the session setup failed: {e}"),
             ConnectError::StatementLost(m) => write!(f, "the session setup failed: {m}"),
             ConnectError::Seal(m) => f.write_str(m),
+            ConnectError::Tls(m) => f.write_str(m),
         }
     }
 }
@@ -81,6 +92,55 @@ impl std::error::Error for ConnectError {}
 
 fn bad(message: impl Into<String>) -> ConnectError {
     ConnectError::Unreachable(message.into())
+}
+
+/// Opens a socket to the first host of `config` that accepts (each within `limit`, if any):
+/// the socket and the host name a TLS handshake checks (`None` for a Unix socket).
+pub(crate) async fn open_socket(
+    config: &tokio_postgres::Config,
+    limit: Option<Duration>,
+) -> io::Result<(Socket, Option<String>)> {
+    let hosts = config.get_hosts();
+    let ports = config.get_ports();
+    let mut last = io::Error::new(io::ErrorKind::InvalidInput, "the URL names no host");
+    for (i, host) in hosts.iter().enumerate() {
+        let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+        let attempt = async {
+            match host {
+                Host::Tcp(name) => {
+                    let stream = TcpStream::connect((name.as_str(), port)).await?;
+                    stream.set_nodelay(true)?;
+                    Ok(Socket::Tcp(stream))
+                }
+                #[cfg(unix)]
+                Host::Unix(dir) => {
+                    let path = dir.join(format!(".s.PGSQL.{port}"));
+                    Ok(Socket::Unix(tokio::net::UnixStream::connect(path).await?))
+                }
+                #[cfg(not(unix))]
+                Host::Unix(_) => Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "Unix sockets are not supported on this platform",
+                )),
+            }
+        };
+        let outcome = match limit {
+            Some(limit) => tokio::time::timeout(limit, attempt)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("no connection within {} ms", limit.as_millis()),
+                    ))
+                }),
+            None => attempt.await,
+        };
+        match outcome {
+            Ok(socket) => return Ok((socket, tls::tls_host(host).map(str::to_owned))),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
 }
 
 /// The server's socket: TCP, or a Unix socket when the URL names a directory as host.
@@ -95,11 +155,11 @@ impl Connector {
     /// URL's own options come last, so a value given there wins). Behind a transaction pooler
     /// the timeouts are set in each transaction instead (see `Db`), and the URL is left as is.
     pub(crate) fn new(url: &str, timeouts: Timeouts, pooler: Pooler) -> Result<Self, ConnectError> {
-        let mut config: tokio_postgres::Config =
-            url.parse().map_err(|e| ConnectError::Url(format!("{e}")))?;
+        let (mut config, tls) = tls::parse(url).map_err(ConnectError::Url)?;
         if pooler == Pooler::Transaction {
             return Ok(Connector {
                 config,
+                tls,
                 timeouts,
                 pooler,
                 seal: false,
@@ -119,6 +179,7 @@ impl Connector {
         config.options(options);
         Ok(Connector {
             config,
+            tls,
             timeouts,
             pooler,
             seal: false,
@@ -141,47 +202,16 @@ impl Connector {
         self.pooler
     }
 
-    /// Opens a socket to the first host that accepts, within the connect timeout.
-    async fn socket(&self) -> io::Result<Socket> {
-        let hosts = self.config.get_hosts();
-        let ports = self.config.get_ports();
-        let mut last = io::Error::new(io::ErrorKind::InvalidInput, "the URL names no host");
-        for (i, host) in hosts.iter().enumerate() {
-            let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
-            let attempt = async {
-                match host {
-                    Host::Tcp(name) => {
-                        let stream = TcpStream::connect((name.as_str(), port)).await?;
-                        stream.set_nodelay(true)?;
-                        Ok(Socket::Tcp(stream))
-                    }
-                    #[cfg(unix)]
-                    Host::Unix(dir) => {
-                        let path = dir.join(format!(".s.PGSQL.{port}"));
-                        Ok(Socket::Unix(tokio::net::UnixStream::connect(path).await?))
-                    }
-                    #[cfg(not(unix))]
-                    Host::Unix(_) => Err(io::Error::new(
-                        io::ErrorKind::Unsupported,
-                        "Unix sockets are not supported on this platform",
-                    )),
-                }
-            };
-            match tokio::time::timeout(self.timeouts.connect, attempt).await {
-                Ok(Ok(socket)) => return Ok(socket),
-                Ok(Err(e)) => last = e,
-                Err(_) => {
-                    last = io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        format!(
-                            "no connection within {} ms",
-                            self.timeouts.connect.as_millis()
-                        ),
-                    )
-                }
-            }
-        }
-        Err(last)
+    /// Opens a socket to the first host that accepts, within the connect timeout, and makes
+    /// the TLS handshake the URL asks for.
+    async fn stream(&self) -> Result<PgStream, ConnectError> {
+        let (socket, host) = open_socket(&self.config, Some(self.timeouts.connect))
+            .await
+            .map_err(|e| bad(format!("cannot reach PostgreSQL: {e}")))?;
+        self.tls
+            .negotiate(socket, host.as_deref())
+            .await
+            .map_err(ConnectError::Tls)
     }
 
     /// Opens a connection: socket, startup and diesel-async's session setup, all within the
@@ -199,12 +229,9 @@ impl Connector {
     }
 
     async fn connect_unbounded(self: &Arc<Self>) -> Result<PgConn, ConnectError> {
-        let socket = self
-            .socket()
-            .await
-            .map_err(|e| bad(format!("cannot reach PostgreSQL: {e}")))?;
+        let stream = self.stream().await?;
         let link = Arc::new(Link::default());
-        let stream = Watched::new(socket, link.clone(), self.timeouts.reply());
+        let stream = Watched::new(stream, link.clone(), self.timeouts.reply());
         let (client, connection) =
             self.config
                 .connect_raw(stream, NoTls)
@@ -280,11 +307,8 @@ impl Connector {
         let mut config = self.config.clone();
         config.application_name(application_name);
         let connect = async {
-            let socket = self
-                .socket()
-                .await
-                .map_err(|e| bad(format!("cannot reach PostgreSQL: {e}")))?;
-            let stream = Watched::new(socket, Arc::new(Link::default()), self.timeouts.reply());
+            let stream = self.stream().await?;
+            let stream = Watched::new(stream, Arc::new(Link::default()), self.timeouts.reply());
             config
                 .connect_raw(stream, NoTls)
                 .await
@@ -306,10 +330,18 @@ impl Connector {
     /// the request, rather than closing first: PgBouncer 1.18 crashes when the client of a
     /// cancel request goes away before the request was forwarded (PgBouncer issue #801).
     pub(crate) async fn cancel(&self, token: &CancelToken) -> Result<(), String> {
-        let socket = CancelSocket(self.socket().await.map_err(|e| e.to_string())?);
         let limit = self.timeouts.connect;
-        match tokio::time::timeout(limit, token.cancel_query_raw(socket, NoTls)).await {
-            Ok(result) => result.map_err(|e| e.to_string()),
+        let cancel = async {
+            // The same TLS as the session's: a cancel request in plain text would cross the
+            // network the session's URL says must be encrypted.
+            let socket = CancelSocket(self.stream().await.map_err(|e| e.to_string())?);
+            token
+                .cancel_query_raw(socket, NoTls)
+                .await
+                .map_err(|e| e.to_string())
+        };
+        match tokio::time::timeout(limit, cancel).await {
+            Ok(result) => result,
             Err(_) => Err(format!("no answer within {} ms", limit.as_millis())),
         }
     }
@@ -350,7 +382,7 @@ async fn prepare_seal(client: &tokio_postgres::Client, link: &Link) -> Result<()
 
 /// The socket of a cancel request: closing it waits until the server (or pooler) has closed its
 /// side, which it does once the request is handled.
-struct CancelSocket(Socket);
+struct CancelSocket(PgStream);
 
 impl AsyncRead for CancelSocket {
     fn poll_read(

@@ -3,6 +3,7 @@
 //! cancelled rather than leaked when a request is abandoned mid-statement.
 //!
 //! - `connect.rs`: opening a connection (socket, startup options, diesel-async setup).
+//!   TLS as the URL asks (`crate::tls`), under the watch.
 //! - `watch.rs`: the socket wrapper that counts owed replies and enforces the reply timeout.
 //! - `reap.rs`: what happens to a connection dropped while the server still works for it.
 //! - `outage.rs`: logging an outage once when it starts and once when it ends.
@@ -37,7 +38,7 @@ pub(crate) use watch::message;
 pub(crate) use watch::Framer;
 pub(crate) use watch::Link;
 
-pub(crate) use connect::{Connector, Session};
+pub(crate) use connect::{open_socket, Connector, Session};
 
 /// The timeouts of one pool (see [`DbConfig`](crate::DbConfig) for what each one means).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

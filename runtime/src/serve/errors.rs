@@ -101,6 +101,37 @@ pub async fn json_errors(request: Request, next: Next) -> Response {
     response
 }
 
+/// HTML is never framed by another page (clickjacking an Owner's dashboard): every `text/html`
+/// response gets `X-Frame-Options: DENY` and `frame-ancestors 'none'` in its
+/// `Content-Security-Policy` (added to a policy the handler set, unless it names its own
+/// `frame-ancestors`).
+pub async fn no_framing(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let html = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("text/html"));
+    if !html {
+        return response;
+    }
+    let headers = response.headers_mut();
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    let csp = headers
+        .get(header::CONTENT_SECURITY_POLICY)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let policy = match csp {
+        None => "frame-ancestors 'none'".to_owned(),
+        Some(p) if p.to_ascii_lowercase().contains("frame-ancestors") => p,
+        Some(p) => format!("{}; frame-ancestors 'none'", p.trim_end_matches([';', ' '])),
+    };
+    if let Ok(value) = HeaderValue::from_str(&policy) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, value);
+    }
+    response
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

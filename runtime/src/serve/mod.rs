@@ -38,7 +38,8 @@ use tokio::sync::Semaphore;
 use tower::ServiceExt as _;
 
 pub use errors::{
-    error_code, error_json, error_message, error_response, json_errors, RETRY_AFTER_SECS,
+    error_code, error_json, error_message, error_response, json_errors, no_framing,
+    RETRY_AFTER_SECS,
 };
 pub use limits::BodyTimeout;
 pub use shutdown::shutdown_signal;
@@ -100,6 +101,7 @@ pub fn with_limits(router: Router, config: &ServeConfig) -> Router {
             limits::request_deadline,
         ))
         .layer(middleware::from_fn(json_errors))
+        .layer(middleware::from_fn(errors::no_framing))
 }
 
 impl ServeConfig {

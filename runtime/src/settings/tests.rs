@@ -318,9 +318,118 @@ fn trusted_header_needs_a_real_allow_list() {
         "TENANTRY_TRUSTED_PROXIES",
         "every address",
     );
+    // Lists that together trust (nearly) everyone, however they are cut.
+    for wide in [
+        "0.0.0.0/1,128.0.0.0/1",
+        "10.0.0.0/8,11.0.0.0/8",
+        "0.0.0.0/2, 64.0.0.0/2, 128.0.0.0/2, 192.0.0.0/2",
+        "::/1, 8000::/1",
+        "2000::/3",
+    ] {
+        fails(
+            &[mode, ("TENANTRY_TRUSTED_PROXIES", wide)],
+            "TENANTRY_TRUSTED_PROXIES",
+            "covers more addresses than the private networks",
+        );
+    }
+    load(&[
+        mode,
+        (
+            "TENANTRY_TRUSTED_PROXIES",
+            "10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 10.1.0.0/16, fc00::/7, 203.0.113.7",
+        ),
+    ])
+    .expect("the private networks and a proxy's address");
     fails(
         &[mode, ("TENANTRY_TRUSTED_PROXIES", "10.0.0.0/33")],
         "TENANTRY_TRUSTED_PROXIES",
         "not a CIDR",
+    );
+}
+
+#[test]
+fn production_refuses_a_remote_database_without_tls() {
+    let prod = |url_var: &'static str, url: &'static str| {
+        vec![CF[0], CF[1], ("TENANTRY_ENV", "production"), (url_var, url)]
+    };
+    fails(
+        &prod("DATABASE_URL", "postgres://migrator@db.internal:5432/app"),
+        "DATABASE_URL",
+        "sslmode=verify-full",
+    );
+    fails(
+        &prod(
+            "TENANTRY_APP_DATABASE_URL",
+            "postgres://tenantry_app@db.internal:5432/app?sslmode=prefer",
+        ),
+        "TENANTRY_APP_DATABASE_URL",
+        "must use TLS",
+    );
+    // TLS, an explicit `disable`, or a loopback host: the operator's choice, or no network.
+    for ok in [
+        "postgres://m@db.internal:5432/app?sslmode=require",
+        "postgres://m@db.internal:5432/app?sslmode=verify-full&sslrootcert=system",
+        "postgres://m@db.internal:5432/app?sslmode=disable",
+        "postgres://m@127.0.0.1:5432/app",
+    ] {
+        load(&prod("DATABASE_URL", ok)).unwrap_or_else(|e| panic!("{ok}: {e}"));
+    }
+    // Outside production, plain text to another host is allowed, but bad TLS settings are not.
+    load(&[
+        CF[0],
+        CF[1],
+        ("DATABASE_URL", "postgres://m@db.internal/app"),
+    ])
+    .unwrap();
+    fails(
+        &[
+            CF[0],
+            CF[1],
+            (
+                "TENANTRY_LISTEN_DATABASE_URL",
+                "postgres://m@db/app?sslmode=verify-ca",
+            ),
+        ],
+        "TENANTRY_LISTEN_DATABASE_URL",
+        "needs sslrootcert",
+    );
+}
+
+#[test]
+fn role_names_per_deployment() {
+    let s = load(&[CF[0], CF[1], ("TENANTRY_ROLE_PREFIX", "acme_")]).unwrap();
+    assert_eq!(s.roles.all(), ["acme_app", "acme_bypass", "acme_directory"]);
+    assert_eq!(
+        s.app_database_url,
+        "postgres://acme_app@127.0.0.1:5432/tenantry_example"
+    );
+    assert_eq!(
+        s.bypass_database_url,
+        "postgres://acme_bypass@127.0.0.1:5432/tenantry_example"
+    );
+    assert_eq!(s.db_config().roles, s.roles);
+    let s = load(&[
+        CF[0],
+        CF[1],
+        ("TENANTRY_ROLE_PREFIX", "acme_"),
+        ("TENANTRY_BYPASS_ROLE", "acme_admin"),
+    ])
+    .unwrap();
+    assert_eq!(s.roles.all(), ["acme_app", "acme_admin", "acme_directory"]);
+    assert_eq!(load(&CF).unwrap().roles, crate::RoleNames::default());
+    fails(
+        &[CF[0], CF[1], ("TENANTRY_APP_ROLE", "Acme-App")],
+        "TENANTRY_APP_ROLE",
+        "not a usable role name",
+    );
+    fails(
+        &[CF[0], CF[1], ("TENANTRY_ROLE_PREFIX", "pg_")],
+        "TENANTRY_ROLE_PREFIX",
+        "not a usable role name",
+    );
+    fails(
+        &[CF[0], CF[1], ("TENANTRY_BYPASS_ROLE", "tenantry_app")],
+        "TENANTRY_APP_ROLE",
+        "must differ",
     );
 }

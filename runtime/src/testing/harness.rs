@@ -7,7 +7,7 @@ use std::future::Future;
 use diesel::migration::{Migration, MigrationSource};
 use diesel::pg::Pg;
 use diesel::ExpressionMethods;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::scratch::ScratchDatabase;
@@ -152,7 +152,7 @@ impl TestDb {
     /// row-level security alone allows.
     pub async fn app_conn(&self) -> AsyncPgConnection {
         let url = self.url(Some("tenantry_app"));
-        AsyncPgConnection::establish(&url)
+        crate::tls::establish(&url)
             .await
             .unwrap_or_else(|e| panic!("the app role connects to {url}: {e}"))
     }
@@ -173,7 +173,7 @@ impl TestDb {
     /// directory functions).
     pub async fn directory_conn(&self) -> AsyncPgConnection {
         let url = self.url(Some("tenantry_directory"));
-        AsyncPgConnection::establish(&url)
+        crate::tls::establish(&url)
             .await
             .unwrap_or_else(|e| panic!("the directory role connects to {url}: {e}"))
     }

@@ -135,13 +135,25 @@ impl PgBouncer {
     /// [`PgBouncer::start_own`] with `extra` lines appended to its `[pgbouncer]` section (e.g.
     /// `ignore_startup_parameters = extra_float_digits, options`).
     pub async fn start_own_with(database: &str, pool_size: usize, extra: &str) -> PgBouncer {
+        Self::start_own_to(&server_url(), database, pool_size, extra).await
+    }
+
+    /// [`PgBouncer::start_own_with`] in front of another server than the test server: `server`
+    /// is a URL whose host and port the pooler connects to (e.g. a PostgreSQL with TLS on, with
+    /// `server_tls_*` lines in `extra`).
+    pub async fn start_own_to(
+        server: &str,
+        database: &str,
+        pool_size: usize,
+        extra: &str,
+    ) -> PgBouncer {
         let binary = ["/usr/sbin/pgbouncer", "/usr/bin/pgbouncer"]
             .into_iter()
             .find(|p| std::path::Path::new(p).exists())
             .unwrap_or_else(|| {
                 panic!("pgbouncer is not installed.\nInstall it: apt-get install pgbouncer (bash .ci/pgbouncer start does)")
             });
-        let server = url::Url::parse(&server_url()).expect("TENANTRY_TEST_DATABASE_URL is a URL");
+        let server = url::Url::parse(server).expect("the server is a URL");
         let host = server.host_str().unwrap_or("127.0.0.1").to_owned();
         let port = server.port().unwrap_or(5432);
         let listen = std::net::TcpListener::bind("127.0.0.1:0")

@@ -86,11 +86,16 @@ impl FaultProxy {
         self.addr
     }
 
-    /// `url` with its host and port replaced by the proxy's.
+    /// `url` with its host and port replaced by the proxy's. The proxy reads (and records) the
+    /// protocol in plain text, so the URL asks for no TLS (`sslmode=disable`) unless it names an
+    /// `sslmode` of its own.
     pub fn url(&self, url: &str) -> String {
         let mut u = url::Url::parse(url).unwrap_or_else(|e| panic!("not a URL ({e}): {url}"));
         let _ = u.set_host(Some(&self.addr.ip().to_string()));
         let _ = u.set_port(Some(self.addr.port()));
+        if !u.query_pairs().any(|(k, _)| k == "sslmode") {
+            u.query_pairs_mut().append_pair("sslmode", "disable");
+        }
         u.to_string()
     }
 
