@@ -24,6 +24,7 @@ use crate::bypass::AuditedBypass;
 use crate::conn::{BypassConn, Taint, TenantConn};
 use crate::ctx::{Access, Scope, TenantCtx};
 use crate::error::DbError;
+use crate::fairness::{FairShare, Fairness, Permit};
 use crate::identity::{PrincipalCache, PrincipalCacheStatus};
 use crate::jobs::Jobs;
 use crate::pool::{
@@ -32,6 +33,7 @@ use crate::pool::{
 use crate::pooler::{self, Pooler};
 use crate::seal::{self, SealFailure};
 
+mod fair;
 mod keys;
 mod listen;
 mod one_rtt;
@@ -104,6 +106,12 @@ pub struct DbConfig {
     /// 1 s): a change to the directory takes effect within it even when notifications are
     /// lost. While the listener is up, entries live until the directory changes.
     pub principal_cache_ttl: Duration,
+    /// How the tenant pool is shared between tenants (default: no tenant holds more than half
+    /// of it; see [`FairShare`]).
+    pub fair_share: FairShare,
+    /// Tenants named in the metrics (default 20): the busiest; the others are counted together
+    /// as `_other` (see [`Db::metrics_text`]).
+    pub metrics_tenants: usize,
 }
 
 impl DbConfig {
@@ -127,6 +135,8 @@ impl DbConfig {
             listen_url: None,
             principal_cache_capacity: 10_000,
             principal_cache_ttl: Duration::from_secs(1),
+            fair_share: FairShare::default(),
+            metrics_tenants: 20,
         }
     }
 
@@ -176,6 +186,8 @@ pub struct Db {
     /// session timeouts as `SET LOCAL`s.
     tx_settings: Arc<str>,
     directory: Arc<Directory>,
+    /// The tenant pool's fair shares and the per-tenant load (`fairness/`).
+    fair: Arc<Fairness>,
 }
 
 impl std::fmt::Debug for Db {
@@ -341,6 +353,7 @@ impl Db {
     /// transaction pooler. Each failure is one line naming the setting.
     pub async fn connect(config: DbConfig) -> Result<Self, DbError> {
         let timeouts = config.timeouts()?;
+        config.fair_share.validate().map_err(DbError::Config)?;
         let pooler = config.pooler;
         let app = pool(
             &config.app_url,
@@ -404,6 +417,12 @@ impl Db {
             pooler,
             tx_settings: tx_settings(pooler, &timeouts).into(),
             directory: Arc::new(Directory::new(cache, listener)),
+            fair: Arc::new(Fairness::new(
+                config.max_connections,
+                &config.fair_share,
+                timeouts.wait,
+                config.metrics_tenants,
+            )),
         };
         db.check_app_role().await?;
         db.check_bypass_role().await?;
@@ -599,14 +618,15 @@ impl Db {
     }
 
     /// [`Db::tx`] in `scope`'s tenant.
+    #[tracing::instrument(name = "transaction", level = "info", skip_all, fields(tenant = %scope.tenant_id, request_id = scope.request_id.as_deref()))]
     async fn tx_in<A, T, E, F>(&self, scope: Scope, work: F) -> Result<T, E>
     where
         A: Access,
         F: AsyncFnOnce(&mut TenantConn<'_, A>) -> Result<T, E>,
         E: From<DbError>,
     {
-        let obj = checkout(&self.app, &self.app_outage).await?;
-        let mut guard = TxGuard::new(obj, self.app_outage.clone());
+        let (obj, permit) = self.tenant_checkout(scope.tenant_id).await?;
+        let mut guard = TxGuard::new(obj, self.app_outage.clone()).with(permit);
         guard.enter(&self.keys, scope.tenant_id, A::READ_ONLY);
         let result = {
             let conn: &AsyncPgConnection = guard.conn();
@@ -634,6 +654,7 @@ impl Db {
     /// written first, in the same transaction. A read-only job's row is committed before a
     /// `READ ONLY` transaction opens for `work`: a read-only transaction cannot link its row
     /// into the audit chain when it commits, and what the work reads is read even if it fails.
+    #[tracing::instrument(name = "job_transaction", level = "info", skip_all, fields(tenant = %scope.tenant_id, job = scope.actor.email()))]
     pub(crate) async fn run_job_tx<A, T, E, F>(
         &self,
         scope: Scope,
@@ -661,6 +682,7 @@ impl Db {
             .write(conn)
             .await
         }
+        self.fair.tally().job_run(scope.tenant_id);
         if A::READ_ONLY {
             let audited = scope.clone();
             self.tx_in::<crate::ctx::ReadWrite, _, DbError, _>(scope.clone(), async |conn| {
@@ -669,8 +691,8 @@ impl Db {
             .await?;
             return self.tx_in(scope, work).await;
         }
-        let obj = checkout(&self.app, &self.app_outage).await?;
-        let mut guard = TxGuard::new(obj, self.app_outage.clone());
+        let (obj, permit) = self.tenant_checkout(scope.tenant_id).await?;
+        let mut guard = TxGuard::new(obj, self.app_outage.clone()).with(permit);
         guard.enter(&self.keys, scope.tenant_id, false);
         let result = {
             let mut conn: &AsyncPgConnection = guard.conn();
@@ -696,6 +718,7 @@ impl Db {
         E: From<DbError>,
     {
         let pool = self.bypass.as_ref().ok_or(DbError::NoBypassPool)?;
+        self.fair.tally().bypass(&bypass.action);
         let obj = checkout(pool, &self.bypass_outage).await?;
         let guard = TxGuard::new(obj, self.bypass_outage.clone());
         let result = {
@@ -814,6 +837,9 @@ struct TxGuard {
     taint: Taint,
     /// The tenant entered, and the ticket of its entry.
     sealed: Option<(Uuid, Arc<Ticket>)>,
+    /// The tenant's turn at the pool (tenant transactions): returned after the connection (the
+    /// fields drop in this order), recording the transaction's load.
+    permit: Option<Permit>,
 }
 
 impl TxGuard {
@@ -825,7 +851,15 @@ impl TxGuard {
             outage,
             taint: Taint::new(behind_pooler),
             sealed: None,
+            permit: None,
         }
+    }
+
+    /// Holds `permit` for the length of the transaction and counts its rows.
+    fn with(mut self, mut permit: Permit) -> Self {
+        permit.watch(self.pooled().link());
+        self.permit = Some(permit);
+        self
     }
 
     /// Arms the entry into `tenant` right behind the transaction's `BEGIN`.

@@ -150,6 +150,7 @@ where
                 R::NAME
             )));
         }
+        crate::fairness::enter(parts, &state.db, tenant.id, &tenant.slug)?;
         Ok(InTenant {
             scope: Scope {
                 tenant_id: tenant.id,
