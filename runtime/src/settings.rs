@@ -396,7 +396,9 @@ impl Settings {
         };
         let metrics_bind = match raw.get("TENANTRY_METRICS_BIND") {
             None => None,
-            Some(bind) => Some(resolve_bind(bind).map_err(|e| err("TENANTRY_METRICS_BIND", e.problem))?),
+            Some(bind) => {
+                Some(resolve_bind(bind).map_err(|e| err("TENANTRY_METRICS_BIND", e.problem))?)
+            }
         };
         let serve = ServeConfig::default();
         let http = ServeConfig {
@@ -463,7 +465,9 @@ fn parse_share(value: &str) -> Result<Option<u32>, SettingsError> {
         Some(p) if p >= 1.0 && p <= 100.0 => Ok(Some(p.round() as u32)),
         _ => Err(err(
             VAR,
-            format!("expected a share of the pool like 50% or 0.5 (1% to 100%), or off (got {value:?})"),
+            format!(
+                "expected a share of the pool like 50% or 0.5 (1% to 100%), or off (got {value:?})"
+            ),
         )),
     }
 }
@@ -476,16 +480,18 @@ fn parse_weights(list: &str) -> Result<Vec<(uuid::Uuid, u32)>, SettingsError> {
         let parsed = item.split_once('=').and_then(|(id, w)| {
             let id = uuid::Uuid::parse_str(id.trim()).ok()?;
             let w: f64 = w.trim().parse().ok()?;
-            (0.01..=100.0).contains(&w).then(|| (id, (w * 1000.0).round() as u32))
+            (0.01..=100.0)
+                .contains(&w)
+                .then(|| (id, (w * 1000.0).round() as u32))
         });
         match parsed {
             Some(pair) => weights.push(pair),
-            None => {
-                return Err(err(
-                    VAR,
-                    format!("expected <tenant id>=<weight from 0.01 to 100>, e.g. 2f0c..=2 (got {item:?})"),
-                ))
-            }
+            None => return Err(err(
+                VAR,
+                format!(
+                    "expected <tenant id>=<weight from 0.01 to 100>, e.g. 2f0c..=2 (got {item:?})"
+                ),
+            )),
         }
     }
     Ok(weights)

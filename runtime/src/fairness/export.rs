@@ -64,7 +64,9 @@ where
     for (labels, value) in series {
         let value: f64 = value.into();
         match kind {
-            MetricType::Counter => ConstCounter::new(value).encode(family.encode_family(&labels)?)?,
+            MetricType::Counter => {
+                ConstCounter::new(value).encode(family.encode_family(&labels)?)?
+            }
             _ => ConstGauge::new(value).encode(family.encode_family(&labels)?)?,
         }
     }
@@ -95,18 +97,47 @@ impl Collector for Scrape {
             tenants.iter().flat_map(|l| {
                 l.counters.requests.iter().map(move |((route, status), n)| {
                     (
-                        vec![("tenant", l.label.to_string()), ("route", route.to_string()), ("status", status.to_string())],
+                        vec![
+                            ("tenant", l.label.to_string()),
+                            ("route", route.to_string()),
+                            ("status", status.to_string()),
+                        ],
                         count(*n),
                     )
                 })
             }),
         )?;
-        let counters: [(&str, &str, fn(&Labelled) -> f64); 5] = [
-            ("tenantry_tenant_transactions", "tenant transactions run", |l| count(l.counters.transactions)),
-            ("tenantry_tenant_db_seconds", "seconds tenant transactions held a pooled connection", |l| secs(l.counters.db_us)),
-            ("tenantry_tenant_pool_wait_seconds", "seconds tenant transactions waited for their turn at the pool", |l| secs(l.counters.wait_us)),
-            ("tenantry_tenant_rows", "rows the database returned to tenant transactions", |l| count(l.counters.rows)),
-            ("tenantry_tenant_job_runs", "system job transactions run inside the tenant", |l| count(l.counters.job_runs)),
+        let counters: [(&str, &str, fn(&Labelled) -> f64); 6] = [
+            (
+                "tenantry_tenant_queued",
+                "tenant transactions that waited in the tenant's queue for a turn at the pool",
+                |l| count(l.counters.queued),
+            ),
+            (
+                "tenantry_tenant_transactions",
+                "tenant transactions run",
+                |l| count(l.counters.transactions),
+            ),
+            (
+                "tenantry_tenant_db_seconds",
+                "seconds tenant transactions held a pooled connection",
+                |l| secs(l.counters.db_us),
+            ),
+            (
+                "tenantry_tenant_pool_wait_seconds",
+                "seconds tenant transactions waited for their turn at the pool",
+                |l| secs(l.counters.wait_us),
+            ),
+            (
+                "tenantry_tenant_rows",
+                "rows the database returned to tenant transactions",
+                |l| count(l.counters.rows),
+            ),
+            (
+                "tenantry_tenant_job_runs",
+                "system job transactions run inside the tenant",
+                |l| count(l.counters.job_runs),
+            ),
         ];
         for (name, help, pick) in counters {
             family(&mut e, name, help, MetricType::Counter, per(pick))?;
@@ -144,28 +175,68 @@ impl Collector for Scrape {
             "tenantry_tenant_connections",
             "tenant pool connections the tenant holds now",
             MetricType::Gauge,
-            tenants.iter().map(|l| (vec![("tenant", l.label.to_string())], now(l, |h| h.held))),
+            tenants
+                .iter()
+                .map(|l| (vec![("tenant", l.label.to_string())], now(l, |h| h.held))),
         )?;
         family(
             &mut e,
             "tenantry_tenant_waiting",
             "tenant transactions waiting in the tenant's queue now",
             MetricType::Gauge,
-            tenants.iter().map(|l| (vec![("tenant", l.label.to_string())], now(l, |h| h.waiting))),
+            tenants
+                .iter()
+                .map(|l| (vec![("tenant", l.label.to_string())], now(l, |h| h.waiting))),
         )?;
         let windows = |pick: fn(&super::load::Bucket) -> f64| {
             tenants.iter().flat_map(move |l| {
                 [
-                    (vec![("tenant", l.label.to_string()), ("window", "1m".into())], pick(&l.one_minute)),
-                    (vec![("tenant", l.label.to_string()), ("window", "5m".into())], pick(&l.five_minutes)),
+                    (
+                        vec![("tenant", l.label.to_string()), ("window", "1m".into())],
+                        pick(&l.one_minute),
+                    ),
+                    (
+                        vec![("tenant", l.label.to_string()), ("window", "5m".into())],
+                        pick(&l.five_minutes),
+                    ),
                 ]
             })
         };
-        family(&mut e, "tenantry_tenant_recent_db_seconds", "database seconds over the last minute or five (what `tenantry top` shows)", MetricType::Gauge, windows(|b| secs(b.db_us)))?;
-        family(&mut e, "tenantry_tenant_recent_pool_wait_seconds", "seconds waited for the pool over the last minute or five", MetricType::Gauge, windows(|b| secs(b.wait_us)))?;
-        family(&mut e, "tenantry_tenant_recent_shed", "requests refused with 429 over the last minute or five", MetricType::Gauge, windows(|b| count(b.sheds)))?;
-        family(&mut e, "tenantry_tenant_recent_transactions", "transactions over the last minute or five", MetricType::Gauge, windows(|b| count(b.transactions)))?;
-        family(&mut e, "tenantry_tenant_recent_requests", "requests over the last minute or five", MetricType::Gauge, windows(|b| count(b.requests)))?;
+        family(
+            &mut e,
+            "tenantry_tenant_recent_db_seconds",
+            "database seconds over the last minute or five (what `tenantry top` shows)",
+            MetricType::Gauge,
+            windows(|b| secs(b.db_us)),
+        )?;
+        family(
+            &mut e,
+            "tenantry_tenant_recent_pool_wait_seconds",
+            "seconds waited for the pool over the last minute or five",
+            MetricType::Gauge,
+            windows(|b| secs(b.wait_us)),
+        )?;
+        family(
+            &mut e,
+            "tenantry_tenant_recent_shed",
+            "requests refused with 429 over the last minute or five",
+            MetricType::Gauge,
+            windows(|b| count(b.sheds)),
+        )?;
+        family(
+            &mut e,
+            "tenantry_tenant_recent_transactions",
+            "transactions over the last minute or five",
+            MetricType::Gauge,
+            windows(|b| count(b.transactions)),
+        )?;
+        family(
+            &mut e,
+            "tenantry_tenant_recent_requests",
+            "requests over the last minute or five",
+            MetricType::Gauge,
+            windows(|b| count(b.requests)),
+        )?;
         family(
             &mut e,
             "tenantry_pool_connections",

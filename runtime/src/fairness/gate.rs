@@ -66,7 +66,12 @@ pub(crate) struct Held {
 }
 
 impl Gate {
-    pub(crate) fn new(capacity: usize, config: &FairShare, wait: Duration, load: Arc<Load>) -> Self {
+    pub(crate) fn new(
+        capacity: usize,
+        config: &FairShare,
+        wait: Duration,
+        load: Arc<Load>,
+    ) -> Self {
         Gate {
             capacity: capacity.max(1),
             share: config.share,
@@ -140,6 +145,7 @@ impl Gate {
         match outcome {
             Ok(Ok(mut permit)) => {
                 permit.waited = asked.elapsed();
+                permit.queued = true;
                 Ok(permit)
             }
             Ok(Err(_)) => Err(DbError::Pool("the pool's scheduler closed".into())),
@@ -148,6 +154,7 @@ impl Gate {
                 None => match receiver.try_recv() {
                     Ok(mut permit) => {
                         permit.waited = asked.elapsed();
+                        permit.queued = true;
                         Ok(permit)
                     }
                     Err(_) => Err(DbError::Pool("the pool's scheduler closed".into())),
@@ -284,6 +291,8 @@ pub(crate) struct Permit {
     /// Whether it holds a place of the scheduler (false when fair sharing is off).
     armed: bool,
     granted: Instant,
+    /// Whether it waited in its tenant's queue.
+    queued: bool,
     waited: Duration,
     /// The link whose rows count, and its count at the start; `None` until a connection was
     /// checked out (a permit dropped before that ran no transaction).
@@ -297,6 +306,7 @@ impl Permit {
             tenant,
             armed,
             granted: Instant::now(),
+            queued: false,
             waited,
             rows: None,
         }
@@ -324,9 +334,13 @@ impl Drop for Permit {
                 .rows()
                 .saturating_sub(*before)
                 .saturating_sub(SEAL_ROWS);
-            self.gate
-                .load
-                .finished(self.tenant, self.waited, self.granted.elapsed(), rows);
+            self.gate.load.finished(
+                self.tenant,
+                self.queued,
+                self.waited,
+                self.granted.elapsed(),
+                rows,
+            );
         }
     }
 }

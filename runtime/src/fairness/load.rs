@@ -43,6 +43,8 @@ pub(crate) struct Counters {
     pub(crate) shed_pool: u64,
     pub(crate) shed_http: u64,
     pub(crate) job_runs: u64,
+    /// Transactions that waited in their tenant's queue for a turn.
+    pub(crate) queued: u64,
     /// Requests by (route, status).
     pub(crate) requests: BTreeMap<(Arc<str>, u16), u64>,
 }
@@ -58,6 +60,7 @@ impl Counters {
             shed_pool: self.shed_pool - base.shed_pool,
             shed_http: self.shed_http - base.shed_http,
             job_runs: self.job_runs - base.job_runs,
+            queued: self.queued - base.queued,
             requests: self
                 .requests
                 .iter()
@@ -188,6 +191,10 @@ impl Load {
     /// Applies `count` to `tenant`'s totals and current bucket, and to `_other` while the
     /// tenant has no label of its own.
     fn count(&self, tenant: Uuid, count: impl Fn(&mut Counters, &mut Bucket)) {
+        if tenant.is_nil() {
+            // `Db::connect`'s own check of the tenant seal, in no tenant of the application.
+            return;
+        }
         let epoch = self.epoch();
         let mut guard = self.lock();
         let inner = &mut *guard;
@@ -219,6 +226,9 @@ impl Load {
 
     /// `tenant` holds `held` connections now (for its high-water mark).
     pub(crate) fn held(&self, tenant: Uuid, held: usize) {
+        if tenant.is_nil() {
+            return;
+        }
         let mut inner = self.lock();
         if let Some(r) = inner.tenants.get_mut(&tenant) {
             r.max_held = r.max_held.max(held);
@@ -233,11 +243,19 @@ impl Load {
         }
     }
 
-    /// One transaction of `tenant` ended.
-    pub(crate) fn finished(&self, tenant: Uuid, waited: Duration, held: Duration, rows: u64) {
+    /// One transaction of `tenant` ended; it had waited in its tenant's queue if `queued`.
+    pub(crate) fn finished(
+        &self,
+        tenant: Uuid,
+        queued: bool,
+        waited: Duration,
+        held: Duration,
+        rows: u64,
+    ) {
         let (wait_us, db_us) = (micros(waited), micros(held));
         self.count(tenant, |c, b| {
             c.transactions += 1;
+            c.queued += u64::from(queued);
             c.db_us += db_us;
             c.wait_us += wait_us;
             c.rows += rows;
@@ -348,7 +366,10 @@ impl Load {
     }
 
     /// Each tracked tenant's recent window and totals, for [`LoadSnapshot`].
-    pub(crate) fn tenants(&self, window: Duration) -> Vec<(Uuid, Option<Arc<str>>, Bucket, Counters, usize)> {
+    pub(crate) fn tenants(
+        &self,
+        window: Duration,
+    ) -> Vec<(Uuid, Option<Arc<str>>, Bucket, Counters, usize)> {
         let epoch = self.epoch();
         let buckets = (window.as_secs() / BUCKET.as_secs()).clamp(1, BUCKETS as u64);
         let inner = self.lock();
@@ -421,7 +442,11 @@ fn rank(inner: &mut Inner, epoch: u64, named: usize) {
     inner
         .tenants
         .retain(|_, r| r.named_at.is_some() || r.score(epoch) > 0);
-    inner.labels = inner.tenants.values().filter(|r| r.named_at.is_some()).count();
+    inner.labels = inner
+        .tenants
+        .values()
+        .filter(|r| r.named_at.is_some())
+        .count();
 }
 
 #[cfg(test)]

@@ -71,6 +71,8 @@ pub struct TenantLoad {
     pub recent_requests: u64,
     /// Transactions since start (or since its record was last dropped as quiet).
     pub transactions: u64,
+    /// Transactions since start that waited in its queue for a turn.
+    pub queued: u64,
     /// Refused with 429 since start: over its share of the pool.
     pub shed_pool: u64,
     /// Refused with 429 since start: over its concurrent requests.
@@ -144,6 +146,7 @@ impl Fairness {
                     recent_transactions: recent.transactions,
                     recent_requests: recent.requests,
                     transactions: total.transactions,
+                    queued: total.queued,
                     shed_pool: total.shed_pool,
                     shed_http: total.shed_http,
                     connections: now.held,

@@ -125,11 +125,12 @@ impl ServeConfig {
         if let Some((name, _)) = durations.iter().find(|(_, d)| d.is_zero()) {
             return Err(format!("ServeConfig::{name} must be greater than zero"));
         }
-        if self.max_connections == 0 || self.body_limit == 0 || self.max_requests_per_tenant == 0
-        {
-            return Err("ServeConfig::max_connections, body_limit and max_requests_per_tenant \
+        if self.max_connections == 0 || self.body_limit == 0 || self.max_requests_per_tenant == 0 {
+            return Err(
+                "ServeConfig::max_connections, body_limit and max_requests_per_tenant \
                         must be greater than zero"
-                .into());
+                    .into(),
+            );
         }
         if self.idle_timeout <= self.request_timeout {
             return Err("ServeConfig::idle_timeout must be longer than request_timeout".into());

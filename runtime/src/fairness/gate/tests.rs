@@ -34,8 +34,14 @@ async fn a_tenant_holds_at_most_its_share_while_another_goes_straight_in() {
     let a1 = g.admit(a).await.unwrap();
     let _a2 = g.admit(a).await.unwrap();
     let mut a3 = Box::pin(g.admit(a));
-    assert!(poll!(&mut a3).is_pending(), "A's third waits: its share is 2 of 4");
-    let _b1 = g.admit(b).await.expect("B under its share goes straight in");
+    assert!(
+        poll!(&mut a3).is_pending(),
+        "A's third waits: its share is 2 of 4"
+    );
+    let _b1 = g
+        .admit(b)
+        .await
+        .expect("B under its share goes straight in");
     let _b2 = g.admit(b).await.unwrap();
     assert_eq!(g.in_use(), (4, 4));
     drop(a1);
@@ -119,7 +125,11 @@ async fn an_abandoned_waiter_leaves_the_queue_and_a_granted_one_returns_its_plac
     assert!(poll!(&mut gone).is_pending());
     assert_eq!(g.held()[&a].waiting, 1);
     drop(gone);
-    assert_eq!(g.held()[&a].waiting, 0, "a dropped request leaves the queue");
+    assert_eq!(
+        g.held()[&a].waiting,
+        0,
+        "a dropped request leaves the queue"
+    );
     // Granted, then abandoned before it is polled again: the place comes back.
     let mut granted_then_gone = Box::pin(g.admit(a));
     assert!(poll!(&mut granted_then_gone).is_pending());

@@ -17,7 +17,13 @@ fn at_most_n_tenants_are_named_and_the_rest_are_other() {
     load.name(b, "globex");
     load.name(c, "initech");
     for t in [a, b, c] {
-        load.finished(t, Duration::from_millis(1), Duration::from_millis(5), 3);
+        load.finished(
+            t,
+            false,
+            Duration::from_millis(1),
+            Duration::from_millis(5),
+            3,
+        );
     }
     load.shed(c, Layer::Pool);
     let labelled = load.labelled();
@@ -35,20 +41,23 @@ fn at_most_n_tenants_are_named_and_the_rest_are_other() {
 fn a_tenant_named_later_starts_at_zero_and_other_keeps_what_it_counted() {
     let load = Load::new(1);
     let (quiet, busy) = (Uuid::new_v4(), Uuid::new_v4());
-    load.finished(quiet, Duration::ZERO, Duration::from_micros(1), 0);
+    load.finished(quiet, false, Duration::ZERO, Duration::from_micros(1), 0);
     for _ in 0..10 {
-        load.finished(busy, Duration::ZERO, Duration::from_millis(10), 0);
+        load.finished(busy, false, Duration::ZERO, Duration::from_millis(10), 0);
     }
     let mut inner = load.lock();
     // The next ranking: the busy tenant takes the only label from the quiet one.
     rank(&mut inner, 0, 1);
     drop(inner);
-    load.finished(busy, Duration::ZERO, Duration::from_millis(10), 0);
+    load.finished(busy, false, Duration::ZERO, Duration::from_millis(10), 0);
     let labelled = load.labelled();
     let named = find(&labelled, &busy.to_string());
     assert_eq!(named.counters.transactions, 1, "counted from its naming on");
     let other = find(&labelled, OTHER);
-    assert_eq!(other.counters.transactions, 10, "its earlier ten stay in _other");
+    assert_eq!(
+        other.counters.transactions, 10,
+        "its earlier ten stay in _other"
+    );
     assert_eq!(other.tenants, vec![quiet]);
 }
 
@@ -74,7 +83,13 @@ fn the_export_names_tenants_and_parses_as_openmetrics() {
     let load = Load::new(5);
     let a = Uuid::new_v4();
     load.name(a, "acme");
-    load.finished(a, Duration::from_millis(2), Duration::from_millis(250), 7);
+    load.finished(
+        a,
+        false,
+        Duration::from_millis(2),
+        Duration::from_millis(250),
+        7,
+    );
     load.shed(a, Layer::Http);
     let text = super::super::export::render(&load, HashMap::new(), (3, 16));
     for line in [
