@@ -486,12 +486,14 @@ fn parse_weights(list: &str) -> Result<Vec<(uuid::Uuid, u32)>, SettingsError> {
         });
         match parsed {
             Some(pair) => weights.push(pair),
-            None => return Err(err(
-                VAR,
-                format!(
+            None => {
+                return Err(err(
+                    VAR,
+                    format!(
                     "expected <tenant id>=<weight from 0.01 to 100>, e.g. 2f0c..=2 (got {item:?})"
                 ),
-            )),
+                ))
+            }
         }
     }
     Ok(weights)
