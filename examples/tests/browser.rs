@@ -161,13 +161,18 @@ async fn the_owner_sees_tenants_and_audit_rows_a_partner_gets_403() {
     drawn.sort();
     assert_eq!(drawn, ["acme", "globex"], "{load}");
     let acme_text = browser
-        .find(Locator::Css("#load-chart g.tenant-load[data-tenant='acme']"))
+        .find(Locator::Css(
+            "#load-chart g.tenant-load[data-tenant='acme']",
+        ))
         .await
         .expect("acme's bar")
         .text()
         .await
         .unwrap();
-    assert!(acme_text.contains("5 tx") && acme_text.contains("0 shed"), "{acme_text}");
+    assert!(
+        acme_text.contains("5 tx") && acme_text.contains("0 shed"),
+        "{acme_text}"
+    );
     let tenants = browser
         .find(Locator::Css("#tenants"))
         .await

@@ -145,7 +145,7 @@ pub struct Settings {
 /// | `TENANTRY_PRINCIPAL_CACHE_SIZE` | 10000 | identities whose principal is cached (0: none) |
 /// | `TENANTRY_PRINCIPAL_CACHE_TTL` | 1s | while the directory listener is down, a directory change takes effect within it |
 /// | `TENANTRY_TENANT_SHARE` | 50% | the most of the tenant pool one tenant holds; its excess waits in its own queue (`off`: arrival order, no 429) |
-/// | `TENANTRY_TENANT_QUEUE` | the pool size | a tenant's transactions waiting beyond its share; past it 429 `too_many_requests` |
+/// | `TENANTRY_TENANT_QUEUE` | 256 | a tenant's transactions waiting beyond its share; past it 429 `too_many_requests` |
 /// | `TENANTRY_METRICS_TENANTS` | 20 | tenants named in `/metrics` (the busiest); the rest are `_other` |
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DbSettings {
@@ -173,7 +173,7 @@ pub struct DbSettings {
     pub principal_cache_ttl: Duration,
     /// `TENANTRY_TENANT_SHARE` in percent of the pool (`None`: `off`).
     pub tenant_share_percent: Option<u32>,
-    /// `TENANTRY_TENANT_QUEUE` (`None`: the pool size).
+    /// `TENANTRY_TENANT_QUEUE` (`None`: [`crate::fairness::DEFAULT_QUEUE`]).
     pub tenant_queue: Option<usize>,
     /// `TENANTRY_METRICS_TENANTS`.
     pub metrics_tenants: usize,

@@ -75,7 +75,7 @@ impl Gate {
         Gate {
             capacity: capacity.max(1),
             share: config.share,
-            queue: config.queue.unwrap_or(capacity).max(1),
+            queue: config.queue.unwrap_or(super::share::DEFAULT_QUEUE).max(1),
             weights: config.weights.clone(),
             wait,
             state: Mutex::new(State::default()),

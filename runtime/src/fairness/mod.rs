@@ -34,7 +34,7 @@ pub use export::CONTENT_TYPE;
 pub(crate) use gate::{Gate, Permit};
 pub(crate) use http::{enter, tenant_requests, RequestCap};
 pub(crate) use load::Load;
-pub use share::{FairShare, TenantWeights};
+pub use share::{FairShare, TenantWeights, DEFAULT_QUEUE};
 
 use crate::Db;
 

@@ -29,12 +29,19 @@ pub struct FairShare {
     /// than half the pool). `None` turns fair sharing off: transactions take connections in
     /// arrival order, as deadpool hands them out, and no tenant is ever refused with 429.
     pub share: Option<f64>,
-    /// Transactions of one tenant that may wait for a connection (default `None`: as many as
-    /// the pool has connections). Past it, 429 at once.
+    /// Transactions of one tenant that may wait for a connection (default `None`:
+    /// [`DEFAULT_QUEUE`]). Past it, 429 at once. A waiting request costs nothing but its
+    /// connection and is refused anyway when [`pool_timeout`](crate::DbConfig::pool_timeout)
+    /// passes; a refused one costs a whole request when its client retries at once, as a
+    /// flooding client does. So the default is large: a flood waits its turn, within its share.
     pub queue: Option<usize>,
     /// Each tenant's weight (default 1 for all).
     pub weights: TenantWeights,
 }
+
+/// A tenant's transactions that may wait for a turn by default (as many as
+/// [`ServeConfig::max_requests_per_tenant`](crate::serve::ServeConfig) lets in at once).
+pub const DEFAULT_QUEUE: usize = 256;
 
 impl Default for FairShare {
     fn default() -> Self {
