@@ -462,7 +462,7 @@ fn parse_share(value: &str) -> Result<Option<u32>, SettingsError> {
         None => value.parse::<f64>().ok().map(|f| f * 100.0),
     };
     match percent {
-        Some(p) if p >= 1.0 && p <= 100.0 => Ok(Some(p.round() as u32)),
+        Some(p) if (1.0..=100.0).contains(&p) => Ok(Some(p.round() as u32)),
         _ => Err(err(
             VAR,
             format!(

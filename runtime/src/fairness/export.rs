@@ -50,6 +50,9 @@ pub(crate) fn render(load: &Load, held: HashMap<Uuid, Held>, pool: (usize, usize
 
 type Labels = Vec<(&'static str, String)>;
 
+/// The value of one counter family for a label.
+type Pick = fn(&Labelled) -> f64;
+
 fn family<T>(
     encoder: &mut DescriptorEncoder,
     name: &str,
@@ -107,7 +110,7 @@ impl Collector for Scrape {
                 })
             }),
         )?;
-        let counters: [(&str, &str, fn(&Labelled) -> f64); 6] = [
+        let counters: [(&str, &str, Pick); 6] = [
             (
                 "tenantry_tenant_queued",
                 "tenant transactions that waited in the tenant's queue for a turn at the pool",

@@ -168,6 +168,10 @@ pub(crate) struct Labelled {
     pub(crate) tenants: Vec<Uuid>,
 }
 
+/// One tenant's record as [`Load::tenants`] hands it out: id, name, recent window, totals and
+/// the most connections it held at once.
+pub(crate) type TenantRecord = (Uuid, Option<Arc<str>>, Bucket, Counters, usize);
+
 /// The label of tenants without one of their own.
 pub(crate) const OTHER: &str = "_other";
 
@@ -369,7 +373,7 @@ impl Load {
     pub(crate) fn tenants(
         &self,
         window: Duration,
-    ) -> Vec<(Uuid, Option<Arc<str>>, Bucket, Counters, usize)> {
+    ) -> Vec<TenantRecord> {
         let epoch = self.epoch();
         let buckets = (window.as_secs() / BUCKET.as_secs()).clamp(1, BUCKETS as u64);
         let inner = self.lock();
