@@ -370,10 +370,7 @@ impl Load {
     }
 
     /// Each tracked tenant's recent window and totals, for [`LoadSnapshot`].
-    pub(crate) fn tenants(
-        &self,
-        window: Duration,
-    ) -> Vec<TenantRecord> {
+    pub(crate) fn tenants(&self, window: Duration) -> Vec<TenantRecord> {
         let epoch = self.epoch();
         let buckets = (window.as_secs() / BUCKET.as_secs()).clamp(1, BUCKETS as u64);
         let inner = self.lock();
