@@ -142,6 +142,44 @@ pub(crate) enum Command {
         after_help = EXIT_CODES
     )]
     RotateTenantKey(RotateTenantKeyArgs),
+
+    /// Show the busiest tenants by database time and sheds over the last minutes, from a
+    /// running instance's metrics endpoint
+    #[command(
+        long_about = "Show the busiest tenants of a running instance over the last minute or five: \
+                      seconds their transactions held a database connection, requests refused \
+                      with 429 (sheds: over their share of the pool or over their concurrent \
+                      requests), transactions, seconds waited for a turn at the pool, and the \
+                      connections they hold and transactions they have waiting now. It reads the \
+                      instance's metrics endpoint (the example app serves it on \
+                      TENANTRY_METRICS_BIND) and needs no database URL. Each instance counts its \
+                      own load: ask each one. Tenants beyond the busiest the instance names \
+                      (TENANTRY_METRICS_TENANTS) are shown together as _other.",
+        after_help = EXIT_CODES
+    )]
+    Top(TopArgs),
+}
+
+/// Flags of `tenantry top`.
+#[derive(Debug, Args)]
+pub(crate) struct TopArgs {
+    /// The instance's metrics endpoint [env: TENANTRY_METRICS_URL] [default:
+    /// http://127.0.0.1:9100/metrics]
+    #[arg(long, value_name = "URL")]
+    pub(crate) url: Option<String>,
+
+    /// Over the last minute or the last five
+    #[arg(long, value_name = "WINDOW", default_value = "5m", value_parser = ["1m", "5m"])]
+    pub(crate) window: String,
+
+    /// How many tenants to show, busiest first (1–100)
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u16).range(1..=100)
+    )]
+    pub(crate) limit: u16,
 }
 
 /// Flags of `tenantry rotate-tenant-key`.

@@ -114,6 +114,23 @@ pub(crate) enum CliError {
         /// `"; N problems in all, listed above"`, or nothing when there is one.
         more: String,
     },
+    /// The metrics endpoint could not be read.
+    #[error(
+        "cannot read the metrics at {url}: {detail}; point --url (or TENANTRY_METRICS_URL) at a \
+         running instance's metrics endpoint (the example app serves it on TENANTRY_METRICS_BIND)"
+    )]
+    MetricsUnreachable {
+        /// The URL.
+        url: String,
+        /// What went wrong.
+        detail: String,
+    },
+    /// The URL answered, but with no tenantry metrics.
+    #[error("{url} answered without tenantry's per-tenant metrics: is it an instance's metrics endpoint?")]
+    NotMetrics {
+        /// The URL.
+        url: String,
+    },
     /// Writing the output failed.
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
@@ -130,8 +147,11 @@ impl CliError {
             CliError::BadUrl { .. } | CliError::Invalid { .. } => exit::USAGE,
             CliError::Unreachable { .. }
             | CliError::MissingDatabase { .. }
-            | CliError::Refused { .. } => exit::UNAVAILABLE,
-            CliError::NotMigrated { .. } | CliError::TenantNotFound { .. } => exit::NOT_FOUND,
+            | CliError::Refused { .. }
+            | CliError::MetricsUnreachable { .. } => exit::UNAVAILABLE,
+            CliError::NotMigrated { .. }
+            | CliError::TenantNotFound { .. }
+            | CliError::NotMetrics { .. } => exit::NOT_FOUND,
             CliError::Migrate(_) | CliError::Database(_) => exit::DATABASE,
         }
     }

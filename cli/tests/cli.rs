@@ -19,8 +19,19 @@ fn help_of_each_command_mentions_its_flags() {
                 "doctor",
                 "citus-plan",
                 "rotate-tenant-key",
+                "top",
                 "--database-url",
                 "Exit codes",
+            ],
+        ),
+        (
+            &["top", "--help"],
+            &[
+                "--url",
+                "--window",
+                "[default: 5m]",
+                "TENANTRY_METRICS_BIND",
+                "_other",
             ],
         ),
         (
@@ -1037,4 +1048,100 @@ fn migrate_creates_and_grants_the_deployments_roles() {
         ],
     )
     .fails(2, &["TENANTRY_APP_ROLE", "not a usable role name"]);
+}
+
+// ---- top: a running instance's metrics (no database) ----
+
+/// Serves `body` as an instance's `/metrics` to one request, on a port of its own.
+fn metrics_server(body: &'static str) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+            head.push(byte[0]);
+        }
+        assert!(
+            head.starts_with(b"GET /metrics "),
+            "{}",
+            String::from_utf8_lossy(&head)
+        );
+        let _ = write!(
+            stream,
+            "HTTP/1.0 200 OK\r\ncontent-type: application/openmetrics-text; version=1.0.0\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+    });
+    format!("http://{addr}/metrics")
+}
+
+/// What an instance under a flood exports (the names and shapes of `Db::metrics_text`).
+const FLOODED: &str = "\
+# HELP tenantry_tenant_recent_db_seconds database seconds over the last minute or five
+# TYPE tenantry_tenant_recent_db_seconds gauge
+tenantry_tenant_recent_db_seconds{tenant=\"globex\",window=\"1m\"} 0.5
+tenantry_tenant_recent_db_seconds{tenant=\"globex\",window=\"5m\"} 2.25
+tenantry_tenant_recent_db_seconds{tenant=\"acme\",window=\"1m\"} 12.0
+tenantry_tenant_recent_db_seconds{tenant=\"acme\",window=\"5m\"} 61.5
+tenantry_tenant_recent_db_seconds{tenant=\"_other\",window=\"5m\"} 0.0
+# TYPE tenantry_tenant_recent_shed gauge
+tenantry_tenant_recent_shed{tenant=\"acme\",window=\"5m\"} 310.0
+tenantry_tenant_recent_shed{tenant=\"globex\",window=\"5m\"} 0.0
+# TYPE tenantry_tenant_recent_transactions gauge
+tenantry_tenant_recent_transactions{tenant=\"acme\",window=\"5m\"} 5000.0
+tenantry_tenant_recent_transactions{tenant=\"globex\",window=\"5m\"} 96.0
+# TYPE tenantry_tenant_connections gauge
+tenantry_tenant_connections{tenant=\"acme\"} 8.0
+tenantry_tenant_waiting{tenant=\"acme\"} 16.0
+# TYPE tenantry_pool_connections gauge
+tenantry_pool_connections{state=\"in_use\"} 9.0
+tenantry_pool_connections{state=\"max\"} 16.0
+# EOF
+";
+
+#[test]
+fn top_shows_the_busiest_tenants_by_database_time_and_sheds() {
+    let url = metrics_server(FLOODED);
+    let out = run(&["top", "--url", &url], &[]).succeeds();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert!(
+        lines[0].contains("last 5m") && lines[0].contains("9 of 16 connections in use"),
+        "{out:?}"
+    );
+    assert!(lines[1].starts_with("TENANT"), "{out:?}");
+    let acme: Vec<&str> = lines[2].split_whitespace().collect();
+    assert_eq!(
+        acme,
+        ["acme", "61.500", "310", "5000", "0.000", "8", "16"],
+        "{out:?}"
+    );
+    assert!(lines[3].starts_with("globex"), "busiest first: {out:?}");
+    assert!(
+        !out.stdout.contains("_other"),
+        "a tenant with no load is left out: {out:?}"
+    );
+}
+
+#[test]
+fn top_reads_the_window_asked_and_names_an_unreadable_url() {
+    let url = metrics_server(FLOODED);
+    let out = run(
+        &["top", "--window", "1m"],
+        &[("TENANTRY_METRICS_URL", &url)],
+    )
+    .succeeds();
+    assert!(
+        out.stdout.contains("acme") && out.stdout.contains("12.000"),
+        "{out:?}"
+    );
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    run(&["top", "--url", &format!("http://{closed}/metrics")], &[])
+        .fails(3, &[&closed.to_string(), "TENANTRY_METRICS_BIND"]);
+    run(&["top", "--window", "2h"], &[]).usage_error(&["--window"]);
 }

@@ -4,6 +4,7 @@
 use std::fmt::Write;
 
 use tenantry::audit_chain::ChainHead;
+use tenantry::fairness::LoadSnapshot;
 
 use crate::routes::admin::{AuditRow, TenantSummary};
 
@@ -40,7 +41,79 @@ th{text-align:left;color:#5b6475;font-weight:600;border-bottom:2px solid #e6e8ec
 td{border-bottom:1px solid #eef0f3;padding:8px;vertical-align:top} td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
 .pill{display:inline-block;background:#eef2ff;color:#3949ab;border-radius:999px;padding:1px 8px;margin:1px 4px 1px 0;font-size:12px}
 .muted{color:#8a93a3} code{font-size:12px}
+svg.load text{font-size:12px;fill:#1d2330} svg.load rect.db{fill:#3949ab} svg.load rect.shed{fill:#d84315}
 ";
+
+/// Tenants drawn in the load chart at most (the busiest).
+const LOAD_ROWS: usize = 10;
+
+/// "Load by tenant": a bar per tenant of its database time over the window, its sheds (429) in
+/// red beside it, and the figures as text; the same data as `/metrics` and `tenantry top`.
+fn load_chart(load: &LoadSnapshot) -> String {
+    let rows: Vec<_> = load
+        .tenants
+        .iter()
+        .filter(|t| t.recent_db_seconds > 0.0 || t.recent_sheds > 0 || t.connections > 0)
+        .take(LOAD_ROWS)
+        .collect();
+    let pool = format!(
+        "<p id=\"load-pool\" class=\"muted\">tenant pool: {} of {} connections in use now · last {} minutes</p>",
+        load.pool_in_use,
+        load.pool_size,
+        load.window.as_secs() / 60
+    );
+    if rows.is_empty() {
+        return format!(
+            "{pool}<p class=\"muted\" id=\"load-empty\">no tenant load in this window</p>"
+        );
+    }
+    let max_db = rows
+        .iter()
+        .map(|t| t.recent_db_seconds)
+        .fold(0.0_f64, f64::max)
+        .max(1e-9);
+    let max_shed = rows
+        .iter()
+        .map(|t| t.recent_sheds)
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let (label_w, bar_w, row_h) = (150.0, 300.0, 24.0);
+    let mut svg = format!(
+        "<svg class=\"load\" id=\"load-chart\" role=\"img\" aria-label=\"database time and sheds by tenant\" \
+         width=\"760\" height=\"{}\" viewBox=\"0 0 760 {}\">",
+        rows.len() as f64 * row_h + 4.0,
+        rows.len() as f64 * row_h + 4.0
+    );
+    for (i, t) in rows.iter().enumerate() {
+        let y = i as f64 * row_h;
+        let db_w = (t.recent_db_seconds / max_db * bar_w).max(1.0);
+        let shed_w = if t.recent_sheds == 0 {
+            0.0
+        } else {
+            (t.recent_sheds as f64 / max_shed as f64 * 60.0).max(2.0)
+        };
+        let label = escape(&t.label());
+        let _ = write!(
+            svg,
+            "<g class=\"tenant-load\" data-tenant=\"{label}\" data-db-seconds=\"{db:.3}\" data-sheds=\"{sheds}\">\
+             <text x=\"0\" y=\"{ty}\">{label}</text>\
+             <rect class=\"db\" x=\"{label_w}\" y=\"{ry}\" width=\"{db_w:.1}\" height=\"14\"><title>{db:.3} s in the database</title></rect>\
+             <rect class=\"shed\" x=\"{sx:.1}\" y=\"{ry}\" width=\"{shed_w:.1}\" height=\"14\"><title>{sheds} refused (429)</title></rect>\
+             <text x=\"{tx:.1}\" y=\"{ty}\">{db:.2} s · {tx_n} tx · {sheds} shed · {conns} conn</text></g>",
+            db = t.recent_db_seconds,
+            sheds = t.recent_sheds,
+            ty = y + 15.0,
+            ry = y + 3.0,
+            sx = label_w + db_w + 2.0,
+            tx = label_w + bar_w + 70.0,
+            tx_n = t.recent_transactions,
+            conns = t.connections,
+        );
+    }
+    svg.push_str("</svg>");
+    format!("{pool}{svg}")
+}
 
 /// The audit chain's head: the last linked row and the start of its hash (the full hash is the
 /// element's title, and `tenantry audit --verify` prints it).
@@ -67,6 +140,7 @@ pub fn render(
     tenants: &[TenantSummary],
     audit: &[AuditRow],
     head: &ChainHead,
+    load: &LoadSnapshot,
 ) -> String {
     let mut tenant_rows = String::new();
     for t in tenants {
@@ -113,6 +187,7 @@ pub fn render(
 <header><h1>tenantry · Owner dashboard</h1><span>{owner}</span></header><main>\
 <section id=\"tenants\"><h2>Tenants ({tcount})</h2><table><thead><tr><th>Name</th><th>Slug</th>\
 <th class=\"num\">Invoices</th><th>Totals (not void)</th></tr></thead><tbody>{tenant_rows}</tbody></table></section>\
+<section id=\"load\"><h2>Load by tenant</h2>{load}</section>\
 <section id=\"audit\"><h2>Recent audit log</h2>\
 <p id=\"chain-head\">Chain head: {head}</p><table><thead><tr><th class=\"num\">#</th><th>At</th><th>Actor</th>\
 <th>Action</th><th>Reason</th><th>Tenant</th></tr></thead><tbody>{audit_rows}</tbody></table></section>\
@@ -120,5 +195,6 @@ pub fn render(
         owner = escape(owner_email),
         tcount = tenants.len(),
         head = chain_head(head),
+        load = load_chart(load),
     )
 }

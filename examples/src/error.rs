@@ -24,6 +24,9 @@ pub enum ApiError {
     TooLarge(String),
     #[error("the service is temporarily unavailable")]
     Unavailable,
+    /// This tenant's own excess (over its share of the database): 429 with `Retry-After`.
+    #[error("{0}")]
+    TooBusy(String),
     #[error("internal error")]
     Internal,
 }
@@ -41,6 +44,7 @@ impl ApiError {
 impl From<DbError> for ApiError {
     fn from(e: DbError) -> Self {
         match e {
+            DbError::TenantBusy(message) => ApiError::TooBusy(message),
             // Logged once per outage by the pools, not once per request.
             e if e.is_unavailable() => {
                 tracing::debug!(error = %e, "database unavailable");
@@ -99,12 +103,21 @@ impl IntoResponse for ApiError {
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::TooBusy(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
             ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
-        (
-            status,
-            Json(serde_json::json!({ "error": code, "message": self.to_string() })),
-        )
-            .into_response()
+        let body = Json(serde_json::json!({ "error": code, "message": self.to_string() }));
+        match status {
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS => (
+                status,
+                [(
+                    axum::http::header::RETRY_AFTER,
+                    tenantry::serve::RETRY_AFTER_SECS.to_string(),
+                )],
+                body,
+            )
+                .into_response(),
+            _ => (status, body).into_response(),
+        }
     }
 }

@@ -31,6 +31,11 @@ pub enum StartError {
     Setup(#[from] setup::SetupError),
     #[error("database: {0}")]
     Db(#[from] tenantry::DbError),
+    #[error("TENANTRY_METRICS_BIND: cannot listen on {addr}: {source}")]
+    MetricsBind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -45,6 +50,8 @@ pub struct Server {
     router: axum::Router,
     db: Db,
     http: ServeConfig,
+    /// `GET /metrics` on `TENANTRY_METRICS_BIND`, when set.
+    metrics: Option<tokio::net::TcpListener>,
 }
 
 impl Server {
@@ -78,13 +85,27 @@ impl Server {
             addr: settings.bind_addr,
             source,
         })?;
+        let metrics = match settings.metrics_bind {
+            Some(addr) => Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| StartError::MetricsBind { addr, source })?,
+            ),
+            None => None,
+        };
         Ok(Server {
             addr,
             listener,
             router,
             db,
             http: settings.http,
+            metrics,
         })
+    }
+
+    /// Where `GET /metrics` is served (`TENANTRY_METRICS_BIND`), if anywhere.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The server's database handle (its pools and principal cache), e.g. for a test to read
@@ -102,7 +123,20 @@ impl Server {
     /// accepting, lets in-flight requests finish within `TENANTRY_DRAIN_TIMEOUT`, and closes
     /// the pools.
     pub async fn serve_until(self, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+        // The metrics endpoint: its own listener, never the public one (it names tenants).
+        let metrics = self.metrics.map(|listener| {
+            let router = tenantry::fairness::metrics_router(self.db.clone());
+            tokio::spawn(serve(
+                listener,
+                router,
+                ServeConfig::default(),
+                std::future::pending(),
+            ))
+        });
         let result = serve(self.listener, self.router, self.http, shutdown).await;
+        if let Some(task) = metrics {
+            task.abort();
+        }
         self.db.close();
         result
     }

@@ -37,6 +37,9 @@ async fn main() {
         }
     };
     tracing::info!(addr = %server.addr, mode = settings.auth.name(), "serving");
+    if let Some(metrics) = server.metrics_addr() {
+        tracing::info!(addr = %metrics, "serving per-tenant metrics at /metrics");
+    }
     println!(
         "tenantry-example listening on http://{} ({} mode)",
         server.addr,

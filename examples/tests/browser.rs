@@ -115,7 +115,64 @@ async fn the_owner_sees_tenants_and_audit_rows_a_partner_gets_403() {
         .await
         .unwrap();
     assert!(empty.contains("empty"), "{empty}");
+    // Some load in two tenants (the partner's token), for the "load by tenant" panel.
+    let partner = mint.user(PARTNER).sign();
+    for (tenant, n) in [("acme", 5), ("globex", 2)] {
+        for _ in 0..n {
+            let r = app
+                .client
+                .get(app.url("/api/invoices"))
+                .header("cf-access-jwt-assertion", &partner)
+                .header("x-tenant", tenant)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+        }
+    }
     browser.goto(&app.url("/admin")).await.unwrap();
+    // Load by tenant: a bar per tenant with its database time; the busier first.
+    let load = browser
+        .find(Locator::Css("#load"))
+        .await
+        .expect("the load section")
+        .text()
+        .await
+        .unwrap();
+    assert!(load.starts_with("Load by tenant"), "{load}");
+    assert!(load.contains("of 16 connections in use now"), "{load}");
+    let bars = browser
+        .find_all(Locator::Css("#load-chart g.tenant-load"))
+        .await
+        .unwrap();
+    let mut drawn = vec![];
+    for bar in &bars {
+        let tenant = bar.attr("data-tenant").await.unwrap().unwrap_or_default();
+        let seconds: f64 = bar
+            .attr("data-db-seconds")
+            .await
+            .unwrap()
+            .unwrap_or_default()
+            .parse()
+            .unwrap();
+        assert!(seconds > 0.0, "{tenant} has database time");
+        drawn.push(tenant);
+    }
+    drawn.sort();
+    assert_eq!(drawn, ["acme", "globex"], "{load}");
+    let acme_text = browser
+        .find(Locator::Css(
+            "#load-chart g.tenant-load[data-tenant='acme']",
+        ))
+        .await
+        .expect("acme's bar")
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        acme_text.contains("5 tx") && acme_text.contains("0 shed"),
+        "{acme_text}"
+    );
     let tenants = browser
         .find(Locator::Css("#tenants"))
         .await

@@ -150,12 +150,23 @@ async fn a_locked_table_leaves_other_routes_answering() {
             other => panic!("{path}: {other} {body}"),
         }
     }
-    // The blocked requests end with the lock timeout (2 s), as 503 with the error JSON.
+    // The blocked requests end: those holding acme's share of the pool (8 of 16) with the lock
+    // timeout (2 s), 503; those waiting in acme's queue when the pool timeout (1 s) passes, 429
+    // (acme's own excess). Both with the error JSON and `Retry-After`.
+    let mut statuses = std::collections::BTreeMap::new();
     for r in blocked {
         let r = r.await.unwrap().expect("an answer");
-        assert_eq!(r.status(), 503);
-        assert_error(&r.json().await.unwrap(), "unavailable");
+        let status = r.status().as_u16();
+        assert_eq!(r.headers()["retry-after"], "1");
+        let code = match status {
+            503 => "unavailable",
+            429 => "too_many_requests",
+            other => panic!("a blocked request answered {other}"),
+        };
+        assert_error(&r.json().await.unwrap(), code);
+        *statuses.entry(status).or_insert(0) += 1;
     }
+    assert_eq!(statuses.get(&503), Some(&8), "acme's share: {statuses:?}");
     locker.batch_execute("ROLLBACK").await.unwrap();
     for (path, tenant) in [("/api/invoices", Some("acme")), ("/api/me", None)] {
         assert_eq!(timed_get(&app, path, tenant).await.0, 200, "{path}");
@@ -177,20 +188,22 @@ async fn a_saturated_pool_answers_503_with_retry_after_quickly() {
         .batch_execute("BEGIN; LOCK TABLE invoices IN ACCESS EXCLUSIVE MODE")
         .await
         .unwrap();
+    // Two tenants each hold their share (1 of 2): the pool is saturated by tenants within
+    // their shares, so a third tenant's request is the service's 503, not its own 429.
     let mut holders = Vec::new();
-    for _ in 0..2 {
+    for tenant in ["acme", "initech"] {
         let r = app
             .req(
                 reqwest::Method::GET,
                 "/api/invoices",
                 Some(OWNER),
-                Some("acme"),
+                Some(tenant),
             )
             .send();
         holders.push(tokio::spawn(r));
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let (s, body, took, retry) = timed_get(&app, "/api/projects", Some("acme")).await;
+    let (s, body, took, retry) = timed_get(&app, "/api/projects", Some("globex")).await;
     assert_eq!(s, 503, "{body}");
     assert_error(&body, "unavailable");
     assert_eq!(retry.as_deref(), Some("1"));

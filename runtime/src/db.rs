@@ -24,6 +24,7 @@ use crate::bypass::AuditedBypass;
 use crate::conn::{BypassConn, Taint, TenantConn};
 use crate::ctx::{Access, Scope, TenantCtx};
 use crate::error::DbError;
+use crate::fairness::{FairShare, Fairness, Permit};
 use crate::identity::{PrincipalCache, PrincipalCacheStatus};
 use crate::jobs::Jobs;
 use crate::pool::{
@@ -32,6 +33,7 @@ use crate::pool::{
 use crate::pooler::{self, Pooler};
 use crate::seal::{self, SealFailure};
 
+mod fair;
 mod keys;
 mod listen;
 mod one_rtt;
@@ -112,6 +114,12 @@ pub struct DbConfig {
     /// This deployment's role names ([`RoleNames`](crate::RoleNames)): the default directory
     /// URL uses its directory role.
     pub roles: crate::RoleNames,
+    /// How the tenant pool is shared between tenants (default: no tenant holds more than half
+    /// of it; see [`FairShare`]).
+    pub fair_share: FairShare,
+    /// Tenants named in the metrics (default 20): the busiest; the others are counted together
+    /// as `_other` (see [`Db::metrics_text`]).
+    pub metrics_tenants: usize,
 }
 
 impl DbConfig {
@@ -137,6 +145,8 @@ impl DbConfig {
             principal_cache_ttl: Duration::from_secs(1),
             principal_cache_max_age: Duration::from_secs(1),
             roles: crate::RoleNames::default(),
+            fair_share: FairShare::default(),
+            metrics_tenants: 20,
         }
     }
 
@@ -187,6 +197,8 @@ pub struct Db {
     /// session timeouts as `SET LOCAL`s.
     tx_settings: Arc<str>,
     directory: Arc<Directory>,
+    /// The tenant pool's fair shares and the per-tenant load (`fairness/`).
+    fair: Arc<Fairness>,
 }
 
 impl std::fmt::Debug for Db {
@@ -355,6 +367,7 @@ impl Db {
     /// transaction pooler. Each failure is one line naming the setting.
     pub async fn connect(config: DbConfig) -> Result<Self, DbError> {
         let timeouts = config.timeouts()?;
+        config.fair_share.validate().map_err(DbError::Config)?;
         let pooler = config.pooler;
         let app = pool(
             &config.app_url,
@@ -422,6 +435,12 @@ impl Db {
             pooler,
             tx_settings: tx_settings(pooler, &timeouts).into(),
             directory,
+            fair: Arc::new(Fairness::new(
+                config.max_connections,
+                &config.fair_share,
+                timeouts.wait,
+                config.metrics_tenants,
+            )),
         };
         db.check_app_role().await?;
         db.check_bypass_role().await?;
@@ -621,6 +640,7 @@ impl Db {
     /// the work, so the two commit together; if that transaction rolls back, the next one of
     /// the request writes it. A read-only transaction cannot link a row into the audit chain, so
     /// there the row is committed first, in a transaction of its own (as a read-only job's).
+    #[tracing::instrument(name = "transaction", level = "info", skip_all, fields(tenant = %scope.tenant_id, request_id = scope.request_id.as_deref()))]
     async fn tx_in<A, T, E, F>(&self, scope: Scope, work: F) -> Result<T, E>
     where
         A: Access,
@@ -660,8 +680,8 @@ impl Db {
         F: AsyncFnOnce(&mut TenantConn<'_, A>) -> Result<T, E>,
         E: From<DbError>,
     {
-        let obj = checkout(&self.app, &self.app_outage).await?;
-        let mut guard = TxGuard::new(obj, self.app_outage.clone());
+        let (obj, permit) = self.tenant_checkout(scope.tenant_id).await?;
+        let mut guard = TxGuard::new(obj, self.app_outage.clone()).with(permit);
         guard.enter(&self.keys, scope.tenant_id, A::READ_ONLY);
         let result = {
             let conn: &AsyncPgConnection = guard.conn();
@@ -699,8 +719,8 @@ impl Db {
         F: AsyncFnOnce(&mut TenantConn<'_, A>) -> Result<T, E>,
         E: From<DbError>,
     {
-        let obj = checkout(&self.app, &self.app_outage).await?;
-        let mut guard = TxGuard::new(obj, self.app_outage.clone());
+        let (obj, permit) = self.tenant_checkout(scope.tenant_id).await?;
+        let mut guard = TxGuard::new(obj, self.app_outage.clone()).with(permit);
         guard.enter(&self.keys, scope.tenant_id, A::READ_ONLY);
         let result = {
             let mut conn: &AsyncPgConnection = guard.conn();
@@ -730,6 +750,7 @@ impl Db {
     /// written first, in the same transaction. A read-only job's row is committed before a
     /// `READ ONLY` transaction opens for `work`: a read-only transaction cannot link its row
     /// into the audit chain when it commits, and what the work reads is read even if it fails.
+    #[tracing::instrument(name = "job_transaction", level = "info", skip_all, fields(tenant = %scope.tenant_id, job = scope.actor.email()))]
     pub(crate) async fn run_job_tx<A, T, E, F>(
         &self,
         scope: Scope,
@@ -741,6 +762,7 @@ impl Db {
         F: AsyncFnOnce(&mut TenantConn<'_, A>) -> Result<T, E>,
         E: From<DbError>,
     {
+        self.fair.tally().job_run(scope.tenant_id);
         if A::READ_ONLY {
             self.tx_audited::<crate::ctx::ReadWrite, _, DbError, _>(
                 scope.clone(),
@@ -763,6 +785,7 @@ impl Db {
         E: From<DbError>,
     {
         let pool = self.bypass.as_ref().ok_or(DbError::NoBypassPool)?;
+        self.fair.tally().bypass(&bypass.action);
         let obj = checkout(pool, &self.bypass_outage).await?;
         let guard = TxGuard::new(obj, self.bypass_outage.clone());
         let result = {
@@ -881,6 +904,9 @@ struct TxGuard {
     taint: Taint,
     /// The tenant entered, and the ticket of its entry.
     sealed: Option<(Uuid, Arc<Ticket>)>,
+    /// The tenant's turn at the pool (tenant transactions): returned after the connection (the
+    /// fields drop in this order), recording the transaction's load.
+    permit: Option<Permit>,
 }
 
 impl TxGuard {
@@ -892,7 +918,15 @@ impl TxGuard {
             outage,
             taint: Taint::new(behind_pooler),
             sealed: None,
+            permit: None,
         }
+    }
+
+    /// Holds `permit` for the length of the transaction and counts its rows.
+    fn with(mut self, mut permit: Permit) -> Self {
+        permit.watch(self.pooled().link());
+        self.permit = Some(permit);
+        self
     }
 
     /// Arms the entry into `tenant` right behind the transaction's `BEGIN`.

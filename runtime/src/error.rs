@@ -66,12 +66,23 @@ pub enum DbError {
     /// minutes from the database's, or a database without tenantry's migrations.
     #[error("tenant seal: {0}")]
     Seal(String),
+    /// The tenant holds its whole share of the tenant pool and its queue is full, or its wait
+    /// for a turn ran out (see [`FairShare`](crate::fairness::FairShare)): its own excess, not
+    /// the service's outage. Answer 429 with `Retry-After`; other tenants are served meanwhile.
+    #[error("too many requests of this tenant at once: {0}")]
+    TenantBusy(String),
 }
 
 impl DbError {
     /// Whether this is Diesel's `NotFound` (no row matched, which includes another tenant's row).
     pub fn is_not_found(&self) -> bool {
         matches!(self, DbError::Query(diesel::result::Error::NotFound))
+    }
+
+    /// Whether the tenant was refused for its own excess ([`DbError::TenantBusy`]): answer 429
+    /// with `Retry-After`.
+    pub fn is_tenant_busy(&self) -> bool {
+        matches!(self, DbError::TenantBusy(_))
     }
 
     /// Whether the database was unavailable rather than the request wrong: no connection, a
@@ -89,7 +100,8 @@ impl DbError {
             | DbError::Config(_)
             | DbError::Pooler(_)
             | DbError::TenantMoved
-            | DbError::RolledBack => false,
+            | DbError::RolledBack
+            | DbError::TenantBusy(_) => false,
         }
     }
 

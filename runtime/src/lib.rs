@@ -15,6 +15,7 @@ mod ctx;
 mod db;
 mod declare;
 mod error;
+pub mod fairness;
 mod fragment;
 pub mod identity;
 mod insert;

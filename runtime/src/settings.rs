@@ -124,7 +124,14 @@ pub struct Settings {
     /// | `TENANTRY_HTTP_MAX_CONNECTIONS` | 512 | a connection beyond it is answered 503 `unavailable` and closed |
     /// | `TENANTRY_HTTP_BODY_LIMIT` | 1048576 (bytes) | 413 `too_large` |
     /// | `TENANTRY_DRAIN_TIMEOUT` | 15s | after SIGTERM or Ctrl-C, requests still running then are cut off |
+    /// | `TENANTRY_HTTP_MAX_REQUESTS_PER_TENANT` | 256 | a tenant's request beyond it: 429 `too_many_requests` |
     pub http: ServeConfig,
+    /// `TENANTRY_TENANT_WEIGHTS`: `<tenant id>=<weight>,..` (e.g. a paying plan `2`, a free one
+    /// `0.5`); unlisted tenants weigh 1. Weights in thousandths.
+    pub tenant_weights: Vec<(uuid::Uuid, u32)>,
+    /// `TENANTRY_METRICS_BIND`: where `GET /metrics` is served (per-tenant metrics); `None`
+    /// (the default): nowhere. Bind it where only the monitoring system reaches it.
+    pub metrics_bind: Option<SocketAddr>,
 }
 
 /// The database pools' sizes and timeouts. Durations are written `500ms`, `5s` or `2m`.
@@ -142,6 +149,9 @@ pub struct Settings {
 /// | `TENANTRY_DB_POOLER` | `direct` | `transaction` behind PgBouncer in transaction mode: no per-connection statement cache, the session timeouts set in each transaction (see [`Pooler`]) |
 /// | `TENANTRY_PRINCIPAL_CACHE_SIZE` | 10000 | identities whose principal is cached (0: none) |
 /// | `TENANTRY_PRINCIPAL_CACHE_TTL` | 1s | while the directory listener is down, a directory change takes effect within it |
+/// | `TENANTRY_TENANT_SHARE` | 50% | the most of the tenant pool one tenant holds; its excess waits in its own queue (`off`: arrival order, no 429) |
+/// | `TENANTRY_TENANT_QUEUE` | 256 | a tenant's transactions waiting beyond its share; past it 429 `too_many_requests` |
+/// | `TENANTRY_METRICS_TENANTS` | 20 | tenants named in `/metrics` (the busiest); the rest are `_other` |
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DbSettings {
     /// `TENANTRY_DB_POOL_SIZE`.
@@ -168,6 +178,12 @@ pub struct DbSettings {
     pub principal_cache_ttl: Duration,
     /// `TENANTRY_PRINCIPAL_CACHE_MAX_AGE`.
     pub principal_cache_max_age: Duration,
+    /// `TENANTRY_TENANT_SHARE` in percent of the pool (`None`: `off`).
+    pub tenant_share_percent: Option<u32>,
+    /// `TENANTRY_TENANT_QUEUE` (`None`: [`crate::fairness::DEFAULT_QUEUE`]).
+    pub tenant_queue: Option<usize>,
+    /// `TENANTRY_METRICS_TENANTS`.
+    pub metrics_tenants: usize,
 }
 
 impl Settings {
@@ -193,6 +209,17 @@ impl Settings {
         config.principal_cache_ttl = db.principal_cache_ttl;
         config.principal_cache_max_age = db.principal_cache_max_age;
         config.roles = self.roles.clone();
+        config.fair_share = crate::fairness::FairShare {
+            share: db.tenant_share_percent.map(|p| f64::from(p) / 100.0),
+            queue: db.tenant_queue,
+            weights: crate::fairness::TenantWeights::table(
+                self.tenant_weights
+                    .iter()
+                    .map(|(t, w)| (*t, f64::from(*w) / 1000.0))
+                    .collect(),
+            ),
+        };
+        config.metrics_tenants = db.metrics_tenants;
         config
     }
 }
@@ -367,6 +394,25 @@ impl Settings {
                 "TENANTRY_PRINCIPAL_CACHE_MAX_AGE",
                 defaults.principal_cache_max_age,
             )?,
+            tenant_share_percent: match raw.get("TENANTRY_TENANT_SHARE") {
+                None => Some(50),
+                Some(value) => parse_share(value)?,
+            },
+            tenant_queue: match raw.get("TENANTRY_TENANT_QUEUE") {
+                None => None,
+                Some(_) => Some(raw.count("TENANTRY_TENANT_QUEUE", 1)?),
+            },
+            metrics_tenants: raw.size("TENANTRY_METRICS_TENANTS", defaults.metrics_tenants)?,
+        };
+        let tenant_weights = match raw.get("TENANTRY_TENANT_WEIGHTS") {
+            None => Vec::new(),
+            Some(list) => parse_weights(list)?,
+        };
+        let metrics_bind = match raw.get("TENANTRY_METRICS_BIND") {
+            None => None,
+            Some(bind) => {
+                Some(resolve_bind(bind).map_err(|e| err("TENANTRY_METRICS_BIND", e.problem))?)
+            }
         };
         let serve = ServeConfig::default();
         let http = ServeConfig {
@@ -378,6 +424,10 @@ impl Settings {
             max_connections: raw.count("TENANTRY_HTTP_MAX_CONNECTIONS", serve.max_connections)?,
             body_limit: raw.count("TENANTRY_HTTP_BODY_LIMIT", serve.body_limit)?,
             drain_timeout: raw.duration("TENANTRY_DRAIN_TIMEOUT", serve.drain_timeout)?,
+            max_requests_per_tenant: raw.count(
+                "TENANTRY_HTTP_MAX_REQUESTS_PER_TENANT",
+                serve.max_requests_per_tenant,
+            )?,
         };
         // Under a transaction pooler the app URL is the pooler's: the listener's session must
         // be named, or there is none (cached principals then live at most the TTL).
@@ -437,8 +487,58 @@ impl Settings {
             allowed_origins,
             db,
             http,
+            tenant_weights,
+            metrics_bind,
         })
     }
+}
+
+/// `TENANTRY_TENANT_SHARE`: `50%`, `0.5` or `off`; in percent, 1 to 100.
+fn parse_share(value: &str) -> Result<Option<u32>, SettingsError> {
+    const VAR: &str = "TENANTRY_TENANT_SHARE";
+    if value.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    let percent = match value.strip_suffix('%') {
+        Some(p) => p.trim().parse::<f64>().ok(),
+        None => value.parse::<f64>().ok().map(|f| f * 100.0),
+    };
+    match percent {
+        Some(p) if (1.0..=100.0).contains(&p) => Ok(Some(p.round() as u32)),
+        _ => Err(err(
+            VAR,
+            format!(
+                "expected a share of the pool like 50% or 0.5 (1% to 100%), or off (got {value:?})"
+            ),
+        )),
+    }
+}
+
+/// `TENANTRY_TENANT_WEIGHTS`: `<tenant id>=<weight>,..`, weights from 0.01 to 100.
+fn parse_weights(list: &str) -> Result<Vec<(uuid::Uuid, u32)>, SettingsError> {
+    const VAR: &str = "TENANTRY_TENANT_WEIGHTS";
+    let mut weights = Vec::new();
+    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let parsed = item.split_once('=').and_then(|(id, w)| {
+            let id = uuid::Uuid::parse_str(id.trim()).ok()?;
+            let w: f64 = w.trim().parse().ok()?;
+            (0.01..=100.0)
+                .contains(&w)
+                .then(|| (id, (w * 1000.0).round() as u32))
+        });
+        match parsed {
+            Some(pair) => weights.push(pair),
+            None => {
+                return Err(err(
+                    VAR,
+                    format!(
+                    "expected <tenant id>=<weight from 0.01 to 100>, e.g. 2f0c..=2 (got {item:?})"
+                ),
+                ))
+            }
+        }
+    }
+    Ok(weights)
 }
 
 /// Parses `500ms`, `5s` or `2m`.
@@ -495,6 +595,12 @@ struct RawVars {
     tenantry_http_max_connections: Option<String>,
     tenantry_http_body_limit: Option<String>,
     tenantry_drain_timeout: Option<String>,
+    tenantry_http_max_requests_per_tenant: Option<String>,
+    tenantry_tenant_share: Option<String>,
+    tenantry_tenant_queue: Option<String>,
+    tenantry_tenant_weights: Option<String>,
+    tenantry_metrics_bind: Option<String>,
+    tenantry_metrics_tenants: Option<String>,
 }
 
 struct Raw(HashMap<&'static str, String>);
@@ -577,6 +683,15 @@ impl Raw {
             ),
             ("TENANTRY_HTTP_BODY_LIMIT", v.tenantry_http_body_limit),
             ("TENANTRY_DRAIN_TIMEOUT", v.tenantry_drain_timeout),
+            (
+                "TENANTRY_HTTP_MAX_REQUESTS_PER_TENANT",
+                v.tenantry_http_max_requests_per_tenant,
+            ),
+            ("TENANTRY_TENANT_SHARE", v.tenantry_tenant_share),
+            ("TENANTRY_TENANT_QUEUE", v.tenantry_tenant_queue),
+            ("TENANTRY_TENANT_WEIGHTS", v.tenantry_tenant_weights),
+            ("TENANTRY_METRICS_BIND", v.tenantry_metrics_bind),
+            ("TENANTRY_METRICS_TENANTS", v.tenantry_metrics_tenants),
         ];
         Ok(Raw(pairs
             .into_iter()

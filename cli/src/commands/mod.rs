@@ -7,6 +7,7 @@ mod doctor;
 mod migrate;
 mod rotate_tenant_key;
 mod seed_tenant;
+mod top;
 
 use std::io::Write;
 
@@ -17,6 +18,10 @@ use crate::error::CliError;
 
 /// Runs the parsed command line, writing its report to `out`.
 pub(crate) async fn run(cli: Cli, out: &mut impl Write) -> Result<(), CliError> {
+    if let Command::Top(args) = &cli.command {
+        // A running instance's metrics: no database.
+        return top::run(args, out).await;
+    }
     let target = DbTarget::resolve(cli.database_url.as_deref())?;
     match cli.command {
         Command::Migrate => {
@@ -55,6 +60,7 @@ pub(crate) async fn run(cli: Cli, out: &mut impl Write) -> Result<(), CliError> 
             db::require_migrated(&mut conn, &target).await?;
             rotate_tenant_key::run(&mut conn, &args.grace, out).await
         }
+        Command::Top(_) => unreachable!("handled above"),
         Command::CitusPlan => {
             let role = crate::config::app_role()?;
             let mut conn = db::connect(&target).await?;

@@ -170,8 +170,8 @@ pub async fn audit_head(
     Ok(Json(head.into()))
 }
 
-/// `GET /admin`: the Owner dashboard (tenant summary, recent audit rows and the audit chain's
-/// head), one bypass.
+/// `GET /admin`: the Owner dashboard (tenant summary, load by tenant over the last five
+/// minutes, recent audit rows and the audit chain's head), one bypass.
 #[requires_role(Owner)]
 pub async fn dashboard(
     owner: OwnerProof,
@@ -189,10 +189,15 @@ pub async fn dashboard(
             Ok::<_, ApiError>((tenants, audit, head))
         })
         .await?;
+    let load = app
+        .tenantry
+        .db
+        .tenant_load(std::time::Duration::from_secs(5 * 60));
     Ok(Html(admin_page::render(
         owner.actor().email(),
         &tenants,
         &audit,
         &head,
+        &load,
     )))
 }

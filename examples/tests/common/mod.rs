@@ -35,6 +35,8 @@ pub struct App {
     pub projects: HashMap<&'static str, Uuid>,
     /// The server's database handle (its principal cache's status).
     pub handle: tenantry::Db,
+    /// Where `GET /metrics` is served (`TENANTRY_METRICS_BIND`), if anywhere.
+    pub metrics: Option<SocketAddr>,
     settings: Settings,
     _scratch: Arc<ScratchDatabase>,
 }
@@ -112,6 +114,7 @@ impl App {
             .expect("server starts");
         let addr = server.addr;
         let handle = server.db().clone();
+        let metrics = server.metrics_addr();
         tokio::spawn(server.serve());
         let mut app = App {
             base: format!("http://{addr}"),
@@ -121,6 +124,7 @@ impl App {
             tenants: HashMap::new(),
             projects: HashMap::new(),
             handle,
+            metrics,
             settings,
             _scratch: Arc::new(scratch),
         };
@@ -145,6 +149,7 @@ impl App {
             tenants: self.tenants.clone(),
             projects: self.projects.clone(),
             handle,
+            metrics: None,
             settings: self.settings.clone(),
             _scratch: self._scratch.clone(),
         }

@@ -29,6 +29,10 @@ pub enum AuthError {
     /// The identity provider or database could not be consulted (503 `unavailable`).
     #[error("{0}")]
     Unavailable(String),
+    /// The tenant has too many requests in progress on this server (429 `too_many_requests`,
+    /// with `Retry-After`); see `ServeConfig::max_requests_per_tenant`.
+    #[error("{0}")]
+    TooBusy(String),
 }
 
 impl AuthError {
@@ -46,6 +50,7 @@ impl AuthError {
             | AuthError::Forbidden(_) => 403,
             AuthError::TenantRequired(_) => 400,
             AuthError::Unavailable(_) => 503,
+            AuthError::TooBusy(_) => 429,
         }
     }
 
@@ -57,6 +62,7 @@ impl AuthError {
             AuthError::Forbidden(_) => "forbidden",
             AuthError::TenantRequired(_) => "tenant_required",
             AuthError::Unavailable(_) => "unavailable",
+            AuthError::TooBusy(_) => "too_many_requests",
         }
     }
 }

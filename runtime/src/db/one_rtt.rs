@@ -26,7 +26,7 @@ use std::pin::pin;
 use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
 use futures_util::future::join;
 
-use super::{begin_sql, checkout, failed, Db, TxGuard};
+use super::{begin_sql, failed, Db, TxGuard};
 use crate::conn::TenantConn;
 use crate::ctx::{Access, TenantCtx};
 use crate::error::DbError;
@@ -144,6 +144,7 @@ impl Db {
     ///     .await
     /// # }
     /// ```
+    #[tracing::instrument(name = "transaction", level = "info", skip_all, fields(tenant = %ctx.tenant_id(), request_id = ctx.scope().request_id.as_deref()))]
     pub async fn query<A, T, F>(&self, ctx: &TenantCtx<'_, A>, query: F) -> Result<T, DbError>
     where
         A: Access,
@@ -162,8 +163,8 @@ impl Db {
                 .tx(ctx, async |conn| query(conn).await.map_err(DbError::from))
                 .await;
         }
-        let obj = checkout(&self.app, &self.app_outage).await?;
-        let mut guard = TxGuard::new(obj, self.app_outage.clone());
+        let (obj, permit) = self.tenant_checkout(ctx.tenant_id()).await?;
+        let mut guard = TxGuard::new(obj, self.app_outage.clone()).with(permit);
         let link = guard.link().clone();
         let before = link.sent();
         let tenant = ctx.tenant_id();

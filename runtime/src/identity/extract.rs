@@ -162,6 +162,7 @@ where
         let owner_entry = (tenant.role == TenantRole::Owner
             && principal.membership(tenant.id).is_none())
         .then(OwnerEntry::new);
+        crate::fairness::enter(parts, &state.db, tenant.id, &tenant.slug)?;
         Ok(InTenant {
             scope: Scope {
                 tenant_id: tenant.id,

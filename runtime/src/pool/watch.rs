@@ -45,6 +45,8 @@ pub(crate) struct Link {
     idle: Notify,
     /// `Parse` messages written.
     parses: AtomicU64,
+    /// `DataRow` messages read (rows the server returned; per-tenant metrics).
+    rows: AtomicU64,
     /// tenantry's statements waiting for their place in the stream.
     armed: Arc<Armed>,
 }
@@ -92,6 +94,11 @@ impl Link {
         Sent {
             parses: self.parses.load(Ordering::Acquire),
         }
+    }
+
+    /// `DataRow` messages read so far.
+    pub(crate) fn rows(&self) -> u64 {
+        self.rows.load(Ordering::Relaxed)
     }
 
     /// Arms `anchor`'s statements: the socket writes them when the client's stream reaches the
@@ -344,9 +351,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Watched<S> {
                     }
                     let link = &this.link;
                     let mut replies = 0;
+                    let mut rows = 0;
                     this.inc.feed(
                         read,
-                        |kind| replies += usize::from(kind == b'Z'),
+                        |kind| {
+                            replies += usize::from(kind == b'Z');
+                            rows += u64::from(kind == b'D');
+                        },
                         |error| {
                             if sqlstate(error).is_some_and(is_statement_lost) {
                                 link.statement_lost.store(true, Ordering::Release);
@@ -354,6 +365,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Watched<S> {
                         },
                     );
                     this.link.answered(replies);
+                    if rows > 0 {
+                        this.link.rows.fetch_add(rows, Ordering::Relaxed);
+                    }
                     if this.link.owed() > 0 {
                         this.arm(cx);
                     } else {

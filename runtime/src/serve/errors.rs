@@ -20,6 +20,7 @@ pub fn error_code(status: StatusCode) -> &'static str {
         409 => "conflict",
         413 | 414 | 431 => "too_large",
         415 | 422 => "invalid",
+        429 => "too_many_requests",
         502..=504 => "unavailable",
         500..=599 => "internal",
         _ => "bad_request",
@@ -35,6 +36,7 @@ pub fn error_message(status: StatusCode) -> &'static str {
         413 => "the request body is too large",
         414 => "the request URI is too long",
         431 => "the request headers are too large",
+        429 => "too many requests of this tenant at once; retry shortly",
         503 => "the service is temporarily unavailable; retry shortly",
         _ => status.canonical_reason().unwrap_or("error"),
     }
@@ -49,7 +51,7 @@ pub fn error_json(status: StatusCode, message: &str) -> Vec<u8> {
     .unwrap_or_default()
 }
 
-/// Seconds a client is asked to wait before retrying a 503 (`Retry-After`).
+/// Seconds a client is asked to wait before retrying a 503 or a 429 (`Retry-After`).
 pub const RETRY_AFTER_SECS: u32 = 1;
 
 /// A complete error response for `status`.
@@ -65,7 +67,8 @@ pub fn error_response(status: StatusCode, message: &str) -> Response {
 }
 
 fn add_retry_after(response: &mut Response) {
-    if response.status() == StatusCode::SERVICE_UNAVAILABLE
+    let status = response.status();
+    if (status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS)
         && !response.headers().contains_key(header::RETRY_AFTER)
     {
         response
@@ -75,7 +78,7 @@ fn add_retry_after(response: &mut Response) {
 }
 
 /// Middleware: an error response (4xx, 5xx) that is not JSON gets the contract's error body;
-/// every 503 gets a `Retry-After`.
+/// every 503 and 429 gets a `Retry-After`.
 pub async fn json_errors(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     let status = response.status();
@@ -143,6 +146,7 @@ mod tests {
             (405, "method_not_allowed"),
             (408, "timeout"),
             (413, "too_large"),
+            (429, "too_many_requests"),
             (414, "too_large"),
             (431, "too_large"),
             (503, "unavailable"),

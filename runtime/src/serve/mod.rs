@@ -1,6 +1,6 @@
-//! Serving an axum router in production: every client wait bounded, a cap on connections,
-//! the contract's JSON body on every error, and a graceful shutdown that drains in-flight
-//! requests.
+//! Serving an axum router in production: every client wait bounded, a cap on connections and
+//! on each tenant's requests in progress, the contract's JSON body on every error, a request id
+//! and a `request` span per request, and a graceful shutdown that drains in-flight requests.
 //!
 //! ```no_run
 //! use tenantry_runtime::serve::{serve, shutdown_signal, ServeConfig};
@@ -71,6 +71,10 @@ pub struct ServeConfig {
     /// After the shutdown signal, how long in-flight requests have to finish (default 15 s);
     /// connections still open then are closed.
     pub drain_timeout: Duration,
+    /// Requests of one tenant in progress at once (default 256, half the default connections);
+    /// beyond it a request is answered 429 `too_many_requests` with `Retry-After` as soon as
+    /// tenantry's extractors know its tenant. Per server (instance).
+    pub max_requests_per_tenant: usize,
 }
 
 impl Default for ServeConfig {
@@ -83,6 +87,7 @@ impl Default for ServeConfig {
             max_connections: 512,
             body_limit: 1024 * 1024,
             drain_timeout: Duration::from_secs(15),
+            max_requests_per_tenant: 256,
         }
     }
 }
@@ -102,6 +107,10 @@ pub fn with_limits(router: Router, config: &ServeConfig) -> Router {
         ))
         .layer(middleware::from_fn(json_errors))
         .layer(middleware::from_fn(errors::no_framing))
+        .layer(middleware::from_fn_with_state(
+            crate::fairness::RequestCap::new(config.max_requests_per_tenant),
+            crate::fairness::tenant_requests,
+        ))
 }
 
 impl ServeConfig {
@@ -118,9 +127,11 @@ impl ServeConfig {
         if let Some((name, _)) = durations.iter().find(|(_, d)| d.is_zero()) {
             return Err(format!("ServeConfig::{name} must be greater than zero"));
         }
-        if self.max_connections == 0 || self.body_limit == 0 {
+        if self.max_connections == 0 || self.body_limit == 0 || self.max_requests_per_tenant == 0 {
             return Err(
-                "ServeConfig::max_connections and body_limit must be greater than zero".into(),
+                "ServeConfig::max_connections, body_limit and max_requests_per_tenant \
+                        must be greater than zero"
+                    .into(),
             );
         }
         if self.idle_timeout <= self.request_timeout {

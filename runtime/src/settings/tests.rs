@@ -433,3 +433,93 @@ fn role_names_per_deployment() {
         "must differ",
     );
 }
+
+#[test]
+fn fair_shares_and_metrics_have_defaults_that_need_no_configuration() {
+    let s = load(&CF).unwrap();
+    assert_eq!(s.db.tenant_share_percent, Some(50));
+    assert_eq!(s.db.tenant_queue, None);
+    assert_eq!(s.db.metrics_tenants, 20);
+    assert_eq!(s.http.max_requests_per_tenant, 256);
+    assert_eq!(
+        s.metrics_bind, None,
+        "the metrics endpoint is off by default"
+    );
+    let config = s.db_config();
+    assert_eq!(config.fair_share.share, Some(0.5));
+    assert_eq!(config.metrics_tenants, 20);
+}
+
+#[test]
+fn fair_shares_metrics_and_weights_are_read_and_checked() {
+    let tenant = uuid::Uuid::new_v4();
+    let weights = format!("{tenant}=2, {}=0.5", uuid::Uuid::nil());
+    let s = load(&[
+        CF[0],
+        CF[1],
+        ("TENANTRY_TENANT_SHARE", "25%"),
+        ("TENANTRY_TENANT_QUEUE", "3"),
+        ("TENANTRY_TENANT_WEIGHTS", &weights),
+        ("TENANTRY_METRICS_BIND", "127.0.0.1:9100"),
+        ("TENANTRY_METRICS_TENANTS", "5"),
+        ("TENANTRY_HTTP_MAX_REQUESTS_PER_TENANT", "40"),
+    ])
+    .unwrap();
+    assert_eq!(s.db.tenant_share_percent, Some(25));
+    assert_eq!(s.db.tenant_queue, Some(3));
+    assert_eq!(
+        s.tenant_weights,
+        vec![(tenant, 2000), (uuid::Uuid::nil(), 500)]
+    );
+    assert_eq!(s.metrics_bind, Some("127.0.0.1:9100".parse().unwrap()));
+    assert_eq!(s.http.max_requests_per_tenant, 40);
+    let config = s.db_config();
+    assert_eq!(config.fair_share.share, Some(0.25));
+    assert_eq!(config.fair_share.weights.of(tenant), 2.0);
+    assert_eq!(config.fair_share.weights.of(uuid::Uuid::new_v4()), 1.0);
+    assert_eq!(
+        load(&[CF[0], CF[1], ("TENANTRY_TENANT_SHARE", "0.5")])
+            .unwrap()
+            .db
+            .tenant_share_percent,
+        Some(50)
+    );
+    assert_eq!(
+        load(&[CF[0], CF[1], ("TENANTRY_TENANT_SHARE", "off")])
+            .unwrap()
+            .db_config()
+            .fair_share
+            .share,
+        None
+    );
+    fails(
+        &[CF[0], CF[1], ("TENANTRY_TENANT_SHARE", "150%")],
+        "TENANTRY_TENANT_SHARE",
+        "50%",
+    );
+    fails(
+        &[CF[0], CF[1], ("TENANTRY_TENANT_SHARE", "half")],
+        "TENANTRY_TENANT_SHARE",
+        "off",
+    );
+    fails(
+        &[CF[0], CF[1], ("TENANTRY_TENANT_QUEUE", "0")],
+        "TENANTRY_TENANT_QUEUE",
+        "greater than zero",
+    );
+    fails(
+        &[CF[0], CF[1], ("TENANTRY_TENANT_WEIGHTS", "acme=2")],
+        "TENANTRY_TENANT_WEIGHTS",
+        "<tenant id>=<weight",
+    );
+    fails(
+        &[CF[0], CF[1], ("TENANTRY_METRICS_BIND", "nowhere")],
+        "TENANTRY_METRICS_BIND",
+        "host:port",
+    );
+    fails(
+        &[CF[0], CF[1], ("TENANTRY_HTTP_MAX_REQUESTS_PER_TENANT", "0")],
+        "TENANTRY_HTTP_MAX_REQUESTS_PER_TENANT",
+        "greater than zero",
+    );
+}
