@@ -63,15 +63,16 @@ async fn an_outage_logs_its_start_and_end_once_not_every_failure() {
             wave.push(tokio::spawn(client.get(url("/api/invoices")).send()));
         }
         for r in wave {
-            if r.await.unwrap().expect("an answer").status() == 503 {
-                failed += 1;
-            }
+            // 503 while the database is frozen, or 429 once this one tenant's share of the
+            // pool is held by its own stuck requests: both are answers, neither a hang.
+            let status = r.await.unwrap().expect("an answer").status();
+            assert!(
+                status == 503 || status == 429,
+                "a request during the freeze answered {status}"
+            );
+            failed += 1;
         }
     }
-    assert!(
-        failed >= 50,
-        "only {failed} requests failed during the freeze"
-    );
     proxy.pass();
     let mut recovered = false;
     for _ in 0..50 {
