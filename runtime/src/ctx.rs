@@ -9,6 +9,9 @@ use std::marker::PhantomData;
 
 use uuid::Uuid;
 
+use crate::error::DbError;
+use crate::identity::life::RequestLife;
+
 /// Who performs a unit of work, as recorded in `audit_log`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Actor {
@@ -91,6 +94,16 @@ pub(crate) struct Scope {
     pub(crate) tenant_id: Uuid,
     pub(crate) actor: Actor,
     pub(crate) request_id: Option<String>,
+    /// The request's life, for a request's context (none for jobs and tests).
+    pub(crate) life: Option<RequestLife>,
+}
+
+impl Scope {
+    /// `Ok` unless this is a request's scope and the request has ended
+    /// ([`DbError::RequestEnded`], logged).
+    pub(crate) fn alive(&self) -> Result<(), DbError> {
+        crate::identity::life::check(self.life.as_ref())
+    }
 }
 
 /// The tenant a unit of work acts in.
@@ -182,6 +195,7 @@ impl TenantCtx<'static, ReadOnly> {
             tenant_id: Uuid::nil(),
             actor: Actor::job("tenantry-start-check"),
             request_id: None,
+            life: None,
         })
     }
 }
@@ -199,6 +213,7 @@ impl<A: Access> TenantCtx<'static, A> {
             tenant_id,
             actor,
             request_id: None,
+            life: None,
         })
     }
 }

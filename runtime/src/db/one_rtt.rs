@@ -149,6 +149,7 @@ impl Db {
         A: Access,
         F: for<'c, 'tx> FnOnce(&'c mut TenantConn<'tx, A>) -> RunFuture<'c, T>,
     {
+        ctx.scope().alive()?;
         if self.pooler == Pooler::Transaction {
             // Without a statement cache every statement is parsed anew, so nothing could be
             // pipelined: the protocol of `Db::tx`, with its checks.
