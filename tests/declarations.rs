@@ -55,7 +55,11 @@ async fn row_security(t: &TestDb, table: &str) -> bool {
 async fn a_global_model_over_a_tenant_tables_sql_name_is_refused() {
     let t = TestDb::new().await;
     let decl = <every_invoice::table as Declared>::DECL;
-    assert_eq!(decl.table(), "invoices", "the declaration names the SQL table");
+    assert_eq!(
+        decl.table(),
+        "invoices",
+        "the declaration names the SQL table"
+    );
     let err = tenantry::declare_tables(&mut t.admin().await, &[decl])
         .await
         .unwrap_err()
@@ -86,7 +90,8 @@ async fn a_global_table_with_row_level_security_is_refused() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("table `notes` cannot be declared global") && err.contains("row-level security"),
+        err.contains("table `notes` cannot be declared global")
+            && err.contains("row-level security"),
         "{err}"
     );
     // Without it, the same table is a global table.
@@ -110,11 +115,17 @@ async fn a_table_declared_both_ways_in_one_list_is_refused_before_anything_is_ap
         .unwrap();
     let err = tenantry::declare_tables(
         &mut t.admin().await,
-        &[TableDecl::tenant("ledger", "tenant_id"), TableDecl::global("ledger")],
+        &[
+            TableDecl::tenant("ledger", "tenant_id"),
+            TableDecl::global("ledger"),
+        ],
     )
     .await
     .unwrap_err()
     .to_string();
-    assert!(err.contains("declared a tenant table in the same list"), "{err}");
+    assert!(
+        err.contains("declared a tenant table in the same list"),
+        "{err}"
+    );
     assert!(!row_security(&t, "ledger").await, "nothing was applied");
 }

@@ -21,7 +21,9 @@ use axum::Router;
 use common::{CountRow, TestDb};
 use tenantry::identity::{Authenticator, Tenantry};
 use tenantry::testing::{jobs_for_test, PgBouncer};
-use tenantry::{no_tenant_scope, requires_role, Db, DbConfig, DbError, Jobs, Pooler, ScopeError, SystemJob};
+use tenantry::{
+    no_tenant_scope, requires_role, Db, DbConfig, DbError, Jobs, Pooler, ScopeError, SystemJob,
+};
 use uuid::Uuid;
 
 const PARTNER: &str = "paul@example.com";
@@ -75,7 +77,9 @@ fn outcome<T>(result: Result<T, impl Into<JobError>>) -> String {
 /// A job transaction and a job's bypass: `ok` or why not.
 async fn use_jobs(db: &Db, job: &SystemJob<'_>, tenant: Uuid) -> (String, String) {
     let tx = job
-        .tx(tenant, "job run by a handler", async |_conn| Ok::<_, JobError>(()))
+        .tx(tenant, "job run by a handler", async |_conn| {
+            Ok::<_, JobError>(())
+        })
         .await;
     let bypass = db
         .bypass(
@@ -97,7 +101,10 @@ async fn state_jobs(State(app): State<App>) -> String {
 /// Any route, no role: the static.
 async fn static_jobs(State(app): State<App>) -> String {
     let jobs = JOBS.lock().await;
-    let job = jobs.as_ref().expect("put there by the test").job("from-a-handler");
+    let job = jobs
+        .as_ref()
+        .expect("put there by the test")
+        .job("from-a-handler");
     let (tx, bypass) = use_jobs(&app.tenantry.db, &job, app.tenant).await;
     format!("{tx}|{bypass}")
 }
@@ -242,7 +249,11 @@ async fn jobs_behind_a_lock_in_the_state_are_refused_in_every_handler() {
     let body = f.get(axum, "/partner-state-jobs", Some(PARTNER)).await;
     assert!(refused_twice(&body), "{body}");
 
-    assert_eq!(f.job_audit_rows().await, 2, "nothing ran for the refused jobs");
+    assert_eq!(
+        f.job_audit_rows().await,
+        2,
+        "nothing ran for the refused jobs"
+    );
 }
 
 #[tokio::test]

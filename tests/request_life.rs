@@ -76,7 +76,12 @@ impl FromRef<App> for Tenantry {
 async fn count(db: &Db, ctx: &TenantCtx<'_>) -> String {
     let counted = db
         .tx(ctx, async |conn| {
-            Ok::<_, DbError>(Invoice::scoped(conn).count().get_result::<i64>(conn).await?)
+            Ok::<_, DbError>(
+                Invoice::scoped(conn)
+                    .count()
+                    .get_result::<i64>(conn)
+                    .await?,
+            )
         })
         .await;
     outcome(counted)
@@ -114,7 +119,12 @@ async fn keep_in_the_state(State(app): State<App>) -> String {
 }
 
 async fn use_the_state(State(app): State<App>) -> String {
-    let kept = app.kept.lock().unwrap().take().expect("kept by an earlier request");
+    let kept = app
+        .kept
+        .lock()
+        .unwrap()
+        .take()
+        .expect("kept by an earlier request");
     count(&app.tenantry.db, &kept.get().ctx()).await
 }
 
@@ -152,9 +162,12 @@ async fn owner_keeps(State(app): State<App>) -> String {
     let now = app
         .tenantry
         .db
-        .bypass(no_tenant_scope!(&proof, "count while the request runs"), async |conn| {
-            Ok::<_, DbError>(conn.get_result::<i64, _>(invoices::table.count()).await?)
-        })
+        .bypass(
+            no_tenant_scope!(&proof, "count while the request runs"),
+            async |conn| {
+                Ok::<_, DbError>(conn.get_result::<i64, _>(invoices::table.count()).await?)
+            },
+        )
         .await;
     drop(proof);
     let _ = OWNER_KEPT.set(tenantry_request);
@@ -168,9 +181,12 @@ async fn open_bypass(State(app): State<App>) -> String {
     let later = app
         .tenantry
         .db
-        .bypass(no_tenant_scope!(&proof, "count after the request"), async |conn| {
-            Ok::<_, DbError>(conn.get_result::<i64, _>(invoices::table.count()).await?)
-        })
+        .bypass(
+            no_tenant_scope!(&proof, "count after the request"),
+            async |conn| {
+                Ok::<_, DbError>(conn.get_result::<i64, _>(invoices::table.count()).await?)
+            },
+        )
         .await;
     outcome(later)
 }
@@ -289,24 +305,36 @@ async fn an_extractor_kept_past_its_request_is_refused_at_its_first_use() {
     };
 
     // A static (a `OnceLock`): it works during the request, not after.
-    assert_eq!(f.get("/keep/static", Some(PARTNER)).await, (200, "ok:3".into()));
+    assert_eq!(
+        f.get("/keep/static", Some(PARTNER)).await,
+        (200, "ok:3".into())
+    );
     let (status, body) = f.get("/use/static", None).await;
     assert_eq!(status, 200);
     assert!(ended(&body), "{body}");
 
     // A `Mutex` in the router's state.
-    assert_eq!(f.get("/keep/state", Some(PARTNER)).await, (200, "ok:3".into()));
+    assert_eq!(
+        f.get("/keep/state", Some(PARTNER)).await,
+        (200, "ok:3".into())
+    );
     let (_, body) = f.get("/use/state", None).await;
     assert!(ended(&body), "{body}");
 
     // A spawned task, going on after the response.
-    assert_eq!(f.get("/keep/spawned", Some(PARTNER)).await, (200, "ok:3".into()));
+    assert_eq!(
+        f.get("/keep/spawned", Some(PARTNER)).await,
+        (200, "ok:3".into())
+    );
     f.go.notify_one();
     let body = f.done.recv().await.unwrap();
     assert!(ended(&body), "{body}");
 
     // A channel to a background task.
-    assert_eq!(f.get("/keep/channel", Some(PARTNER)).await, (200, "ok:3".into()));
+    assert_eq!(
+        f.get("/keep/channel", Some(PARTNER)).await,
+        (200, "ok:3".into())
+    );
     f.go.notify_one();
     let body = f.done.recv().await.unwrap();
     assert!(ended(&body), "{body}");
@@ -315,10 +343,15 @@ async fn an_extractor_kept_past_its_request_is_refused_at_its_first_use() {
     let text = logs.text();
     let refusals = text
         .lines()
-        .filter(|l| l.contains("ERROR") && l.contains("a request's grant used after its request ended"))
+        .filter(|l| {
+            l.contains("ERROR") && l.contains("a request's grant used after its request ended")
+        })
         .collect::<Vec<_>>();
     assert_eq!(refusals.len(), 4, "{text}");
-    assert!(refusals.iter().all(|l| l.contains("InTenant<Partner>")), "{text}");
+    assert!(
+        refusals.iter().all(|l| l.contains("InTenant<Partner>")),
+        "{text}"
+    );
 }
 
 /// The Owner's extractor kept by the Owner's route: a route with no authentication cannot open a
@@ -326,7 +359,10 @@ async fn an_extractor_kept_past_its_request_is_refused_at_its_first_use() {
 #[tokio::test]
 async fn an_owner_extractor_kept_past_its_request_opens_no_bypass() {
     let f = Fixture::start().await;
-    assert_eq!(f.get("/owner/keep", Some(OWNER)).await, (200, "ok:3".into()));
+    assert_eq!(
+        f.get("/owner/keep", Some(OWNER)).await,
+        (200, "ok:3".into())
+    );
     assert_eq!(f.audit_rows().await, 1, "the Owner's own bypass is audited");
     let (status, body) = f.get("/open", None).await;
     assert_eq!(status, 200);
@@ -334,7 +370,11 @@ async fn an_owner_extractor_kept_past_its_request_opens_no_bypass() {
         body.starts_with("ended:") && body.contains("AsOwner"),
         "{body}"
     );
-    assert_eq!(f.audit_rows().await, 1, "nothing ran for the refused bypass");
+    assert_eq!(
+        f.audit_rows().await,
+        1,
+        "nothing ran for the refused bypass"
+    );
 }
 
 /// tenantry's hidden extractor taken by hand, without the attribute: never armed, it grants

@@ -198,3 +198,48 @@ pub(crate) fn in_request_task() -> bool {
         .unwrap_or_else(|e| e.into_inner())
         .contains_key(&id)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_life_is_live_only_while_its_guard_is_held() {
+        let life = RequestLife::new("InTenant<Partner>", "r-1".into());
+        assert!(
+            matches!(
+                life.check(),
+                Err(DbError::RequestEnded {
+                    grant: "InTenant<Partner>",
+                    ..
+                })
+            ),
+            "never armed: refused"
+        );
+        let guard = life.arm();
+        let copy = life.clone();
+        assert!(life.check().is_ok() && copy.check().is_ok());
+        drop(guard);
+        assert!(matches!(copy.check(), Err(DbError::RequestEnded { .. })));
+        // Arming again after the end does not revive it.
+        let again = life.arm();
+        assert!(life.check().is_err());
+        drop(again);
+    }
+
+    #[tokio::test]
+    async fn a_handler_marks_its_task_while_it_runs() {
+        let outside = tokio::spawn(async { in_request_task() }).await.unwrap();
+        assert!(!outside);
+        let (inside, after) = tokio::spawn(async {
+            let life = RequestLife::new("AsOwner", "r-2".into());
+            let guard = life.arm();
+            let inside = in_request_task();
+            drop(guard);
+            (inside, in_request_task())
+        })
+        .await
+        .unwrap();
+        assert!(inside && !after);
+    }
+}
