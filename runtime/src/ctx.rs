@@ -2,7 +2,9 @@
 //!
 //! A [`TenantCtx`] is bound to the request (or job) that made it: its lifetime `'r` borrows the
 //! request's extractor, so a context cannot be kept in a `static`, a global cache, a spawned task
-//! or the router's state and reused by a later request of another tenant.
+//! or the router's state and reused by a later request of another tenant. A request's context
+//! also carries the request's life (`identity/life.rs`): used after the request ended, it is
+//! refused with [`DbError::RequestEnded`].
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -113,8 +115,10 @@ impl Scope {
 /// [`crate::Jobs`] (audited), or in tests from `TenantCtx::for_test` (feature `testing`).
 ///
 /// The lifetime `'r` ties the context to the request or job that made it, so it cannot outlive
-/// it by accident: a `static`, a global cache, `tokio::spawn` and the router's state all need
-/// `'static` values. Continue work after a response through a job, which is audited.
+/// it by accident: a `static`, a global cache, `tokio::spawn`, a channel and the router's state
+/// all need `'static` values. A request's context is also refused by the database layer once its
+/// request has ended ([`DbError::RequestEnded`]), however it got out. Continue work after a
+/// response through a job, which is audited.
 ///
 /// The type parameter says whether the context may write ([`ReadWrite`], the default) or only
 /// read ([`ReadOnly`]); a read-only context yields `READ ONLY` transactions in which inserts,
