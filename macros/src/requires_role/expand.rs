@@ -22,9 +22,9 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenS
         }
     };
     let filled = handler::read(role, &mut func)?;
-    // The extractor and the end of its grants are locals of the handler that its body cannot
-    // name (mixed-site hygiene): the context and proof borrow the first, so they cannot outlive
-    // the request (a borrow error names it), and the second ends what they grant when the
+    // The extractor and the end of its grants are locals of the handler: the context and proof
+    // borrow the first, so they cannot outlive the request (a borrow error names it), and the
+    // second, which the body cannot name (mixed-site hygiene), ends what they grant when the
     // handler returns or is dropped.
     let auth_param = Ident::new("tenantry_extractor", Span::mixed_site());
     // Rebound under a name and a span of the handler (its name's), so that a borrow error names

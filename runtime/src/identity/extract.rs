@@ -103,7 +103,7 @@ where
 ///
 /// It holds the request's tenant scope; the [`TenantCtx`] and [`Proof`] it hands out borrow it,
 /// so they cannot outlive the handler. It is not an extractor on its own: a handler takes it
-/// through `#[requires_role(..)]`, which keeps it where the body cannot move it and ends what it
+/// through `#[requires_role(..)]`, which keeps it in a local of the handler and ends what it
 /// grants when the handler returns (a context used after that is refused,
 /// [`crate::DbError::RequestEnded`]).
 #[derive(Debug)]

@@ -4,10 +4,10 @@
 //!
 //! axum extractors are owned `'static` values, so a type system alone cannot stop one being kept
 //! past its request (in a `static`, the router's state, a spawned task, a channel).
-//! `#[requires_role]` keeps the extractor in a local the handler's body cannot name, and the
-//! context and proof it hands out borrow it: keeping those does not compile. This module is the
-//! second line, for what the compiler cannot see (an extractor taken through tenantry's hidden
-//! API by hand, a borrow forged with `unsafe`): each context, proof and bypass carries the
+//! `#[requires_role]` keeps the extractor in a local of the handler, and the context and proof it
+//! hands out borrow it: keeping those does not compile. This module is the second line, for what
+//! the compiler cannot see (the extractor moved out of that local by its name, taken through
+//! tenantry's hidden API by hand, a borrow forged with `unsafe`): each context, proof and bypass carries the
 //! request's life, and every use in the database (`Db::tx`, `Db::query`, `Db::bypass`, raw SQL)
 //! refuses one whose request has ended with [`DbError::RequestEnded`] and one `ERROR` line.
 
@@ -112,7 +112,7 @@ pub trait HasLife {
 }
 
 /// What `#[requires_role]` puts first in a handler's parameters: the role extractor `X`
-/// ([`super::InTenant`] or [`super::AsOwner`]), in a local the handler's body cannot name.
+/// ([`super::InTenant`] or [`super::AsOwner`]), kept in a local of the handler.
 ///
 /// Used by generated code, not public API. The handler arms it with [`ByRole::arm`] and keeps
 /// the guard to its end; a `ByRole` taken by hand and never armed grants nothing.
