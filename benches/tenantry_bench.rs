@@ -749,7 +749,6 @@ async fn main() {
         let c = ctx.clone();
         let mut ids: Vec<Uuid> =
             t.db.tx(&c, async |conn| {
-                use tenantry::prelude::*;
                 Invoice::scoped(conn)
                     .select(invoices::id)
                     .load::<Uuid>(conn)

@@ -2,6 +2,13 @@
 
 pub use tenantry_runtime::*;
 
+/// The test kit (feature `testing`, for `[dev-dependencies]` only): see
+/// [`tenantry_runtime::testing`]. Named here, under the feature, so that `use tenantry::testing::..`
+/// in a build without it gets rustc's note "the item is gated behind the `testing` feature"
+/// rather than a bare "could not find `testing`".
+#[cfg(feature = "testing")]
+pub use tenantry_runtime::testing;
+
 /// Declares a Diesel model's table as a tenant table.
 ///
 /// ```text
@@ -76,13 +83,17 @@ pub use tenantry_macros::sql;
 /// Requires a role of an axum handler: `#[requires_role(Partner)]`, `#[requires_role(ClientViewer)]`
 /// or `#[requires_role(Owner)]`.
 ///
-/// The handler's first extractor becomes `identity::InTenant<Role>` (or `identity::AsOwner`), which
-/// authenticates the request, selects the tenant (`X-Tenant`) and refuses a principal without the
-/// role with 403 before the body runs, in every build profile. Parameters tenantry fills:
-/// `ctx: TenantCtx` (read-only for `ClientViewer`: writes do not compile), `proof: Proof<Role>` /
-/// `owner: OwnerProof` (only an Owner proof can open `no_tenant_scope!`), `principal: Principal`.
-/// The context and the proof borrow the request's extractor, so they cannot outlive the handler.
-/// Other parameters stay ordinary axum extractors.
+/// The handler's first extractor becomes tenantry's role extractor (`identity::InTenant<Role>`, or
+/// `identity::AsOwner`, through a hidden wrapper), which authenticates the request, selects the
+/// tenant (`X-Tenant`) and refuses a principal without the role with 403 before the body runs, in
+/// every build profile. Parameters tenantry fills, recognised by these names (an alias or a
+/// renamed import is a compile error naming itself): `ctx: TenantCtx` (read-only for
+/// `ClientViewer`: writes do not compile), `proof: Proof<Role>` / `owner: OwnerProof` (only an
+/// Owner proof can open `no_tenant_scope!`), `principal: Principal`. The extractor is a local of
+/// the handler, `tenantry_request`; the context and the proof borrow it, so they cannot outlive
+/// the handler (a borrow error names `tenantry_request`), and what they grant ends when the
+/// handler returns or is dropped (used later, it is refused at run time with
+/// `DbError::RequestEnded`). Other parameters stay ordinary axum extractors.
 pub use tenantry_macros::requires_role;
 
 /// tenantry's `#[derive(AsChangeset)]` (in [`prelude`]): Diesel's derive for a struct of changes

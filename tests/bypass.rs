@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use common::schema::MIGRATIONS;
 use common::schema::{Invoice, NewProject, Project};
 use common::{count, seed};
-use tenantry::prelude::*;
 use tenantry::testing::TestDb;
 use tenantry::{no_tenant_scope, DbConfig, DbError, ScopeError};
 use uuid::Uuid;

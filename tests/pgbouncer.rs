@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use common::schema::{Invoice, NewProject, Project};
 use common::{ctx, viewer_ctx, Route, TestDb};
-use tenantry::prelude::*;
 use tenantry::testing::PgBouncer;
 use tenantry::{no_tenant_scope, Db, DbConfig, DbError, Pooler};
 use uuid::Uuid;

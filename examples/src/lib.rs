@@ -59,13 +59,17 @@ impl Server {
     /// and binds the listener.
     pub async fn build(settings: &Settings) -> Result<Self, StartError> {
         setup::prepare(settings).await?;
-        // The example's only system job is the dev seed, so its `Jobs` lives here and is dropped
-        // before the router is built: request handlers have no way to reach it.
-        let (db, jobs) = Db::connect_with_jobs(settings.db_config()).await?;
-        if let AuthMode::Dev { user_email } = &settings.auth {
-            setup::seed_dev(settings, &jobs, user_email).await?;
-        }
-        drop(jobs);
+        // The example's only system job is the dev seed, so only dev mode makes the `Jobs`
+        // capability (once per process and database), and drops it before the router is built:
+        // request handlers have no way to reach it, and none may make one.
+        let db = match &settings.auth {
+            AuthMode::Dev { user_email } => {
+                let (db, jobs) = Db::connect_with_jobs(settings.db_config()).await?;
+                setup::seed_dev(settings, &jobs, user_email).await?;
+                db
+            }
+            _ => Db::connect(settings.db_config()).await?,
+        };
         let auth = Authenticator::from_settings(settings)?;
         let state = app::AppState {
             tenantry: Tenantry {

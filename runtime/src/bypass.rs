@@ -5,7 +5,8 @@ use std::marker::PhantomData;
 use std::panic::Location;
 
 use crate::ctx::Actor;
-use crate::error::ScopeError;
+use crate::error::{DbError, ScopeError};
+use crate::identity::life::RequestLife;
 
 pub(crate) mod sealed {
     /// Seal of [`super::BypassActor`]: tenantry decides who may lift tenant isolation.
@@ -34,6 +35,25 @@ pub trait BypassActor: sealed::Sealed {
     fn request_id(&self) -> Option<String> {
         None
     }
+
+    /// When the actor may act: an Owner's proof while its request runs, a system job outside
+    /// the tasks that serve requests. Checked when the bypass runs.
+    #[doc(hidden)]
+    fn liveness(&self) -> Liveness {
+        Liveness::Always
+    }
+}
+
+/// When a bypass may run: what [`BypassActor::liveness`] tells it. Not public API.
+#[doc(hidden)]
+#[derive(Debug, Clone)]
+pub enum Liveness {
+    /// Any time.
+    Always,
+    /// While the request runs (an Owner's proof).
+    Request(RequestLife),
+    /// Outside the tasks that serve requests (a system job).
+    OutsideRequests,
 }
 
 /// Permission to work outside tenant scoping once, with a recorded reason.
@@ -51,6 +71,9 @@ pub struct AuditedBypass<'a> {
     pub(crate) action: Cow<'static, str>,
     pub(crate) location: &'static Location<'static>,
     pub(crate) request_id: Option<String>,
+    /// When it may run: an Owner's only during the Owner's request, a job's only outside
+    /// requests.
+    liveness: Liveness,
     _actor: PhantomData<&'a ()>,
 }
 
@@ -75,6 +98,17 @@ impl AuditedBypass<'_> {
     /// The actor the audit row will name.
     pub fn actor(&self) -> &Actor {
         &self.actor
+    }
+
+    /// `Ok` unless the bypass was opened with an Owner's proof whose request has ended
+    /// ([`DbError::RequestEnded`]) or by a system job in a task that serves a request
+    /// ([`DbError::JobInRequest`]); each refusal is logged.
+    pub(crate) fn alive(&self) -> Result<(), DbError> {
+        match &self.liveness {
+            Liveness::Always => Ok(()),
+            Liveness::Request(life) => life.check(),
+            Liveness::OutsideRequests => crate::jobs::outside_requests("a system job's bypass"),
+        }
     }
 
     /// Where in the source the bypass was opened (`file:line:column`).
@@ -125,6 +159,7 @@ fn open<'a>(
         action: Cow::Borrowed("no_tenant_scope"),
         location,
         request_id: actor.request_id(),
+        liveness: actor.liveness(),
         _actor: PhantomData,
     }
 }

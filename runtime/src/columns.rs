@@ -1,10 +1,14 @@
-//! Checks made against a table's Diesel schema (`table!`), not a model's fields: the names of its
-//! columns (evaluated at compile time by the code `#[tenant_table]` / `#[global_table]`
-//! generate), the tenant column's SQL type, and whether a column is the tenant column.
+//! Checks made against a table's Diesel schema (`table!`, `joinable!`), not a model's fields: the
+//! names of its columns and its SQL name (evaluated at compile time by the code `#[tenant_table]`
+//! / `#[global_table]` generate), the tenant column's SQL type, whether a column is the tenant
+//! column, and whether `joinable!` ties a table to `tenants`.
+
+use std::marker::PhantomData;
 
 use diesel::expression::is_contained_in_group_by::{No, Yes};
 use diesel::expression::IsContainedInGroupBy;
-use diesel::query_source::Column;
+use diesel::internal::table_macro::{Identifier, InfixNode, StaticQueryFragment};
+use diesel::query_source::{Column, JoinTo};
 use diesel::Table;
 
 /// The SQL names of a tuple of columns (a table's `AllColumns`), as a constant.
@@ -121,3 +125,97 @@ pub(crate) type SameColumn<A, B> = <<A as IsContainedInGroupBy<B>>::Output as Bo
 )]
 pub trait NotTheTenantColumn {}
 impl NotTheTenantColumn for No {}
+
+/// The SQL name `table!` gave `T` (its `#[sql_name = ".."]`, else the module's name), as a
+/// constant: what a declaration records, so that [`crate::declare_tables`] checks the table the
+/// queries read. A table in a named schema (whose name Diesel keeps in a private node) falls
+/// back to `module`.
+pub const fn sql_name<T>(module: &'static str) -> &'static str
+where
+    T: StaticQueryFragment + SqlNameOf<<T as StaticQueryFragment>::Component>,
+{
+    match <T as SqlNameOf<<T as StaticQueryFragment>::Component>>::NAME {
+        Some(name) => name,
+        None => module,
+    }
+}
+
+/// The SQL name of a table whose `table!` node is `C` (see [`sql_name`]).
+pub trait SqlNameOf<C> {
+    /// The name, when Diesel's node lets it be read.
+    const NAME: Option<&'static str>;
+}
+
+impl<T> SqlNameOf<Identifier<'static>> for T
+where
+    T: StaticQueryFragment<Component = Identifier<'static>>,
+{
+    const NAME: Option<&'static str> = Some(T::STATIC_COMPONENT.0);
+}
+
+impl<T, S, N, M> SqlNameOf<InfixNode<S, N, M>> for T
+where
+    T: StaticQueryFragment<Component = InfixNode<S, N, M>>,
+{
+    const NAME: Option<&'static str> = None;
+}
+
+/// Which `tenants` table a global table must not be tied to by `joinable!` (tenantry's own,
+/// the one the README's schema uses).
+type Tenants = crate::schema::tenants::table;
+
+/// Probes, at compile time, whether a `#[global_table]`'s table is tied to `tenants` by
+/// `joinable!` (autoref specialization; used by generated code, not public API).
+pub struct TenantsProbe<T>(PhantomData<T>);
+
+impl<T> TenantsProbe<T> {
+    /// A probe of `T`.
+    pub fn new() -> &'static Self {
+        &TenantsProbe(PhantomData)
+    }
+}
+
+/// The probe's answer for a table `joinable!` ties to `tenants`.
+pub trait TiedToTenants<T> {
+    /// Answers.
+    fn tenantry_tenants(&self) -> Tied<T> {
+        Tied(PhantomData)
+    }
+}
+impl<T: JoinTo<Tenants>> TiedToTenants<T> for TenantsProbe<T> {}
+
+/// The probe's answer for any other table.
+pub trait NotTiedToTenants {
+    /// Answers.
+    fn tenantry_tenants(&self) -> NotTied {
+        NotTied
+    }
+}
+impl<T> NotTiedToTenants for &TenantsProbe<T> {}
+
+/// A table not tied to `tenants`: fine.
+pub struct NotTied;
+impl NotTied {
+    /// Fine.
+    pub fn global(self) {}
+}
+
+/// A table tied to `tenants`: [`Tied::global`] does not compile.
+pub struct Tied<T>(PhantomData<T>);
+impl<T> Tied<T> {
+    /// Does not compile: `T` is not [`NotJoinedToTenants`].
+    pub fn global(self)
+    where
+        T: NotJoinedToTenants,
+    {
+    }
+}
+
+/// Never implemented: carries the compile error of `#[global_table]` on a table that
+/// `joinable!` ties to `tenants`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be declared `#[global_table]`: `joinable!` ties it to `tenants`",
+    label = "a table with a foreign key to `tenants` holds rows of tenants",
+    note = "declare it with `#[tenant_table(column = <its tenant column>)]` (the column `joinable!` names), so that every query on it is scoped and row-level security covers it"
+)]
+pub trait NotJoinedToTenants {}

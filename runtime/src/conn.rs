@@ -122,6 +122,7 @@ impl<'tx, A: Access> TenantConn<'tx, A> {
     }
 
     async fn audit_raw(&self, bypass: &AuditedBypass<'_>) -> Result<(), DbError> {
+        bypass.alive()?;
         let location = bypass.location();
         tracing::warn!(
             actor = bypass.actor.email(),

@@ -2,12 +2,17 @@
 //!
 //! A [`TenantCtx`] is bound to the request (or job) that made it: its lifetime `'r` borrows the
 //! request's extractor, so a context cannot be kept in a `static`, a global cache, a spawned task
-//! or the router's state and reused by a later request of another tenant.
+//! or the router's state and reused by a later request of another tenant. A request's context
+//! also carries the request's life (`identity/life.rs`): used after the request ended, it is
+//! refused with [`DbError::RequestEnded`].
 
 use std::fmt;
 use std::marker::PhantomData;
 
 use uuid::Uuid;
+
+use crate::error::DbError;
+use crate::identity::life::RequestLife;
 
 /// Who performs a unit of work, as recorded in `audit_log`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -94,6 +99,16 @@ pub(crate) struct Scope {
     /// An Owner acting in a tenant it is not a member of: the request's first tenant
     /// transaction writes one audit row (shared by every context of the request).
     pub(crate) owner_entry: Option<std::sync::Arc<OwnerEntry>>,
+    /// The request's life, for a request's context (none for jobs and tests).
+    pub(crate) life: Option<RequestLife>,
+}
+
+impl Scope {
+    /// `Ok` unless this is a request's scope and the request has ended
+    /// ([`DbError::RequestEnded`], logged).
+    pub(crate) fn alive(&self) -> Result<(), DbError> {
+        crate::identity::life::check(self.life.as_ref())
+    }
 }
 
 /// Whether an Owner's entry into a tenant (without a membership) still awaits its audit row.
@@ -134,8 +149,10 @@ impl OwnerEntry {
 /// [`crate::Jobs`] (audited), or in tests from `TenantCtx::for_test` (feature `testing`).
 ///
 /// The lifetime `'r` ties the context to the request or job that made it, so it cannot outlive
-/// it by accident: a `static`, a global cache, `tokio::spawn` and the router's state all need
-/// `'static` values. Continue work after a response through a job, which is audited.
+/// it by accident: a `static`, a global cache, `tokio::spawn`, a channel and the router's state
+/// all need `'static` values. A request's context is also refused by the database layer once its
+/// request has ended ([`DbError::RequestEnded`]), however it got out. Continue work after a
+/// response through a job, which is audited.
 ///
 /// The type parameter says whether the context may write ([`ReadWrite`], the default) or only
 /// read ([`ReadOnly`]); a read-only context yields `READ ONLY` transactions in which inserts,
@@ -217,6 +234,7 @@ impl TenantCtx<'static, ReadOnly> {
             actor: Actor::job("tenantry-start-check"),
             request_id: None,
             owner_entry: None,
+            life: None,
         })
     }
 }
@@ -235,6 +253,7 @@ impl<A: Access> TenantCtx<'static, A> {
             actor,
             request_id: None,
             owner_entry: None,
+            life: None,
         })
     }
 }

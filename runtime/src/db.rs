@@ -34,6 +34,7 @@ use crate::pooler::{self, Pooler};
 use crate::seal::{self, SealFailure};
 
 mod fair;
+mod identity;
 mod keys;
 mod listen;
 mod one_rtt;
@@ -494,12 +495,17 @@ impl Db {
     /// router: nothing else makes one, and it cannot be cloned or shared (`Arc<Jobs>` is not
     /// `Send`), so request handlers cannot reach it without a visible, deliberate act. It needs
     /// the bypass URL: a job has the power of the bypass role.
+    ///
+    /// Refused ([`DbError::JobInRequest`]) in a task that serves a request, and
+    /// ([`DbError::JobsAlreadyMade`]) when this process already made the `Jobs` of the same
+    /// database (see [`Jobs`]).
     pub async fn connect_with_jobs(config: DbConfig) -> Result<(Self, Jobs), DbError> {
         if config.bypass_url.is_none() {
             return Err(DbError::NoBypassPool);
         }
+        crate::jobs::outside_requests("`Db::connect_with_jobs`")?;
         let db = Self::connect(config).await?;
-        let jobs = Jobs::new(db.clone());
+        let jobs = Jobs::once_per_database(&db).await?;
         Ok((db, jobs))
     }
 
@@ -632,6 +638,7 @@ impl Db {
         F: AsyncFnOnce(&mut TenantConn<'_, A>) -> Result<T, E>,
         E: From<DbError>,
     {
+        ctx.scope().alive()?;
         self.tx_in(ctx.scope().clone(), work).await
     }
 
@@ -784,6 +791,7 @@ impl Db {
         F: AsyncFnOnce(&mut BypassConn<'_>) -> Result<T, E>,
         E: From<DbError>,
     {
+        bypass.alive()?;
         let pool = self.bypass.as_ref().ok_or(DbError::NoBypassPool)?;
         self.fair.tally().bypass(&bypass.action);
         let obj = checkout(pool, &self.bypass_outage).await?;

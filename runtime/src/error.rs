@@ -71,6 +71,38 @@ pub enum DbError {
     /// the service's outage. Answer 429 with `Retry-After`; other tenants are served meanwhile.
     #[error("too many requests of this tenant at once: {0}")]
     TenantBusy(String),
+    /// What a request's extractor granted (its `TenantCtx`, an Owner's proof, a bypass opened
+    /// with it) was used after the request ended: it was kept somewhere that outlives requests
+    /// (a `static`, the router's state, a spawned task, a channel). Nothing ran; one `ERROR`
+    /// line is logged. Work that continues after a response belongs in a system job.
+    #[error(
+        "refused: the `{grant}` of request {request_id} was used after its request ended; a request's context, proofs and bypasses end with it (not in a static, the router's state, a spawned task or a channel): continue work after the response in a system job (`Jobs`)"
+    )]
+    RequestEnded {
+        /// What was granted: `InTenant<Partner>`, `AsOwner`, ...
+        grant: &'static str,
+        /// The request it belonged to.
+        request_id: String,
+    },
+    /// A system job was started, or the `Jobs` capability made, from a task that serves a
+    /// request (a `Jobs` reached from the router's state, behind a lock or in a static). Nothing
+    /// ran; one `ERROR` line is logged.
+    #[error(
+        "refused: {what} in a task that serves a request; system jobs run in the job runner that `main` hands `Jobs` to (see the README's \"Cross-tenant work\"), never from a handler: move the work there, or act in the request's own tenant with its `TenantCtx`"
+    )]
+    JobInRequest {
+        /// What was refused: "a system job", "`Db::connect_with_jobs`".
+        what: &'static str,
+    },
+    /// `Db::connect_with_jobs` was called again for a database whose `Jobs` this process already
+    /// made: the capability exists once per process and database, where `main` put it.
+    #[error(
+        "refused: this process already made the `Jobs` of database {database}; make it once, in `main` (`let (db, jobs) = Db::connect_with_jobs(config).await?`), and hand it to the job runner; a test kit of your own makes one per test with `tenantry::testing::jobs_for_test(&db)` (feature `testing`)"
+    )]
+    JobsAlreadyMade {
+        /// The database (its name and the server's system identifier).
+        database: String,
+    },
 }
 
 impl DbError {
@@ -101,7 +133,10 @@ impl DbError {
             | DbError::Pooler(_)
             | DbError::TenantMoved
             | DbError::RolledBack
-            | DbError::TenantBusy(_) => false,
+            | DbError::TenantBusy(_)
+            | DbError::RequestEnded { .. }
+            | DbError::JobInRequest { .. }
+            | DbError::JobsAlreadyMade { .. } => false,
         }
     }
 

@@ -4,49 +4,124 @@
 //! A request acts only in the tenant its identity may act in, with its role's rights. Background
 //! work (reminders, reports, imports) has no request: it names a tenant by id or works across
 //! tenants. That power is the bypass role's, so it is a capability of its own: [`Jobs`], made by
-//! [`crate::Db::connect_with_jobs`] from the bypass configuration. It is neither `Clone` nor
-//! `Sync`: the router's state (which must be `Clone + Send + Sync + 'static`) cannot hold it,
-//! nor an `Arc` of it, and the [`SystemJob`]s it names borrow it, so they cannot be stored there
-//! either. Putting it behind a `Mutex` in the state is possible, and is the visible, deliberate
-//! act a reviewer sees.
-
+//! [`crate::Db::connect_with_jobs`] from the bypass configuration, once per process and
+//! database. It is neither `Clone` nor `Sync`: the router's state (which must be
+//! `Clone + Send + Sync + 'static`) cannot hold it, nor an `Arc`, an `RwLock` or a `OnceLock` of
+//! it, and the [`SystemJob`]s it names borrow it, so they cannot be stored there either. What the
+//! compiler cannot refuse (a `Mutex<Jobs>` in the state, a `static` of one) is refused at run
+//! time: no job starts, and no `Jobs` is made, in a task that serves a request.
 use std::borrow::Cow;
-use std::cell::Cell;
+use std::cell::UnsafeCell;
+use std::collections::HashSet;
 use std::marker::PhantomData;
+use std::sync::{Mutex, OnceLock};
 
 use uuid::Uuid;
 
-use crate::bypass::{sealed, BypassActor};
+use crate::bypass::{sealed, BypassActor, Liveness};
 use crate::conn::TenantConn;
 use crate::ctx::{Access, Actor, ReadOnly, ReadWrite, Scope};
 use crate::db::Db;
 use crate::error::{DbError, ScopeError};
+use crate::identity::life::in_request_task;
 
 /// Keeps [`Jobs`] out of shared state: `Send` (a job runner task may own it) but not `Sync`.
+/// rustc names the innermost type that is not `Sync` in its error, so this type's name is the
+/// advice a user gets for `Arc<Jobs>` or `Jobs` in the router's state.
 #[derive(Debug, Default)]
-struct KeptOutOfRequestState(PhantomData<Cell<()>>);
+struct KeptOutOfRequestState(PhantomData<UnsafeCell<GiveJobsToTheJobRunnerNotTheRouterState>>);
+
+/// Never made: its name is what rustc prints when `Jobs` would be shared with request handlers
+/// ("`UnsafeCell<GiveJobsToTheJobRunnerNotTheRouterState>` cannot be shared between threads
+/// safely"): `main` moves `Jobs` into the task that runs jobs (see the README's "Cross-tenant
+/// work").
+#[derive(Debug)]
+enum GiveJobsToTheJobRunnerNotTheRouterState {}
 
 /// The capability of audited system jobs: work inside a tenant named by id
 /// ([`SystemJob::tx`], [`SystemJob::read_only_tx`]) or across tenants
 /// (`db.bypass(no_tenant_scope!(&job, ".."), ..)`).
 ///
 /// Made once, in `main`, by [`crate::Db::connect_with_jobs`]; hand it to the task that runs
-/// the jobs. It is neither `Clone` nor `Sync`: the router's state (which must be
-/// `Clone + Send + Sync + 'static`) cannot hold it, nor an `Arc` of it, and the [`SystemJob`]s it
-/// names borrow it, so they cannot be stored there either. Putting it behind a `Mutex` in the
-/// state is possible, and is the visible, deliberate act a reviewer sees.
+/// the jobs:
+///
+/// ```text
+/// let (db, jobs) = Db::connect_with_jobs(config).await?;
+/// tokio::spawn(job_runner(db.clone(), jobs));    // the job runner owns `Jobs`
+/// let app = router(AppState { db, .. });          // no `jobs` in the state
+/// ```
+///
+/// It is neither `Clone` nor `Sync`: the router's state (which must be
+/// `Clone + Send + Sync + 'static`) cannot hold it, nor an `Arc`, `RwLock` or `OnceLock` of it,
+/// and the [`SystemJob`]s it names borrow it, so they cannot be stored there either. What the
+/// compiler lets through is refused at run time:
+///
+/// - a second `Db::connect_with_jobs` for the same database in one process
+///   ([`DbError::JobsAlreadyMade`]), so a handler that holds the settings cannot make its own;
+/// - `Db::connect_with_jobs`, a job transaction or a job's bypass in a task that serves a request
+///   ([`DbError::JobInRequest`]): a `Mutex<Jobs>` in the state or a `static` reaches every
+///   handler, and none of them may use it. (A task the handler spawns is not a request's task;
+///   that takes a deliberate `tokio::spawn` of the lock's holder.)
+///
+/// Tests that make many `Jobs` for one database use `tenantry::testing::jobs_for_test(&db)`.
 #[derive(Debug)]
 pub struct Jobs {
     db: Db,
     _kept: KeptOutOfRequestState,
 }
 
+/// The databases whose `Jobs` this process made.
+fn made() -> &'static Mutex<HashSet<String>> {
+    static MADE: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
+    MADE.get_or_init(Default::default)
+}
+
+/// `Ok` outside the tasks that serve requests; else [`DbError::JobInRequest`], logged.
+pub(crate) fn outside_requests(what: &'static str) -> Result<(), DbError> {
+    if !in_request_task() {
+        return Ok(());
+    }
+    tracing::error!(
+        refused = what,
+        "refused: system jobs run in the job runner, never in a task that serves a request"
+    );
+    Err(DbError::JobInRequest { what })
+}
+
 impl Jobs {
-    pub(crate) fn new(db: Db) -> Self {
+    fn new(db: Db) -> Self {
         Self {
             db,
             _kept: KeptOutOfRequestState::default(),
         }
+    }
+
+    /// The `Jobs` of `db`'s database, unless this process already made them
+    /// ([`DbError::JobsAlreadyMade`]; the pools just made are closed).
+    pub(crate) async fn once_per_database(db: &Db) -> Result<Self, DbError> {
+        let database = match db.database_identity().await {
+            Ok(database) => database,
+            Err(e) => {
+                db.close();
+                return Err(e);
+            }
+        };
+        let first = made()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(database.clone());
+        if !first {
+            db.close();
+            tracing::error!(%database, "refused: a second `Jobs` for one database in this process");
+            return Err(DbError::JobsAlreadyMade { database });
+        }
+        Ok(Self::new(db.clone()))
+    }
+
+    /// A `Jobs` outside the once-per-database count, for the test kit (`jobs_for_test`).
+    #[cfg(feature = "testing")]
+    pub(crate) fn for_test(db: &Db) -> Self {
+        Self::new(db.clone())
     }
 
     /// A named job (for example `"nightly-invoice-reminders"`): the actor its audit rows name
@@ -88,6 +163,7 @@ impl SystemJob<'_> {
             actor: Actor::job(&self.name),
             request_id: None,
             owner_entry: None,
+            life: None,
         }
     }
 
@@ -130,6 +206,7 @@ impl SystemJob<'_> {
         if reason.trim().is_empty() {
             return Err(E::from(ScopeError::EmptyReason));
         }
+        outside_requests("a system job")?;
         tracing::info!(job = %self.name, %tenant_id, reason, read_only = A::READ_ONLY, "system job inside a tenant");
         self.db
             .run_job_tx(self.scope(tenant_id), reason, work)
@@ -141,6 +218,10 @@ impl sealed::Sealed for SystemJob<'_> {}
 impl BypassActor for SystemJob<'_> {
     fn bypass_actor(&self) -> Actor {
         Actor::job(&self.name)
+    }
+
+    fn liveness(&self) -> Liveness {
+        Liveness::OutsideRequests
     }
 }
 

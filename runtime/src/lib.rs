@@ -17,6 +17,7 @@ mod declare;
 mod error;
 pub mod fairness;
 mod fragment;
+mod global_query;
 pub mod identity;
 mod insert;
 mod inspect;
@@ -50,6 +51,7 @@ pub use db::{Db, DbConfig, RoleEscalation, RolePower};
 pub use declare::declare_tables;
 pub use error::{DbError, ScopeError};
 pub use fragment::{FragmentPlace, RuntimeSqlFragment, SqlFragment};
+pub use global_query::{NoColumn, OnlyGlobalTables, ReadsOnlyGlobalTables};
 pub use insert::{InsertMany, InsertOne, ScopedInsert, TenantRow};
 pub use inspect::{inspect, inspect_roles, Finding, PolicyDifference, Report, SearchPathProblem};
 pub use jobs::{Jobs, JobsOnly, SystemJob};
@@ -103,8 +105,13 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::bypass::__no_tenant_scope_literal;
-    pub use crate::columns::{has_column, ColumnNames, TenantKeyColumn};
+    pub use crate::columns::{
+        has_column, sql_name, ColumnNames, NotTiedToTenants, TenantKeyColumn, TenantsProbe,
+        TiedToTenants,
+    };
     pub use crate::fragment::{sql_fragment, FragmentSite};
+    pub use crate::identity::life::{ByRole, EndOfRequest};
+    pub use crate::identity::params::{AxumParam, FilledParam, ParamProbe};
     pub use crate::insert::{insert, insert_many};
     pub use crate::scoped::scoped;
     pub use crate::table::sealed::Declaration;

@@ -16,6 +16,7 @@ use crate::changes::CheckedChanges;
 use crate::conn::TenantConn;
 use crate::ctx::{Access, CanWrite};
 use crate::fragment::RuntimeSqlFragment;
+use crate::global_query::ReadsOnlyGlobalTables;
 use crate::insert::ScopedInsert;
 use crate::scoped::{Scoped, ScopedWhere};
 use crate::table::GlobalTable;
@@ -41,7 +42,8 @@ mod sealed {
     label = "not built from `<Model>::scoped(conn)`, or its changes hide their columns",
     note = "scope it: `Invoice::scoped(conn).filter(..)`; insert with `Invoice::insert(conn, new)`; update or delete with `diesel::update(Invoice::scoped(conn).filter(..))`",
     note = "a scoped update sets columns with `column.to(value)` or tenantry's `#[derive(AsChangeset)]`, which tenantry checks (never the tenant column); Diesel's `.eq(..)` assignments and its own derive hide the column they set",
-    note = "raw SQL and cross-tenant work need an audited bypass: `no_tenant_scope!(&owner, \"reason\")`"
+    note = "raw SQL and cross-tenant work need an audited bypass: `no_tenant_scope!(&owner, \"reason\")`",
+    note = "a query on a `#[global_table]` may read only global tables: a subquery over a tenant table in its filter or selection is refused; start from the scoped query and join the global table (`Invoice::scoped(conn).inner_join(currencies::table)`)"
 )]
 pub trait TenantQuery<'tx, A: Access>: sealed::Sealed<'tx, A> {
     /// The Diesel query that runs.
@@ -128,6 +130,7 @@ impl<'tx, T, S, D, W, O, LO, G, H, LC, A: Access> TenantQuery<'tx, A>
     for SelectStatement<FromClause<T>, S, D, W, O, LO, G, H, LC>
 where
     T: GlobalTable,
+    Self: ReadsOnlyGlobalTables<T>,
 {
     type Inner = Self;
     fn into_inner(self) -> Self {
@@ -343,3 +346,94 @@ pub trait RunTenantQuery<A: Access>: Sized {
 impl<T: QueryId, A: Access> RunTenantQuery<A> for T {}
 impl<Q, A: Access, B: Access> RunTenantQuery<A> for Scoped<'_, Q, B> {}
 impl<S, A: Access> RunTenantQuery<A> for ScopedInsert<'_, S> {}
+
+/// The run methods of a scoped query, inherent so that they resolve even when
+/// `diesel_async::RunQueryDsl` is imported beside the prelude (its blanket `load` would
+/// otherwise make `.load` ambiguous). Each is [`RunTenantQuery`]'s.
+impl<'tx, Q, A: Access> Scoped<'tx, Q, A> {
+    /// Loads all rows ([`RunTenantQuery::load`]).
+    pub fn load<'c, U>(self, conn: &'c mut TenantConn<'tx, A>) -> RunFuture<'c, Vec<U>>
+    where
+        Q: LoadQuery<'c, &'tx AsyncPgConnection, U> + QueryId + 'c,
+        U: Send + 'c,
+    {
+        RunTenantQuery::load(self, conn)
+    }
+
+    /// Loads all rows ([`RunTenantQuery::get_results`]).
+    pub fn get_results<'c, U>(self, conn: &'c mut TenantConn<'tx, A>) -> RunFuture<'c, Vec<U>>
+    where
+        Q: LoadQuery<'c, &'tx AsyncPgConnection, U> + QueryId + 'c,
+        U: Send + 'c,
+    {
+        RunTenantQuery::get_results(self, conn)
+    }
+
+    /// Loads exactly one row ([`RunTenantQuery::get_result`]).
+    pub fn get_result<'c, U>(self, conn: &'c mut TenantConn<'tx, A>) -> RunFuture<'c, U>
+    where
+        Q: LoadQuery<'c, &'tx AsyncPgConnection, U> + QueryId + 'c,
+        U: Send + 'c,
+    {
+        RunTenantQuery::get_result(self, conn)
+    }
+
+    /// Loads the first row ([`RunTenantQuery::first`]).
+    pub fn first<'c, U>(self, conn: &'c mut TenantConn<'tx, A>) -> RunFuture<'c, U>
+    where
+        Q: diesel::query_dsl::methods::LimitDsl + QueryId,
+        diesel::dsl::Limit<Q>: LoadQuery<'c, &'tx AsyncPgConnection, U> + Send + 'c,
+        U: Send + 'c,
+    {
+        RunTenantQuery::first(self, conn)
+    }
+
+    /// Runs the statement ([`RunTenantQuery::execute`]).
+    pub fn execute<'c>(self, conn: &'c mut TenantConn<'tx, A>) -> RunFuture<'c, usize>
+    where
+        Q: ExecuteDsl<&'tx AsyncPgConnection> + QueryId + 'c,
+    {
+        RunTenantQuery::execute(self, conn)
+    }
+}
+
+/// The run methods of a scoped insert, inherent for the same reason as [`Scoped`]'s.
+impl<'tx, S> ScopedInsert<'tx, S> {
+    /// Runs the insert and returns the number of rows ([`RunTenantQuery::execute`]).
+    pub fn execute<'c, A: Access>(self, conn: &'c mut TenantConn<'tx, A>) -> RunFuture<'c, usize>
+    where
+        S: ExecuteDsl<&'tx AsyncPgConnection> + QueryId + 'c,
+    {
+        RunTenantQuery::execute(self, conn)
+    }
+
+    /// Runs the insert and loads the `RETURNING` row ([`RunTenantQuery::get_result`]).
+    pub fn get_result<'c, A: Access, U>(self, conn: &'c mut TenantConn<'tx, A>) -> RunFuture<'c, U>
+    where
+        S: LoadQuery<'c, &'tx AsyncPgConnection, U> + QueryId + 'c,
+        U: Send + 'c,
+    {
+        RunTenantQuery::get_result(self, conn)
+    }
+
+    /// Runs the insert and loads the `RETURNING` rows ([`RunTenantQuery::get_results`]).
+    pub fn get_results<'c, A: Access, U>(
+        self,
+        conn: &'c mut TenantConn<'tx, A>,
+    ) -> RunFuture<'c, Vec<U>>
+    where
+        S: LoadQuery<'c, &'tx AsyncPgConnection, U> + QueryId + 'c,
+        U: Send + 'c,
+    {
+        RunTenantQuery::get_results(self, conn)
+    }
+
+    /// Alias of [`ScopedInsert::get_results`].
+    pub fn load<'c, A: Access, U>(self, conn: &'c mut TenantConn<'tx, A>) -> RunFuture<'c, Vec<U>>
+    where
+        S: LoadQuery<'c, &'tx AsyncPgConnection, U> + QueryId + 'c,
+        U: Send + 'c,
+    {
+        RunTenantQuery::load(self, conn)
+    }
+}

@@ -547,6 +547,21 @@ impl<Q: QueryFragment<Pg>> QueryFragment<Pg> for ScopedSubquery<'_, Q> {
     }
 }
 
+/// Diesel's `QueryDsl`, so that its methods called by path (`QueryDsl::or_filter(scoped, ..)`)
+/// end in tenantry's messages rather than an overflow: a scoped query implements none of the
+/// traits behind them but [`diesel::query_dsl::methods::OrFilterDsl`], whose bound refuses.
+/// Its own methods (`filter`, `select`, ..) come first for `scoped.method(..)`.
+impl<Q, A: Access> diesel::QueryDsl for Scoped<'_, Q, A> {}
+
+/// `QueryDsl::or_filter(scoped, ..)`: refused like [`Scoped::or_filter`].
+impl<Q, A: Access, P: NoWidening> diesel::query_dsl::methods::OrFilterDsl<P> for Scoped<'_, Q, A> {
+    type Output = Self;
+
+    fn or_filter(self, _predicate: P) -> Self {
+        self
+    }
+}
+
 /// Never implemented: carries the compile error of [`Scoped::or_filter`].
 #[diagnostic::on_unimplemented(
     message = "`or_filter` is not available on a tenant-scoped query: it would widen it to other tenants",

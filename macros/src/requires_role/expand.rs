@@ -1,7 +1,8 @@
 //! Code generation for `#[requires_role(..)]`.
 
 use proc_macro2::{Span, TokenStream};
-use quote::quote;
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
 use syn::{Ident, ItemFn};
 
 use super::attr::{self, RoleName};
@@ -21,34 +22,66 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenS
         }
     };
     let filled = handler::read(role, &mut func)?;
-    // The extractor is a local of the handler; the context and proof borrow it, so they cannot
-    // outlive the request (a borrow error names this variable).
-    let auth = Ident::new("tenantry_request", Span::mixed_site());
+    // The extractor and the end of its grants are locals of the handler: the context and proof
+    // borrow the first, so they cannot outlive the request (a borrow error names it), and the
+    // second, which the body cannot name (mixed-site hygiene), ends what they grant when the
+    // handler returns or is dropped.
+    let auth_param = Ident::new("tenantry_extractor", Span::mixed_site());
+    // Rebound under a name and a span of the handler (its name's), so that a borrow error names
+    // it ("`tenantry_request` does not live long enough"); a local the macro made up would be
+    // called "a temporary value". Moving it out by that name is a deliberate act, refused at run
+    // time once the handler returns.
+    let auth = Ident::new("tenantry_request", func.sig.ident.span());
+    let end = Ident::new("tenantry_end_of_request", Span::mixed_site());
     let role_ident = role.ident();
     let role_path = quote!(::tenantry::identity::#role_ident);
     let extractor = match role {
         RoleName::Owner => quote!(::tenantry::identity::AsOwner),
         _ => quote!(::tenantry::identity::InTenant<#role_path>),
     };
-    let mut prologue = Vec::new();
+    let mut prologue = vec![quote! {
+        let #auth = #auth_param;
+        let #end = #auth.arm();
+    }];
+    // Spanned on the parameter, so that a borrow error points at it.
     if let Some(pat) = &filled.ctx {
-        prologue.push(quote! {
+        prologue.push(quote_spanned! {pat.span()=>
             let #pat: ::tenantry::TenantCtx<
                 '_,
                 <#role_path as ::tenantry::identity::TenantRoleRequirement>::Access,
-            > = #auth.ctx();
+            > = #auth.get().ctx();
         });
     }
     if let Some((pat, ty)) = &filled.proof {
-        prologue.push(quote! { let #pat: #ty = #auth.proof(); });
+        prologue.push(quote_spanned! {pat.span()=> let #pat: #ty = #auth.get().proof(); });
     }
     if let Some((pat, ty)) = &filled.principal {
-        prologue.push(quote! { let #pat: #ty = ::core::clone::Clone::clone(#auth.principal()); });
+        prologue
+            .push(quote! { let #pat: #ty = ::core::clone::Clone::clone(#auth.get().principal()); });
     }
-    if prologue.is_empty() {
-        prologue.push(quote! { let _ = #auth; });
+    // A parameter left to axum whose type is one tenantry fills, under another name (an alias,
+    // a renamed import): refused here, naming the fix, rather than by axum's opaque
+    // "`Handler<_, _>` is not satisfied". Type-checked only, never run.
+    let probes: Vec<_> = filled
+        .kept_types
+        .iter()
+        .map(|ty| {
+            quote_spanned! {ty.span()=>
+                ::tenantry::__private::ParamProbe::<#ty>::new().tenantry_param().fillable()
+            }
+        })
+        .collect();
+    if !probes.is_empty() {
+        prologue.push(quote! {
+            let _ = || {
+                #[allow(unused_imports)]
+                use ::tenantry::__private::{FilledParam as _, AxumParam as _};
+                #(#probes;)*
+            };
+        });
     }
-    let auth_arg: syn::FnArg = syn::parse_quote!(#auth: #extractor);
+    let auth_arg: syn::FnArg =
+        syn::parse_quote!(#auth_param: ::tenantry::__private::ByRole<#extractor>);
     func.sig.inputs.insert(0, auth_arg);
     let body = &func.block;
     let new_body: syn::Block = syn::parse_quote!({

@@ -11,6 +11,9 @@ pub(crate) struct Filled {
     /// The proof parameter and its written type (kept, so the user's import stays used).
     pub(crate) proof: Option<(Box<Pat>, Box<Type>)>,
     pub(crate) principal: Option<(Box<Pat>, Box<Type>)>,
+    /// The types of the parameters left to axum (checked: none may be a type tenantry fills,
+    /// written under another name).
+    pub(crate) kept_types: Vec<Type>,
 }
 
 fn last_segment(ty: &Type) -> Option<String> {
@@ -33,6 +36,7 @@ pub(crate) fn read(role: RoleName, item: &mut ItemFn) -> syn::Result<Filled> {
         ctx: None,
         proof: None,
         principal: None,
+        kept_types: Vec::new(),
     };
     let mut kept = syn::punctuated::Punctuated::<FnArg, syn::Token![,]>::new();
     for arg in std::mem::take(&mut item.sig.inputs) {
@@ -59,6 +63,9 @@ pub(crate) fn read(role: RoleName, item: &mut ItemFn) -> syn::Result<Filled> {
             Some("Proof" | "OwnerProof") => filled.proof.replace(typed).is_some(),
             Some("Principal") => filled.principal.replace(typed).is_some(),
             _ => {
+                if !mentions_impl_trait(&pat_type.ty) {
+                    filled.kept_types.push((*pat_type.ty).clone());
+                }
                 kept.push(arg);
                 continue;
             }
@@ -81,6 +88,19 @@ pub(crate) fn read(role: RoleName, item: &mut ItemFn) -> syn::Result<Filled> {
             Err(first)
         }
     }
+}
+
+/// Whether `ty` holds an `impl Trait` (which cannot be named in the probe).
+fn mentions_impl_trait(ty: &Type) -> bool {
+    struct Finder(bool);
+    impl<'ast> syn::visit::Visit<'ast> for Finder {
+        fn visit_type_impl_trait(&mut self, _: &'ast syn::TypeImplTrait) {
+            self.0 = true;
+        }
+    }
+    let mut finder = Finder(false);
+    syn::visit::Visit::visit_type(&mut finder, ty);
+    finder.0
 }
 
 /// Adds `'_` to `TenantCtx`, `Proof<..>` and `OwnerProof` written without a lifetime.

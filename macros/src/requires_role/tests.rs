@@ -83,3 +83,45 @@ fn misuse_is_explained() {
     .unwrap_err();
     assert!(!not_fn.to_string().is_empty());
 }
+
+/// Every parameter left to axum is probed (a type tenantry fills, under another name, is refused
+/// there), except an `impl Trait` one, which cannot be named in the probe.
+#[test]
+fn parameters_left_to_axum_are_probed() {
+    let out = super::expand(
+        quote!(Partner),
+        quote! {
+            async fn h(ctx: Ctx<'_>, State(app): State<App>, body: impl Sized) {}
+        },
+    )
+    .expect("expands")
+    .to_string();
+    assert!(out.contains("ParamProbe :: < Ctx < '_ > >"), "{out}");
+    assert!(out.contains("ParamProbe :: < State < App > >"), "{out}");
+    assert!(!out.contains("ParamProbe :: < impl"), "{out}");
+}
+
+/// The extractor is armed first, so that what it grants ends with the handler, and rebound under
+/// the name a borrow error shows.
+#[test]
+fn the_extractor_is_armed_and_named() {
+    let out = super::expand(
+        quote!(ClientViewer),
+        quote! {
+            async fn h() {}
+        },
+    )
+    .expect("expands")
+    .to_string();
+    let armed = out.find(". arm ()").expect("armed");
+    let body = out.rfind("{ }").expect("the body");
+    assert!(armed < body, "{out}");
+    assert!(
+        out.contains("let tenantry_request = tenantry_extractor"),
+        "{out}"
+    );
+    assert!(
+        out.contains("ByRole < :: tenantry :: identity :: InTenant"),
+        "{out}"
+    );
+}

@@ -40,7 +40,9 @@ fn expand_global(model: &model::Model) -> TokenStream {
         #[automatically_derived]
         impl ::tenantry::__private::Declaration for #table::table {
             type DeclaredKind = ::tenantry::IsGlobal;
-            const DECLARATION: ::tenantry::TableDecl = ::tenantry::TableDecl::global(#sql_name);
+            const DECLARATION: ::tenantry::TableDecl = ::tenantry::TableDecl::global(
+                ::tenantry::__private::sql_name::<#table::table>(#sql_name),
+            );
         }
         // Checked against the `table!` schema, not the struct: a model that omits or renames
         // the field still cannot hide a tenant table.
@@ -48,6 +50,14 @@ fn expand_global(model: &model::Model) -> TokenStream {
             if ::tenantry::__private::has_column::<#table::table>("tenant_id") {
                 ::core::panic!(#refused)
             }
+        };
+        // Nor can a table that `joinable!` ties to `tenants`, whatever its column is called.
+        const _: fn() = || {
+            #[allow(unused_imports)]
+            use ::tenantry::__private::{NotTiedToTenants as _, TiedToTenants as _};
+            ::tenantry::__private::TenantsProbe::<#table::table>::new()
+                .tenantry_tenants()
+                .global();
         };
     }
 }
@@ -150,8 +160,10 @@ fn expand_tenant(args: &Args, model: &model::Model) -> TokenStream {
         #[automatically_derived]
         impl ::tenantry::__private::Declaration for #table::table {
             type DeclaredKind = ::tenantry::IsTenant<#col_ty>;
-            const DECLARATION: ::tenantry::TableDecl =
-                ::tenantry::TableDecl::tenant(#sql_name, #column_name);
+            const DECLARATION: ::tenantry::TableDecl = ::tenantry::TableDecl::tenant(
+                ::tenantry::__private::sql_name::<#table::table>(#sql_name),
+                #column_name,
+            );
         }
         // The tenant column is checked against the `table!` schema: `uuid NOT NULL`.
         const _: fn() = || {

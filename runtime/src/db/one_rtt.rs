@@ -150,6 +150,7 @@ impl Db {
         A: Access,
         F: for<'c, 'tx> FnOnce(&'c mut TenantConn<'tx, A>) -> RunFuture<'c, T>,
     {
+        ctx.scope().alive()?;
         let owner_entry_pending = ctx
             .scope()
             .owner_entry

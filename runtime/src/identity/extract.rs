@@ -1,6 +1,7 @@
 //! axum extractors: [`InTenant`] (a role inside the active tenant), [`AsOwner`] (the global
-//! Owner) and [`CurrentUser`] (any provisioned user). `#[requires_role(..)]` expands to the
-//! first two; a handler cannot get a [`TenantCtx`] any other way.
+//! Owner) and [`CurrentUser`] (any provisioned user). `#[requires_role(..)]` takes the first two
+//! for a handler (through the hidden [`ByRole`]); a handler cannot get a [`TenantCtx`] any other
+//! way, and neither is an extractor on its own.
 
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
 
 use super::csrf::CsrfPolicy;
+use super::life::{ByRole, HasLife, RequestLife};
 use super::principal::{load_principal, Principal, TenantRole};
 use super::roles::{Owner, Proof, TenantRoleRequirement};
 use super::tenant::{select_tenant, tenant_header, ActiveTenant};
@@ -103,17 +105,29 @@ where
 }
 
 /// Role `R` inside the active tenant: what `#[requires_role(Partner)]` and
-/// `#[requires_role(ClientViewer)]` expand to. A principal without the role is refused with 403
-/// before the handler runs.
+/// `#[requires_role(ClientViewer)]` take for a handler. A principal without the role is refused
+/// with 403 before the handler runs.
 ///
 /// It holds the request's tenant scope; the [`TenantCtx`] and [`Proof`] it hands out borrow it,
-/// so they cannot outlive the handler.
+/// so they cannot outlive the handler. It is not an extractor on its own: a handler takes it
+/// through `#[requires_role(..)]`, which keeps it in a local of the handler and ends what it
+/// grants when the handler returns (a context used after that is refused,
+/// [`crate::DbError::RequestEnded`]).
 #[derive(Debug)]
 pub struct InTenant<R: TenantRoleRequirement> {
     scope: Scope,
     principal: Principal,
     tenant: ActiveTenant,
     _role: PhantomData<fn() -> R>,
+}
+
+impl<R: TenantRoleRequirement> HasLife for InTenant<R> {
+    fn life(&self) -> &RequestLife {
+        self.scope
+            .life
+            .as_ref()
+            .expect("a request's scope carries its life")
+    }
 }
 
 impl<R: TenantRoleRequirement> InTenant<R> {
@@ -124,7 +138,11 @@ impl<R: TenantRoleRequirement> InTenant<R> {
 
     /// Proof of the role, for this request.
     pub fn proof(&self) -> Proof<'_, R> {
-        Proof::new(&self.principal, self.scope.request_id.clone())
+        Proof::new(
+            &self.principal,
+            self.scope.request_id.clone(),
+            self.scope.life.clone(),
+        )
     }
 
     /// The principal.
@@ -138,7 +156,7 @@ impl<R: TenantRoleRequirement> InTenant<R> {
     }
 }
 
-impl<S, R> FromRequestParts<S> for InTenant<R>
+impl<S, R> FromRequestParts<S> for ByRole<InTenant<R>>
 where
     S: Send + Sync,
     Tenantry: FromRef<S>,
@@ -163,31 +181,46 @@ where
             && principal.membership(tenant.id).is_none())
         .then(OwnerEntry::new);
         crate::fairness::enter(parts, &state.db, tenant.id, &tenant.slug)?;
-        Ok(InTenant {
+        let request_id = request_id(parts);
+        Ok(ByRole(InTenant {
             scope: Scope {
                 tenant_id: tenant.id,
                 actor: principal.actor(),
-                request_id: Some(request_id(parts)),
+                life: Some(RequestLife::new(R::IN_TENANT, request_id.clone())),
+                request_id: Some(request_id),
                 owner_entry,
             },
             principal,
             tenant,
             _role: PhantomData,
-        })
+        }))
     }
 }
 
-/// The global Owner, for cross-tenant routes: what `#[requires_role(Owner)]` expands to.
+/// The global Owner, for cross-tenant routes: what `#[requires_role(Owner)]` takes for a
+/// handler. Like [`InTenant`], not an extractor on its own, and what it grants ends with the
+/// handler.
 #[derive(Debug)]
 pub struct AsOwner {
     principal: Principal,
     request_id: String,
+    life: RequestLife,
+}
+
+impl HasLife for AsOwner {
+    fn life(&self) -> &RequestLife {
+        &self.life
+    }
 }
 
 impl AsOwner {
     /// Proof of the Owner role, for this request: pass it to `no_tenant_scope!(&owner, "..")`.
     pub fn proof(&self) -> Proof<'_, Owner> {
-        Proof::new(&self.principal, Some(self.request_id.clone()))
+        Proof::new(
+            &self.principal,
+            Some(self.request_id.clone()),
+            Some(self.life.clone()),
+        )
     }
 
     /// The principal.
@@ -201,7 +234,7 @@ impl AsOwner {
     }
 }
 
-impl<S> FromRequestParts<S> for AsOwner
+impl<S> FromRequestParts<S> for ByRole<AsOwner>
 where
     S: Send + Sync,
     Tenantry: FromRef<S>,
@@ -218,10 +251,47 @@ where
                 "this action requires the Owner role".into(),
             ));
         }
-        Ok(AsOwner {
-            request_id: request_id(parts),
+        let request_id = request_id(parts);
+        Ok(ByRole(AsOwner {
+            life: RequestLife::new("AsOwner", request_id.clone()),
+            request_id,
             principal,
-        })
+        }))
+    }
+}
+
+/// Never implemented: carries the compile error of a handler that takes [`InTenant`] or
+/// [`AsOwner`] itself (shown by `#[axum::debug_handler]`; axum's own error for the route is
+/// "`Handler<_, _>` is not satisfied").
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an extractor of its own: `#[requires_role(..)]` takes it for the handler",
+    label = "a role extractor kept by the handler could outlive its request",
+    note = "write `#[requires_role(Partner)] async fn h(ctx: TenantCtx, proof: Proof<Partner>, principal: Principal, ..)` (or `#[requires_role(Owner)] async fn h(owner: OwnerProof, ..)`): the attribute checks the role and hands the body what it grants, for this request only"
+)]
+pub trait TakenByRequiresRole<S> {}
+
+impl<S, R> FromRequestParts<S> for InTenant<R>
+where
+    S: Send + Sync,
+    R: TenantRoleRequirement,
+    InTenant<R>: TakenByRequiresRole<S>,
+{
+    type Rejection = AuthError;
+
+    async fn from_request_parts(_parts: &mut Parts, _state: &S) -> Result<Self, AuthError> {
+        Err(AuthError::Forbidden("no role requirement".into()))
+    }
+}
+
+impl<S> FromRequestParts<S> for AsOwner
+where
+    S: Send + Sync,
+    AsOwner: TakenByRequiresRole<S>,
+{
+    type Rejection = AuthError;
+
+    async fn from_request_parts(_parts: &mut Parts, _state: &S) -> Result<Self, AuthError> {
+        Err(AuthError::Forbidden("no role requirement".into()))
     }
 }
 

@@ -12,6 +12,8 @@ mod cache;
 mod csrf;
 mod directory;
 mod extract;
+pub(crate) mod life;
+pub(crate) mod params;
 mod principal;
 mod roles;
 mod tenant;
@@ -21,7 +23,9 @@ pub use crate::auth::{mark_dev_mode, Authenticator, TRUSTED_EMAIL_HEADER};
 pub(crate) use cache::PrincipalCache;
 pub use cache::PrincipalCacheStatus;
 pub use csrf::{csrf, CsrfPolicy};
-pub use extract::{request_id, AsOwner, CurrentUser, InTenant, RoleRequirement, Tenantry};
+pub use extract::{
+    request_id, AsOwner, CurrentUser, InTenant, RoleRequirement, TakenByRequiresRole, Tenantry,
+};
 pub use principal::{load_principal, Membership, Principal, TenantRole};
 pub use roles::{ClientViewer, Owner, OwnerProof, Partner, Proof, Role, TenantRoleRequirement};
 pub use tenant::{select_tenant, tenant_header, ActiveTenant, TENANT_HEADER};

@@ -3,8 +3,9 @@
 
 use std::marker::PhantomData;
 
+use super::life::RequestLife;
 use super::principal::{Principal, TenantRole};
-use crate::bypass::{sealed as sealed_bypass, BypassActor};
+use crate::bypass::{sealed as sealed_bypass, BypassActor, Liveness};
 use crate::ctx::{Access, Actor, ReadOnly, ReadWrite, TestingFeature};
 
 mod sealed {
@@ -26,6 +27,8 @@ pub trait Role: sealed::Sealed + Send + Sync + 'static {
 pub trait TenantRoleRequirement: Role {
     /// [`ReadWrite`] or [`ReadOnly`].
     type Access: Access;
+    /// The extractor's name in messages (`InTenant<Partner>`).
+    const IN_TENANT: &'static str;
     /// Whether a principal with `role` in the active tenant satisfies this requirement.
     fn admits(role: TenantRole) -> bool;
 }
@@ -55,23 +58,28 @@ impl Role for ClientViewer {
 
 impl TenantRoleRequirement for Partner {
     type Access = ReadWrite;
+    const IN_TENANT: &'static str = "InTenant<Partner>";
     fn admits(role: TenantRole) -> bool {
         role >= TenantRole::Partner
     }
 }
 impl TenantRoleRequirement for ClientViewer {
     type Access = ReadOnly;
+    const IN_TENANT: &'static str = "InTenant<ClientViewer>";
     fn admits(role: TenantRole) -> bool {
         role >= TenantRole::ClientViewer
     }
 }
 
 /// Proof that the request's principal holds role `R`. Only tenantry's extractors make one, and
-/// it borrows the request's extractor (`'r`): it cannot be kept for a later request.
+/// it borrows the request's extractor (`'r`): it cannot be kept for a later request. It also
+/// carries the request's life: a bypass opened with a proof whose request has ended is refused
+/// ([`crate::DbError::RequestEnded`]).
 #[derive(Debug, Clone)]
 pub struct Proof<'r, R: Role> {
     actor: Actor,
     request_id: Option<String>,
+    life: Option<RequestLife>,
     _role: PhantomData<fn() -> R>,
     _request: PhantomData<&'r ()>,
 }
@@ -81,10 +89,15 @@ pub struct Proof<'r, R: Role> {
 pub type OwnerProof<'r> = Proof<'r, Owner>;
 
 impl<R: Role> Proof<'_, R> {
-    pub(crate) fn new(principal: &Principal, request_id: Option<String>) -> Self {
+    pub(crate) fn new(
+        principal: &Principal,
+        request_id: Option<String>,
+        life: Option<RequestLife>,
+    ) -> Self {
         Self {
             actor: principal.actor(),
             request_id,
+            life,
             _role: PhantomData,
             _request: PhantomData,
         }
@@ -105,6 +118,13 @@ impl BypassActor for Proof<'_, Owner> {
     fn request_id(&self) -> Option<String> {
         self.request_id.clone()
     }
+
+    fn liveness(&self) -> Liveness {
+        match &self.life {
+            Some(life) => Liveness::Request(life.clone()),
+            None => Liveness::Always,
+        }
+    }
 }
 
 impl<R: Role> Proof<'static, R> {
@@ -117,6 +137,7 @@ impl<R: Role> Proof<'static, R> {
         Self {
             actor,
             request_id: None,
+            life: None,
             _role: PhantomData,
             _request: PhantomData,
         }

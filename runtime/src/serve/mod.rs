@@ -46,6 +46,8 @@ pub use shutdown::shutdown_signal;
 
 use client_io::ClientIo;
 
+use crate::identity::life::RequestTask;
+
 /// The bounds of [`serve`]. [`ServeConfig::default`] holds the defaults listed per field; every
 /// duration and count must be greater than zero.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,6 +194,8 @@ pub async fn serve(
             );
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
+            // Every handler of this connection runs in this task: no system job starts here.
+            let _request_task = RequestTask::enter();
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, %peer, "connection ended with an error");
             }

@@ -298,3 +298,11 @@ where
         test.call(db).await
     })
 }
+
+/// A [`Jobs`] for `db`, for a test kit of your own that makes many for one database in one
+/// process (`Db::connect_with_jobs` makes one per process and database, as `main` does). Like any
+/// `Jobs`, its jobs refuse to run in a task that serves a request. `#[tenantry::test]` needs none
+/// of this: each test has a database of its own.
+pub fn jobs_for_test(db: &Db) -> Jobs {
+    Jobs::for_test(db)
+}

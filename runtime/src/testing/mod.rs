@@ -43,7 +43,9 @@ mod wire;
 pub use crate::assert_isolated;
 pub use crate::on_both_routes;
 pub use certs_server::{CertsBehaviour, CertsServer};
-pub use harness::{begin_tenant, run_test, NoMigrations, TestDb, TestFn, TestTenant, TestUser};
+pub use harness::{
+    begin_tenant, jobs_for_test, run_test, NoMigrations, TestDb, TestFn, TestTenant, TestUser,
+};
 pub use keys::{certs_document, TestKey};
 pub use minter::{TestToken, TokenMinter};
 pub use pgbouncer::{PgBouncer, Route};

@@ -68,6 +68,8 @@ async fn reads(db: &Db, ctx: &TenantCtx<'_>, id: uuid::Uuid) -> Result<(), DbErr
             .await?;
         let _: Vec<Currency> = currencies::table.load(conn).await?;
         let _: Vec<Currency> = currencies::table.filter(currencies::code.eq("EUR")).load(conn).await?;
+        let _: Vec<String> = currencies::table.select(currencies::name).order(currencies::code).limit(5).load(conn).await?;
+        let _: i64 = currencies::table.filter(currencies::name.like("E%")).count().get_result(conn).await?;
         // literal SQL fragments: a predicate, a typed value compared with a bound value, a
         // selection, an order, inside a boxed query
         use diesel::sql_types::{BigInt, Text};
