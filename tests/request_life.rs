@@ -48,6 +48,26 @@ impl Write for Logs {
 }
 
 impl Logs {
+    /// The binary's one log, installed as the global subscriber on first use: a subscriber set
+    /// per test (`set_default`) misses events while other tests of the binary run in parallel
+    /// (tracing caches a callsite's interest process-wide), so each test picks its own lines
+    /// out of the shared log by the request ids it saw.
+    fn global() -> &'static Logs {
+        static LOGS: OnceLock<Logs> = OnceLock::new();
+        LOGS.get_or_init(|| {
+            let logs = Logs::default();
+            let writer = logs.clone();
+            tracing::subscriber::set_global_default(
+                tracing_subscriber::fmt()
+                    .with_ansi(false)
+                    .with_writer(move || writer.clone())
+                    .finish(),
+            )
+            .expect("the test binary's global subscriber");
+            logs
+        })
+    }
+
     fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }
@@ -291,15 +311,19 @@ impl Fixture {
 /// Every place the issue names, in one server: each is refused once its request has ended.
 #[tokio::test]
 async fn an_extractor_kept_past_its_request_is_refused_at_its_first_use() {
-    let logs = Logs::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _default = tracing::subscriber::set_default(subscriber);
+    let logs = Logs::global();
     let mut f = Fixture::start().await;
-    let ended = |body: &str| {
+    let mut refused_requests = Vec::new();
+    let mut ended = |body: &str| {
+        // "... the `InTenant<Partner>` of request <id> was used after ...": the id picks this
+        // refusal's line out of the binary's log.
+        if let Some(id) = body
+            .split("of request ")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+        {
+            refused_requests.push(id.to_owned());
+        }
         body.starts_with("ended:")
             && body.contains("InTenant<Partner>")
             && body.contains("continue work after the response in a system job")
@@ -340,19 +364,21 @@ async fn an_extractor_kept_past_its_request_is_refused_at_its_first_use() {
     let body = f.done.recv().await.unwrap();
     assert!(ended(&body), "{body}");
 
-    // Each refusal logged one ERROR line naming the grant.
+    // Each refusal logged one ERROR line naming the grant and its request.
+    assert_eq!(refused_requests.len(), 4, "{refused_requests:?}");
     let text = logs.text();
-    let refusals = text
-        .lines()
-        .filter(|l| {
-            l.contains("ERROR") && l.contains("a request's grant used after its request ended")
-        })
-        .collect::<Vec<_>>();
-    assert_eq!(refusals.len(), 4, "{text}");
-    assert!(
-        refusals.iter().all(|l| l.contains("InTenant<Partner>")),
-        "{text}"
-    );
+    for id in &refused_requests {
+        let refusals = text
+            .lines()
+            .filter(|l| {
+                l.contains(id.as_str())
+                    && l.contains("ERROR")
+                    && l.contains("a request's grant used after its request ended")
+            })
+            .collect::<Vec<_>>();
+        assert_eq!(refusals.len(), 1, "request {id}:\n{text}");
+        assert!(refusals[0].contains("InTenant<Partner>"), "{text}");
+    }
 }
 
 /// The Owner's extractor kept by the Owner's route: a route with no authentication cannot open a
