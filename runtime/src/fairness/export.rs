@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::gate::Held;
 use super::load::{Labelled, Load};
 
-/// The content type of [`render`]'s text.
+/// The content type of the metrics text a scrape answers with.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// One scrape's data.

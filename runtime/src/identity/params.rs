@@ -35,7 +35,7 @@ impl<T: ?Sized> ParamProbe<T> {
     }
 }
 
-/// The probe's answer for a type tenantry fills: [`Unfilled::fillable`] does not compile.
+/// The probe's answer for a type tenantry fills: `Unfilled::fillable` does not compile.
 pub trait FilledParam<T: ?Sized> {
     /// Answers.
     fn tenantry_param(&self) -> Unfilled<T> {
