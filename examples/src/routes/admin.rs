@@ -40,15 +40,21 @@ fn raw_json<S: serde::Serializer>(text: &str, s: S) -> Result<S::Ok, S::Error> {
         .serialize(s)
 }
 
-/// `invoice_count` counts all invoices; `totals` sums non-void invoices per currency.
+/// `invoice_count` counts all invoices; `totals` sums non-void invoices per currency. Aggregated
+/// per tenant first, then joined with `tenants`: on Citus the aggregate runs on each shard (grouped
+/// by the distribution column) and the join with the reference table on the coordinator.
 const SUMMARY_SQL: &str = "
-SELECT t.id, t.slug, t.name,
-       (SELECT count(*) FROM invoices i WHERE i.tenant_id = t.id) AS invoice_count,
-       COALESCE((SELECT jsonb_object_agg(s.currency, s.total)
-                 FROM (SELECT i.currency, sum(i.amount_cents)::bigint AS total
-                       FROM invoices i WHERE i.tenant_id = t.id AND i.status <> 'void'
-                       GROUP BY i.currency) s), '{}'::jsonb)::text AS totals
-FROM tenants t
+WITH per AS MATERIALIZED (
+    SELECT i.tenant_id, i.currency, count(*) AS n,
+           sum(i.amount_cents) FILTER (WHERE i.status <> 'void')::bigint AS total
+    FROM invoices i GROUP BY i.tenant_id, i.currency),
+agg AS MATERIALIZED (
+    SELECT p.tenant_id, sum(p.n)::bigint AS invoice_count,
+           jsonb_object_agg(p.currency, p.total) FILTER (WHERE p.total IS NOT NULL) AS totals
+    FROM per p GROUP BY p.tenant_id)
+SELECT t.id, t.slug, t.name, COALESCE(a.invoice_count, 0) AS invoice_count,
+       COALESCE(a.totals, '{}'::jsonb)::text AS totals
+FROM tenants t LEFT JOIN agg a ON a.tenant_id = t.id
 ORDER BY t.slug";
 
 /// One audit row.
