@@ -11,6 +11,7 @@
 //! | `tenants`, `users` | reference | small, read on every request (the principal lookup), joined with everything |
 //! | `memberships` | reference | it has a `tenant_id`, but it is read by user (all of one user's tenants at once), and it is small; distributing it by tenant would make every principal lookup a query of all shards |
 //! | `audit_log` | local to the coordinator (`citus_add_local_table_to_metadata`) | append-only and written rarely (Owner routes, jobs, raw statements); a reference table would copy each row to every node in a two-phase commit, and its `tenant_id` is NULL for cross-tenant rows, which a distribution column cannot be |
+//! | `tenantry_tenant_keys` | reference | the tenant seal's keys: the workers verify the seal too (migration `0010_citus`) |
 //! | `tenantry_migrations`, `tenantry_declared_tables` | plain local tables | bookkeeping read by migrations and `tenantry doctor` only |
 //!
 //! Citus's rules, which [`check`] applies without Citus: a distributed table's primary key,
@@ -19,8 +20,13 @@
 //! distributed table may reference reference tables, never local ones; a reference table may
 //! reference only reference tables; no local table may reference a distributed one.
 
+mod cluster;
+mod script;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+
+pub use script::ForeignKeyStep;
 
 use diesel::sql_types::{Array, Nullable, Text};
 use diesel::QueryableByName;
@@ -94,6 +100,34 @@ pub enum CitusFinding {
         /// The referenced table's placement.
         referenced_placement: &'static str,
     },
+    /// A policy of a table to distribute or replicate whose expression holds a subquery, which
+    /// Citus refuses.
+    PolicyWithSubquery {
+        /// `schema.table`.
+        table: String,
+        /// `distributed` or `reference`.
+        placement: &'static str,
+        /// The policy's name.
+        policy: String,
+    },
+    /// A trigger of the application's own on a table to distribute or replicate: Citus would
+    /// run it on every shard or placement, inside its two-phase commit.
+    Trigger {
+        /// `schema.table`.
+        table: String,
+        /// `distributed` or `reference`.
+        placement: &'static str,
+        /// The trigger's name.
+        trigger: String,
+    },
+    /// Citus is installed and tables are placed, but the app role does not propagate `SET
+    /// LOCAL`: the seal does not reach the workers, and every tenant sees nothing there.
+    SetCommandsNotPropagated {
+        /// The app role.
+        role: String,
+        /// Its `citus.propagate_set_commands`, `None` when unset (Citus's default, `none`).
+        value: Option<String>,
+    },
 }
 
 impl fmt::Display for CitusFinding {
@@ -130,6 +164,33 @@ impl fmt::Display for CitusFinding {
                 f,
                 "{table}: foreign key {constraint} from a {placement} table to the \
                  {referenced_placement} table {references}, which Citus does not allow"
+            ),
+            CitusFinding::PolicyWithSubquery {
+                table,
+                placement,
+                policy,
+            } => write!(
+                f,
+                "{table}: policy {policy} has a subquery, which Citus refuses in the policies of a \
+                 {placement} table (move the subquery into a STABLE function and call it)"
+            ),
+            CitusFinding::Trigger {
+                table,
+                placement,
+                trigger,
+            } => write!(
+                f,
+                "{table}: trigger {trigger} on a {placement} table: Citus would run it on the shards, \
+                 inside its two-phase commit (no NOTIFY there, no query of other tables); drop it or \
+                 move its work to the application"
+            ),
+            CitusFinding::SetCommandsNotPropagated { role, value } => write!(
+                f,
+                "role {role}: citus.propagate_set_commands is {}, so the tenant seal does not reach \
+                 the workers and every tenant sees nothing there (ALTER ROLE {} SET \
+                 citus.propagate_set_commands = 'local')",
+                value.as_deref().unwrap_or("not set (none)"),
+                quote_ident(role)
             ),
         }
     }
@@ -180,6 +241,11 @@ pub struct CitusReport {
     pub plan: Vec<PlanStep>,
     /// Every rule broken; empty when the schema is ready.
     pub findings: Vec<CitusFinding>,
+    /// The foreign keys of the tables still to distribute, dropped before the steps and added
+    /// back after them (see [`CitusReport::script`]).
+    pub foreign_keys: Vec<ForeignKeyStep>,
+    /// Tables already in Citus's metadata (`schema.table`): the script skips their steps.
+    pub placed: BTreeSet<String>,
 }
 
 impl CitusReport {
@@ -188,25 +254,11 @@ impl CitusReport {
         self.findings.is_empty()
     }
 
-    /// The plan as a SQL script for the coordinator, after `CREATE EXTENSION citus` and adding
-    /// the workers: the app role's setting that lets row-level security see the tenant on the
-    /// workers, then each step.
+    /// The plan as one SQL script for the coordinator, which applies as printed on Citus 13.2:
+    /// one transaction that prepares tenantry for Citus (the seal, the policies, the app role's
+    /// `citus.propagate_set_commands`), then places every table not placed yet.
     pub fn script(&self, app_role: &str) -> String {
-        let mut out = String::from(
-            "-- tenantry on Citus: run on the coordinator, after CREATE EXTENSION citus and\n\
-             -- citus_add_node(..) for each worker, in this order (referenced tables first).\n\
-             -- Tenant transactions set app.tenant_id with SET LOCAL; row-level security on the\n\
-             -- shards reads it, so Citus must send SET LOCAL to the workers:\n",
-        );
-        out.push_str(&format!(
-            "ALTER ROLE {} SET citus.propagate_set_commands = 'local';\n",
-            quote_ident(app_role)
-        ));
-        for step in &self.plan {
-            out.push_str(&step.sql());
-            out.push('\n');
-        }
-        out
+        script::render(self, app_role)
     }
 }
 
@@ -242,6 +294,8 @@ struct ConstraintRow {
     references: Option<String>,
     #[diesel(sql_type = Nullable<Array<Text>>)]
     ref_columns: Option<Vec<String>>,
+    #[diesel(sql_type = Nullable<Text>)]
+    definition: Option<String>,
 }
 
 const DECLARED_SQL: &str = r#"
@@ -273,7 +327,8 @@ SELECT n.nspname || '.' || c.relname AS "table", k.conname::text AS "constraint"
        rn.nspname || '.' || r.relname AS "references",
        (SELECT array_agg(a.attname::text ORDER BY u.ord)
           FROM unnest(k.confkey) WITH ORDINALITY AS u(attnum, ord)
-          JOIN pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = u.attnum) AS ref_columns
+          JOIN pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = u.attnum) AS ref_columns,
+       CASE WHEN k.contype = 'f' THEN pg_get_constraintdef(k.oid) END AS definition
 FROM pg_constraint k
 JOIN pg_class c ON c.oid = k.conrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -286,7 +341,7 @@ SELECT n.nspname || '.' || c.relname, ic.relname::text, 'i',
        (SELECT array_agg(a.attname::text)
           FROM unnest((i.indkey::int2[])[0:i.indnkeyatts - 1]) AS u(attnum)
           JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = u.attnum),
-       NULL, NULL
+       NULL, NULL, NULL
 FROM pg_index i
 JOIN pg_class c ON c.oid = i.indrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -322,9 +377,51 @@ pub async fn check(conn: &mut AsyncPgConnection) -> diesel::QueryResult<CitusRep
         };
         placement.insert(d.table, p);
     }
+    // The seal's keys: the workers verify the seal too.
+    for (table, p) in placement.iter_mut() {
+        if table.ends_with(".tenantry_tenant_keys") {
+            *p = Placement::Reference;
+        }
+    }
     let placement_of = |t: &str| placement.get(t).cloned().unwrap_or(Placement::Local);
 
     let mut report = CitusReport::default();
+    if cluster::installed(conn).await? {
+        report.placed = cluster::placed(conn).await?;
+    }
+    let replicated = |t: &str| match placement_of(t) {
+        p @ (Placement::Distributed { .. } | Placement::Reference) => Some(p.name()),
+        _ => None,
+    };
+    for p in cluster::policies_with_subqueries(conn).await? {
+        if let Some(placement) = replicated(&p.table) {
+            report.findings.push(CitusFinding::PolicyWithSubquery {
+                table: p.table,
+                placement,
+                policy: p.name,
+            });
+        }
+    }
+    for t in cluster::triggers(conn).await? {
+        if let Some(placement) = replicated(&t.table) {
+            report.findings.push(CitusFinding::Trigger {
+                table: t.table,
+                placement,
+                trigger: t.name,
+            });
+        }
+    }
+    for c in constraints.iter().filter(|c| c.kind == "f") {
+        let to_distribute = matches!(placement_of(&c.table), Placement::Distributed { .. })
+            && !report.placed.contains(&c.table);
+        if let (true, Some(definition)) = (to_distribute, &c.definition) {
+            report.foreign_keys.push(ForeignKeyStep {
+                table: c.table.clone(),
+                constraint: c.constraint.clone(),
+                definition: definition.clone(),
+            });
+        }
+    }
     let mut references: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for c in &constraints {
         let here = placement_of(&c.table);
@@ -456,6 +553,24 @@ pub async fn check(conn: &mut AsyncPgConnection) -> diesel::QueryResult<CitusRep
         })
         .collect();
     Ok(report)
+}
+
+/// The finding about `app_role`'s `citus.propagate_set_commands` on a database where Citus
+/// already places tables (before the plan ran, its script sets it), if it is not `local`.
+pub async fn check_app_role(
+    conn: &mut AsyncPgConnection,
+    app_role: &str,
+) -> diesel::QueryResult<Option<CitusFinding>> {
+    if !cluster::installed(conn).await? || cluster::placed(conn).await?.is_empty() {
+        return Ok(None);
+    }
+    let value = cluster::propagate_set_commands(conn, app_role).await?;
+    Ok(
+        (value.as_deref() != Some("local")).then(|| CitusFinding::SetCommandsNotPropagated {
+            role: app_role.to_owned(),
+            value,
+        }),
+    )
 }
 
 fn quote_literal(s: &str) -> String {

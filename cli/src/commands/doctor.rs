@@ -20,7 +20,10 @@ pub(super) async fn run(
     print_report(&report, app_role, out)?;
     let mut problems = report.findings.len();
     if citus && !report.findings.contains(&Finding::NotMigrated) {
-        let citus = tenantry::citus::check(conn).await?;
+        let mut citus = tenantry::citus::check(conn).await?;
+        citus
+            .findings
+            .extend(tenantry::citus::check_app_role(conn, app_role).await?);
         print_citus(&citus.findings, out)?;
         problems += citus.findings.len();
     }
@@ -40,7 +43,8 @@ pub(super) fn print_citus(
         writeln!(
             out,
             "ok    citus: every tenant table's keys and foreign keys carry its tenant column; \
-             global tables reference only global tables"
+             global tables reference only global tables; no policy with a subquery or trigger of \
+             the application's own on a table to distribute or replicate"
         )?;
     }
     for finding in findings {

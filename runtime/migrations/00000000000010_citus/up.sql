@@ -59,7 +59,7 @@ DO $do$ BEGIN
     EXECUTE replace($f$
 CREATE FUNCTION @.tenantry_citus_tenant() RETURNS uuid
 LANGUAGE plpgsql STABLE SECURITY DEFINER PARALLEL RESTRICTED
-SET citus.allow_nested_distributed_execution = on AS $$
+SET citus.allow_nested_distributed_execution = on SET search_path = @, pg_temp AS $$
 DECLARE
     s text := pg_catalog.current_setting('tenantry.tenant', true);
     b bytea;
@@ -92,7 +92,7 @@ $f$, '@', quote_ident(current_schema()));
     EXECUTE replace($f$
 CREATE FUNCTION @.tenantry_citus_is_member(p_user uuid) RETURNS boolean
 LANGUAGE plpgsql STABLE SECURITY DEFINER PARALLEL RESTRICTED
-SET citus.allow_nested_distributed_execution = on AS $$
+SET citus.allow_nested_distributed_execution = on SET search_path = @, pg_temp AS $$
 DECLARE
     t uuid := @.tenantry_citus_tenant();
 BEGIN
@@ -101,6 +101,11 @@ BEGIN
         WHERE m.user_id OPERATOR(pg_catalog.=) p_user AND m.tenant_id OPERATOR(pg_catalog.=) t);
 END $$;
 $f$, '@', quote_ident(current_schema()));
+    -- Policies run them as the querying role: the app role alone (the bypass role skips
+    -- row-level security; the directory role reads through functions of the owner's).
+    REVOKE ALL ON FUNCTION tenantry_citus_tenant(), tenantry_citus_is_member(uuid) FROM PUBLIC;
+    EXECUTE format('GRANT EXECUTE ON FUNCTION tenantry_citus_tenant(), tenantry_citus_is_member(uuid) TO %I',
+                   tenantry_role('app'));
 END $do$;
 
 -- (Re)creates `tenantry_enter` for Citus: the same checks as migration 0005's, the seal bound to

@@ -210,6 +210,11 @@ const MEMBERS_EXPR: &str = "(EXISTS ( SELECT 1
    FROM {memberships} m
   WHERE ((m.user_id = users.id) AND {check})))";
 
+/// The tenant check of a database prepared for Citus (migration `00000000000010_citus`), and
+/// `users`' policy there: a function call, since Citus refuses subqueries in policies.
+const CITUS_TENANT: &str = "tenantry_citus_tenant()";
+const CITUS_MEMBERS_EXPR: &str = "tenantry_citus_is_member(id)";
+
 #[derive(QueryableByName)]
 struct DirectoryTable {
     /// `schema.table`.
@@ -282,9 +287,13 @@ pub(super) async fn check(
         match e {
             DirectoryExpr::TenantCheck(column) => check_of(column),
             DirectoryExpr::Members => check_of("m.tenant_id").map(|check| {
-                MEMBERS_EXPR
-                    .replace("{memberships}", memberships)
-                    .replace("{check}", &check)
+                if check.contains(CITUS_TENANT) {
+                    CITUS_MEMBERS_EXPR.to_owned()
+                } else {
+                    MEMBERS_EXPR
+                        .replace("{memberships}", memberships)
+                        .replace("{check}", &check)
+                }
             }),
             DirectoryExpr::Literal(text) => Some((*text).to_owned()),
         }

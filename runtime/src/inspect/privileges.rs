@@ -22,6 +22,9 @@ const DEFINER_GRANTEES: &[(&str, &[&str])] = &[
     ("tenantry_tenant_keys", &["tenantry_directory"]),
     ("tenantry_enter", &["tenantry_app"]),
     ("tenantry_audit_write", &["tenantry_app", "tenantry_bypass"]),
+    // On Citus (migration `0010_citus`): the policies' checks, run as the querying role.
+    ("tenantry_citus_tenant", &["tenantry_app"]),
+    ("tenantry_citus_is_member", &["tenantry_app"]),
 ];
 
 /// `SECURITY DEFINER` functions that name every object with its schema instead of pinning
