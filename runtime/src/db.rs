@@ -33,6 +33,7 @@ use crate::pool::{
 use crate::pooler::{self, Pooler};
 use crate::seal::{self, SealFailure};
 
+mod citus_check;
 mod fair;
 mod identity;
 mod keys;
@@ -240,14 +241,19 @@ fn with_role(url: &str, role: &str) -> Result<String, DbError> {
     Ok(parsed.into())
 }
 
-/// The session timeouts as `SET LOCAL`s, for transactions behind a transaction pooler (which
-/// refuses them in the startup packet and would not keep them in a session anyway).
+/// The session timeouts for the transaction, for transactions behind a transaction pooler (which
+/// refuses them in the startup packet and would not keep them in a session anyway). One
+/// `set_config(.., true)` statement rather than `SET LOCAL`s: the same transaction-local
+/// settings, and on Citus (which forwards each `SET LOCAL`'s whole query text to the workers,
+/// `BEGIN` included, warning "there is already a transaction in progress" there) not forwarded;
+/// the coordinator enforces them for the whole statement.
 fn tx_settings(pooler: Pooler, t: &Timeouts) -> String {
     match pooler {
         Pooler::Direct => String::new(),
         Pooler::Transaction => format!(
-            "; SET LOCAL statement_timeout = {}; SET LOCAL lock_timeout = {}; \
-             SET LOCAL idle_in_transaction_session_timeout = {}",
+            "; SELECT set_config('statement_timeout', '{}', true), \
+             set_config('lock_timeout', '{}', true), \
+             set_config('idle_in_transaction_session_timeout', '{}', true)",
             t.statement.as_millis(),
             t.lock.as_millis(),
             t.idle_in_transaction.as_millis()
@@ -522,6 +528,7 @@ impl Db {
         if let Some(escalation) = found.into_iter().next() {
             return Err(DbError::AppRoleEscalates { escalation });
         }
+        citus_check::check_set_commands(&conn, &role, APP_URL).await?;
         if self.pooler == Pooler::Direct {
             self.check_own_sessions(&conn).await?;
         }
