@@ -201,6 +201,10 @@ pub struct Db {
     directory: Arc<Directory>,
     /// The tenant pool's fair shares and the per-tenant load (`fairness/`).
     fair: Arc<Fairness>,
+    /// The database has citus (found at start): a tenant transaction always opens with `BEGIN`,
+    /// since Citus sends the seal to the workers only inside a transaction block, never in the
+    /// implicit transaction of [`Db::query`]'s one round trip.
+    citus: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for Db {
@@ -441,6 +445,7 @@ impl Db {
             ping_timeout: config.ping_timeout,
             pooler,
             tx_settings: tx_settings(pooler, &timeouts).into(),
+            citus: Arc::default(),
             directory,
             fair: Arc::new(Fairness::new(
                 config.max_connections,
@@ -528,7 +533,9 @@ impl Db {
         if let Some(escalation) = found.into_iter().next() {
             return Err(DbError::AppRoleEscalates { escalation });
         }
-        citus_check::check_set_commands(&conn, &role, APP_URL).await?;
+        let citus = citus_check::check_set_commands(&conn, &role, APP_URL).await?;
+        self.citus
+            .store(citus, std::sync::atomic::Ordering::Relaxed);
         if self.pooler == Pooler::Direct {
             self.check_own_sessions(&conn).await?;
         }

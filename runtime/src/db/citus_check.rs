@@ -10,8 +10,8 @@ use diesel_async::RunQueryDsl;
 use super::{in_read_only_tx, DbError};
 use crate::pool::Pooled;
 
-/// Refuses the start when the app role's session would not send the seal to the workers,
-/// naming the setting and the statement that fixes it.
+/// Whether the database has citus; refuses the start when the app role's session would not send
+/// the seal to the workers, naming the setting and the statement that fixes it.
 #[allow(
     clippy::disallowed_methods,
     reason = "literal catalog probes at start, outside any tenant transaction"
@@ -20,26 +20,27 @@ pub(super) async fn check_set_commands(
     conn: &Pooled,
     role: &str,
     setting: &str,
-) -> Result<(), DbError> {
-    let value: Option<String> = in_read_only_tx(conn, async |c| {
+) -> Result<bool, DbError> {
+    let (citus, value): (bool, Option<String>) = in_read_only_tx(conn, async |c| {
         let citus: bool = diesel::select(diesel::dsl::sql::<Bool>(
             "EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')",
         ))
         .get_result(c)
         .await?;
         if !citus {
-            return Ok(Some("local".to_owned()));
+            return Ok((false, Some("local".to_owned())));
         }
-        diesel::select(diesel::dsl::sql::<Nullable<Text>>(
+        let value = diesel::select(diesel::dsl::sql::<Nullable<Text>>(
             "CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition) \
              THEN current_setting('citus.propagate_set_commands', true) ELSE 'local' END",
         ))
         .get_result(c)
-        .await
+        .await?;
+        Ok((true, value))
     })
     .await?;
     match value.as_deref() {
-        Some("local") => Ok(()),
+        Some("local") => Ok(citus),
         other => Err(DbError::Config(format!(
             "{setting}: role {role} has citus.propagate_set_commands = {} on this Citus database, \
              so the tenant seal would not reach the workers and every tenant would see nothing \

@@ -156,8 +156,10 @@ impl Db {
             .owner_entry
             .as_ref()
             .is_some_and(|e| e.is_pending());
-        if self.pooler == Pooler::Transaction || owner_entry_pending {
-            // (An Owner's entry into a tenant writes its audit row first: see `Db::tx`.)
+        let citus = self.citus.load(std::sync::atomic::Ordering::Relaxed);
+        if self.pooler == Pooler::Transaction || owner_entry_pending || citus {
+            // (An Owner's entry into a tenant writes its audit row first: see `Db::tx`. On Citus
+            // the seal reaches the workers inside a transaction block only.)
             // Without a statement cache every statement is parsed anew, so nothing could be
             // pipelined: the protocol of `Db::tx`, with its checks.
             return self
