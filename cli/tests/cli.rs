@@ -885,18 +885,30 @@ fn doctor_citus_names_each_table_and_constraint_then_passes() {
 
     let plan = db.tenantry(&["citus-plan"]).succeeds().stdout;
     let statements: Vec<&str> = plan.lines().filter(|l| !l.starts_with("--")).collect();
-    assert_eq!(
-        statements,
-        vec![
-            "ALTER ROLE tenantry_app SET citus.propagate_set_commands = 'local';",
-            "SELECT create_reference_table('public.tenants');",
-            "SELECT create_reference_table('public.users');",
-            "SELECT create_reference_table('public.memberships');",
-            "SELECT citus_add_local_table_to_metadata('public.audit_log');",
-            "SELECT create_distributed_table('public.projects', 'tenant_id');",
-            "SELECT create_distributed_table('public.tasks', 'tenant_id', colocate_with => 'public.projects');",
-        ],
-        "{plan}"
+    // One transaction, and the placements in dependency order (the foreign keys of the tables
+    // to distribute are dropped before them and put back after).
+    let order = [
+        "BEGIN;",
+        "ALTER ROLE tenantry_app SET citus.propagate_set_commands = 'local';",
+        "SELECT tenantry_citus_prepare();",
+        "ALTER TABLE public.tasks DROP CONSTRAINT tasks_tenant_id_project_id_fkey;",
+        "SELECT create_reference_table('public.tenantry_tenant_keys');",
+        "SELECT create_reference_table('public.tenants');",
+        "SELECT create_reference_table('public.users');",
+        "SELECT create_reference_table('public.memberships');",
+        "SELECT citus_add_local_table_to_metadata('public.audit_log');",
+        "SELECT create_distributed_table('public.projects', 'tenant_id');",
+        "SELECT create_distributed_table('public.tasks', 'tenant_id', colocate_with => 'public.projects');",
+        "ALTER TABLE public.tasks ADD CONSTRAINT tasks_tenant_id_project_id_fkey FOREIGN KEY (tenant_id, project_id) REFERENCES projects(tenant_id, id);",
+        "COMMIT;",
+    ];
+    let positions: Vec<Option<usize>> = order
+        .iter()
+        .map(|line| statements.iter().position(|s| s == line))
+        .collect();
+    assert!(
+        positions.iter().all(Option::is_some) && positions.windows(2).all(|w| w[0] < w[1]),
+        "{order:#?} in this order in\n{plan}"
     );
 }
 

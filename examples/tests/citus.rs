@@ -23,17 +23,18 @@ async fn the_examples_schema_is_ready_for_citus() {
     let mut c = admin(&app.db).await;
     let report = tenantry::citus::check(&mut c).await.expect("check");
     assert!(report.is_ok(), "{:#?}", report.findings);
-    let statements: Vec<String> = report
-        .script("tenantry_app")
-        .lines()
-        .filter(|l| !l.starts_with("--"))
-        .map(str::to_owned)
+    let script = report.script("tenantry_app");
+    let statements: Vec<&str> = script.lines().filter(|l| !l.starts_with("--")).collect();
+    let placements: Vec<&str> = statements
+        .iter()
+        .copied()
+        .filter(|l| l.starts_with("SELECT create_") || l.starts_with("SELECT citus_"))
         .collect();
     assert_eq!(
-        statements,
+        placements,
         [
-            "ALTER ROLE tenantry_app SET citus.propagate_set_commands = 'local';",
             "SELECT create_reference_table('public.currencies');",
+            "SELECT create_reference_table('public.tenantry_tenant_keys');",
             "SELECT create_reference_table('public.tenants');",
             "SELECT create_reference_table('public.users');",
             "SELECT create_reference_table('public.memberships');",
@@ -41,6 +42,12 @@ async fn the_examples_schema_is_ready_for_citus() {
             "SELECT create_distributed_table('public.projects', 'tenant_id');",
             "SELECT create_distributed_table('public.invoices', 'tenant_id', colocate_with => 'public.projects');",
         ]
+    );
+    assert_eq!(statements.first(), Some(&"BEGIN;"), "{script}");
+    assert_eq!(statements.last(), Some(&"COMMIT;"), "{script}");
+    assert!(
+        statements.contains(&"ALTER ROLE tenantry_app SET citus.propagate_set_commands = 'local';"),
+        "{script}"
     );
 }
 
