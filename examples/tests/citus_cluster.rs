@@ -172,18 +172,10 @@ impl ClusterDb {
     #[allow(clippy::disallowed_methods, reason = "test setup as the superuser")]
     async fn migrated_and_planned(&self) -> HashMap<&'static str, Uuid> {
         let _one = PLAN.lock().await;
-        tenantry_example::setup::prepare(&self.settings())
-            .await
-            .expect("migrations");
+        self.migrate().await;
         let mut admin = self.admin().await;
-        let report = tenantry::citus::check(&mut admin).await.expect("check");
-        assert!(report.is_ok(), "{:#?}", report.findings);
-        let script = report.script("tenantry_app");
-        for statement in script.lines().filter(|l| !l.starts_with("--")) {
-            admin
-                .batch_execute(statement)
-                .await
-                .unwrap_or_else(|e| panic!("{statement}: {e}\n\nthe script:\n{script}"));
+        if let Err(e) = self.apply_plan(&mut admin).await {
+            panic!("{e}");
         }
         let tenants = self.seed_on_each_worker(&mut admin).await;
         assert_eq!(
@@ -193,6 +185,27 @@ impl ClusterDb {
             None
         );
         tenants
+    }
+
+    async fn migrate(&self) {
+        tenantry_example::setup::prepare(&self.settings())
+            .await
+            .expect("migrations");
+    }
+
+    /// `tenantry citus-plan`'s script, one statement at a time as psql sends it; the first
+    /// error with its statement (the transaction rolled back).
+    async fn apply_plan(&self, admin: &mut AsyncPgConnection) -> Result<(), String> {
+        let report = tenantry::citus::check(admin).await.expect("check");
+        assert!(report.is_ok(), "{:#?}", report.findings);
+        let script = report.script("tenantry_app");
+        for statement in script.lines().filter(|l| !l.starts_with("--")) {
+            if let Err(e) = admin.batch_execute(statement).await {
+                let _ = admin.batch_execute("ROLLBACK").await;
+                return Err(format!("{statement}: {e}\n\nthe script:\n{script}"));
+            }
+        }
+        Ok(())
     }
 
     #[allow(clippy::disallowed_methods, reason = "test setup as the superuser")]
@@ -650,4 +663,113 @@ async fn the_seal_holds_on_the_workers_against_sql_of_the_app_role() {
         .await;
     assert!(refused.is_err(), "a row of another tenant: {refused:?}");
     b.batch_execute("ROLLBACK").await.expect("rollback");
+}
+
+/// Each finding of `tenantry doctor --citus` that the plan cannot fix by itself is what Citus
+/// refuses on the real cluster, and a role that would not send the seal to the workers stops
+/// the app's start, naming the setting.
+#[tokio::test]
+#[allow(clippy::disallowed_methods, reason = "schema changes as the superuser")]
+async fn each_doctor_finding_is_what_citus_refuses() {
+    let db = ClusterDb::create("doctor").await;
+    let _one = PLAN.lock().await;
+    db.migrate().await;
+    let mut admin = db.admin().await;
+    admin
+        .batch_execute(
+            "CREATE TABLE notes (tenant_id uuid NOT NULL REFERENCES tenants (id), id uuid NOT NULL,
+                                 body text, PRIMARY KEY (tenant_id, id));
+             SELECT tenantry_declare_tenant_table('notes');
+             CREATE POLICY notes_recent ON notes AS RESTRICTIVE FOR SELECT
+                 USING (EXISTS (SELECT 1 FROM tenants t WHERE t.id = notes.tenant_id));
+             CREATE FUNCTION notes_touch() RETURNS trigger LANGUAGE plpgsql AS
+                 $$ BEGIN RETURN NEW; END $$;
+             CREATE TRIGGER notes_touch BEFORE INSERT ON notes
+                 FOR EACH ROW EXECUTE FUNCTION notes_touch();
+             CREATE TABLE scratch (id int PRIMARY KEY);
+             CREATE TRIGGER scratch_touch BEFORE INSERT ON scratch
+                 FOR EACH ROW EXECUTE FUNCTION notes_touch();",
+        )
+        .await
+        .expect("schema");
+    let findings = |report: tenantry::citus::CitusReport| -> Vec<String> {
+        report.findings.iter().map(ToString::to_string).collect()
+    };
+    let found = findings(tenantry::citus::check(&mut admin).await.expect("check"));
+    assert_eq!(found.len(), 2, "{found:#?}");
+    for expected in [
+        "public.notes: policy notes_recent has a subquery",
+        "public.notes: trigger notes_touch on a distributed table",
+    ] {
+        assert!(
+            found.iter().any(|f| f.starts_with(expected)),
+            "{expected:?} in {found:#?}"
+        );
+    }
+    // What Citus says to each: the policy stops the plan ...
+    let mut report = tenantry::citus::check(&mut admin).await.expect("check");
+    report.findings.clear();
+    let script = report.script("tenantry_app");
+    let mut failed = None;
+    for statement in script.lines().filter(|l| !l.starts_with("--")) {
+        if let Err(e) = admin.batch_execute(statement).await {
+            failed = Some(e.to_string());
+            break;
+        }
+    }
+    admin.batch_execute("ROLLBACK").await.expect("rollback");
+    let failed = failed.unwrap_or_default();
+    assert!(failed.contains("cannot create policy"), "{failed}");
+    // ... and a trigger stops a distribution unless triggers are declared safe (which the plan
+    // does for tenantry's own alone: it cannot know what the application's do on the shards).
+    let trigger = admin
+        .batch_execute("SELECT create_distributed_table('public.scratch', 'id')")
+        .await;
+    assert!(
+        trigger
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("trigger")),
+        "{trigger:?}"
+    );
+    // Clean, the plan applies.
+    admin
+        .batch_execute(
+            "DROP POLICY notes_recent ON notes; DROP TRIGGER notes_touch ON notes;
+             DROP TABLE scratch;",
+        )
+        .await
+        .expect("clean");
+    assert_eq!(
+        findings(tenantry::citus::check(&mut admin).await.expect("check")),
+        Vec::<String>::new()
+    );
+    if let Err(e) = db.apply_plan(&mut admin).await {
+        panic!("{e}");
+    }
+
+    // The app role without `local` in this database (a per-database setting, so the other
+    // tests' databases keep theirs): the doctor says so, and the app does not start.
+    admin
+        .batch_execute(&format!(
+            "ALTER ROLE tenantry_app IN DATABASE {} SET citus.propagate_set_commands = 'none'",
+            db.name
+        ))
+        .await
+        .expect("alter role");
+    let finding = tenantry::citus::check_app_role(&mut admin, "tenantry_app")
+        .await
+        .expect("app role")
+        .map(|f| f.to_string())
+        .unwrap_or_default();
+    assert!(
+        finding.starts_with("role tenantry_app: citus.propagate_set_commands is none"),
+        "{finding}"
+    );
+    let refused = tenantry_example::Server::build(&db.settings()).await;
+    let message = refused.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        message.contains("TENANTRY_APP_DATABASE_URL")
+            && message.contains("citus.propagate_set_commands"),
+        "{message}"
+    );
 }

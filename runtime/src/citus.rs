@@ -244,7 +244,8 @@ pub struct CitusReport {
     /// The foreign keys of the tables still to distribute, dropped before the steps and added
     /// back after them (see [`CitusReport::script`]).
     pub foreign_keys: Vec<ForeignKeyStep>,
-    /// Tables already in Citus's metadata (`schema.table`): the script skips their steps.
+    /// Tables Citus already holds as planned (`schema.table`): the script skips their steps. (A
+    /// table Citus turned into a Citus local table is still to distribute or replicate.)
     pub placed: BTreeSet<String>,
 }
 
@@ -387,7 +388,17 @@ pub async fn check(conn: &mut AsyncPgConnection) -> diesel::QueryResult<CitusRep
 
     let mut report = CitusReport::default();
     if cluster::installed(conn).await? {
-        report.placed = cluster::placed(conn).await?;
+        for (table, held) in cluster::placed(conn).await? {
+            let done = matches!(
+                (placement_of(&table), held),
+                (Placement::Distributed { .. }, cluster::Held::Distributed)
+                    | (Placement::Reference, cluster::Held::Reference)
+                    | (Placement::CoordinatorLocal, _)
+            );
+            if done {
+                report.placed.insert(table);
+            }
+        }
     }
     let replicated = |t: &str| match placement_of(t) {
         p @ (Placement::Distributed { .. } | Placement::Reference) => Some(p.name()),

@@ -4,17 +4,11 @@
 //! application's own on tables to distribute or replicate). Plain catalog reads: on a database
 //! without citus they find no metadata and nothing to report about it.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 use diesel::sql_types::{Bool, Nullable, Text};
 use diesel::QueryableByName;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-
-#[derive(QueryableByName)]
-struct Name {
-    #[diesel(sql_type = Text)]
-    name: String,
-}
 
 #[derive(QueryableByName)]
 pub(super) struct TableObject {
@@ -49,20 +43,53 @@ pub(super) async fn installed(conn: &mut AsyncPgConnection) -> diesel::QueryResu
     Ok(row.installed)
 }
 
-/// The tables already in Citus's metadata (distributed, reference or added as local),
-/// `schema.table`.
+/// How Citus already holds a table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Held {
+    /// Hash-distributed.
+    Distributed,
+    /// A reference table.
+    Reference,
+    /// A Citus local table: added on purpose (`audit_log`), or converted by Citus when a
+    /// local table referenced a reference table (still to distribute, then).
+    Local,
+}
+
+#[derive(QueryableByName)]
+struct HeldRow {
+    #[diesel(sql_type = Text)]
+    name: String,
+    #[diesel(sql_type = Text)]
+    kind: String,
+}
+
+/// The tables already in Citus's metadata, `schema.table`, and how.
 #[allow(
     clippy::disallowed_methods,
     reason = "a literal catalog query, only when citus is installed"
 )]
-pub(super) async fn placed(conn: &mut AsyncPgConnection) -> diesel::QueryResult<BTreeSet<String>> {
-    let rows: Vec<Name> = diesel::sql_query(
-        "SELECT n.nspname || '.' || c.relname AS name FROM pg_dist_partition p \
+pub(super) async fn placed(
+    conn: &mut AsyncPgConnection,
+) -> diesel::QueryResult<BTreeMap<String, Held>> {
+    let rows: Vec<HeldRow> = diesel::sql_query(
+        "SELECT n.nspname || '.' || c.relname AS name,
+                CASE WHEN p.partmethod = 'h' THEN 'd' WHEN p.repmodel = 't' THEN 'r' ELSE 'l' END AS kind
+         FROM pg_dist_partition p
          JOIN pg_class c ON c.oid = p.logicalrelid JOIN pg_namespace n ON n.oid = c.relnamespace",
     )
     .load(conn)
     .await?;
-    Ok(rows.into_iter().map(|r| r.name).collect())
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let held = match r.kind.as_str() {
+                "d" => Held::Distributed,
+                "r" => Held::Reference,
+                _ => Held::Local,
+            };
+            (r.name, held)
+        })
+        .collect())
 }
 
 /// The app role's `citus.propagate_set_commands` as `ALTER ROLE .. SET` left it for this
