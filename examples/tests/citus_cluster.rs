@@ -314,6 +314,7 @@ async fn the_plan_applies_as_printed_and_every_route_works_for_every_role() {
         .await
         .expect("the example starts on Citus");
     let base = format!("http://{}", server.addr);
+    let handle = server.db().clone();
     tokio::spawn(server.serve());
     let client = reqwest::Client::new();
     let call =
@@ -425,6 +426,34 @@ async fn the_plan_applies_as_printed_and_every_route_works_for_every_role() {
     assert_eq!(status, 200, "{page}");
     let (status, body) = call(Method::GET, "/api/admin/tenants", PARTNER, None, None).await;
     assert_eq!(status, 403, "{body}");
+
+    // A revoked membership reaches the app within a second: the directory's tables are
+    // reference tables, changed in Citus's two-phase commit, and the coordinator's placement
+    // notifies the listener.
+    let (status, _) = call(Method::GET, "/api/invoices", VIEWER, Some("acme"), None).await;
+    assert_eq!(status, 200, "the viewer's principal is cached");
+    assert!(handle.principal_cache_status().listening);
+    db.admin()
+        .await
+        .batch_execute(&format!(
+            "DELETE FROM memberships WHERE user_id = (SELECT id FROM users WHERE email = '{VIEWER}')"
+        ))
+        .await
+        .expect("revoke");
+    let revoked = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+        loop {
+            let (status, _) = call(Method::GET, "/api/invoices", VIEWER, Some("acme"), None).await;
+            if status == 403 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(
+        revoked.is_ok(),
+        "the revocation did not reach the app within a second"
+    );
 }
 
 /// One statement's rows as text, on `conn`.
