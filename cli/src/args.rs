@@ -108,23 +108,31 @@ pub(crate) enum Command {
                       With --citus, also checks the schema against Citus's rules for sharding by \
                       tenant: each tenant table's primary key, unique constraints and unique \
                       indexes include its tenant column, foreign keys between tenant tables pair \
-                      their tenant columns, and global tables (reference tables on Citus) \
-                      reference only global tables. Each violation names its table and \
-                      constraint.",
+                      their tenant columns, global tables (reference tables on Citus) \
+                      reference only global tables, no policy has a subquery and no trigger of \
+                      the application's own sits on a table to distribute or replicate, and, \
+                      once Citus places tables, the app role has \
+                      citus.propagate_set_commands = 'local'. Each violation names its table \
+                      and constraint, or the role.",
         after_help = EXIT_CODES
     )]
     Doctor(DoctorArgs),
 
     /// Print the DDL that shards this database with Citus, in dependency order
     #[command(
-        long_about = "Print, for the Citus coordinator, the SQL that turns this database's tables \
-                      into Citus tables in dependency order (referenced tables first): \
-                      create_reference_table for global tables and tenantry's directory \
-                      (tenants, users, memberships), citus_add_local_table_to_metadata for \
-                      audit_log, create_distributed_table(.., 'tenant_id', colocate_with => ..) \
-                      for tenant tables, and the app role's citus.propagate_set_commands so that \
-                      row-level security sees the tenant on the workers. Refuses (exit 1) while \
-                      `tenantry doctor --citus` finds problems.",
+        long_about = "Print, for the Citus coordinator, one transaction that turns this \
+                      database's tables into Citus tables and applies as printed (psql -v \
+                      ON_ERROR_STOP=1 -f): the app role's citus.propagate_set_commands so that \
+                      the tenant seal reaches the workers, tenantry_citus_prepare() (the seal, \
+                      policies and notifications for Citus), the functions that run commands on \
+                      other nodes revoked on the workers, the tenant tables' foreign keys dropped \
+                      and put back around the placements, then in dependency order \
+                      create_reference_table for global tables, tenantry's directory and the \
+                      seal's keys, citus_add_local_table_to_metadata for audit_log, and \
+                      create_distributed_table(.., 'tenant_id', colocate_with => ..) for tenant \
+                      tables; tables already placed are skipped. The database must exist on \
+                      every node first. Refuses (exit 1) while `tenantry doctor --citus` finds \
+                      problems.",
         after_help = EXIT_CODES
     )]
     CitusPlan,
