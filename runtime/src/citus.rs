@@ -12,7 +12,7 @@
 //! | `tenants`, `users` | reference | small, read on every request (the principal lookup), joined with everything |
 //! | `memberships` | reference | it has a `tenant_id`, but it is read by user (all of one user's tenants at once), and it is small; distributing it by tenant would make every principal lookup a query of all shards |
 //! | `audit_log` | local to the coordinator (`citus_add_local_table_to_metadata`) | append-only and written rarely (Owner routes, jobs, raw statements); a reference table would copy each row to every node in a two-phase commit, and its `tenant_id` is NULL for cross-tenant rows, which a distribution column cannot be |
-//! | `tenantry_tenant_keys` | reference | the tenant seal's keys: the workers verify the seal too (migration `0010_citus`) |
+//! | `tenantry_tenant_keys` | reference | the tenant seal's keys: the workers verify the seal too (migration `0012_citus`) |
 //! | `tenantry_migrations`, `tenantry_declared_tables` | plain local tables | bookkeeping read by migrations and `tenantry doctor` only |
 //!
 //! Citus's rules, which [`check`] applies without Citus: a distributed table's primary key,

@@ -8,7 +8,7 @@
 //!    foreign keys put back) would otherwise conflict with the parallel connections.
 //! 3. The app role's `citus.propagate_set_commands = 'local'`: the seal reaches the workers.
 //! 4. `tenantry_citus_prepare()`: the seal, policies and notifications of migration
-//!    `0010_citus`; then the functions that run commands on other nodes revoked from PUBLIC on
+//!    `0012_citus`; then the functions that run commands on other nodes revoked from PUBLIC on
 //!    every node.
 //! 5. The foreign keys of the tables to distribute dropped: making a referenced table a
 //!    reference table would otherwise turn them into Citus local tables, which then cannot be
@@ -82,7 +82,7 @@ pub(super) fn render(report: &CitusReport, app_role: &str) -> String {
     ));
     out.push_str(
         "-- The seal bound to the distributed transaction, policies without subqueries, change\n\
-         -- notifications from the coordinator only (migration 0010_citus); idempotent.\n\
+         -- notifications from the coordinator only (migration 0012_citus); idempotent.\n\
          SELECT tenantry_citus_prepare();\n\
          -- No SQL of the app role may run commands on other nodes in sessions of its own.\n",
     );

@@ -210,7 +210,7 @@ const MEMBERS_EXPR: &str = "(EXISTS ( SELECT 1
    FROM {memberships} m
   WHERE ((m.user_id = users.id) AND {check})))";
 
-/// The tenant check of a database prepared for Citus (migration `00000000000010_citus`), and
+/// The tenant check of a database prepared for Citus (migration `00000000000012_citus`), and
 /// `users`' policy there: a function call, since Citus refuses subqueries in policies.
 const CITUS_TENANT: &str = "tenantry_citus_tenant()";
 const CITUS_MEMBERS_EXPR: &str = "tenantry_citus_is_member(id)";

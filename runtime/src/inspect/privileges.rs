@@ -22,7 +22,7 @@ const DEFINER_GRANTEES: &[(&str, &[&str])] = &[
     ("tenantry_tenant_keys", &["tenantry_directory"]),
     ("tenantry_enter", &["tenantry_app"]),
     ("tenantry_audit_write", &["tenantry_app", "tenantry_bypass"]),
-    // On Citus (migration `0010_citus`): the policies' checks, run as the querying role.
+    // On Citus (migration `0012_citus`): the policies' checks, run as the querying role.
     ("tenantry_citus_tenant", &["tenantry_app"]),
     ("tenantry_citus_is_member", &["tenantry_app"]),
 ];
