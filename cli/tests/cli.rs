@@ -845,6 +845,21 @@ const SHARDABLE_LATER: &str = "CREATE TABLE projects (
     SELECT tenantry_declare_tenant_table('projects');
     SELECT tenantry_declare_tenant_table('tasks');";
 
+/// The README's table declaration ("Migrations"), as written there, is ready for Citus.
+#[test]
+fn the_readmes_table_declaration_passes_doctor_citus() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .unwrap();
+    let start = readme
+        .find("-- migrations/2025-01-01-000000_invoices/up.sql")
+        .expect("the README's migration block");
+    let block = &readme[start..start + readme[start..].find("```").unwrap()];
+    let db = ScratchDb::migrated();
+    db.sql(block);
+    let ok = db.tenantry(&["doctor", "--citus"]).succeeds().stdout;
+    assert!(ok.contains("ok    citus:"), "{ok}");
+}
+
 #[test]
 fn doctor_citus_names_each_table_and_constraint_then_passes() {
     let db = ScratchDb::migrated();
