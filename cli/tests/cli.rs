@@ -848,8 +848,8 @@ const SHARDABLE_LATER: &str = "CREATE TABLE projects (
 /// The README's table declaration ("Migrations"), as written there, is ready for Citus.
 #[test]
 fn the_readmes_table_declaration_passes_doctor_citus() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
-        .unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
     let start = readme
         .find("-- migrations/2025-01-01-000000_invoices/up.sql")
         .expect("the README's migration block");

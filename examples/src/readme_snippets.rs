@@ -254,3 +254,37 @@ pub struct Invoice {
 #[diesel(table_name = currencies)]
 pub struct Currency { pub code: String, pub name: String }
 }
+
+/// "A job queue": a handler asks, the runner runs.
+mod queue {
+    use axum::extract::State;
+    use axum::Json;
+    use tenantry::prelude::*;
+    use tenantry::{requires_role, DbError, Jobs};
+    use uuid::Uuid;
+
+    use crate::app::AppState;
+    use crate::error::ApiError;
+
+    async fn send_invoice(conn: &mut TenantConn<'_>, payload: &serde_json::Value) -> Result<(), DbError> {
+        Ok(())
+    }
+
+#[requires_role(Partner)]                           // a viewer's `conn.enqueue` does not compile
+async fn send(ctx: TenantCtx, State(app): State<AppState>, Json(invoice): Json<Uuid>) -> Result<Json<Uuid>, ApiError> {
+    let job = app.tenantry.db.tx(&ctx, async |conn| {
+        conn.enqueue("send-invoice", &serde_json::json!({ "invoice": invoice })).await   // this tenant's
+    }).await?;
+    Ok(Json(job))
+}
+
+async fn run_jobs(jobs: Jobs) -> Result<(), DbError> {   // the task that owns `Jobs`
+    let queue = jobs.queue(["send-invoice"]);
+    loop {
+        match queue.next().await? {
+            Some(job) => { job.run(async |conn, payload| send_invoice(conn, payload).await).await?; }
+            None => queue.wait().await,
+        }
+    }
+}
+}

@@ -107,6 +107,14 @@ pub enum DbError {
         /// The database (its name and the server's system identifier).
         database: String,
     },
+    /// A queued job's lease ran out while it ran and another runner claimed it again, so this
+    /// run's work was rolled back (the job's work commits once, with the run that marks it
+    /// done). Give the queue a longer lease (`Queue::lease`) than its jobs take.
+    #[error("queued job {id}: its lease ran out and another runner claimed it, so this run was rolled back; give the queue a lease longer than its jobs take")]
+    JobLeaseLost {
+        /// The job.
+        id: uuid::Uuid,
+    },
 }
 
 impl DbError {
@@ -141,7 +149,8 @@ impl DbError {
             | DbError::TenantBusy(_)
             | DbError::RequestEnded { .. }
             | DbError::JobInRequest { .. }
-            | DbError::JobsAlreadyMade { .. } => false,
+            | DbError::JobsAlreadyMade { .. }
+            | DbError::JobLeaseLost { .. } => false,
         }
     }
 
