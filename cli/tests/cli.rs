@@ -675,7 +675,10 @@ fn doctor_passes_then_names_the_table_without_row_level_security() {
     let ok = db.tenantry(&["doctor"]).succeeds().stdout;
     assert!(ok.contains("ok    public.notes"), "{ok}");
     assert!(ok.contains("role tenantry_app"), "{ok}");
-    assert!(ok.contains("checked 1 tenant table (public.notes)"), "{ok}");
+    assert!(
+        ok.contains("checked 2 tenant tables (public.notes, public.tenantry_jobs)"),
+        "{ok}"
+    );
     for line in [
         "ok    directory (public.memberships, public.tenants, public.users): row-level security enabled, exactly tenantry's policies",
         "ok    tenantry_app, tenantry_bypass: own nothing, and are members of no role",
@@ -910,6 +913,7 @@ fn doctor_citus_names_each_table_and_constraint_then_passes() {
             "SELECT citus_add_local_table_to_metadata('public.audit_log');",
             "SELECT create_distributed_table('public.projects', 'tenant_id');",
             "SELECT create_distributed_table('public.tasks', 'tenant_id', colocate_with => 'public.projects');",
+            "SELECT create_distributed_table('public.tenantry_jobs', 'tenant_id', colocate_with => 'public.projects');",
         ],
         "{plan}"
     );
