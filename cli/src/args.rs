@@ -24,13 +24,12 @@ Exit codes:
                   users, read the audit log and check that tenant isolation (row-level \
                   security) is in place.\n\n\
                   Every command connects with DATABASE_URL (or --database-url): a role that may \
-                  create tables and roles, default postgres://postgres@127.0.0.1:5432/tenantry_example.",
+                  create tables and roles (no default).",
     after_help = EXIT_CODES,
     propagate_version = true
 )]
 pub(crate) struct Cli {
-    /// PostgreSQL URL of the migration/owner role [env: DATABASE_URL] [default:
-    /// postgres://postgres@127.0.0.1:5432/tenantry_example]
+    /// PostgreSQL URL of the migration/owner role [env: DATABASE_URL] (required: no default)
     #[arg(long, global = true, value_name = "URL")]
     pub(crate) database_url: Option<String>,
 

@@ -5,7 +5,7 @@
 //! counts as unset, a URL must be `postgres://` or `postgresql://` with a host and a database,
 //! and the app role defaults to `tenantry_app`.
 
-use tenantry::settings::{PgUrl, DEFAULT_DATABASE_URL};
+use tenantry::settings::PgUrl;
 
 use crate::error::CliError;
 
@@ -48,14 +48,21 @@ impl DbTarget {
         })
     }
 
-    /// The migration/owner URL: `--database-url`, else `DATABASE_URL`, else the default.
+    /// The migration/owner URL: `--database-url`, else `DATABASE_URL`; there is no default.
     pub(crate) fn resolve(flag: Option<&str>) -> Result<Self, CliError> {
         if let Some(value) = flag {
             return Self::parse("--database-url", value);
         }
         match env_var("DATABASE_URL")? {
             Some(value) => Self::parse("DATABASE_URL", &value),
-            None => Self::parse("the default DATABASE_URL", DEFAULT_DATABASE_URL),
+            // No default: the command is never pointed at a database nobody named.
+            None => Err(CliError::Invalid {
+                flag: "DATABASE_URL",
+                problem: "not set: pass --database-url or set DATABASE_URL to the PostgreSQL \
+                          URL of the role that migrates, e.g. \
+                          postgres://postgres@127.0.0.1:5432/myapp"
+                    .to_owned(),
+            }),
         }
     }
 }

@@ -675,7 +675,10 @@ fn doctor_passes_then_names_the_table_without_row_level_security() {
     let ok = db.tenantry(&["doctor"]).succeeds().stdout;
     assert!(ok.contains("ok    public.notes"), "{ok}");
     assert!(ok.contains("role tenantry_app"), "{ok}");
-    assert!(ok.contains("checked 1 tenant table (public.notes)"), "{ok}");
+    assert!(
+        ok.contains("checked 2 tenant tables (public.notes, public.tenantry_jobs)"),
+        "{ok}"
+    );
     for line in [
         "ok    directory (public.memberships, public.tenants, public.users): row-level security enabled, exactly tenantry's policies",
         "ok    tenantry_app, tenantry_bypass: own nothing, and are members of no role",
@@ -845,6 +848,21 @@ const SHARDABLE_LATER: &str = "CREATE TABLE projects (
     SELECT tenantry_declare_tenant_table('projects');
     SELECT tenantry_declare_tenant_table('tasks');";
 
+/// The README's table declaration ("Migrations"), as written there, is ready for Citus.
+#[test]
+fn the_readmes_table_declaration_passes_doctor_citus() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let start = readme
+        .find("-- migrations/2025-01-01-000000_invoices/up.sql")
+        .expect("the README's migration block");
+    let block = &readme[start..start + readme[start..].find("```").unwrap()];
+    let db = ScratchDb::migrated();
+    db.sql(block);
+    let ok = db.tenantry(&["doctor", "--citus"]).succeeds().stdout;
+    assert!(ok.contains("ok    citus:"), "{ok}");
+}
+
 #[test]
 fn doctor_citus_names_each_table_and_constraint_then_passes() {
     let db = ScratchDb::migrated();
@@ -899,6 +917,7 @@ fn doctor_citus_names_each_table_and_constraint_then_passes() {
         "SELECT citus_add_local_table_to_metadata('public.audit_log');",
         "SELECT create_distributed_table('public.projects', 'tenant_id');",
         "SELECT create_distributed_table('public.tasks', 'tenant_id', colocate_with => 'public.projects');",
+        "SELECT create_distributed_table('public.tenantry_jobs', 'tenant_id', colocate_with => 'public.projects');",
         "ALTER TABLE public.tasks ADD CONSTRAINT tasks_tenant_id_project_id_fkey FOREIGN KEY (tenant_id, project_id) REFERENCES projects(tenant_id, id);",
         "COMMIT;",
     ];

@@ -10,6 +10,9 @@ pub mod app;
 pub mod error;
 pub mod extract;
 pub mod models;
+// The README's snippets as written there (not reformatted: the README shows them so).
+#[rustfmt::skip]
+mod readme_snippets;
 pub mod routes;
 pub mod schema;
 pub mod setup;
@@ -21,6 +24,9 @@ use tenantry::identity::{Authenticator, CsrfPolicy, Tenantry};
 use tenantry::serve::{serve, shutdown_signal, ServeConfig};
 use tenantry::settings::{AuthMode, Settings};
 use tenantry::Db;
+
+/// The example's database when `DATABASE_URL` is not set (the README's first command).
+pub const DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/tenantry_example";
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]

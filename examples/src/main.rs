@@ -22,7 +22,11 @@ async fn main() {
         )
         .init();
     tokio::spawn(limit.report());
-    let settings = match Settings::from_env() {
+    // The example alone has a default database: its own (tenantry's settings have none).
+    let mut vars: std::collections::HashMap<String, String> = std::env::vars().collect();
+    vars.entry("DATABASE_URL".to_owned())
+        .or_insert_with(|| tenantry_example::DATABASE_URL.to_owned());
+    let settings = match Settings::from_map(&vars) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("tenantry-example: {e}");

@@ -41,6 +41,7 @@ async fn the_examples_schema_is_ready_for_citus() {
             "SELECT citus_add_local_table_to_metadata('public.audit_log');",
             "SELECT create_distributed_table('public.projects', 'tenant_id');",
             "SELECT create_distributed_table('public.invoices', 'tenant_id', colocate_with => 'public.projects');",
+            "SELECT create_distributed_table('public.tenantry_jobs', 'tenant_id', colocate_with => 'public.projects');",
         ]
     );
     assert_eq!(statements.first(), Some(&"BEGIN;"), "{script}");

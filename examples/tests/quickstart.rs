@@ -78,6 +78,47 @@ async fn the_first_command_serves_the_app_in_dev_mode() {
     assert!(invoices.len() >= 3, "seeded invoices: {invoices:?}");
     let tenant = me["active_tenant"]["id"].clone();
     assert!(invoices.iter().all(|i| i["tenant_id"] == tenant));
+
+    // Every role without a restart: a request picks another user of the dev database with
+    // X-Tenantry-Dev-User (here a viewer of Acme Corp, added as `tenantry add-user` would).
+    {
+        use diesel_async::SimpleAsyncConnection;
+        let tenant_id = tenant.as_str().unwrap();
+        tenantry::testing::connect_superuser(&db)
+            .await
+            .batch_execute(&format!(
+                "INSERT INTO users (email, display_name) VALUES ('viewer@example.com', 'Viewer'); \
+                 INSERT INTO memberships (user_id, tenant_id, role) \
+                 SELECT id, '{tenant_id}', 'client_viewer' FROM users WHERE email = 'viewer@example.com'"
+            ))
+            .await
+            .unwrap();
+    }
+    let viewer = |r: reqwest::RequestBuilder| {
+        r.header(tenantry::identity::DEV_USER_HEADER, "viewer@example.com")
+    };
+    let me: serde_json::Value = viewer(client.get(url("/api/me")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["user"]["email"], "viewer@example.com", "{me}");
+    assert_eq!(me["is_owner"], false);
+    let write = viewer(client.post(url("/api/projects")))
+        .json(&serde_json::json!({"name": "a viewer's project"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(write.status(), 403, "a viewer cannot write");
+    let unknown = client
+        .get(url("/api/me"))
+        .header(tenantry::identity::DEV_USER_HEADER, "nobody@example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 403, "an unknown user is not provisioned");
     drop(_app);
     use diesel_async::SimpleAsyncConnection;
     let _ = common::admin("postgres")

@@ -102,6 +102,11 @@ impl<'tx, A: Access> TenantConn<'tx, A> {
         .await
     }
 
+    /// The transaction's connection, for tenantry's own statements (the job queue's).
+    pub(crate) fn pg(&self) -> &'tx AsyncPgConnection {
+        self.conn
+    }
+
     /// The active tenant's id.
     pub fn tenant_id(&self) -> Uuid {
         self.scope.tenant_id

@@ -839,6 +839,27 @@ impl Db {
         guard.finish(result, &self.keys).await
     }
 
+    /// The job queue's bookkeeping on the bypass pool, in one transaction and without an audit
+    /// row: it moves jobs between states (claimed, retried, failed); the work a job does runs
+    /// in an audited job transaction of its own (`crate::queue`).
+    pub(crate) async fn queue_bookkeeping<T, F>(&self, work: F) -> Result<T, DbError>
+    where
+        F: AsyncFnOnce(&AsyncPgConnection) -> Result<T, DbError>,
+    {
+        let pool = self.bypass.as_ref().ok_or(DbError::NoBypassPool)?;
+        let obj = checkout(pool, &self.bypass_outage).await?;
+        let guard = TxGuard::new(obj, self.bypass_outage.clone());
+        let result = async {
+            let mut conn: &AsyncPgConnection = guard.conn();
+            conn.batch_execute(&format!("BEGIN{}", self.tx_settings))
+                .await
+                .map_err(DbError::from)?;
+            work(conn).await
+        }
+        .await;
+        guard.finish(result, &self.keys).await
+    }
+
     /// What the principal cache knows and did: whether its listener is up, how often it was
     /// emptied, hits and misses (see [`DbConfig::principal_cache_ttl`]).
     pub fn principal_cache_status(&self) -> PrincipalCacheStatus {

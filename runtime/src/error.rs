@@ -10,6 +10,10 @@ pub enum DbError {
     /// A query failed (this includes `NotFound` from `.first`/`.get_result`).
     #[error(transparent)]
     Query(#[from] diesel::result::Error),
+    /// A bypass or a job was opened with an empty reason (`tenantry::no_tenant_scope`), so
+    /// that a job's work can use `DbError` as its error type.
+    #[error(transparent)]
+    Scope(#[from] ScopeError),
     /// No connection could be taken from the pool.
     #[error("database pool: {0}")]
     Pool(String),
@@ -103,6 +107,14 @@ pub enum DbError {
         /// The database (its name and the server's system identifier).
         database: String,
     },
+    /// A queued job's lease ran out while it ran and another runner claimed it again, so this
+    /// run's work was rolled back (the job's work commits once, with the run that marks it
+    /// done). Give the queue a longer lease (`Queue::lease`) than its jobs take.
+    #[error("queued job {id}: its lease ran out and another runner claimed it, so this run was rolled back; give the queue a lease longer than its jobs take")]
+    JobLeaseLost {
+        /// The job.
+        id: uuid::Uuid,
+    },
 }
 
 impl DbError {
@@ -129,6 +141,7 @@ impl DbError {
             DbError::PrivilegedAppRole { .. }
             | DbError::AppRoleEscalates { .. }
             | DbError::NoBypassPool
+            | DbError::Scope(_)
             | DbError::Config(_)
             | DbError::Pooler(_)
             | DbError::TenantMoved
@@ -136,7 +149,8 @@ impl DbError {
             | DbError::TenantBusy(_)
             | DbError::RequestEnded { .. }
             | DbError::JobInRequest { .. }
-            | DbError::JobsAlreadyMade { .. } => false,
+            | DbError::JobsAlreadyMade { .. }
+            | DbError::JobLeaseLost { .. } => false,
         }
     }
 
@@ -178,4 +192,59 @@ pub enum ScopeError {
         "a bypass needs a non-empty reason: the audit log records why tenant isolation was lifted"
     )]
     EmptyReason,
+}
+
+/// A handler may return `DbError` (or `?` it into its own error) and the client gets a status
+/// and the JSON error body `{"error": code, "message": ..}`: 429 with `Retry-After` for a
+/// tenant's own excess ([`DbError::TenantBusy`]), 503 with `Retry-After` while the database is
+/// unavailable, 404 for a row that is not there (another tenant's row is not there either), 409
+/// for a unique key taken, 422 for a check or a reference that fails, 403 for a write in a
+/// read-only transaction, and 500 for the rest. A 500 says only "internal error": the cause is
+/// logged (one `ERROR` line), never sent to the client.
+impl axum::response::IntoResponse for DbError {
+    fn into_response(self) -> axum::response::Response {
+        use axum::http::StatusCode;
+        use diesel::result::{DatabaseErrorKind as Kind, Error};
+        let (status, message) = match &self {
+            DbError::TenantBusy(_) => (StatusCode::TOO_MANY_REQUESTS, self.to_string()),
+            e if e.is_unavailable() => {
+                tracing::debug!(error = %e, "database unavailable");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the service is temporarily unavailable; retry shortly".to_owned(),
+                )
+            }
+            DbError::Query(Error::NotFound) => (StatusCode::NOT_FOUND, "not found".to_owned()),
+            DbError::Query(Error::DatabaseError(kind, info)) => match kind {
+                Kind::UniqueViolation => (
+                    StatusCode::CONFLICT,
+                    format!(
+                        "already exists ({})",
+                        info.constraint_name().unwrap_or("unique")
+                    ),
+                ),
+                Kind::CheckViolation | Kind::ForeignKeyViolation | Kind::NotNullViolation => (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    format!(
+                        "rejected by {}",
+                        info.constraint_name().unwrap_or("a constraint")
+                    ),
+                ),
+                Kind::ReadOnlyTransaction => {
+                    (StatusCode::FORBIDDEN, "this role is read-only".to_owned())
+                }
+                _ => internal(&self),
+            },
+            _ => internal(&self),
+        };
+        crate::serve::error_response(status, &message)
+    }
+}
+
+fn internal(e: &DbError) -> (axum::http::StatusCode, String) {
+    tracing::error!(error = %e, "database error");
+    (
+        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+        "internal error".to_owned(),
+    )
 }

@@ -118,6 +118,11 @@ impl Jobs {
         Ok(Self::new(db.clone()))
     }
 
+    /// The database this capability acts on.
+    pub(crate) fn db(&self) -> &Db {
+        &self.db
+    }
+
     /// A `Jobs` outside the once-per-database count, for the test kit (`jobs_for_test`).
     #[cfg(feature = "testing")]
     pub(crate) fn for_test(db: &Db) -> Self {

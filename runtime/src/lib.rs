@@ -27,6 +27,7 @@ mod migrate;
 mod pool;
 pub mod pooler;
 mod query;
+pub mod queue;
 mod role_names;
 pub mod schema;
 mod scoped;

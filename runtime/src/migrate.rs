@@ -143,7 +143,7 @@ where
 /// gives the same database:
 ///
 /// ```sql
-/// CREATE TABLE invoices (id uuid PRIMARY KEY, tenant_id uuid NOT NULL REFERENCES tenants (id), ..);
+/// CREATE TABLE invoices (tenant_id uuid NOT NULL REFERENCES tenants (id), id uuid, .., PRIMARY KEY (tenant_id, id));
 /// SELECT tenantry_declare_tenant_table('invoices');
 /// ```
 pub async fn migrate_with<S>(conn: AsyncPgConnection, app: S) -> Result<Migrated, MigrateError>

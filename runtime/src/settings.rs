@@ -224,9 +224,6 @@ impl Settings {
     }
 }
 
-/// The default `DATABASE_URL` of the example app.
-pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/tenantry_example";
-
 impl Settings {
     /// Reads the process environment.
     pub fn from_env() -> Result<Self, SettingsError> {
@@ -236,9 +233,16 @@ impl Settings {
     /// Reads settings from `vars` (the environment in tests).
     pub fn from_map(vars: &HashMap<String, String>) -> Result<Self, SettingsError> {
         let raw = Raw::load(vars)?;
+        // No default: a new app is never pointed at another app's database.
         let database_url = raw
             .get("DATABASE_URL")
-            .unwrap_or(DEFAULT_DATABASE_URL)
+            .ok_or_else(|| {
+                err(
+                    "DATABASE_URL",
+                    "not set: the PostgreSQL URL of the role that migrates, e.g. \
+                     postgres://postgres@127.0.0.1:5432/myapp",
+                )
+            })?
             .to_owned();
         let parsed_db = parse_pg_url("DATABASE_URL", &database_url)?;
         let roles = role_names(&raw)?;

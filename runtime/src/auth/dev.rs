@@ -27,10 +27,52 @@ pub(crate) fn identity(email: &str, headers: &HeaderMap) -> Result<Identity, Aut
              request names {host:?}"
         )));
     }
+    let email = match picked_user(headers)? {
+        Some(picked) => picked,
+        None => email,
+    };
     Ok(Identity::User {
         email: email.to_owned(),
         sub: None,
     })
+}
+
+/// The header with which a dev-mode request picks its user (a Partner, a Viewer, an Owner of the
+/// dev database) instead of `TENANTRY_DEV_USER_EMAIL`, so that every role can be tried without a
+/// restart. Any other mode refuses a request that carries it.
+pub const DEV_USER_HEADER: &str = "x-tenantry-dev-user";
+
+/// The user a dev-mode request names in [`DEV_USER_HEADER`], if any: one value, an ASCII
+/// address.
+fn picked_user(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
+    let mut values = headers.get_all(DEV_USER_HEADER).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    let bad = |why: &str| {
+        AuthError::Unauthenticated(format!(
+            "{DEV_USER_HEADER}: {why}; name one user of the dev database by email"
+        ))
+    };
+    if values.next().is_some() {
+        return Err(bad("given more than once"));
+    }
+    let email = value.to_str().map_err(|_| bad("not ASCII"))?.trim();
+    if email.is_empty() || email.len() > 254 || !email.contains('@') {
+        return Err(bad("not an email address"));
+    }
+    Ok(Some(email))
+}
+
+/// Outside dev mode, a request that carries [`DEV_USER_HEADER`] is refused: a header meant for
+/// a developer's machine never reaches production unnoticed, nor is silently ignored there.
+pub(crate) fn refuse_dev_header(headers: &HeaderMap) -> Result<(), AuthError> {
+    if headers.contains_key(DEV_USER_HEADER) {
+        return Err(AuthError::Forbidden(format!(
+            "{DEV_USER_HEADER} is accepted only in dev mode (TENANTRY_AUTH_MODE=dev); remove it"
+        )));
+    }
+    Ok(())
 }
 
 /// `host[:port]` names the loopback interface.
@@ -74,7 +116,67 @@ pub async fn mark_dev_mode(request: Request, next: Next) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use super::is_loopback_host;
+    use super::{identity, is_loopback_host, refuse_dev_header, DEV_USER_HEADER};
+    use crate::auth::{AuthError, Identity};
+    use axum::http::{HeaderMap, HeaderValue};
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    fn email(result: Result<Identity, AuthError>) -> String {
+        match result.unwrap() {
+            Identity::User { email, .. } => email,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_dev_request_may_pick_its_user_with_the_header() {
+        let dev = "dev@example.com";
+        assert_eq!(
+            email(identity(dev, &headers(&[("host", "localhost:3000")]))),
+            dev
+        );
+        let picked = headers(&[
+            ("host", "localhost:3000"),
+            (DEV_USER_HEADER, "viewer@acme.test"),
+        ]);
+        assert_eq!(email(identity(dev, &picked)), "viewer@acme.test");
+        // Still loopback only.
+        let remote = headers(&[
+            ("host", "evil.example"),
+            (DEV_USER_HEADER, "viewer@acme.test"),
+        ]);
+        assert!(matches!(
+            identity(dev, &remote),
+            Err(AuthError::Forbidden(_))
+        ));
+        for bad in ["", "   ", "no-at-sign"] {
+            let h = headers(&[("host", "localhost"), (DEV_USER_HEADER, bad)]);
+            let e = identity(dev, &h).unwrap_err();
+            assert!(matches!(e, AuthError::Unauthenticated(_)), "{bad:?}: {e}");
+            assert!(e.to_string().contains(DEV_USER_HEADER), "{e}");
+        }
+        let twice = headers(&[
+            ("host", "localhost"),
+            (DEV_USER_HEADER, "a@acme.test"),
+            (DEV_USER_HEADER, "b@acme.test"),
+        ]);
+        assert!(identity(dev, &twice).is_err());
+    }
+
+    #[test]
+    fn other_modes_refuse_the_dev_user_header() {
+        assert!(refuse_dev_header(&headers(&[("host", "localhost")])).is_ok());
+        let e = refuse_dev_header(&headers(&[(DEV_USER_HEADER, "owner@acme.test")])).unwrap_err();
+        assert!(matches!(e, AuthError::Forbidden(_)));
+        assert!(e.to_string().contains("only in dev mode"), "{e}");
+    }
 
     #[test]
     fn only_loopback_names_are_answered() {

@@ -11,7 +11,7 @@ mod error;
 mod trusted_header;
 
 pub use authenticator::Authenticator;
-pub use dev::mark_dev_mode;
+pub use dev::{mark_dev_mode, DEV_USER_HEADER};
 pub use error::AuthError;
 pub use trusted_header::TRUSTED_EMAIL_HEADER;
 

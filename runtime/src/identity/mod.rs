@@ -19,7 +19,7 @@ mod roles;
 mod tenant;
 
 // The authenticators live in `crate::auth`; these paths are kept for existing imports.
-pub use crate::auth::{mark_dev_mode, Authenticator, TRUSTED_EMAIL_HEADER};
+pub use crate::auth::{mark_dev_mode, Authenticator, DEV_USER_HEADER, TRUSTED_EMAIL_HEADER};
 pub(crate) use cache::PrincipalCache;
 pub use cache::PrincipalCacheStatus;
 pub use csrf::{csrf, CsrfPolicy};

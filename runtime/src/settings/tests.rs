@@ -2,13 +2,29 @@
 
 use super::*;
 
+/// The example's database, given to every test that names none.
+const DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/tenantry_example";
+
 fn load(pairs: &[(&str, &str)]) -> Result<Settings, SettingsError> {
-    Settings::from_map(
-        &pairs
-            .iter()
+    let mut vars: HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    vars.entry("DATABASE_URL".to_owned())
+        .or_insert_with(|| DATABASE_URL.to_owned());
+    Settings::from_map(&vars)
+}
+
+#[test]
+fn database_url_has_no_default() {
+    let e = Settings::from_map(
+        &CF.iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect(),
     )
+    .expect_err("DATABASE_URL is required");
+    assert_eq!(e.variable, "DATABASE_URL");
+    assert!(e.to_string().starts_with("DATABASE_URL: not set"), "{e}");
 }
 
 fn fails(pairs: &[(&str, &str)], variable: &str, needle: &str) {
@@ -29,7 +45,7 @@ const CF: [(&str, &str); 2] = [
 #[test]
 fn defaults_are_the_contracts() {
     let s = load(&CF).unwrap();
-    assert_eq!(s.database_url, DEFAULT_DATABASE_URL);
+    assert_eq!(s.database_url, DATABASE_URL);
     assert_eq!(
         s.app_database_url,
         "postgres://tenantry_app@127.0.0.1:5432/tenantry_example"
