@@ -2,7 +2,7 @@
 
 use thiserror::Error;
 
-use crate::db::RoleEscalation;
+use crate::schema::RoleEscalation;
 
 /// An error from a tenant transaction, a bypass or the pools behind them.
 #[derive(Debug, Error)]
@@ -43,11 +43,11 @@ pub enum DbError {
     /// A settings or URL problem found while building the pools.
     #[error("{0}")]
     Config(String),
-    /// The database did not answer in time (see [`Db::ping`](crate::Db::ping)).
+    /// The database did not answer in time (see [`Db::ping`](crate::db::Db::ping)).
     #[error("{0}")]
     Timeout(String),
     /// A connection pooler between tenantry and PostgreSQL breaks what this configuration needs
-    /// (see [`crate::pooler`]); the message names the setting to change.
+    /// (see [`crate::pool::pooler`]); the message names the setting to change.
     #[error("{0}")]
     Pooler(String),
     /// The transaction's tenant moved before it ended: the tenant the database verified at the

@@ -4,7 +4,7 @@
 //! A request acts only in the tenant its identity may act in, with its role's rights. Background
 //! work (reminders, reports, imports) has no request: it names a tenant by id or works across
 //! tenants. That power is the bypass role's, so it is a capability of its own: [`Jobs`], made by
-//! [`crate::Db::connect_with_jobs`] from the bypass configuration, once per process and
+//! [`crate::db::Db::connect_with_jobs`] from the bypass configuration, once per process and
 //! database. It is neither `Clone` nor `Sync`: the router's state (which must be
 //! `Clone + Send + Sync + 'static`) cannot hold it, nor an `Arc`, an `RwLock` or a `OnceLock` of
 //! it, and the [`SystemJob`]s it names borrow it, so they cannot be stored there either. What the
@@ -18,12 +18,12 @@ use std::sync::{Mutex, OnceLock};
 
 use uuid::Uuid;
 
-use crate::bypass::{sealed, BypassActor, Liveness};
-use crate::conn::TenantConn;
+use crate::ctx::bypass::{sealed, BypassActor, Liveness};
+use crate::ctx::conn::TenantConn;
 use crate::ctx::{Access, Actor, ReadOnly, ReadWrite, Scope};
 use crate::db::Db;
 use crate::error::{DbError, ScopeError};
-use crate::identity::life::in_request_task;
+use crate::ctx::life::in_request_task;
 
 /// Keeps [`Jobs`] out of shared state: `Send` (a job runner task may own it) but not `Sync`.
 /// rustc names the innermost type that is not `Sync` in its error, so this type's name is the
@@ -42,7 +42,7 @@ enum GiveJobsToTheJobRunnerNotTheRouterState {}
 /// ([`SystemJob::tx`], [`SystemJob::read_only_tx`]) or across tenants
 /// (`db.bypass(no_tenant_scope!(&job, ".."), ..)`).
 ///
-/// Made once, in `main`, by [`crate::Db::connect_with_jobs`]; hand it to the task that runs
+/// Made once, in `main`, by [`crate::db::Db::connect_with_jobs`]; hand it to the task that runs
 /// the jobs:
 ///
 /// ```text

@@ -1,7 +1,7 @@
 //! Writing `audit_log` rows (in the same transaction as the work they permit), through
 //! `tenantry_audit_write`, the only way tenantry's roles write one: the server assigns the row's
 //! id and time, and links it into the hash chain when the transaction commits
-//! (see [`crate::audit_chain`]).
+//! (see [`crate::schema::audit_chain`]).
 
 use diesel::pg::Pg;
 use diesel::query_builder::{QueryFragment, QueryId};

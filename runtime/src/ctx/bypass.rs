@@ -6,7 +6,7 @@ use std::panic::Location;
 
 use crate::ctx::Actor;
 use crate::error::{DbError, ScopeError};
-use crate::identity::life::RequestLife;
+use crate::ctx::life::RequestLife;
 
 pub(crate) mod sealed {
     /// Seal of [`super::BypassActor`]: tenantry decides who may lift tenant isolation.
@@ -19,8 +19,8 @@ pub(crate) mod sealed {
 }
 
 /// Who may lift tenant isolation: an Owner's proof ([`crate::identity::OwnerProof`], from
-/// `#[requires_role(Owner)]`) or a system job ([`crate::SystemJob`], from the
-/// [`crate::Jobs`] capability made once in `main`). Sealed: partners, viewers and any other type
+/// `#[requires_role(Owner)]`) or a system job ([`crate::jobs::SystemJob`], from the
+/// [`crate::jobs::Jobs`] capability made once in `main`). Sealed: partners, viewers and any other type
 /// cannot implement it.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` may not open a cross-tenant bypass",
@@ -60,7 +60,7 @@ pub enum Liveness {
 ///
 /// Made by [`no_tenant_scope`] or the `no_tenant_scope!` macro (which rejects an empty literal at
 /// compile time) from an Owner's proof or a system job, and bound to its lifetime `'a`: it
-/// cannot outlive the request or job that opened it. Consumed by [`crate::Db::bypass`] or a tenant
+/// cannot outlive the request or job that opened it. Consumed by [`crate::db::Db::bypass`] or a tenant
 /// connection's raw SQL methods, each of which writes exactly one `audit_log` row in the same
 /// transaction as the work.
 #[derive(Debug)]

@@ -12,8 +12,8 @@ use diesel_async::methods::{ExecuteDsl, LoadQuery};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use crate::audit::AuditEntry;
-use crate::bypass::AuditedBypass;
+use crate::ctx::audit::AuditEntry;
+use crate::ctx::bypass::AuditedBypass;
 use crate::ctx::{Access, Actor, ReadWrite, Scope};
 use crate::error::DbError;
 
@@ -62,8 +62,8 @@ pub(crate) type Brand<'tx> = PhantomData<fn(&'tx ()) -> &'tx ()>;
 /// A connection inside one tenant's transaction.
 ///
 /// It is not a Diesel connection and never dereferences to one: it runs only what
-/// [`crate::TenantQuery`] admits (scoped queries built from this connection, scoped writes,
-/// global reads), through [`crate::RunTenantQuery`]. Queries are built from it:
+/// [`crate::scope::TenantQuery`] admits (scoped queries built from this connection, scoped writes,
+/// global reads), through [`crate::scope::RunTenantQuery`]. Queries are built from it:
 /// `Invoice::scoped(conn)`, `Invoice::insert(conn, new)`, and they carry its transaction's
 /// lifetime `'tx`, so they cannot run on another transaction's connection. Raw SQL needs an
 /// [`AuditedBypass`] and still runs under row-level security, inside this tenant's transaction.
@@ -174,7 +174,7 @@ impl<'tx, A: Access> TenantConn<'tx, A> {
 }
 
 /// A connection of audited cross-tenant work, on the bypass role (which ignores row-level
-/// security). Only [`crate::Db::bypass`] hands one out, after writing the audit row.
+/// security). Only [`crate::db::Db::bypass`] hands one out, after writing the audit row.
 pub struct BypassConn<'a> {
     conn: &'a AsyncPgConnection,
     taint: &'a Taint,

@@ -27,7 +27,7 @@ const ENDED: u8 = 2;
 
 /// The life of one request's grants, shared by its extractor and everything derived from it.
 ///
-/// Public only because the sealed [`crate::BypassActor`] hands it to the bypasses it opens; it
+/// Public only because the sealed [`crate::ctx::BypassActor`] hands it to the bypasses it opens; it
 /// cannot be named outside tenantry.
 #[doc(hidden)]
 #[derive(Clone)]

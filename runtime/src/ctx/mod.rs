@@ -6,13 +6,21 @@
 //! also carries the request's life (`identity/life.rs`): used after the request ended, it is
 //! refused with [`DbError::RequestEnded`].
 
+pub(crate) mod audit;
+pub(crate) mod bypass;
+pub(crate) mod conn;
+pub(crate) mod life;
+
+pub use bypass::{no_tenant_scope, AuditedBypass, BypassActor};
+pub use conn::{BypassConn, TenantConn};
+
 use std::fmt;
 use std::marker::PhantomData;
 
 use uuid::Uuid;
 
 use crate::error::DbError;
-use crate::identity::life::RequestLife;
+use crate::ctx::life::RequestLife;
 
 /// Who performs a unit of work, as recorded in `audit_log`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -107,7 +115,7 @@ impl Scope {
     /// `Ok` unless this is a request's scope and the request has ended
     /// ([`DbError::RequestEnded`], logged).
     pub(crate) fn alive(&self) -> Result<(), DbError> {
-        crate::identity::life::check(self.life.as_ref())
+        crate::ctx::life::check(self.life.as_ref())
     }
 }
 
@@ -146,7 +154,7 @@ impl OwnerEntry {
 ///
 /// A `TenantCtx` cannot be built from a bare id, nor deserialized, defaulted or converted: it
 /// comes from `#[requires_role(..)]` (the request's extractor), from a system job of
-/// [`crate::Jobs`] (audited), or in tests from `TenantCtx::for_test` (feature `testing`).
+/// [`crate::jobs::Jobs`] (audited), or in tests from `TenantCtx::for_test` (feature `testing`).
 ///
 /// The lifetime `'r` ties the context to the request or job that made it, so it cannot outlive
 /// it by accident: a `static`, a global cache, `tokio::spawn`, a channel and the router's state

@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 
 use crate::error::DbError;
 use crate::pool::PgPool;
-use crate::seal::{KeyRow, TenantKeys};
+use crate::pool::seal::{KeyRow, TenantKeys};
 
 /// How often the keys are read again.
 pub(crate) const REFRESH: Duration = Duration::from_secs(30);

@@ -19,9 +19,9 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use futures_util::future::join;
 use uuid::Uuid;
 
-use crate::audit::AuditEntry;
-use crate::bypass::AuditedBypass;
-use crate::conn::{BypassConn, Taint, TenantConn};
+use crate::ctx::audit::AuditEntry;
+use crate::ctx::bypass::AuditedBypass;
+use crate::ctx::conn::{BypassConn, Taint, TenantConn};
 use crate::ctx::{Access, Scope, TenantCtx};
 use crate::error::DbError;
 use crate::fairness::{FairShare, Fairness, Permit};
@@ -30,19 +30,16 @@ use crate::jobs::Jobs;
 use crate::pool::{
     self, ConnectError, Connector, Link, Outage, PgPool, Pooled, Purpose, Ticket, Timeouts,
 };
-use crate::pooler::{self, Pooler};
-use crate::seal::{self, SealFailure};
+use crate::pool::pooler::{self, Pooler};
+use crate::pool::seal::{self, SealFailure};
 
 mod fair;
 mod identity;
 mod keys;
-mod listen;
 mod one_rtt;
-pub(crate) mod roles_check;
 
 use keys::{Keys, DIRECTORY_URL};
-use listen::Directory;
-pub use roles_check::{RoleEscalation, RolePower};
+use crate::identity::listen::Directory;
 
 /// Settings of [`Db::connect`]. [`DbConfig::new`] fills in the defaults below; every duration
 /// must be greater than zero.
@@ -112,9 +109,9 @@ pub struct DbConfig {
     /// change that notifies nobody (made with `session_replication_role = replica`, as restores
     /// and logical replication do) is honoured within it.
     pub principal_cache_max_age: Duration,
-    /// This deployment's role names ([`RoleNames`](crate::RoleNames)): the default directory
+    /// This deployment's role names ([`RoleNames`](crate::schema::RoleNames)): the default directory
     /// URL uses its directory role.
-    pub roles: crate::RoleNames,
+    pub roles: crate::schema::RoleNames,
     /// How the tenant pool is shared between tenants (default: no tenant holds more than half
     /// of it; see [`FairShare`]).
     pub fair_share: FairShare,
@@ -145,7 +142,7 @@ impl DbConfig {
             principal_cache_capacity: 10_000,
             principal_cache_ttl: Duration::from_secs(1),
             principal_cache_max_age: Duration::from_secs(1),
-            roles: crate::RoleNames::default(),
+            roles: crate::schema::RoleNames::default(),
             fair_share: FairShare::default(),
             metrics_tenants: 20,
         }
@@ -516,7 +513,7 @@ impl Db {
             return Err(DbError::PrivilegedAppRole { role });
         }
         let found = in_read_only_tx(&conn, async |c| {
-            roles_check::escalations(c, &role, &[]).await
+            crate::schema::roles_check::escalations(c, &role, &[]).await
         })
         .await?;
         if let Some(escalation) = found.into_iter().next() {

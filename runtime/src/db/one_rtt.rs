@@ -27,12 +27,12 @@ use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
 use futures_util::future::join;
 
 use super::{begin_sql, failed, Db, TxGuard};
-use crate::conn::TenantConn;
+use crate::ctx::conn::TenantConn;
 use crate::ctx::{Access, TenantCtx};
 use crate::error::DbError;
-use crate::pooler::Pooler;
-use crate::query::RunFuture;
-use crate::seal;
+use crate::pool::pooler::Pooler;
+use crate::scope::query::RunFuture;
+use crate::pool::seal;
 
 impl Db {
     /// Runs one statement in a transaction of `ctx`'s tenant, in one round trip to PostgreSQL.

@@ -18,9 +18,9 @@ use axum::response::Response;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use super::load::{Layer, Load};
-use crate::auth::AuthError;
-use crate::Db;
+use crate::fairness::load::{Layer, Load};
+use crate::identity::auth::AuthError;
+use crate::db::Db;
 
 const REQUEST_ID: &str = "x-request-id";
 
@@ -91,7 +91,7 @@ pub(crate) async fn tenant_requests(
     next: Next,
 ) -> Response {
     let (mut parts, body) = request.into_parts();
-    let id = crate::identity::request_id(&parts);
+    let id = crate::extract::request_id(&parts);
     let id_header = HeaderValue::from_str(&id).ok();
     if let Some(value) = &id_header {
         // The extractors read it from here: the audit rows and the spans name the same id.

@@ -3,19 +3,24 @@
 //! for a handler (through the hidden [`ByRole`]); a handler cannot get a [`TenantCtx`] any other
 //! way, and neither is an extractor on its own.
 
+pub(crate) mod fair;
+pub(crate) mod params;
+mod tenant;
+
+pub use tenant::{select_tenant, tenant_header, ActiveTenant, TENANT_HEADER};
+
 use std::marker::PhantomData;
 use std::sync::Arc;
 
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
 
-use super::csrf::CsrfPolicy;
-use super::life::{ByRole, HasLife, RequestLife};
-use super::principal::{load_principal, Principal, TenantRole};
-use super::roles::{Owner, Proof, TenantRoleRequirement};
-use super::tenant::{select_tenant, tenant_header, ActiveTenant};
-use crate::auth::AuthError;
-use crate::auth::Authenticator;
+use crate::identity::CsrfPolicy;
+use crate::ctx::life::{ByRole, HasLife, RequestLife};
+use crate::identity::{load_principal, Principal, TenantRole};
+use crate::identity::{Owner, Proof, TenantRoleRequirement};
+use crate::identity::auth::AuthError;
+use crate::identity::auth::Authenticator;
 use crate::ctx::{OwnerEntry, Scope, TenantCtx};
 use crate::db::Db;
 
@@ -112,7 +117,7 @@ where
 /// so they cannot outlive the handler. It is not an extractor on its own: a handler takes it
 /// through `#[requires_role(..)]`, which keeps it in a local of the handler and ends what it
 /// grants when the handler returns (a context used after that is refused,
-/// [`crate::DbError::RequestEnded`]).
+/// [`crate::error::DbError::RequestEnded`]).
 #[derive(Debug)]
 pub struct InTenant<R: TenantRoleRequirement> {
     scope: Scope,
@@ -180,7 +185,7 @@ where
         let owner_entry = (tenant.role == TenantRole::Owner
             && principal.membership(tenant.id).is_none())
         .then(OwnerEntry::new);
-        crate::fairness::enter(parts, &state.db, tenant.id, &tenant.slug)?;
+        crate::extract::fair::enter(parts, &state.db, tenant.id, &tenant.slug)?;
         let request_id = request_id(parts);
         Ok(ByRole(InTenant {
             scope: Scope {
@@ -307,7 +312,7 @@ pub trait RoleRequirement {}
 impl<'r, S, A> FromRequestParts<S> for TenantCtx<'r, A>
 where
     S: Send + Sync,
-    A: crate::Access,
+    A: crate::ctx::Access,
     TenantCtx<'r, A>: RoleRequirement,
 {
     type Rejection = AuthError;

@@ -10,10 +10,10 @@
 
 use std::marker::PhantomData;
 
-use super::extract::{AsOwner, InTenant};
-use super::life::ByRole;
-use super::principal::Principal;
-use super::roles::{Proof, Role, TenantRoleRequirement};
+use super::{AsOwner, InTenant};
+use crate::ctx::life::ByRole;
+use crate::identity::principal::Principal;
+use crate::identity::{Proof, Role, TenantRoleRequirement};
 use crate::ctx::{Access, TenantCtx};
 
 /// A type tenantry fills for a `#[requires_role]` handler, or its role extractor.

@@ -4,9 +4,9 @@ use axum::http::HeaderMap;
 use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
-use super::directory::OwnerTenant;
-use super::principal::{Principal, TenantRole};
-use crate::auth::AuthError;
+use crate::identity::directory::OwnerTenant;
+use crate::identity::principal::{Principal, TenantRole};
+use crate::identity::auth::AuthError;
 use crate::db::Db;
 
 /// The header naming the tenant a request acts in.

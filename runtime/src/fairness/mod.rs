@@ -17,8 +17,7 @@
 
 mod export;
 mod gate;
-mod http;
-mod load;
+pub(crate) mod load;
 mod share;
 
 use std::sync::Arc;
@@ -32,11 +31,10 @@ use uuid::Uuid;
 
 pub use export::CONTENT_TYPE;
 pub(crate) use gate::{Gate, Permit};
-pub(crate) use http::{enter, tenant_requests, RequestCap};
 pub(crate) use load::Load;
 pub use share::{FairShare, TenantWeights, DEFAULT_QUEUE};
 
-use crate::Db;
+use crate::db::Db;
 
 /// Each tenant's load over a recent window, busiest first ([`Db::tenant_load`]).
 #[derive(Debug, Clone)]

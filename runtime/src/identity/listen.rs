@@ -20,7 +20,7 @@
 //!
 //! It needs a direct session: a `LISTEN` through a transaction-mode pooler (PgBouncer) stops
 //! hearing when the pooler hands the server connection to another client. Its URL is
-//! [`DbConfig::listen_url`](crate::DbConfig::listen_url) (`TENANTRY_LISTEN_DATABASE_URL`), the
+//! [`DbConfig::listen_url`](crate::db::DbConfig::listen_url) (`TENANTRY_LISTEN_DATABASE_URL`), the
 //! app pool's by default. It starts with the first principal lookup, so a `Db` that never
 //! authenticates a request (a job runner, the CLI) opens no session for it. In
 //! `pg_stat_activity` it is `application_name = 'tenantry listener'`.
@@ -55,7 +55,7 @@ const PROBE: &str = "probe:";
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-/// The principal cache and the listener that keeps it true; one per [`crate::Db`] and its
+/// The principal cache and the listener that keeps it true; one per [`crate::db::Db`] and its
 /// clones.
 pub(crate) struct Directory {
     cache: PrincipalCache,

@@ -4,7 +4,7 @@ use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
 use super::directory::{PrincipalRow, PrincipalRows, RecordSub};
-use crate::auth::{AuthError, Identity};
+use crate::identity::auth::{AuthError, Identity};
 use crate::db::Db;
 
 /// A role inside one tenant, as stored in `memberships.role`.
@@ -104,8 +104,8 @@ impl Principal {
 ///
 /// The cache is emptied by every change to the directory, on every instance, as soon as it
 /// commits (`LISTEN`/`NOTIFY`); when that listener is down, entries live at most
-/// [`DbConfig::principal_cache_ttl`](crate::DbConfig::principal_cache_ttl) (see
-/// [`DbConfig::listen_url`](crate::DbConfig::listen_url)).
+/// [`DbConfig::principal_cache_ttl`](crate::db::DbConfig::principal_cache_ttl) (see
+/// [`DbConfig::listen_url`](crate::db::DbConfig::listen_url)).
 ///
 /// What the authenticator calls. A `Principal` grants nothing by itself: the extractors trust
 /// only the one the authenticator stored in the request, never a value built or looked up

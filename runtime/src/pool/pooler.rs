@@ -28,7 +28,7 @@ use crate::error::DbError;
 use crate::pool::{self, ConnectError, Timeouts};
 
 /// How the pools reach PostgreSQL: `TENANTRY_DB_POOLER` (`direct` or `transaction`),
-/// [`DbConfig::pooler`](crate::DbConfig::pooler).
+/// [`DbConfig::pooler`](crate::db::DbConfig::pooler).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Pooler {
     /// Straight to PostgreSQL (the default), or through a pooler in session mode: each pooled

@@ -30,7 +30,7 @@ use futures_util::TryStreamExt;
 use ring::digest::{Context, SHA256};
 use uuid::Uuid;
 
-use crate::schema::{audit_log, audit_log_chain, audit_log_chain_head};
+use crate::schema::tables::{audit_log, audit_log_chain, audit_log_chain_head};
 
 /// A SHA-256 hash.
 pub type Hash = [u8; 32];
@@ -143,7 +143,7 @@ pub fn hex(bytes: &[u8]) -> String {
 /// The head as recorded in `audit_log_chain_head` (`None` if its row is gone). A transaction's
 /// own audit rows are linked when it commits: inside a bypass, the head is the one before it.
 ///
-/// Needs `SELECT` on `audit_log_chain_head`: the bypass role (in [`crate::Db::bypass`], pass
+/// Needs `SELECT` on `audit_log_chain_head`: the bypass role (in [`crate::db::Db::bypass`], pass
 /// `conn.diesel()`) or the tables' owner.
 pub async fn head(conn: &AsyncPgConnection) -> diesel::QueryResult<Option<ChainHead>> {
     let mut c = conn;

@@ -17,7 +17,7 @@
 
 use std::error::Error as StdError;
 
-use crate::role_names::RoleNames;
+use crate::schema::role_names::RoleNames;
 use diesel::migration::MigrationSource;
 use diesel::pg::Pg;
 use diesel::sql_types::{Array, Bool, Text};
@@ -34,8 +34,8 @@ use thiserror::Error;
 /// after creating the roles (`tenantry migrate` does all of it).
 pub const FRAMEWORK_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
-const ROLES_SQL: &str = include_str!("../migrations/roles.sql");
-const GRANTS_SQL: &str = include_str!("../migrations/grants.sql");
+const ROLES_SQL: &str = include_str!("../../migrations/roles.sql");
+const GRANTS_SQL: &str = include_str!("../../migrations/grants.sql");
 
 /// One key for every runner on a database, the earlier one included: concurrent starts wait.
 const LOCK_SQL: &str = "SELECT pg_advisory_lock(hashtext('tenantry_migrations'))";
@@ -155,7 +155,7 @@ where
 
 /// [`migrate`] on a fresh connection to `database_url`; returns the migrations applied.
 pub async fn migrate_url(database_url: &str) -> Result<Vec<String>, MigrateError> {
-    let conn = crate::tls::establish(database_url).await?;
+    let conn = crate::pool::tls::establish(database_url).await?;
     Ok(migrate(conn).await?.applied)
 }
 

@@ -1,6 +1,6 @@
 //! What a role can make of itself: the tenant tables it owns and the privileged roles it can act
-//! as. [`Db::connect`](crate::Db::connect) refuses an app role with any such power, and
-//! [`inspect`](crate::inspect) (`tenantry doctor`) reports the same.
+//! as. [`Db::connect`](crate::db::Db::connect) refuses an app role with any such power, and
+//! [`inspect`](crate::schema::inspect) (`tenantry doctor`) reports the same.
 //!
 //! Row-level security holds for a role only while it cannot step outside it. Superuser and
 //! `BYPASSRLS` are the obvious ways out; these are the others:

@@ -78,7 +78,7 @@ diesel::table! {
 
 diesel::table! {
     /// The audit log's hash chain, one link per `audit_log` row in commit order, written only
-    /// by the trigger that links a row when its transaction commits (see [`crate::audit_chain`]).
+    /// by the trigger that links a row when its transaction commits (see [`crate::schema::audit_chain`]).
     audit_log_chain (seq) {
         /// The position in the chain: 1, 2, … in the order the rows' transactions committed.
         seq -> Int8,

@@ -18,13 +18,13 @@ use diesel::query_builder::{AsChangeset, AstPass, QueryFragment, QueryId};
 use diesel::query_source::Column;
 use diesel::query_source::{AppearsInFromClause, Once};
 
-use crate::scoped::FromOnly;
+use crate::scope::scoped::FromOnly;
 use diesel::sql_types::SqlType;
 use diesel::QueryResult;
 
-use crate::columns::{Both, NotTheTenantColumn, SameColumn};
-use crate::fragment::{refusal, FragmentPlace, RuntimeSqlFragment};
-use crate::table::{Declared, IsGlobal, IsTenant};
+use crate::scope::columns::{Both, NotTheTenantColumn, SameColumn};
+use crate::scope::fragment::{refusal, FragmentPlace, RuntimeSqlFragment};
+use crate::scope::table::{Declared, IsGlobal, IsTenant};
 
 /// One assignment of a scoped update: `"column" = value`. Made by [`SetColumn::to`].
 #[derive(Debug, Clone, Copy)]
@@ -33,7 +33,7 @@ pub struct Set<C, E> {
     column: C,
     value: E,
     /// Set when the value holds SQL text built at run time: the statement fails before it is
-    /// sent (see [`crate::fragment`]).
+    /// sent (see [`crate::scope::fragment`]).
     refused: Option<RuntimeSqlFragment>,
 }
 
@@ -70,7 +70,7 @@ impl<C: Column> SetColumn for C {}
 
 /// What an update's value may be: an expression over the updated row of table `T` (its
 /// columns, literals, functions of them) which may contain scoped subqueries
-/// ([`crate::Scoped::single_value`]) but no other subquery.
+/// ([`crate::scope::Scoped::single_value`]) but no other subquery.
 #[diagnostic::on_unimplemented(
     message = "an update's value may read only the updated row and scoped subqueries",
     label = "this value reads something else (an unscoped subquery would read every tenant's rows)",
@@ -123,7 +123,7 @@ impl<C: Column> QueryFragment<Pg> for Excluded<C> {
     label = "this would move the row to another tenant",
     note = "the tenant column is set once, from the transaction's tenant, when the row is inserted (`Model::insert(conn, new)`); to move data between tenants, copy it with an audited job"
 )]
-pub trait Assignable<C>: crate::table::TableKind {}
+pub trait Assignable<C>: crate::scope::table::TableKind {}
 
 impl<C> Assignable<C> for IsGlobal {}
 

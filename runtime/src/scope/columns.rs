@@ -127,7 +127,7 @@ pub trait NotTheTenantColumn {}
 impl NotTheTenantColumn for No {}
 
 /// The SQL name `table!` gave `T` (its `#[sql_name = ".."]`, else the module's name), as a
-/// constant: what a declaration records, so that [`crate::declare_tables`] checks the table the
+/// constant: what a declaration records, so that [`crate::scope::declare_tables`] checks the table the
 /// queries read. A table in a named schema (whose name Diesel keeps in a private node) falls
 /// back to `module`.
 pub const fn sql_name<T>(module: &'static str) -> &'static str
@@ -162,7 +162,7 @@ where
 
 /// Which `tenants` table a global table must not be tied to by `joinable!` (tenantry's own,
 /// the one the README's schema uses).
-type Tenants = crate::schema::tenants::table;
+type Tenants = crate::schema::tables::tenants::table;
 
 /// Probes, at compile time, whether a `#[global_table]`'s table is tied to `tenants` by
 /// `joinable!` (autoref specialization; used by generated code, not public API).

@@ -4,7 +4,7 @@ use diesel::sql_types::{Bool, Text};
 use diesel::QueryableByName;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-use crate::table::TableDecl;
+use crate::scope::table::TableDecl;
 
 /// Applies each declaration to the database: for a tenant table, `ENABLE` and `FORCE ROW LEVEL
 /// SECURITY`, the policy `tenantry_tenant_isolation` (`USING` and `WITH CHECK` comparing the tenant
@@ -12,7 +12,7 @@ use crate::table::TableDecl;
 /// leading with the tenant
 /// column if none exists, and grants to `tenantry_app` and `tenantry_bypass`; for a global table,
 /// `SELECT` for the app role. Each table is recorded in `tenantry_declared_tables`, which
-/// [`crate::inspect`] (and `tenantry doctor`) read.
+/// [`crate::schema::inspect`] (and `tenantry doctor`) read.
 ///
 /// A global declaration is refused, before anything is applied, when its SQL table (the
 /// `#[sql_name]` of its `table!`, so a second `table!` for a tenant table is caught) is declared a

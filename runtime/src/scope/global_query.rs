@@ -15,7 +15,7 @@ use diesel::internal::table_macro::Inner;
 use diesel::query_dsl::InternalJoinDsl;
 use diesel::query_source::{AppearsInFromClause, Never, QuerySource};
 
-use crate::table::GlobalTable;
+use crate::scope::table::GlobalTable;
 
 /// A query source beside which every global table may appear, and no tenant table.
 #[derive(Debug, Clone, Copy, Default)]

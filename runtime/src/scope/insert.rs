@@ -10,7 +10,7 @@ use diesel::sql_types::SqlType;
 use diesel::{ExpressionMethods, Insertable};
 use uuid::Uuid;
 
-use crate::conn::{Brand, TenantConn};
+use crate::ctx::conn::{Brand, TenantConn};
 use crate::ctx::CanWrite;
 
 /// An insert into a tenant table whose rows carry the transaction's `tenant_id`.

@@ -12,14 +12,14 @@ use diesel::QueryResult;
 use diesel_async::methods::{ExecuteDsl, LoadQuery};
 use diesel_async::AsyncPgConnection;
 
-use crate::changes::CheckedChanges;
-use crate::conn::TenantConn;
+use crate::scope::changes::CheckedChanges;
+use crate::ctx::conn::TenantConn;
 use crate::ctx::{Access, CanWrite};
-use crate::fragment::RuntimeSqlFragment;
-use crate::global_query::ReadsOnlyGlobalTables;
-use crate::insert::ScopedInsert;
-use crate::scoped::{Scoped, ScopedWhere};
-use crate::table::GlobalTable;
+use crate::scope::fragment::RuntimeSqlFragment;
+use crate::scope::global_query::ReadsOnlyGlobalTables;
+use crate::scope::insert::ScopedInsert;
+use crate::scope::scoped::{Scoped, ScopedWhere};
+use crate::scope::table::GlobalTable;
 
 mod sealed {
     /// Seal of [`super::TenantQuery`]: only tenantry decides what is tenant-safe.
@@ -159,7 +159,7 @@ where
 /// query a tenant connection will not run is one compile error at the method, not three.
 ///
 /// Only those methods make one, so a `RunFuture` always runs exactly one statement: what
-/// [`Db::query`](crate::Db::query) relies on to send `BEGIN`, the statement and `COMMIT` in one
+/// [`Db::query`](crate::db::Db::query) relies on to send `BEGIN`, the statement and `COMMIT` in one
 /// round trip.
 #[must_use = "a query does nothing until its future is awaited"]
 pub struct RunFuture<'c, T> {

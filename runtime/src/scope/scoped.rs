@@ -33,10 +33,10 @@ use diesel::sql_types::SqlType;
 use diesel::QueryResult;
 use uuid::Uuid;
 
-use crate::conn::{Brand, TenantConn};
+use crate::ctx::conn::{Brand, TenantConn};
 use crate::ctx::{Access, ReadWrite};
-use crate::fragment::{refusal, FragmentPlace, RuntimeSqlFragment};
-use crate::table::{Declared, JoinScope};
+use crate::scope::fragment::{refusal, FragmentPlace, RuntimeSqlFragment};
+use crate::scope::table::{Declared, JoinScope};
 
 /// A query kept inside one tenant and one transaction. Private fields: only
 /// `<Model>::scoped(conn)` makes one.
@@ -45,7 +45,7 @@ pub struct Scoped<'tx, Q, A: Access = ReadWrite> {
     query: Q,
     tenant: Uuid,
     /// The first filter, selection or order that holds SQL text built at run time: the tenant
-    /// connection refuses to run the query (see [`crate::fragment`]). Kept when a later
+    /// connection refuses to run the query (see [`crate::scope::fragment`]). Kept when a later
     /// `.order(..)` or `.select(..)` replaces that clause: the code still builds the fragment.
     refused: Option<RuntimeSqlFragment>,
     _brand: Brand<'tx>,
@@ -568,4 +568,4 @@ impl<Q, A: Access, P: NoWidening> diesel::query_dsl::methods::OrFilterDsl<P> for
     label = "`tenant_id = $1 OR ..` would match other tenants' rows",
     note = "put the alternatives inside one filter, which keeps the tenant condition: `.filter(a.or(b))`"
 )]
-pub trait NoWidening: crate::table::sealed::Sealed {}
+pub trait NoWidening: crate::scope::table::sealed::Sealed {}

@@ -51,7 +51,7 @@ impl sealed::Sealed for IsGlobal {}
 impl<C> TableKind for IsTenant<C> {}
 impl TableKind for IsGlobal {}
 
-/// What a declaration says, as [`crate::declare_tables`] applies it to the database.
+/// What a declaration says, as [`crate::scope::declare_tables`] applies it to the database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TableDecl {
     table: &'static str,
@@ -59,7 +59,7 @@ pub struct TableDecl {
 }
 
 impl TableDecl {
-    /// A tenant table and its tenant column, for [`crate::declare_tables`] (what
+    /// A tenant table and its tenant column, for [`crate::scope::declare_tables`] (what
     /// `#[tenant_table]` records; the database checks that the column is the tenant key).
     pub const fn tenant(table: &'static str, tenant_column: &'static str) -> Self {
         Self {
@@ -68,7 +68,7 @@ impl TableDecl {
         }
     }
 
-    /// A global table, for [`crate::declare_tables`] (what `#[global_table]` records; the
+    /// A global table, for [`crate::scope::declare_tables`] (what `#[global_table]` records; the
     /// database refuses a table with a `tenant_id` column or a foreign key to `tenants`).
     pub const fn global(table: &'static str) -> Self {
         Self {
@@ -97,7 +97,7 @@ impl TableDecl {
 pub trait Declared: Table + sealed::Declaration {
     /// [`IsTenant`] (with its tenant column) or [`IsGlobal`].
     type Kind: TableKind;
-    /// What the declaration says, as [`crate::declare_tables`] applies it.
+    /// What the declaration says, as [`crate::scope::declare_tables`] applies it.
     const DECL: TableDecl;
 }
 

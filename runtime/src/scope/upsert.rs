@@ -16,10 +16,10 @@ use diesel::query_builder::{
 use diesel::query_source::Column;
 use diesel::{QueryResult, SelectableExpression};
 
-use crate::changes::CheckedChanges;
-use crate::columns::{Both, SameColumn};
-use crate::insert::ScopedInsert;
-use crate::table::TenantTable;
+use crate::scope::changes::CheckedChanges;
+use crate::scope::columns::{Both, SameColumn};
+use crate::scope::insert::ScopedInsert;
+use crate::scope::table::TenantTable;
 
 /// One column of a conflict target, of table `T`; `IsTenant` says whether it is `T`'s tenant
 /// column (`Yes` or `No`).
@@ -217,7 +217,7 @@ impl<'tx, T, U, Op, Target> ScopedDoUpdate<'tx, InsertStatement<T, U, Op>, Targe
 where
     T: TenantTable,
 {
-    /// `DO UPDATE SET <changes>`: `column.to(value)` assignments (use [`crate::excluded`]
+    /// `DO UPDATE SET <changes>`: `column.to(value)` assignments (use [`crate::scope::excluded`]
     /// for the proposed row's values) or tenantry's `#[derive(AsChangeset)]`; the tenant column
     /// cannot be set.
     pub fn set<Changes>(

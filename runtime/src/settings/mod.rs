@@ -16,9 +16,10 @@ mod pg_url;
 
 pub use pg_url::{redact, PgUrl, PgUrlError};
 
-use crate::auth::cloudflare::{CloudflareConfig, CloudflareConfigError};
+use crate::identity::auth::cloudflare::{CloudflareConfig, CloudflareConfigError};
 use crate::serve::ServeConfig;
-use crate::{DbConfig, Pooler};
+use crate::db::DbConfig;
+use crate::pool::Pooler;
 
 /// A missing or malformed setting.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
@@ -93,7 +94,7 @@ pub struct Settings {
     /// `TENANTRY_BYPASS_ROLE` and `TENANTRY_DIRECTORY_ROLE`, each defaulting to
     /// `TENANTRY_ROLE_PREFIX` followed by `app`, `bypass` or `directory` (the prefix defaults to
     /// `tenantry_`). The default URLs use them; migrations create and grant them.
-    pub roles: crate::RoleNames,
+    pub roles: crate::schema::RoleNames,
     /// `TENANTRY_LISTEN_DATABASE_URL`: the directory listener's session, which keeps the
     /// principal cache true. It must not go through a transaction-mode pooler (see
     /// [`DbConfig::listen_url`]). Default: the app URL when `TENANTRY_DB_POOLER=direct`; none
@@ -459,7 +460,7 @@ impl Settings {
             ];
             for (variable, url) in given {
                 if let Some(url) = url {
-                    crate::tls::require_tls_in_production(url).map_err(|e| err(variable, e))?;
+                    crate::pool::tls::require_tls_in_production(url).map_err(|e| err(variable, e))?;
                 }
             }
         }
@@ -753,10 +754,10 @@ impl Raw {
 }
 
 /// `TENANTRY_ROLE_PREFIX` and the three `TENANTRY_*_ROLE` variables.
-fn role_names(raw: &Raw) -> Result<crate::RoleNames, SettingsError> {
+fn role_names(raw: &Raw) -> Result<crate::schema::RoleNames, SettingsError> {
     let prefix = raw.get("TENANTRY_ROLE_PREFIX").unwrap_or("tenantry_");
     let from_prefix =
-        crate::RoleNames::with_prefix(prefix).map_err(|e| err("TENANTRY_ROLE_PREFIX", e.0))?;
+        crate::schema::RoleNames::with_prefix(prefix).map_err(|e| err("TENANTRY_ROLE_PREFIX", e.0))?;
     let mut roles = from_prefix;
     for (variable, slot) in [
         ("TENANTRY_APP_ROLE", &mut roles.app),
@@ -765,7 +766,7 @@ fn role_names(raw: &Raw) -> Result<crate::RoleNames, SettingsError> {
     ] {
         if let Some(name) = raw.get(variable) {
             *slot = name.to_owned();
-            crate::RoleNames {
+            crate::schema::RoleNames {
                 app: name.to_owned(),
                 bypass: format!("{name}_b"),
                 directory: format!("{name}_d"),
@@ -780,7 +781,7 @@ fn role_names(raw: &Raw) -> Result<crate::RoleNames, SettingsError> {
 fn parse_pg_url(variable: &'static str, value: &str) -> Result<PgUrl, SettingsError> {
     let url = PgUrl::parse(value).map_err(|e| err(variable, e.to_string()))?;
     // `sslmode` and `sslrootcert` are checked at start, not at the first connection.
-    crate::tls::request(value).map_err(|e| err(variable, e))?;
+    crate::pool::tls::request(value).map_err(|e| err(variable, e))?;
     Ok(url)
 }
 

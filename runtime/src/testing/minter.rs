@@ -9,7 +9,7 @@ use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::{json, Map, Value};
 
 use super::TestKey;
-use crate::auth::cloudflare::CloudflareConfig;
+use crate::identity::auth::cloudflare::CloudflareConfig;
 
 /// Mints tokens as one Cloudflare Access team and application would.
 ///
@@ -198,7 +198,7 @@ impl TestToken {
     }
 
     fn sign_with(&self, key: &EncodingKey, alg: Algorithm) -> String {
-        crate::auth::cloudflare::install_crypto_provider();
+        crate::identity::auth::cloudflare::install_crypto_provider();
         let input = self.signing_input();
         let signature =
             jsonwebtoken::crypto::sign(input.as_bytes(), key, alg).expect("test keys can sign");

@@ -32,7 +32,7 @@ pub(crate) struct Gate {
     share: Option<f64>,
     queue: usize,
     weights: TenantWeights,
-    /// How long a transaction may wait for its turn ([`crate::DbConfig::pool_timeout`]).
+    /// How long a transaction may wait for its turn ([`crate::db::DbConfig::pool_timeout`]).
     wait: Duration,
     state: Mutex<State>,
     load: Arc<Load>,

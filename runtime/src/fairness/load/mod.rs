@@ -3,7 +3,7 @@
 //!
 //! Every count goes to its tenant's record. The busiest tenants (by database time over the last
 //! five minutes, a shed counting as 10 ms) get a label of their own in the exported metrics, at
-//! most [`DbConfig::metrics_tenants`](crate::DbConfig) of them; the others are counted together
+//! most [`DbConfig::metrics_tenants`](crate::db::DbConfig) of them; the others are counted together
 //! as `_other`. A label is never taken back while its tenant stays among the busiest, and a
 //! count goes to the label its tenant has when it happens, so every exported counter only grows:
 //! a tenant named from now on starts at zero, and what it did before stays in `_other`.
@@ -151,7 +151,7 @@ struct Inner {
     labels: usize,
 }
 
-/// The per-tenant load of one [`Db`](crate::Db).
+/// The per-tenant load of one [`Db`](crate::db::Db).
 pub(crate) struct Load {
     inner: Mutex<Inner>,
     started: Instant,

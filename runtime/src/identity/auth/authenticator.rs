@@ -4,8 +4,8 @@
 use axum::http::request::Parts;
 use ipnet::IpNet;
 
-use crate::auth::cloudflare::CloudflareVerifier;
-use crate::auth::{dev, trusted_header, AuthError, Identity};
+use crate::identity::auth::cloudflare::CloudflareVerifier;
+use crate::identity::auth::{dev, trusted_header, AuthError, Identity};
 use crate::settings::{AuthMode, Settings};
 
 /// Turns a request into an [`Identity`] according to the configured mode.

@@ -8,7 +8,7 @@ use axum::response::Response;
 
 use axum::http::HeaderMap;
 
-use crate::auth::{AuthError, Identity};
+use crate::identity::auth::{AuthError, Identity};
 
 /// The identity of every request in dev mode, if the request names a loopback host.
 ///

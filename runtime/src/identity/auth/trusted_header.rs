@@ -9,7 +9,7 @@ use axum::extract::ConnectInfo;
 use axum::http::request::Parts;
 use ipnet::IpNet;
 
-use crate::auth::{AuthError, Identity};
+use crate::identity::auth::{AuthError, Identity};
 
 /// The unsigned header a trusted proxy sets (never read in other modes): a person's email, or a
 /// service token's common name (`<client id>.access`).
@@ -44,7 +44,7 @@ pub(crate) fn identity(proxies: &[IpNet], parts: &Parts) -> Result<Identity, Aut
     }
     let value = value.to_str().ok().map(str::trim).unwrap_or_default();
     // A service token has no email: a proxy that passes one on names its common name instead.
-    if crate::auth::is_service_common_name(value) {
+    if crate::identity::auth::is_service_common_name(value) {
         return Ok(Identity::Service {
             common_name: value.to_owned(),
         });

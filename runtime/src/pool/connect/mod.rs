@@ -18,9 +18,9 @@ use tokio_postgres::{CancelToken, NoTls};
 
 use super::watch::{Link, Watched};
 use super::{PgConn, Timeouts};
-use crate::pooler::Pooler;
-use crate::seal;
-use crate::tls::{self, MaybeTls, PgTls};
+use crate::pool::pooler::Pooler;
+use crate::pool::seal;
+use crate::pool::tls::{self, MaybeTls, PgTls};
 
 /// A connection's stream: the socket, encrypted or not as the URL's `sslmode` says (under
 /// [`Watched`], which frames the protocol in plain text).

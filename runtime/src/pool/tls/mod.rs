@@ -651,7 +651,7 @@ fn is_loopback(host: &str) -> bool {
 
 /// Connects to `url` as [`diesel_async::AsyncConnection::establish`] does, but with TLS as the
 /// URL's `sslmode` and `sslrootcert` say (diesel-async's own connects in plain text). For
-/// migrations ([`crate::migrate`]), the `tenantry` command and tests: no pool, no session
+/// migrations ([`crate::schema::migrate`]), the `tenantry` command and tests: no pool, no session
 /// timeouts.
 pub async fn establish(
     url: &str,

@@ -1,13 +1,13 @@
-//! What [`inspect`](crate::inspect) can find, each with the message `tenantry doctor` prints: what
+//! What [`inspect`](crate::schema::inspect) can find, each with the message `tenantry doctor` prints: what
 //! is wrong, why it matters, and the statement that fixes it.
 
 use std::fmt;
 
-use crate::db::RoleEscalation;
+use crate::schema::RoleEscalation;
 
 use super::privileges::allowed_executors;
 
-/// One gap found by [`inspect`](crate::inspect).
+/// One gap found by [`inspect`](crate::schema::inspect).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Finding {
     /// A declared tenant table no longer exists.

@@ -8,8 +8,8 @@ use diesel::QueryableByName;
 use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 
 use super::finding::{Finding, SearchPathProblem};
-use crate::db::roles_check::escalations;
-use crate::db::RolePower;
+use crate::schema::roles_check::escalations;
+use crate::schema::RolePower;
 
 /// Who may execute each of tenantry's `SECURITY DEFINER` functions besides its owner: the
 /// only list of it. A function of tenantry's schema named `tenantry_*` that is not listed here
@@ -83,8 +83,8 @@ struct RecordedRole {
 
 /// The role names the migrations recorded (`tenantry_roles`, migration 00000000000009); the
 /// defaults before it.
-pub(super) async fn recorded_roles(conn: &mut AsyncPgConnection) -> QueryResult<crate::RoleNames> {
-    let mut roles = crate::RoleNames::default();
+pub(super) async fn recorded_roles(conn: &mut AsyncPgConnection) -> QueryResult<crate::schema::RoleNames> {
+    let mut roles = crate::schema::RoleNames::default();
     let rows: Vec<RecordedRole> = diesel::sql_query(
         "SELECT purpose, role_name::text AS role_name FROM tenantry_roles \
          WHERE to_regclass('tenantry_roles') IS NOT NULL",

@@ -20,7 +20,7 @@ use std::time::Duration;
 use jsonwebtoken::{DecodingKey, DecodingKeyKind};
 use quick_cache::sync::Cache;
 
-use crate::auth::{AuthError, Identity};
+use crate::identity::auth::{AuthError, Identity};
 
 /// SHA-256 of a token's exact bytes.
 pub(crate) type TokenDigest = [u8; 32];
@@ -71,7 +71,7 @@ pub(crate) struct TokenCache {
 impl TokenCache {
     /// A cache of at most `capacity` tokens (0: no cache) for a verifier with `leeway`.
     pub(crate) fn new(capacity: usize, leeway: Duration) -> Self {
-        let entries = crate::bounded::bounded_cache(capacity);
+        let entries = crate::identity::bounded::bounded_cache(capacity);
         TokenCache {
             entries,
             leeway: leeway.as_secs(),

@@ -4,7 +4,7 @@
 use http::header::COOKIE;
 use http::HeaderMap;
 
-use crate::auth::AuthError;
+use crate::identity::auth::AuthError;
 
 /// The header Cloudflare Access sets on every request it lets through.
 pub const ASSERTION_HEADER: &str = "cf-access-jwt-assertion";

@@ -11,7 +11,7 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::fetch::{Fetcher, KeyMap};
 use super::{CloudflareConfig, CloudflareConfigError};
-use crate::auth::AuthError;
+use crate::identity::auth::AuthError;
 
 /// What the cache holds between fetches.
 #[derive(Debug, Default)]

@@ -44,7 +44,7 @@ pub use config::{CloudflareConfig, CloudflareConfigError, DEFAULT_TOKEN_CACHE_CA
 pub use crypto::{install_crypto_provider, RING_PROVIDER};
 pub use extract::{token_from_headers, ASSERTION_HEADER, AUTHORIZATION_COOKIE};
 
-use crate::auth::{AuthError, Identity};
+use crate::identity::auth::{AuthError, Identity};
 use cache::{Lookup, TokenCache, Verified};
 use jwks::KeyCache;
 

@@ -8,7 +8,7 @@ use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{Map, Value};
 
 use super::CloudflareConfig;
-use crate::auth::{AuthError, Identity};
+use crate::identity::auth::{AuthError, Identity};
 
 /// Largest token accepted, in bytes. Cloudflare's tokens are around 1 KiB.
 pub(crate) const MAX_TOKEN_BYTES: usize = 8 * 1024;
@@ -239,7 +239,7 @@ mod tests {
     /// Why [`identity`] re-checks `exp`: jsonwebtoken 11 alone accepts a float `exp`.
     #[test]
     fn jsonwebtoken_alone_accepts_a_float_exp() {
-        crate::auth::cloudflare::install_crypto_provider();
+        crate::identity::auth::cloudflare::install_crypto_provider();
         let exp = jsonwebtoken::get_current_timestamp() as f64 + 600.5;
         let claims = json!({"exp": exp, "iss": "i", "aud": "a"});
         let token = encode(&Header::default(), &claims, &EncodingKey::from_secret(b"s")).unwrap();
