@@ -1,6 +1,109 @@
 #![doc = include_str!("../docs/crate.md")]
+//!
+//! ## Where the names are
+//!
+//! The root holds what an application writes: the macros, [`Db`] and its configuration, the
+//! tenant context and connections, the audited bypass, [`Jobs`], the errors, and the migration
+//! entry points. The rest sits in modules named for what they hold: [`prelude`] (the imports of a
+//! module that queries), [`identity`] (extractors, principals, roles), [`auth`] (authentication
+//! modes), [`settings`], [`schema`] (tenantry's own tables), [`migrations`], [`doctor`],
+//! [`audit_chain`], [`fairness`], [`pooler`], [`tls`], and [`bounds`]: the traits that appear in
+//! bounds and compile errors but that an application rarely names. Optional parts are behind
+//! cargo features: [`serve`] (`serve`, on by default), `citus` (`tenantry::citus`), `log-limit`
+//! (`tenantry::log_limit`) and `testing` (`tenantry::testing`, `#[tenantry::test]`; for
+//! `[dev-dependencies]` only). `public-api.txt` at the repository's root lists every public
+//! name; a test keeps it current.
 
-pub use tenantry_runtime::*;
+pub use tenantry_runtime::ctx::{
+    no_tenant_scope, Actor, AuditedBypass, BypassConn, ReadOnly, ReadWrite, TenantConn, TenantCtx,
+};
+pub use tenantry_runtime::db::{Db, DbConfig};
+pub use tenantry_runtime::error::{DbError, ScopeError};
+pub use tenantry_runtime::jobs::{Jobs, SystemJob};
+pub use tenantry_runtime::schema::{migrate, migrate_with, MigrateError};
+pub use tenantry_runtime::scope::{declare_tables, excluded, TableDecl};
+
+/// The traits and types that appear in bounds, signatures and compile errors: an application
+/// rarely names them, but the compiler does ("the trait `ReadsOnlyGlobalTables` is not
+/// implemented for ..."), and each one's documentation says what it guards and how to satisfy
+/// it.
+pub mod bounds {
+    pub use tenantry_runtime::ctx::{
+        Access, BypassActor, CanWrite, FromBareId, NoAmbientTenant, NotFromRequestData,
+        TestingFeature,
+    };
+    pub use tenantry_runtime::extract::{RoleRequirement, TakenByRequiresRole};
+    pub use tenantry_runtime::identity::{Role, TenantRoleRequirement};
+    pub use tenantry_runtime::jobs::JobsOnly;
+    pub use tenantry_runtime::scope::{
+        Assignable, CheckedChanges, Columns, ConflictTarget, Declared, Excluded, FilterValue,
+        FragmentPlace, FromOnly, GlobalTable, InsertMany, InsertOne, IsGlobal, IsTenant, JoinScope,
+        LeadsWithTheTenantColumn, NamesItsTarget, NoColumn, NoWidening, NotTheTenantColumn,
+        OnConflictAction, OneColumn, OnlyGlobalTables, ReadWithoutScope, ReadsOnlyGlobalTables,
+        Returning, RunFuture, RunTenantQuery, RuntimeSqlFragment, Scoped, ScopedDoUpdate,
+        ScopedExpr, ScopedFrom, ScopedIn, ScopedInsert, ScopedJoin, ScopedOn, ScopedOnConflict,
+        ScopedSource, ScopedSubquery, ScopedWhere, Set, SetColumn, SqlFragment, TableKind,
+        TargetColumn, TenantJoinOn, TenantQuery, TenantRow, TenantTable, UpdateValue, Upsert,
+        UpsertUpdate, UuidNotNull,
+    };
+}
+
+/// Request identity: the axum extractors that `#[requires_role(..)]` takes ([`InTenant`](identity::InTenant),
+/// [`AsOwner`](identity::AsOwner)) and [`CurrentUser`](identity::CurrentUser), the state they read
+/// ([`Tenantry`](identity::Tenantry)), principals, roles and their proofs, tenant selection and
+/// the CSRF policy. How a request is authenticated is [`auth`]'s.
+///
+/// | role | from | inside a tenant | across tenants |
+/// |---|---|---|---|
+/// | `Owner` | `users.is_owner` | read and write in any tenant | audited bypass (`no_tenant_scope!`) |
+/// | `Partner` | membership `partner` | read and write in its tenants | no |
+/// | `ClientViewer` | membership `client_viewer` | read only (`READ ONLY` transactions) | no |
+pub mod identity {
+    pub use tenantry_runtime::extract::{
+        request_id, select_tenant, tenant_header, ActiveTenant, AsOwner, CurrentUser, InTenant,
+        Tenantry, TENANT_HEADER,
+    };
+    pub use tenantry_runtime::identity::{
+        csrf, load_principal, ClientViewer, CsrfPolicy, Membership, Owner, OwnerProof, Partner,
+        Principal, PrincipalCacheStatus, Proof, TenantRole,
+    };
+}
+
+pub use tenantry_runtime::identity::auth;
+
+/// Migrating a database: tenantry's own migrations, then the application's, under one advisory
+/// lock; the roles they create and grant, under names a deployment may choose.
+pub mod migrations {
+    pub use tenantry_runtime::schema::{
+        migrate_roles, migrate_url, migrate_with_roles, Migrated, RoleNameError, RoleNames,
+        FRAMEWORK_MIGRATIONS,
+    };
+}
+
+/// Inspecting a database for tenant-isolation gaps: what `tenantry doctor` reports.
+pub mod doctor {
+    pub use tenantry_runtime::schema::{
+        inspect, inspect_roles, Finding, PolicyDifference, Report, RoleEscalation, RolePower,
+        SearchPathProblem,
+    };
+}
+
+pub use tenantry_runtime::schema::{audit_chain, tables as schema};
+
+pub use tenantry_runtime::pool::{pooler, tls};
+
+pub use tenantry_runtime::fairness;
+
+pub use tenantry_runtime::settings;
+
+#[cfg(feature = "serve")]
+pub use tenantry_runtime::serve;
+
+#[cfg(feature = "citus")]
+pub use tenantry_runtime::citus;
+
+#[cfg(feature = "log-limit")]
+pub use tenantry_runtime::log_limit;
 
 /// The test kit (feature `testing`, for `[dev-dependencies]` only): see
 /// [`tenantry_runtime::testing`]. Named here, under the feature, so that `use tenantry::testing::..`
@@ -8,6 +111,10 @@ pub use tenantry_runtime::*;
 /// rather than a bare "could not find `testing`".
 #[cfg(feature = "testing")]
 pub use tenantry_runtime::testing;
+
+/// Used by generated code, not public API: anything here may change in any release.
+#[doc(hidden)]
+pub use tenantry_runtime::__private;
 
 /// Declares a Diesel model's table as a tenant table.
 ///

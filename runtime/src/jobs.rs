@@ -20,10 +20,10 @@ use uuid::Uuid;
 
 use crate::ctx::bypass::{sealed, BypassActor, Liveness};
 use crate::ctx::conn::TenantConn;
+use crate::ctx::life::in_request_task;
 use crate::ctx::{Access, Actor, ReadOnly, ReadWrite, Scope};
 use crate::db::Db;
 use crate::error::{DbError, ScopeError};
-use crate::ctx::life::in_request_task;
 
 /// Keeps [`Jobs`] out of shared state: `Send` (a job runner task may own it) but not `Sync`.
 /// rustc names the innermost type that is not `Sync` in its error, so this type's name is the

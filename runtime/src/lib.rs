@@ -4,20 +4,22 @@
 
 // The rooms, from the bottom up: each imports only rooms above it in this list (checked by
 // `tests/rooms.rs`, drawn in `docs/architecture.md`).
+#[cfg(feature = "citus")]
+pub mod citus;
+pub mod ctx;
+pub mod db;
 pub mod error;
+pub mod extract;
+pub mod fairness;
+pub mod identity;
+pub mod jobs;
+#[cfg(feature = "log-limit")]
+pub mod log_limit;
 pub mod pool;
 pub mod schema;
-pub mod ctx;
 pub mod scope;
-pub mod identity;
-pub mod fairness;
-pub mod db;
-pub mod jobs;
-pub mod extract;
 pub mod serve;
 pub mod settings;
-pub mod citus;
-pub mod log_limit;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -30,10 +32,10 @@ pub mod testing;
 /// also import `diesel::prelude::*` or `diesel_async::RunQueryDsl` in the same module: their
 /// `load`/`execute` would be ambiguous.
 pub mod prelude {
-    pub use crate::scope::changes::SetColumn as _;
-    pub use crate::scope::query::RunTenantQuery as _;
     pub use crate::ctx::{AuditedBypass, ReadOnly, ReadWrite, TenantConn, TenantCtx};
     pub use crate::db::Db;
+    pub use crate::scope::changes::SetColumn as _;
+    pub use crate::scope::query::RunTenantQuery as _;
     pub use diesel::associations::{Associations, GroupedBy, Identifiable};
     pub use diesel::deserialize::{Queryable, QueryableByName};
     pub use diesel::expression::{
@@ -52,16 +54,22 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::ctx::bypass::__no_tenant_scope_literal;
+    pub use crate::ctx::life::{ByRole, EndOfRequest};
+    pub use crate::ctx::{Access, CanWrite, TenantConn, TenantCtx};
+    pub use crate::extract::params::{AxumParam, FilledParam, ParamProbe};
+    pub use crate::identity::TenantRoleRequirement;
     pub use crate::scope::columns::{
         has_column, sql_name, ColumnNames, NotTiedToTenants, TenantKeyColumn, TenantsProbe,
         TiedToTenants,
     };
     pub use crate::scope::fragment::{sql_fragment, FragmentSite};
-    pub use crate::ctx::life::{ByRole, EndOfRequest};
-    pub use crate::extract::params::{AxumParam, FilledParam, ParamProbe};
     pub use crate::scope::insert::{insert, insert_many};
     pub use crate::scope::scoped::scoped;
     pub use crate::scope::table::sealed::Declaration;
+    pub use crate::scope::{
+        InsertMany, InsertOne, IsGlobal, IsTenant, Scoped, ScopedFrom, ScopedInsert, Set,
+        SetColumn, TableDecl,
+    };
     #[cfg(feature = "testing")]
     pub use crate::testing::isolation;
     #[cfg(feature = "testing")]

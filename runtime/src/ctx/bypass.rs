@@ -4,9 +4,9 @@ use std::borrow::Cow;
 use std::marker::PhantomData;
 use std::panic::Location;
 
+use crate::ctx::life::RequestLife;
 use crate::ctx::Actor;
 use crate::error::{DbError, ScopeError};
-use crate::ctx::life::RequestLife;
 
 pub(crate) mod sealed {
     /// Seal of [`super::BypassActor`]: tenantry decides who may lift tenant isolation.

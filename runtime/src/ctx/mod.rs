@@ -19,8 +19,8 @@ use std::marker::PhantomData;
 
 use uuid::Uuid;
 
-use crate::error::DbError;
 use crate::ctx::life::RequestLife;
+use crate::error::DbError;
 
 /// Who performs a unit of work, as recorded in `audit_log`.
 #[derive(Clone, Debug, PartialEq, Eq)]

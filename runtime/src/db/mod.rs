@@ -27,19 +27,19 @@ use crate::error::DbError;
 use crate::fairness::{FairShare, Fairness, Permit};
 use crate::identity::{PrincipalCache, PrincipalCacheStatus};
 use crate::jobs::Jobs;
+use crate::pool::pooler::{self, Pooler};
+use crate::pool::seal::{self, SealFailure};
 use crate::pool::{
     self, ConnectError, Connector, Link, Outage, PgPool, Pooled, Purpose, Ticket, Timeouts,
 };
-use crate::pool::pooler::{self, Pooler};
-use crate::pool::seal::{self, SealFailure};
 
 mod fair;
 mod identity;
 mod keys;
 mod one_rtt;
 
-use keys::{Keys, DIRECTORY_URL};
 use crate::identity::listen::Directory;
+use keys::{Keys, DIRECTORY_URL};
 
 /// Settings of [`Db::connect`]. [`DbConfig::new`] fills in the defaults below; every duration
 /// must be greater than zero.

@@ -31,8 +31,8 @@ use crate::ctx::conn::TenantConn;
 use crate::ctx::{Access, TenantCtx};
 use crate::error::DbError;
 use crate::pool::pooler::Pooler;
-use crate::scope::query::RunFuture;
 use crate::pool::seal;
+use crate::scope::query::RunFuture;
 
 impl Db {
     /// Runs one statement in a transaction of `ctx`'s tenant, in one round trip to PostgreSQL.

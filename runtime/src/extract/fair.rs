@@ -18,9 +18,9 @@ use axum::response::Response;
 use tracing::Instrument;
 use uuid::Uuid;
 
+use crate::db::Db;
 use crate::fairness::load::{Layer, Load};
 use crate::identity::auth::AuthError;
-use crate::db::Db;
 
 const REQUEST_ID: &str = "x-request-id";
 

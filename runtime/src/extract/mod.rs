@@ -15,14 +15,14 @@ use std::sync::Arc;
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
 
-use crate::identity::CsrfPolicy;
 use crate::ctx::life::{ByRole, HasLife, RequestLife};
-use crate::identity::{load_principal, Principal, TenantRole};
-use crate::identity::{Owner, Proof, TenantRoleRequirement};
-use crate::identity::auth::AuthError;
-use crate::identity::auth::Authenticator;
 use crate::ctx::{OwnerEntry, Scope, TenantCtx};
 use crate::db::Db;
+use crate::identity::auth::AuthError;
+use crate::identity::auth::Authenticator;
+use crate::identity::CsrfPolicy;
+use crate::identity::{load_principal, Principal, TenantRole};
+use crate::identity::{Owner, Proof, TenantRoleRequirement};
 
 /// What tenantry's extractors need from the application state: `impl FromRef<AppState> for
 /// Tenantry` (or use `Tenantry` itself as the state).

@@ -12,9 +12,9 @@ use std::marker::PhantomData;
 
 use super::{AsOwner, InTenant};
 use crate::ctx::life::ByRole;
+use crate::ctx::{Access, TenantCtx};
 use crate::identity::principal::Principal;
 use crate::identity::{Proof, Role, TenantRoleRequirement};
-use crate::ctx::{Access, TenantCtx};
 
 /// A type tenantry fills for a `#[requires_role]` handler, or its role extractor.
 pub trait Fillable {}

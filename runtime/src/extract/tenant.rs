@@ -4,10 +4,10 @@ use axum::http::HeaderMap;
 use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
+use crate::db::Db;
+use crate::identity::auth::AuthError;
 use crate::identity::directory::OwnerTenant;
 use crate::identity::principal::{Principal, TenantRole};
-use crate::identity::auth::AuthError;
-use crate::db::Db;
 
 /// The header naming the tenant a request acts in.
 pub const TENANT_HEADER: &str = "x-tenant";

@@ -4,8 +4,8 @@ use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
 use super::directory::{PrincipalRow, PrincipalRows, RecordSub};
-use crate::identity::auth::{AuthError, Identity};
 use crate::db::Db;
+use crate::identity::auth::{AuthError, Identity};
 
 /// A role inside one tenant, as stored in `memberships.role`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]

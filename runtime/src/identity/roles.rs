@@ -3,9 +3,9 @@
 
 use std::marker::PhantomData;
 
-use crate::ctx::life::RequestLife;
 use super::principal::{Principal, TenantRole};
 use crate::ctx::bypass::{sealed as sealed_bypass, BypassActor, Liveness};
+use crate::ctx::life::RequestLife;
 use crate::ctx::{Access, Actor, ReadOnly, ReadWrite, TestingFeature};
 
 mod sealed {

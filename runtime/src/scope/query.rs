@@ -12,9 +12,9 @@ use diesel::QueryResult;
 use diesel_async::methods::{ExecuteDsl, LoadQuery};
 use diesel_async::AsyncPgConnection;
 
-use crate::scope::changes::CheckedChanges;
 use crate::ctx::conn::TenantConn;
 use crate::ctx::{Access, CanWrite};
+use crate::scope::changes::CheckedChanges;
 use crate::scope::fragment::RuntimeSqlFragment;
 use crate::scope::global_query::ReadsOnlyGlobalTables;
 use crate::scope::insert::ScopedInsert;

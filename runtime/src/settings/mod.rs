@@ -16,10 +16,10 @@ mod pg_url;
 
 pub use pg_url::{redact, PgUrl, PgUrlError};
 
-use crate::identity::auth::cloudflare::{CloudflareConfig, CloudflareConfigError};
-use crate::serve::ServeConfig;
 use crate::db::DbConfig;
+use crate::identity::auth::cloudflare::{CloudflareConfig, CloudflareConfigError};
 use crate::pool::Pooler;
+use crate::serve::ServeConfig;
 
 /// A missing or malformed setting.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
@@ -460,7 +460,8 @@ impl Settings {
             ];
             for (variable, url) in given {
                 if let Some(url) = url {
-                    crate::pool::tls::require_tls_in_production(url).map_err(|e| err(variable, e))?;
+                    crate::pool::tls::require_tls_in_production(url)
+                        .map_err(|e| err(variable, e))?;
                 }
             }
         }
@@ -756,8 +757,8 @@ impl Raw {
 /// `TENANTRY_ROLE_PREFIX` and the three `TENANTRY_*_ROLE` variables.
 fn role_names(raw: &Raw) -> Result<crate::schema::RoleNames, SettingsError> {
     let prefix = raw.get("TENANTRY_ROLE_PREFIX").unwrap_or("tenantry_");
-    let from_prefix =
-        crate::schema::RoleNames::with_prefix(prefix).map_err(|e| err("TENANTRY_ROLE_PREFIX", e.0))?;
+    let from_prefix = crate::schema::RoleNames::with_prefix(prefix)
+        .map_err(|e| err("TENANTRY_ROLE_PREFIX", e.0))?;
     let mut roles = from_prefix;
     for (variable, slot) in [
         ("TENANTRY_APP_ROLE", &mut roles.app),

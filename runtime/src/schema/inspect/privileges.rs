@@ -83,7 +83,9 @@ struct RecordedRole {
 
 /// The role names the migrations recorded (`tenantry_roles`, migration 00000000000009); the
 /// defaults before it.
-pub(super) async fn recorded_roles(conn: &mut AsyncPgConnection) -> QueryResult<crate::schema::RoleNames> {
+pub(super) async fn recorded_roles(
+    conn: &mut AsyncPgConnection,
+) -> QueryResult<crate::schema::RoleNames> {
     let mut roles = crate::schema::RoleNames::default();
     let rows: Vec<RecordedRole> = diesel::sql_query(
         "SELECT purpose, role_name::text AS role_name FROM tenantry_roles \

@@ -356,8 +356,8 @@ mod tests {
         STANDARD.decode(body).unwrap()
     }
 
-    const KEY_A: &str = include_str!("../../testing/keys/test_key_a.pem");
-    const KEY_A_N: &str = include_str!("../../testing/keys/test_key_a.n");
+    const KEY_A: &str = include_str!("../../../testing/keys/test_key_a.pem");
+    const KEY_A_N: &str = include_str!("../../../testing/keys/test_key_a.n");
 
     fn claims() -> Value {
         json!({"sub": "s", "exp": jsonwebtoken::get_current_timestamp() + 600})
