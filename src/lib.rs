@@ -60,12 +60,12 @@ pub mod bounds {
 /// | `ClientViewer` | membership `client_viewer` | read only (`READ ONLY` transactions) | no |
 pub mod identity {
     pub use tenantry_runtime::extract::{
-        request_id, select_tenant, tenant_header, ActiveTenant, AsOwner, CurrentUser, InTenant,
-        Tenantry, TENANT_HEADER,
+        load_principal, request_id, select_tenant, tenant_header, ActiveTenant, AsOwner,
+        CurrentUser, InTenant, Tenantry, TENANT_HEADER,
     };
     pub use tenantry_runtime::identity::{
-        csrf, load_principal, ClientViewer, CsrfPolicy, Membership, Owner, OwnerProof, Partner,
-        Principal, PrincipalCacheStatus, Proof, TenantRole,
+        csrf, ClientViewer, CsrfPolicy, Membership, Owner, OwnerProof, Partner, Principal,
+        PrincipalCacheStatus, Proof, TenantRole,
     };
 }
 
@@ -90,9 +90,27 @@ pub mod doctor {
 
 pub use tenantry_runtime::schema::{audit_chain, tables as schema};
 
-pub use tenantry_runtime::pool::{pooler, tls};
+/// Connection poolers between tenantry and PostgreSQL (PgBouncer in transaction mode):
+/// [`Pooler`](pooler::Pooler), the setting that says whether one is in the way, and
+/// [`require_session`](pooler::require_session), the check at start for a URL that needs a
+/// session of its own.
+pub mod pooler {
+    pub use tenantry_runtime::db::require_session;
+    pub use tenantry_runtime::pool::Pooler;
+}
 
-pub use tenantry_runtime::fairness;
+pub use tenantry_runtime::pool::tls;
+
+/// One tenant cannot starve the others, and every tenant's load is visible: fair shares of the
+/// tenant pool ([`FairShare`](fairness::FairShare), [`TenantWeights`](fairness::TenantWeights)),
+/// a per-tenant cap on concurrent requests (`serve`), and per-tenant metrics
+/// ([`Db::tenant_load`], [`metrics_router`](fairness::metrics_router)).
+pub mod fairness {
+    pub use tenantry_runtime::extract::metrics_router;
+    pub use tenantry_runtime::fairness::{
+        FairShare, LoadSnapshot, TenantLoad, TenantWeights, CONTENT_TYPE, DEFAULT_QUEUE,
+    };
+}
 
 pub use tenantry_runtime::settings;
 

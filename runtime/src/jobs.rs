@@ -20,9 +20,9 @@ use uuid::Uuid;
 
 use crate::ctx::bypass::{sealed, BypassActor, Liveness};
 use crate::ctx::conn::TenantConn;
-use crate::ctx::life::in_request_task;
+use crate::ctx::life::outside_requests;
 use crate::ctx::{Access, Actor, ReadOnly, ReadWrite, Scope};
-use crate::db::Db;
+use crate::db::{Db, DbConfig};
 use crate::error::{DbError, ScopeError};
 
 /// Keeps [`Jobs`] out of shared state: `Send` (a job runner task may own it) but not `Sync`.
@@ -76,16 +76,27 @@ fn made() -> &'static Mutex<HashSet<String>> {
     MADE.get_or_init(Default::default)
 }
 
-/// `Ok` outside the tasks that serve requests; else [`DbError::JobInRequest`], logged.
-pub(crate) fn outside_requests(what: &'static str) -> Result<(), DbError> {
-    if !in_request_task() {
-        return Ok(());
+impl Db {
+    /// [`Db::connect`], and the [`Jobs`] capability of this application's background work: audited
+    /// system jobs that act inside any tenant by id or across tenants.
+    ///
+    /// Call it once, in `main`, and hand the `Jobs` to the tasks that run jobs, never to the
+    /// router: nothing else makes one, and it cannot be cloned or shared (`Arc<Jobs>` is not
+    /// `Send`), so request handlers cannot reach it without a visible, deliberate act. It needs
+    /// the bypass URL: a job has the power of the bypass role.
+    ///
+    /// Refused ([`DbError::JobInRequest`]) in a task that serves a request, and
+    /// ([`DbError::JobsAlreadyMade`]) when this process already made the `Jobs` of the same
+    /// database (see [`Jobs`]).
+    pub async fn connect_with_jobs(config: DbConfig) -> Result<(Self, Jobs), DbError> {
+        if config.bypass_url.is_none() {
+            return Err(DbError::NoBypassPool);
+        }
+        crate::ctx::life::outside_requests("`Db::connect_with_jobs`")?;
+        let db = Self::connect(config).await?;
+        let jobs = Jobs::once_per_database(&db).await?;
+        Ok((db, jobs))
     }
-    tracing::error!(
-        refused = what,
-        "refused: system jobs run in the job runner, never in a task that serves a request"
-    );
-    Err(DbError::JobInRequest { what })
 }
 
 impl Jobs {

@@ -107,7 +107,9 @@ impl AuditedBypass<'_> {
         match &self.liveness {
             Liveness::Always => Ok(()),
             Liveness::Request(life) => life.check(),
-            Liveness::OutsideRequests => crate::jobs::outside_requests("a system job's bypass"),
+            Liveness::OutsideRequests => {
+                crate::ctx::life::outside_requests("a system job's bypass")
+            }
         }
     }
 

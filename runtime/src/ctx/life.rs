@@ -188,6 +188,18 @@ impl Drop for RequestTask {
     }
 }
 
+/// `Ok` outside the tasks that serve requests; else [`DbError::JobInRequest`], logged.
+pub(crate) fn outside_requests(what: &'static str) -> Result<(), DbError> {
+    if !in_request_task() {
+        return Ok(());
+    }
+    tracing::error!(
+        refused = what,
+        "refused: system jobs run in the job runner, never in a task that serves a request"
+    );
+    Err(DbError::JobInRequest { what })
+}
+
 /// Whether the current Tokio task serves a request (see [`RequestTask`]).
 pub(crate) fn in_request_task() -> bool {
     let Some(id) = tokio::task::try_id() else {

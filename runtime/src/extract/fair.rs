@@ -1,7 +1,7 @@
 //! What `tenantry::serve` adds to every request: one request id (kept from a well-formed
 //! `X-Request-Id`, else new, and echoed in the answer), a `request` span that carries it and,
 //! once known, the tenant; the per-tenant cap on concurrent requests; and the count of requests
-//! by tenant, route and status.
+//! by tenant, route and status; and the router of the `/metrics` endpoint.
 //!
 //! The tenant is known only once tenantry's extractors have authenticated the request and
 //! checked its role in the tenant it names ([`enter`]), never from the bare `X-Tenant` header:
@@ -12,14 +12,17 @@ use std::sync::{Arc, Mutex};
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::request::Parts;
-use axum::http::HeaderValue;
+use axum::http::{header, HeaderValue};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
 use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::db::Db;
 use crate::fairness::load::{Layer, Load};
+use crate::fairness::CONTENT_TYPE;
 use crate::identity::auth::AuthError;
 
 const REQUEST_ID: &str = "x-request-id";
@@ -167,4 +170,17 @@ pub(crate) fn enter(parts: &Parts, db: &Db, tenant: Uuid, slug: &str) -> Result<
         _place: Some(place),
     });
     Ok(())
+}
+
+/// The router of the metrics endpoint: `GET /metrics`, the OpenMetrics text of
+/// [`Db::metrics_text`]. Serve it on a bind of its own that only the monitoring system reaches
+/// (the example: `TENANTRY_METRICS_BIND`): it names tenants and their load.
+pub fn metrics_router(db: Db) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            let db = db.clone();
+            async move { ([(header::CONTENT_TYPE, CONTENT_TYPE)], db.metrics_text()).into_response() }
+        }),
+    )
 }

@@ -4,9 +4,12 @@
 //! way, and neither is an extractor on its own.
 
 pub(crate) mod fair;
+pub use fair::metrics_router;
 pub(crate) mod params;
+mod principal;
 mod tenant;
 
+pub use principal::load_principal;
 pub use tenant::{select_tenant, tenant_header, ActiveTenant, TENANT_HEADER};
 
 use std::marker::PhantomData;
@@ -21,8 +24,8 @@ use crate::db::Db;
 use crate::identity::auth::AuthError;
 use crate::identity::auth::Authenticator;
 use crate::identity::CsrfPolicy;
-use crate::identity::{load_principal, Principal, TenantRole};
 use crate::identity::{Owner, Proof, TenantRoleRequirement};
+use crate::identity::{Principal, TenantRole};
 
 /// What tenantry's extractors need from the application state: `impl FromRef<AppState> for
 /// Tenantry` (or use `Tenantry` itself as the state).

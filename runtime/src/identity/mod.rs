@@ -20,5 +20,5 @@ mod roles;
 pub(crate) use cache::PrincipalCache;
 pub use cache::PrincipalCacheStatus;
 pub use csrf::{csrf, CsrfPolicy};
-pub use principal::{load_principal, Membership, Principal, TenantRole};
+pub use principal::{Membership, Principal, TenantRole};
 pub use roles::{ClientViewer, Owner, OwnerProof, Partner, Proof, Role, TenantRoleRequirement};

@@ -17,8 +17,9 @@ mod splice;
 pub mod tls;
 mod watch;
 
-pub use pooler::{require_session, Pooler};
+pub use pooler::Pooler;
 
+use std::any::TypeId;
 use std::collections::HashSet;
 use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex};
@@ -26,12 +27,11 @@ use std::time::Duration;
 
 use deadpool::managed::{Manager, Metrics, Object, Pool, RecycleError, RecycleResult};
 use deadpool::Runtime;
+use diesel::query_builder::QueryId;
 use diesel_async::pooled_connection::PoolableConnection;
 use diesel_async::AsyncPgConnection;
 use tokio::task::JoinHandle;
 use tokio_postgres::CancelToken;
-
-use crate::scope::query::StatementKey;
 
 pub(crate) use connect::ConnectError;
 pub(crate) use outage::Outage;
@@ -295,5 +295,28 @@ impl Drop for Pooled {
                 reap::commit_then_return(obj);
             }
         }
+    }
+}
+
+/// Which prepared statement a query runs (a `RunFuture` of `scope/query.rs`), when its query type alone decides it (a
+/// static Diesel query id): the query's type and the run method. `Db::query` remembers, per
+/// connection, the statements it has seen sent without a `Parse` (cached by diesel-async).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct StatementKey {
+    query: TypeId,
+    run: Run,
+}
+
+/// The run method: `first` adds a `LIMIT`, so it is another statement than `load`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Run {
+    Load,
+    First,
+    Execute,
+}
+
+impl StatementKey {
+    pub(crate) fn of<Q: QueryId>(run: Run) -> Option<Self> {
+        Q::query_id().map(|query| StatementKey { query, run })
     }
 }

@@ -1,6 +1,5 @@
 //! What a tenant connection may run ([`TenantQuery`]) and the methods that run it ([`RunTenantQuery`]).
 
-use std::any::TypeId;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -14,6 +13,7 @@ use diesel_async::AsyncPgConnection;
 
 use crate::ctx::conn::TenantConn;
 use crate::ctx::{Access, CanWrite};
+use crate::pool::{Run, StatementKey};
 use crate::scope::changes::CheckedChanges;
 use crate::scope::fragment::RuntimeSqlFragment;
 use crate::scope::global_query::ReadsOnlyGlobalTables;
@@ -165,29 +165,6 @@ where
 pub struct RunFuture<'c, T> {
     inner: Pin<Box<dyn Future<Output = QueryResult<T>> + Send + 'c>>,
     statement: Option<StatementKey>,
-}
-
-/// Which prepared statement a [`RunFuture`] runs, when its query type alone decides it (a
-/// static Diesel query id): the query's type and the run method. `Db::query` remembers, per
-/// connection, the statements it has seen sent without a `Parse` (cached by diesel-async).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) struct StatementKey {
-    query: TypeId,
-    run: Run,
-}
-
-/// The run method: `first` adds a `LIMIT`, so it is another statement than `load`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Run {
-    Load,
-    First,
-    Execute,
-}
-
-impl StatementKey {
-    fn of<Q: QueryId>(run: Run) -> Option<Self> {
-        Q::query_id().map(|query| StatementKey { query, run })
-    }
 }
 
 impl<'c, T: 'c> RunFuture<'c, T> {

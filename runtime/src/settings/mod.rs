@@ -12,6 +12,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use thiserror::Error;
 
+mod auth;
 mod pg_url;
 
 pub use pg_url::{redact, PgUrl, PgUrlError};

@@ -6,7 +6,7 @@
 
 mod authenticator;
 pub mod cloudflare;
-mod dev;
+pub(crate) mod dev;
 mod error;
 mod trusted_header;
 
