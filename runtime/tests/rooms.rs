@@ -136,14 +136,24 @@ fn each_room_imports_only_the_rooms_below_it_that_the_architecture_lists() {
         "rooms of runtime/src missing from the table of docs/architecture.md: {missing:?}"
     );
     let gone: Vec<_> = table.keys().filter(|r| !rooms.contains(*r)).collect();
-    assert!(gone.is_empty(), "docs/architecture.md lists rooms that do not exist: {gone:?}");
+    assert!(
+        gone.is_empty(),
+        "docs/architecture.md lists rooms that do not exist: {gone:?}"
+    );
 
     let mut problems = Vec::new();
     for room in &rooms {
         let row = &table[room];
         let mut files = Vec::new();
         let path = src().join(room);
-        rust_files(&if path.is_dir() { path } else { path.with_extension("rs") }, &mut files);
+        rust_files(
+            &if path.is_dir() {
+                path
+            } else {
+                path.with_extension("rs")
+            },
+            &mut files,
+        );
         let mut imported = BTreeSet::new();
         for file in &files {
             let text = fs::read_to_string(file).unwrap();
