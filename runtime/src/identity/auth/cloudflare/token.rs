@@ -189,7 +189,7 @@ fn optional_str<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use jsonwebtoken::{encode, DecodingKey, EncodingKey, Header};
+    use jsonwebtoken::DecodingKey;
     use serde_json::json;
 
     fn b64(value: &Value) -> String {
@@ -242,15 +242,19 @@ mod tests {
         crate::identity::auth::cloudflare::install_crypto_provider();
         let exp = jsonwebtoken::get_current_timestamp() as f64 + 600.5;
         let claims = json!({"exp": exp, "iss": "i", "aud": "a"});
-        let token = encode(&Header::default(), &claims, &EncodingKey::from_secret(b"s")).unwrap();
-        let mut validation = Validation::new(Algorithm::HS256);
+        let input = format!(
+            "{}.{}",
+            b64(&json!({"alg": "RS256", "typ": "JWT"})),
+            b64(&claims)
+        );
+        let signature = super::super::crypto::sign_rs256_with_key_a(input.as_bytes());
+        let token = format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature));
+        let mut validation = Validation::new(Algorithm::RS256);
         validation.set_issuer(&["i"]);
         validation.set_audience(&["a"]);
-        let decoded = jsonwebtoken::decode::<Map<String, Value>>(
-            &token,
-            &DecodingKey::from_secret(b"s"),
-            &validation,
-        );
+        let n = include_str!("../../../testing/keys/test_key_a.n").trim();
+        let key = DecodingKey::from_rsa_components(n, "AQAB").unwrap();
+        let decoded = jsonwebtoken::decode::<Map<String, Value>>(&token, &key, &validation);
         let decoded = decoded.expect("jsonwebtoken accepts a float exp");
         assert!(identity(&decoded.claims, "i").is_err());
     }
