@@ -147,7 +147,7 @@ pub use tenantry_runtime::__private;
 /// - `NewInvoice`: the model's fields minus the tenant column and the `generated(..)` ones, and
 ///   `Invoice::insert(conn, new)` / `Invoice::insert_many(conn, rows)`, which take `tenant_id`
 ///   from the transaction (in a read-write transaction only);
-/// - the table's [`Declared`] declaration (kind [`IsTenant`]), used by joins,
+/// - the table's [`Declared`](bounds::Declared) declaration (kind [`IsTenant`](bounds::IsTenant)), used by joins,
 ///   [`declare_tables`] and `doctor`.
 ///
 /// The schema (`table!`, as `diesel print-schema` writes it, with its `joinable!` and
@@ -169,7 +169,7 @@ pub use tenantry_macros::global_table;
 /// `no_tenant_scope!(&owner_or_job, "why isolation is lifted")`.
 ///
 /// The actor is an Owner's proof (`#[requires_role(Owner)]`) or a system job of the [`Jobs`]
-/// capability made in `main`; nothing else implements the sealed [`BypassActor`].
+/// capability made in `main`; nothing else implements the sealed [`BypassActor`](bounds::BypassActor).
 ///
 /// ```compile_fail
 /// # fn f(jobs: &tenantry::Jobs) {
@@ -192,7 +192,7 @@ pub use tenantry_macros::no_tenant_scope;
 ///
 /// Its text is fixed at compile time, so no request data can rewrite it; a tenant connection
 /// refuses SQL text built at run time (`diesel::dsl::sql(&format!(..))`,
-/// [`RuntimeSqlFragment`]). The text is still yours: tenantry does not parse it, and row-level
+/// [`RuntimeSqlFragment`](bounds::RuntimeSqlFragment)). The text is still yours: tenantry does not parse it, and row-level
 /// security applies to it as to any statement. Each call site gets a type of its own, so two
 /// fragments never share a cached prepared statement.
 ///
@@ -224,7 +224,7 @@ pub use tenantry_macros::requires_role;
 /// tenantry's `#[derive(AsChangeset)]` (in [`prelude`]): Diesel's derive for a struct of changes
 /// to one table (`#[diesel(table_name = ..)]`, `#[diesel(column_name = ..)]`; `Option` fields are
 /// skipped when `None`; the primary key, `id` unless `#[diesel(primary_key(..))]`, is left out),
-/// built from [`SetColumn::to`] assignments so that tenantry sees the columns: a scoped update
+/// built from [`SetColumn::to`](bounds::SetColumn::to) assignments so that tenantry sees the columns: a scoped update
 /// takes it, and a field mapping to a tenant table's tenant column does not compile.
 pub use tenantry_macros::AsChangeset;
 
@@ -266,3 +266,6 @@ pub mod prelude {
     pub use tenantry_macros::AsChangeset;
     pub use tenantry_runtime::prelude::*;
 }
+
+#[cfg(test)]
+mod public_api;

@@ -5,7 +5,11 @@
 //! counts as unset, a URL must be `postgres://` or `postgresql://` with a host and a database,
 //! and the app role defaults to `tenantry_app`.
 
-use tenantry::settings::{PgUrl, DEFAULT_DATABASE_URL};
+use tenantry::settings::PgUrl;
+
+/// The `DATABASE_URL` when none is set: the example app's database, as the example's settings
+/// default to it.
+const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/tenantry_example";
 
 use crate::error::CliError;
 

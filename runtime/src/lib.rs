@@ -75,6 +75,7 @@ pub mod __private {
     #[cfg(feature = "testing")]
     pub use crate::testing::{run_test, NoMigrations};
     pub use diesel;
+    pub use uuid::Uuid;
 
     /// `#[tenantry::test]` checks with this that tenantry's `testing` feature is on.
     pub const fn testing_feature<T: crate::ctx::TestingFeature>() {}

@@ -31,7 +31,7 @@ pub(crate) use gate::{Gate, Permit};
 pub(crate) use load::Load;
 pub use share::{FairShare, TenantWeights, DEFAULT_QUEUE};
 
-/// Each tenant's load over a recent window, busiest first ([`Db::tenant_load`]).
+/// Each tenant's load over a recent window, busiest first ([`Db::tenant_load`](crate::db::Db::tenant_load)).
 #[derive(Debug, Clone)]
 pub struct LoadSnapshot {
     /// The window the `recent_*` figures cover.

@@ -12,12 +12,12 @@
 //!   statement \"s1\" does not exist"), or another client left one of the same name ("already
 //!   exists"). [`Pooler::Transaction`] turns the cache off and keeps every statement inside a
 //!   transaction; in [`Pooler::Direct`] mode the start refuses a URL that leads to a
-//!   transaction pooler, and a lost statement under load is a [`DbError::Pooler`] naming the
+//!   transaction pooler, and a lost statement under load is a [`DbError::Pooler`](crate::error::DbError::Pooler) naming the
 //!   setting;
 //! - session settings sent in the startup packet (`options`), which PgBouncer refuses: behind
 //!   a transaction pooler the session timeouts are set in each transaction instead;
 //! - anything that needs a session of its own: a `LISTEN`, a session advisory lock, a
-//!   migration. [`require_session`] refuses a URL that leads to a transaction pooler.
+//!   migration. [`require_session`](crate::db::require_session) refuses a URL that leads to a transaction pooler.
 
 use diesel::sql_types::Integer;
 use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};

@@ -233,7 +233,7 @@ impl Settings {
 }
 
 /// The default `DATABASE_URL` of the example app.
-pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/tenantry_example";
+pub(crate) const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/tenantry_example";
 
 #[cfg(test)]
 mod tests;

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 
 use diesel::sql_types::{Bool, Text, Uuid as SqlUuid};
 use diesel_async::RunQueryDsl;
-pub use uuid::Uuid;
+use uuid::Uuid;
 
 use super::harness::{TestDb, TestTenant};
 use crate::ctx::conn::TenantConn;
@@ -381,11 +381,11 @@ macro_rules! assert_isolated {
                 let lform = ::core::concat!("Model::scoped(conn).left_join(", ::core::stringify!($join), ")");
                 type __JoinCol = <$join as $crate::scope::TenantTable>::TenantColumn;
                 let (inner, left) = t.db.tx(&ctx, async |conn| {
-                    let inner: ::std::vec::Vec<(__iso::Uuid, __iso::Uuid)> = <$model>::scoped(conn)
+                    let inner: ::std::vec::Vec<($crate::__private::Uuid, $crate::__private::Uuid)> = <$model>::scoped(conn)
                         .inner_join(<$join as ::core::default::Default>::default())
                         .select((<__TenantCol as ::core::default::Default>::default(), <__JoinCol as ::core::default::Default>::default()))
                         .load(conn).await?;
-                    let left: ::std::vec::Vec<(__iso::Uuid, ::core::option::Option<__iso::Uuid>)> = <$model>::scoped(conn)
+                    let left: ::std::vec::Vec<($crate::__private::Uuid, ::core::option::Option<$crate::__private::Uuid>)> = <$model>::scoped(conn)
                         .left_join(<$join as ::core::default::Default>::default())
                         .select((<__TenantCol as ::core::default::Default>::default(), <__JoinCol as ::core::default::Default>::default().nullable()))
                         .load(conn).await?;
