@@ -1,6 +1,8 @@
 //! Runtime of tenantry: the types and traits that tenantry's generated code and its users call.
 //!
-//! Depend on the `tenantry` crate, which re-exports everything here together with the macros.
+//! Depend on the `tenantry` crate, which re-exports by name what applications write, together
+//! with the macros. The paths of this crate are its internal layout (the rooms of
+//! `docs/architecture.md`) and change without notice.
 
 // The rooms, from the bottom up: each imports only rooms above it in this list (checked by
 // `tests/rooms.rs`, drawn in `docs/architecture.md`).

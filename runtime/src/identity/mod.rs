@@ -1,6 +1,7 @@
-//! The identity layer: principals (and their cache), tenant selection, roles and the axum
-//! extractors that `#[requires_role(..)]` expands to. Who makes the request (the authenticators
-//! of each mode) is `crate::identity::auth`'s.
+//! Who asks: the authentication modes (`auth/`), principals and their memberships, the principal
+//! cache and the listener that keeps it true (`cache.rs`, `listen.rs`), the directory's SQL,
+//! roles and their proofs, and the CSRF policy. The extractors that put these together for a
+//! request, with the database, are `crate::extract`'s.
 //!
 //! | role | from | inside a tenant | across tenants |
 //! |---|---|---|---|
