@@ -13,7 +13,7 @@ use thiserror::Error;
 ///
 /// ```
 /// use std::time::Duration;
-/// use tenantry_runtime::auth::cloudflare::CloudflareConfig;
+/// use tenantry_runtime::identity::auth::cloudflare::CloudflareConfig;
 ///
 /// let config = CloudflareConfig {
 ///     refetch_cooldown: Duration::from_secs(10),
@@ -21,7 +21,7 @@ use thiserror::Error;
 /// };
 /// assert_eq!(config.issuer(), "https://acme.cloudflareaccess.com");
 /// assert_eq!(config.certs_url(), "https://acme.cloudflareaccess.com/cdn-cgi/access/certs");
-/// # Ok::<(), tenantry_runtime::auth::cloudflare::CloudflareConfigError>(())
+/// # Ok::<(), tenantry_runtime::identity::auth::cloudflare::CloudflareConfigError>(())
 /// ```
 ///
 /// The issuer and the certs URL are pinned here and never taken from a token.

@@ -22,7 +22,7 @@ pub const AUTHORIZATION_COOKIE: &str = "CF_Authorization";
 ///
 /// ```
 /// use http::{HeaderMap, HeaderValue};
-/// use tenantry_runtime::auth::cloudflare::token_from_headers;
+/// use tenantry_runtime::identity::auth::cloudflare::token_from_headers;
 ///
 /// let mut headers = HeaderMap::new();
 /// headers.insert("cookie", HeaderValue::from_static("a=1; CF_Authorization=eyJ.x.y"));

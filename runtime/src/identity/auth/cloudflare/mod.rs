@@ -2,7 +2,7 @@
 //! request, against keys fetched from the team's certs endpoint.
 //!
 //! ```no_run
-//! use tenantry_runtime::auth::cloudflare::{CloudflareConfig, CloudflareVerifier};
+//! use tenantry_runtime::identity::auth::cloudflare::{CloudflareConfig, CloudflareVerifier};
 //!
 //! # async fn run(headers: http::HeaderMap) -> Result<(), Box<dyn std::error::Error>> {
 //! let config = CloudflareConfig::new("acme.cloudflareaccess.com", "4714c1358e65fe4b408ad6d432a5f878")?;
