@@ -61,8 +61,8 @@ use std::time::{Duration, Instant};
 use axum::http::{HeaderMap, HeaderValue};
 use diesel_async::SimpleAsyncConnection;
 use tenantry::auth::cloudflare::{CloudflareConfig, CloudflareVerifier};
+use tenantry::auth::Authenticator;
 use tenantry::auth::Identity;
-use tenantry::identity::Authenticator;
 use tenantry::settings::Settings;
 use tenantry::testing::{CertsServer, TestKey, TokenMinter};
 use tenantry::{Db, DbConfig};
@@ -250,7 +250,7 @@ async fn main() {
         HeaderValue::from_str(&token).expect("header"),
     );
     headers.insert(
-        tenantry::identity::TRUSTED_EMAIL_HEADER,
+        tenantry::auth::TRUSTED_EMAIL_HEADER,
         HeaderValue::from_static(VIEWER),
     );
     headers.insert(
@@ -275,7 +275,7 @@ async fn main() {
         "\n(e) every request: GET with `Cf-Access-Jwt-Assertion` ({} bytes), `{}` and `X-Tenant: {TENANT}` \
          (all variants send all three); handlers return \"{BODY}\"; HTTP/1.1 keep-alive (reqwest); app pool of {CLIENTS}",
         token.len(),
-        tenantry::identity::TRUSTED_EMAIL_HEADER,
+        tenantry::auth::TRUSTED_EMAIL_HEADER,
     );
     println!(
         "    columns: ratio = req/s vs no authentication; +p50 = p50 minus the baseline's p50; \

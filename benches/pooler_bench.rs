@@ -33,9 +33,10 @@ use std::time::{Duration, Instant};
 use common::schema::{invoices, Invoice};
 use common::{Route, TestDb};
 use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
+use tenantry::pooler::Pooler;
 use tenantry::prelude::*;
 use tenantry::testing::PgBouncer;
-use tenantry::{Db, DbConfig, DbError, Pooler};
+use tenantry::{Db, DbConfig, DbError};
 use uuid::Uuid;
 
 use measure::{closed_loop, loadavg, per_op, schedstat, secs, server_cpu, us};

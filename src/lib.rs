@@ -1,6 +1,131 @@
 #![doc = include_str!("../docs/crate.md")]
+//!
+//! ## Where the names are
+//!
+//! The root holds what an application writes: the macros, [`Db`] and its configuration, the
+//! tenant context and connections, the audited bypass, [`Jobs`], the errors, and the migration
+//! entry points. The rest sits in modules named for what they hold: [`prelude`] (the imports of a
+//! module that queries), [`identity`] (extractors, principals, roles), [`auth`] (authentication
+//! modes), [`settings`], [`schema`] (tenantry's own tables), [`migrations`], [`doctor`],
+//! [`audit_chain`], [`fairness`], [`pooler`], [`tls`], and [`bounds`]: the traits that appear in
+//! bounds and compile errors but that an application rarely names. Optional parts are behind
+//! cargo features: [`serve`] (`serve`, on by default), `citus` (`tenantry::citus`), `log-limit`
+//! (`tenantry::log_limit`) and `testing` (`tenantry::testing`, `#[tenantry::test]`; for
+//! `[dev-dependencies]` only). `public-api.txt` at the repository's root lists every public
+//! name; a test keeps it current.
 
-pub use tenantry_runtime::*;
+pub use tenantry_runtime::ctx::{
+    no_tenant_scope, Actor, AuditedBypass, BypassConn, ReadOnly, ReadWrite, TenantConn, TenantCtx,
+};
+pub use tenantry_runtime::db::{Db, DbConfig};
+pub use tenantry_runtime::error::{DbError, ScopeError};
+pub use tenantry_runtime::jobs::{Jobs, SystemJob};
+pub use tenantry_runtime::schema::{migrate, migrate_with, MigrateError};
+pub use tenantry_runtime::scope::{declare_tables, excluded, TableDecl};
+
+/// The traits and types that appear in bounds, signatures and compile errors: an application
+/// rarely names them, but the compiler does ("the trait `ReadsOnlyGlobalTables` is not
+/// implemented for ..."), and each one's documentation says what it guards and how to satisfy
+/// it.
+pub mod bounds {
+    pub use tenantry_runtime::ctx::{
+        Access, BypassActor, CanWrite, FromBareId, NoAmbientTenant, NotFromRequestData,
+        TestingFeature,
+    };
+    pub use tenantry_runtime::extract::{RoleRequirement, TakenByRequiresRole};
+    pub use tenantry_runtime::identity::{Role, TenantRoleRequirement};
+    pub use tenantry_runtime::jobs::JobsOnly;
+    pub use tenantry_runtime::scope::{
+        Assignable, CheckedChanges, Columns, ConflictTarget, Declared, Excluded, FilterValue,
+        FragmentPlace, FromOnly, GlobalTable, InsertMany, InsertOne, IsGlobal, IsTenant, JoinScope,
+        LeadsWithTheTenantColumn, NamesItsTarget, NoColumn, NoWidening, NotTheTenantColumn,
+        OnConflictAction, OneColumn, OnlyGlobalTables, ReadWithoutScope, ReadsOnlyGlobalTables,
+        Returning, RunFuture, RunTenantQuery, RuntimeSqlFragment, Scoped, ScopedDoUpdate,
+        ScopedExpr, ScopedFrom, ScopedIn, ScopedInsert, ScopedJoin, ScopedOn, ScopedOnConflict,
+        ScopedSource, ScopedSubquery, ScopedWhere, Set, SetColumn, SqlFragment, TableKind,
+        TargetColumn, TenantJoinOn, TenantQuery, TenantRow, TenantTable, UpdateValue, Upsert,
+        UpsertUpdate, UuidNotNull,
+    };
+}
+
+/// Request identity: the axum extractors that `#[requires_role(..)]` takes ([`InTenant`](identity::InTenant),
+/// [`AsOwner`](identity::AsOwner)) and [`CurrentUser`](identity::CurrentUser), the state they read
+/// ([`Tenantry`](identity::Tenantry)), principals, roles and their proofs, tenant selection and
+/// the CSRF policy. How a request is authenticated is [`auth`]'s.
+///
+/// | role | from | inside a tenant | across tenants |
+/// |---|---|---|---|
+/// | `Owner` | `users.is_owner` | read and write in any tenant | audited bypass (`no_tenant_scope!`) |
+/// | `Partner` | membership `partner` | read and write in its tenants | no |
+/// | `ClientViewer` | membership `client_viewer` | read only (`READ ONLY` transactions) | no |
+pub mod identity {
+    pub use tenantry_runtime::extract::{
+        load_principal, request_id, select_tenant, tenant_header, ActiveTenant, AsOwner,
+        CurrentUser, InTenant, Tenantry, TENANT_HEADER,
+    };
+    pub use tenantry_runtime::identity::{
+        csrf, ClientViewer, CsrfPolicy, Membership, Owner, OwnerProof, Partner, Principal,
+        PrincipalCacheStatus, Proof, TenantRole,
+    };
+}
+
+pub use tenantry_runtime::identity::auth;
+
+/// Migrating a database: tenantry's own migrations, then the application's, under one advisory
+/// lock; the roles they create and grant, under names a deployment may choose.
+pub mod migrations {
+    pub use tenantry_runtime::schema::{
+        migrate_roles, migrate_url, migrate_with_roles, Migrated, RoleNameError, RoleNames,
+        FRAMEWORK_MIGRATIONS,
+    };
+}
+
+/// Inspecting a database for tenant-isolation gaps: what `tenantry doctor` reports.
+pub mod doctor {
+    pub use tenantry_runtime::schema::{
+        inspect, inspect_roles, Finding, PolicyDifference, Report, RoleEscalation, RolePower,
+        SearchPathProblem,
+    };
+}
+
+pub use tenantry_runtime::schema::{audit_chain, tables as schema};
+
+/// Connection poolers between tenantry and PostgreSQL (PgBouncer in transaction mode):
+/// [`Pooler`](pooler::Pooler), the setting that says whether one is in the way, and
+/// [`require_session`](pooler::require_session), the check at start for a URL that needs a
+/// session of its own.
+pub mod pooler {
+    pub use tenantry_runtime::db::require_session;
+    pub use tenantry_runtime::pool::Pooler;
+}
+
+pub use tenantry_runtime::pool::tls;
+
+/// One tenant cannot starve the others, and every tenant's load is visible: fair shares of the
+/// tenant pool ([`FairShare`](fairness::FairShare), [`TenantWeights`](fairness::TenantWeights)),
+/// a per-tenant cap on concurrent requests (`serve`), and per-tenant metrics
+/// ([`Db::tenant_load`], [`metrics_router`](fairness::metrics_router)).
+pub mod fairness {
+    pub use tenantry_runtime::extract::metrics_router;
+    pub use tenantry_runtime::fairness::{
+        FairShare, LoadSnapshot, TenantLoad, TenantWeights, CONTENT_TYPE, DEFAULT_QUEUE,
+    };
+}
+
+pub use tenantry_runtime::settings;
+
+/// The durable per-tenant job queue: `conn.enqueue(..)` in a tenant transaction, and
+/// [`Jobs::queue`] in the task that owns `Jobs` (the README's "A job queue").
+pub use tenantry_runtime::queue;
+
+#[cfg(feature = "serve")]
+pub use tenantry_runtime::serve;
+
+#[cfg(feature = "citus")]
+pub use tenantry_runtime::citus;
+
+#[cfg(feature = "log-limit")]
+pub use tenantry_runtime::log_limit;
 
 /// The test kit (feature `testing`, for `[dev-dependencies]` only): see
 /// [`tenantry_runtime::testing`]. Named here, under the feature, so that `use tenantry::testing::..`
@@ -8,6 +133,10 @@ pub use tenantry_runtime::*;
 /// rather than a bare "could not find `testing`".
 #[cfg(feature = "testing")]
 pub use tenantry_runtime::testing;
+
+/// Used by generated code, not public API: anything here may change in any release.
+#[doc(hidden)]
+pub use tenantry_runtime::__private;
 
 /// Declares a Diesel model's table as a tenant table.
 ///
@@ -22,7 +151,7 @@ pub use tenantry_runtime::testing;
 /// - `NewInvoice`: the model's fields minus the tenant column and the `generated(..)` ones, and
 ///   `Invoice::insert(conn, new)` / `Invoice::insert_many(conn, rows)`, which take `tenant_id`
 ///   from the transaction (in a read-write transaction only);
-/// - the table's [`Declared`] declaration (kind [`IsTenant`]), used by joins,
+/// - the table's [`Declared`](bounds::Declared) declaration (kind [`IsTenant`](bounds::IsTenant)), used by joins,
 ///   [`declare_tables`] and `doctor`.
 ///
 /// The schema (`table!`, as `diesel print-schema` writes it, with its `joinable!` and
@@ -44,7 +173,7 @@ pub use tenantry_macros::global_table;
 /// `no_tenant_scope!(&owner_or_job, "why isolation is lifted")`.
 ///
 /// The actor is an Owner's proof (`#[requires_role(Owner)]`) or a system job of the [`Jobs`]
-/// capability made in `main`; nothing else implements the sealed [`BypassActor`].
+/// capability made in `main`; nothing else implements the sealed [`BypassActor`](bounds::BypassActor).
 ///
 /// ```compile_fail
 /// # fn f(jobs: &tenantry::Jobs) {
@@ -67,7 +196,7 @@ pub use tenantry_macros::no_tenant_scope;
 ///
 /// Its text is fixed at compile time, so no request data can rewrite it; a tenant connection
 /// refuses SQL text built at run time (`diesel::dsl::sql(&format!(..))`,
-/// [`RuntimeSqlFragment`]). The text is still yours: tenantry does not parse it, and row-level
+/// [`RuntimeSqlFragment`](bounds::RuntimeSqlFragment)). The text is still yours: tenantry does not parse it, and row-level
 /// security applies to it as to any statement. Each call site gets a type of its own, so two
 /// fragments never share a cached prepared statement.
 ///
@@ -99,7 +228,7 @@ pub use tenantry_macros::requires_role;
 /// tenantry's `#[derive(AsChangeset)]` (in [`prelude`]): Diesel's derive for a struct of changes
 /// to one table (`#[diesel(table_name = ..)]`, `#[diesel(column_name = ..)]`; `Option` fields are
 /// skipped when `None`; the primary key, `id` unless `#[diesel(primary_key(..))]`, is left out),
-/// built from [`SetColumn::to`] assignments so that tenantry sees the columns: a scoped update
+/// built from [`SetColumn::to`](bounds::SetColumn::to) assignments so that tenantry sees the columns: a scoped update
 /// takes it, and a field mapping to a tenant table's tenant column does not compile.
 pub use tenantry_macros::AsChangeset;
 
@@ -141,3 +270,6 @@ pub mod prelude {
     pub use tenantry_macros::AsChangeset;
     pub use tenantry_runtime::prelude::*;
 }
+
+#[cfg(test)]
+mod public_api;

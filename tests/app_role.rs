@@ -13,8 +13,9 @@ mod common;
 
 use common::{count, TestDb};
 use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
+use tenantry::doctor::{RoleEscalation, RolePower};
 use tenantry::testing::ScratchRole;
-use tenantry::{no_tenant_scope, Db, DbConfig, DbError, RoleEscalation, RolePower};
+use tenantry::{no_tenant_scope, Db, DbConfig, DbError};
 
 const ACME_INVOICES: i64 = 2;
 const GLOBEX_INVOICES: i64 = 3;

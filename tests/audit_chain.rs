@@ -566,8 +566,9 @@ async fn rows_written_before_the_migration_are_chained_in_id_order() {
     // tenantry's migrations before the chain, as a database in the field ran them.
     let mut wrapper = AsyncConnectionWrapper::<AsyncPgConnection>::from(conn);
     let wrapper = tokio::task::spawn_blocking(move || {
-        let migrations = MigrationSource::<Pg>::migrations(&tenantry::FRAMEWORK_MIGRATIONS)
-            .expect("tenantry's migrations");
+        let migrations =
+            MigrationSource::<Pg>::migrations(&tenantry::migrations::FRAMEWORK_MIGRATIONS)
+                .expect("tenantry's migrations");
         for m in &migrations {
             if m.name().version().to_string().as_str() < "00000000000007" {
                 wrapper.run_migration(&**m).expect("an earlier migration");

@@ -14,7 +14,8 @@ mod common;
 use common::TestDb;
 use diesel::{Queryable, QueryableByName, Selectable};
 use diesel_async::SimpleAsyncConnection;
-use tenantry::{global_table, Declared, TableDecl};
+use tenantry::bounds::Declared;
+use tenantry::{global_table, TableDecl};
 use uuid::Uuid;
 
 // The tenant table `invoices` again, under another Rust name, without its tenant column.

@@ -65,7 +65,7 @@ struct Count {
 
 /// Runs `sql` (one row, a text column `v`) as raw SQL under a bypass token in `conn`'s
 /// transaction.
-async fn raw<A: tenantry::Access>(
+async fn raw<A: tenantry::bounds::Access>(
     t: &TestDb,
     conn: &mut TenantConn<'_, A>,
     sql: &str,
@@ -81,7 +81,7 @@ async fn raw<A: tenantry::Access>(
 }
 
 /// Counts with raw SQL (`sql` returns one row with a bigint `n`).
-async fn raw_count<A: tenantry::Access>(
+async fn raw_count<A: tenantry::bounds::Access>(
     t: &TestDb,
     conn: &mut TenantConn<'_, A>,
     sql: &str,
@@ -353,7 +353,7 @@ async fn leftover(route: Route, plant: &str, probe: &str, clean: &str) {
                 bouncer.url(database, "tenantry_app"),
                 Some(bouncer.url(database, "tenantry_bypass")),
             );
-            config.pooler = tenantry::Pooler::Transaction;
+            config.pooler = tenantry::pooler::Pooler::Transaction;
             config.max_connections = 1;
             tenantry::Db::connect(config)
                 .await

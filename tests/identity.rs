@@ -12,8 +12,9 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use common::TestDb;
+use tenantry::auth::Authenticator;
 use tenantry::auth::Identity;
-use tenantry::identity::{load_principal, Authenticator, OwnerProof, Tenantry};
+use tenantry::identity::{load_principal, OwnerProof, Tenantry};
 use tenantry::{no_tenant_scope, requires_role};
 
 const OWNER: &str = "olga@example.com";

@@ -5,11 +5,14 @@ mod common;
 
 use common::{admin_url_of, count, EmptyDb, TestDb};
 use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
-use tenantry::{Finding, PolicyDifference, Report, TableDecl};
+use tenantry::doctor::{Finding, PolicyDifference, Report};
+use tenantry::TableDecl;
 
 /// `inspect` as the migration role.
 async fn inspect(conn: &mut AsyncPgConnection, role: &str) -> Report {
-    tenantry::inspect(conn, role).await.expect("inspect runs")
+    tenantry::doctor::inspect(conn, role)
+        .await
+        .expect("inspect runs")
 }
 
 async fn batch(conn: &mut AsyncPgConnection, sql: &str) {
@@ -27,7 +30,7 @@ async fn findings_after(sql: &str) -> Vec<Finding> {
 }
 
 async fn migrate_url(url: String) -> Result<Vec<String>, tenantry::MigrateError> {
-    tenantry::migrate_url(&url).await
+    tenantry::migrations::migrate_url(&url).await
 }
 
 fn table(name: &str) -> String {

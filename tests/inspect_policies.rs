@@ -5,7 +5,8 @@ mod common;
 
 use common::{count, TestDb};
 use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
-use tenantry::{Finding, PolicyDifference, TableDecl};
+use tenantry::doctor::{Finding, PolicyDifference};
+use tenantry::TableDecl;
 
 async fn batch(conn: &mut AsyncPgConnection, sql: &str) {
     conn.batch_execute(sql)
@@ -18,7 +19,7 @@ async fn findings_after(sql: &str) -> Vec<Finding> {
     let t = TestDb::new().await;
     let mut admin = t.admin().await;
     batch(&mut admin, sql).await;
-    tenantry::inspect(&mut admin, "tenantry_app")
+    tenantry::doctor::inspect(&mut admin, "tenantry_app")
         .await
         .expect("inspect runs")
         .findings
@@ -182,7 +183,9 @@ async fn a_tenant_column_that_needs_quotes_is_compared_exactly() {
     tenantry::declare_tables(&mut admin, &[TableDecl::tenant("notes", "Org")])
         .await
         .expect("declared");
-    let report = tenantry::inspect(&mut admin, "tenantry_app").await.unwrap();
+    let report = tenantry::doctor::inspect(&mut admin, "tenantry_app")
+        .await
+        .unwrap();
     assert_eq!(report.findings, vec![]);
 
     batch(
@@ -190,7 +193,7 @@ async fn a_tenant_column_that_needs_quotes_is_compared_exactly() {
         r#"ALTER POLICY tenantry_tenant_isolation ON notes USING ("Org" IS NOT NULL)"#,
     )
     .await;
-    let findings = tenantry::inspect(&mut admin, "tenantry_app")
+    let findings = tenantry::doctor::inspect(&mut admin, "tenantry_app")
         .await
         .unwrap()
         .findings;
@@ -344,7 +347,9 @@ async fn the_expected_policy_follows_the_declaring_function() {
             .collect()
     }
     let directory = ["public.memberships", "public.tenants", "public.users"];
-    let report = tenantry::inspect(&mut admin, "tenantry_app").await.unwrap();
+    let report = tenantry::doctor::inspect(&mut admin, "tenantry_app")
+        .await
+        .unwrap();
     // tenantry's own tenant table (the job queue's) is declared like the app's.
     let mut expected = vec!["public.invoices", "public.projects", "public.tenantry_jobs"];
     expected.extend(directory);
@@ -353,7 +358,9 @@ async fn the_expected_policy_follows_the_declaring_function() {
     tenantry::declare_tables(&mut admin, &common::schema::decls())
         .await
         .expect("declared again");
-    let report = tenantry::inspect(&mut admin, "tenantry_app").await.unwrap();
+    let report = tenantry::doctor::inspect(&mut admin, "tenantry_app")
+        .await
+        .unwrap();
     let mut expected = vec!["public.tenantry_jobs"];
     expected.extend(directory);
     assert_eq!(using_differs(&report.findings), expected);
@@ -365,7 +372,9 @@ async fn the_reference_table_is_rolled_back() {
     let mut admin = t.admin().await;
     let declared = "SELECT count(*) AS n FROM tenantry_declared_tables";
     let before = count(&mut admin, declared).await;
-    tenantry::inspect(&mut admin, "tenantry_app").await.unwrap();
+    tenantry::doctor::inspect(&mut admin, "tenantry_app")
+        .await
+        .unwrap();
     assert_eq!(count(&mut admin, declared).await, before);
     let reference = "SELECT count(*) AS n FROM pg_class WHERE relname LIKE 'tenantry_doctor%'";
     assert_eq!(count(&mut admin, reference).await, 0);

@@ -7,8 +7,8 @@ mod common;
 
 use common::TestDb;
 use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
+use tenantry::doctor::{Finding, RoleEscalation, RolePower, SearchPathProblem};
 use tenantry::testing::ScratchRole;
-use tenantry::{Finding, RoleEscalation, RolePower, SearchPathProblem};
 
 async fn batch(conn: &mut AsyncPgConnection, sql: &str) {
     conn.batch_execute(sql)
@@ -26,7 +26,7 @@ async fn hardened() -> (TestDb, AsyncPgConnection) {
 
 /// The findings with `app` as the app role and `bypass` as the bypass role.
 async fn findings(conn: &mut AsyncPgConnection, app: &str, bypass: &str) -> Vec<Finding> {
-    tenantry::inspect_roles(conn, app, bypass)
+    tenantry::doctor::inspect_roles(conn, app, bypass)
         .await
         .expect("inspect runs")
         .findings
@@ -43,7 +43,9 @@ async fn findings_after(sql: &str) -> (TestDb, Vec<Finding>) {
 #[tokio::test]
 async fn a_properly_set_up_database_has_no_findings() {
     let (t, mut admin) = hardened().await;
-    let report = tenantry::inspect(&mut admin, "tenantry_app").await.unwrap();
+    let report = tenantry::doctor::inspect(&mut admin, "tenantry_app")
+        .await
+        .unwrap();
     assert_eq!(report.findings, vec![]);
     assert_eq!(report.roles, ["tenantry_app", "tenantry_bypass"]);
     // Nor with a scratch role of its own as the app role.

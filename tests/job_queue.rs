@@ -50,7 +50,9 @@ async fn due_now(t: &TestDb) {
         .unwrap();
 }
 
-async fn project_count<A: tenantry::Access>(conn: &mut TenantConn<'_, A>) -> Result<i64, DbError> {
+async fn project_count<A: tenantry::bounds::Access>(
+    conn: &mut TenantConn<'_, A>,
+) -> Result<i64, DbError> {
     Ok(Project::scoped(conn).count().get_result(conn).await?)
 }
 

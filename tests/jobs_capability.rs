@@ -19,10 +19,12 @@ use axum::extract::{FromRef, State};
 use axum::routing::get;
 use axum::Router;
 use common::{CountRow, TestDb};
-use tenantry::identity::{Authenticator, Tenantry};
+use tenantry::auth::Authenticator;
+use tenantry::identity::Tenantry;
+use tenantry::pooler::Pooler;
 use tenantry::testing::{jobs_for_test, PgBouncer};
 use tenantry::{
-    no_tenant_scope, requires_role, Db, DbConfig, DbError, Jobs, Pooler, ScopeError, SystemJob,
+    no_tenant_scope, requires_role, Db, DbConfig, DbError, Jobs, ScopeError, SystemJob,
 };
 use uuid::Uuid;
 

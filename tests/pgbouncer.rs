@@ -14,8 +14,9 @@ use std::time::Duration;
 
 use common::schema::{Invoice, NewProject, Project};
 use common::{ctx, viewer_ctx, Route, TestDb};
+use tenantry::pooler::Pooler;
 use tenantry::testing::PgBouncer;
-use tenantry::{no_tenant_scope, Db, DbConfig, DbError, Pooler};
+use tenantry::{no_tenant_scope, Db, DbConfig, DbError};
 use uuid::Uuid;
 
 /// What the server says about the transaction a probe runs in.
@@ -373,14 +374,14 @@ async fn a_session_url_through_the_pooler_is_refused_naming_its_setting() {
     let t = TestDb::through(Route::Direct, 1).await;
     let bouncer = PgBouncer::shared().await;
     // A LISTEN, an advisory lock or a migration needs a session: straight to PostgreSQL is fine…
-    tenantry::require_session(
+    tenantry::pooler::require_session(
         &common::admin_url_of(&t.name),
         "TENANTRY_LISTEN_DATABASE_URL",
     )
     .await
     .expect("a direct URL is a session");
     // …the pooler is not.
-    let err = tenantry::require_session(
+    let err = tenantry::pooler::require_session(
         &bouncer.url(&t.name, "tenantry_app"),
         "TENANTRY_LISTEN_DATABASE_URL",
     )

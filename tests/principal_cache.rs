@@ -278,7 +278,7 @@ async fn an_unreachable_listener_leaves_a_ttl_cache() {
 async fn through_pgbouncer(t: &TestDb) -> (tenantry::testing::PgBouncer, DbConfig) {
     let bouncer = tenantry::testing::PgBouncer::shared().await;
     let mut config = DbConfig::new(bouncer.url(&t.name, "tenantry_app"), None);
-    config.pooler = tenantry::Pooler::Transaction;
+    config.pooler = tenantry::pooler::Pooler::Transaction;
     (bouncer, config)
 }
 

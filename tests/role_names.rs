@@ -12,8 +12,9 @@ use diesel::sql_types::{Bool, Text};
 use diesel_async::RunQueryDsl;
 use tenantry::auth::Identity;
 use tenantry::identity::load_principal;
+use tenantry::migrations::RoleNames;
 use tenantry::testing::{database_url, ScratchDatabase};
-use tenantry::{Db, DbConfig, RoleNames};
+use tenantry::{Db, DbConfig};
 
 #[derive(diesel::QueryableByName)]
 struct Allowed {
@@ -36,10 +37,11 @@ async fn a_deployment_with_its_own_roles_grants_them_and_nothing_to_the_shared_o
     let scratch = ScratchDatabase::create("tenantry_roles").await;
     let name = scratch.name().to_owned();
     let conn = scratch.connect().await;
-    let mut conn = tenantry::migrate_with_roles(conn, &roles, common::schema::MIGRATIONS)
-        .await
-        .expect("migrations with the deployment's roles")
-        .conn;
+    let mut conn =
+        tenantry::migrations::migrate_with_roles(conn, &roles, common::schema::MIGRATIONS)
+            .await
+            .expect("migrations with the deployment's roles")
+            .conn;
     // A table declared after the migrations (as an application's later migration would).
     diesel_async::SimpleAsyncConnection::batch_execute(
         &mut conn,
@@ -81,7 +83,7 @@ async fn a_deployment_with_its_own_roles_grants_them_and_nothing_to_the_shared_o
     assert!(!allowed(&mut conn, lookup, "tenantry_directory").await);
 
     // doctor knows the deployment's roles: nothing to report.
-    let report = tenantry::inspect(&mut conn, &roles.app)
+    let report = tenantry::doctor::inspect(&mut conn, &roles.app)
         .await
         .expect("inspect");
     assert!(report.findings.is_empty(), "{:?}", report.findings);

@@ -9,9 +9,10 @@ mod common;
 use common::schema::{invoices, projects, Invoice, NewInvoice, NewProject, Project};
 use common::{ctx, Route, TestDb};
 use diesel::sql_types::{BigInt, Bool, Nullable, Text};
+use tenantry::bounds::{FragmentPlace, RuntimeSqlFragment};
 use tenantry::prelude::*;
 use tenantry::testing::on_both_routes;
-use tenantry::{DbError, FragmentPlace, RuntimeSqlFragment};
+use tenantry::DbError;
 use uuid::Uuid;
 
 on_both_routes!(

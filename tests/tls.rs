@@ -19,8 +19,9 @@ use diesel::sql_types::{Bool, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use tenantry::auth::Identity;
 use tenantry::identity::load_principal;
+use tenantry::pooler::Pooler;
 use tenantry::testing::PgBouncer;
-use tenantry::{no_tenant_scope, Db, DbConfig, DbError, Pooler};
+use tenantry::{no_tenant_scope, Db, DbConfig, DbError};
 use tokio::sync::OnceCell;
 
 const DATABASE: &str = "tenantry_tls";
@@ -56,7 +57,7 @@ async fn database() -> &'static server::TlsServer {
                 .await
                 .expect("create database");
             let url = s.url("127.0.0.1", "postgres", DATABASE, &s.verify_full());
-            tenantry::migrate_url(&url)
+            tenantry::migrations::migrate_url(&url)
                 .await
                 .expect("migrations over TLS");
             let mut conn = tenantry::tls::establish(&url).await.expect("connect");

@@ -11,7 +11,8 @@ use axum::routing::get;
 use axum::Router;
 use tenantry::auth::cloudflare::CloudflareVerifier;
 use tenantry::auth::AuthError;
-use tenantry::identity::{Authenticator, Tenantry};
+use tenantry::auth::Authenticator;
+use tenantry::identity::Tenantry;
 use tenantry::requires_role;
 use tenantry::Db;
 

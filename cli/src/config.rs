@@ -70,13 +70,13 @@ impl DbTarget {
 /// This deployment's role names, as the application reads them: `TENANTRY_APP_ROLE`,
 /// `TENANTRY_BYPASS_ROLE`, `TENANTRY_DIRECTORY_ROLE`, each defaulting to `TENANTRY_ROLE_PREFIX`
 /// (default `tenantry_`) followed by `app`, `bypass` or `directory`.
-pub(crate) fn role_names() -> Result<tenantry::RoleNames, CliError> {
+pub(crate) fn role_names() -> Result<tenantry::migrations::RoleNames, CliError> {
     let invalid = |flag: &'static str| {
-        move |e: tenantry::RoleNameError| CliError::Invalid { flag, problem: e.0 }
+        move |e: tenantry::migrations::RoleNameError| CliError::Invalid { flag, problem: e.0 }
     };
     let prefix = env_var("TENANTRY_ROLE_PREFIX")?.unwrap_or_else(|| "tenantry_".to_owned());
-    let mut roles =
-        tenantry::RoleNames::with_prefix(&prefix).map_err(invalid("TENANTRY_ROLE_PREFIX"))?;
+    let mut roles = tenantry::migrations::RoleNames::with_prefix(&prefix)
+        .map_err(invalid("TENANTRY_ROLE_PREFIX"))?;
     for (var, slot) in [
         ("TENANTRY_APP_ROLE", &mut roles.app),
         ("TENANTRY_BYPASS_ROLE", &mut roles.bypass),

@@ -8,11 +8,13 @@ use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations};
-use tenantry::identity::{Authenticator, CsrfPolicy, Tenantry};
+use tenantry::auth::Authenticator;
+use tenantry::bounds::Declared;
+use tenantry::identity::{CsrfPolicy, Tenantry};
 use tenantry::prelude::*;
 use tenantry::serve::{serve, shutdown_signal};
 use tenantry::settings::Settings;
-use tenantry::{requires_role, tenant_table, Db, DbError, Declared};
+use tenantry::{requires_role, tenant_table, Db, DbError};
 use uuid::Uuid;
 
 diesel::table! {
@@ -90,7 +92,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt::init();
     let settings = Settings::from_env()?; // DATABASE_URL, TENANTRY_AUTH_MODE, ...: docs/settings.md
     let conn = tenantry::tls::establish(&settings.database_url).await?;
-    let mut conn = tenantry::migrate_with_roles(conn, &settings.roles, MIGRATIONS)
+    let mut conn = tenantry::migrations::migrate_with_roles(conn, &settings.roles, MIGRATIONS)
         .await?
         .conn;
     tenantry::declare_tables(&mut conn, &[<notes::table as Declared>::DECL]).await?;

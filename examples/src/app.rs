@@ -4,7 +4,8 @@ use axum::extract::FromRef;
 use axum::middleware;
 use axum::routing::get;
 use axum::Router;
-use tenantry::identity::{mark_dev_mode, Tenantry};
+use tenantry::auth::mark_dev_mode;
+use tenantry::identity::Tenantry;
 use tenantry::settings::{AuthMode, Settings};
 
 use crate::error::ApiError;

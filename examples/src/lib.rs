@@ -20,7 +20,8 @@ pub mod setup;
 use std::future::Future;
 use std::net::SocketAddr;
 
-use tenantry::identity::{Authenticator, CsrfPolicy, Tenantry};
+use tenantry::auth::Authenticator;
+use tenantry::identity::{CsrfPolicy, Tenantry};
 use tenantry::serve::{serve, shutdown_signal, ServeConfig};
 use tenantry::settings::{AuthMode, Settings};
 use tenantry::Db;

@@ -3,7 +3,8 @@
 use chrono::{DateTime, Utc};
 use diesel::{Queryable, Selectable};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations};
-use tenantry::{global_table, tenant_table, Declared, TableDecl};
+use tenantry::bounds::Declared;
+use tenantry::{global_table, tenant_table, TableDecl};
 use uuid::Uuid;
 
 use crate::schema::{currencies, invoices, projects};

@@ -7,7 +7,8 @@
 
 use axum::extract::State;
 use axum::Json;
-use tenantry::identity::{Authenticator, CsrfPolicy, OwnerProof, Tenantry};
+use tenantry::auth::Authenticator;
+use tenantry::identity::{CsrfPolicy, OwnerProof, Tenantry};
 use tenantry::prelude::*;
 use tenantry::{no_tenant_scope, requires_role, Db, DbConfig, DbError};
 use uuid::Uuid;
@@ -194,7 +195,7 @@ async fn tenant_count(owner: OwnerProof, State(app): State<AppState>) -> Result<
 
 /// "Migrations".
 async fn migrations(database_url: String) -> Result<(), Box<dyn std::error::Error>> {
-    use tenantry::Declared;
+    use tenantry::bounds::Declared;
 // Cargo.toml: diesel_migrations = "2.3"
 pub const MIGRATIONS: diesel_migrations::EmbeddedMigrations =
     diesel_migrations::embed_migrations!("migrations");

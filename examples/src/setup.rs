@@ -66,7 +66,7 @@ pub async fn prepare(settings: &Settings) -> Result<(), SetupError> {
     server.set_path("/postgres");
     // Migrations take advisory locks: they need a session of their own, never a transaction
     // pooler (the request path may go through one: TENANTRY_DB_POOLER=transaction).
-    tenantry::require_session(server.as_str(), "DATABASE_URL").await?;
+    tenantry::pooler::require_session(server.as_str(), "DATABASE_URL").await?;
     let mut admin = connect(&server).await?;
     let exists: bool = diesel::select(
         diesel::dsl::sql::<diesel::sql_types::Bool>(
@@ -87,9 +87,10 @@ pub async fn prepare(settings: &Settings) -> Result<(), SetupError> {
         }
     }
     let conn = connect(&url).await?;
-    let mut conn = tenantry::migrate_with_roles(conn, &settings.roles, models::MIGRATIONS)
-        .await?
-        .conn;
+    let mut conn =
+        tenantry::migrations::migrate_with_roles(conn, &settings.roles, models::MIGRATIONS)
+            .await?
+            .conn;
     tenantry::declare_tables(&mut conn, &models::declarations()).await?;
     Ok(())
 }
@@ -136,7 +137,7 @@ pub async fn seed_dev(settings: &Settings, jobs: &Jobs, dev_email: &str) -> Resu
 }
 
 async fn seed_acme(tx: &mut tenantry::TenantConn<'_>) -> Result<(), SetupError> {
-    use tenantry::RunTenantQuery;
+    use tenantry::bounds::RunTenantQuery;
     let mut number = 0;
     for (name, amounts) in [
         ("Website relaunch", &[120_000_i64, 45_000, 9_900][..]),

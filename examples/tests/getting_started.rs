@@ -107,7 +107,7 @@ async fn the_guides_app_keeps_each_tenants_notes_to_itself() {
     let as_user = |method: reqwest::Method, email: &str, slug: &str| {
         client
             .request(method, format!("{base}/api/notes"))
-            .header(tenantry::identity::TRUSTED_EMAIL_HEADER, email)
+            .header(tenantry::auth::TRUSTED_EMAIL_HEADER, email)
             .header("x-tenant", slug)
     };
     let created = as_user(reqwest::Method::POST, "partner@acme.test", "acme")

@@ -95,7 +95,7 @@ async fn the_first_command_serves_the_app_in_dev_mode() {
             .unwrap();
     }
     let viewer = |r: reqwest::RequestBuilder| {
-        r.header(tenantry::identity::DEV_USER_HEADER, "viewer@example.com")
+        r.header(tenantry::auth::DEV_USER_HEADER, "viewer@example.com")
     };
     let me: serde_json::Value = viewer(client.get(url("/api/me")))
         .send()
@@ -114,7 +114,7 @@ async fn the_first_command_serves_the_app_in_dev_mode() {
     assert_eq!(write.status(), 403, "a viewer cannot write");
     let unknown = client
         .get(url("/api/me"))
-        .header(tenantry::identity::DEV_USER_HEADER, "nobody@example.com")
+        .header(tenantry::auth::DEV_USER_HEADER, "nobody@example.com")
         .send()
         .await
         .unwrap();

@@ -2,7 +2,7 @@
 
 use thiserror::Error;
 
-use crate::db::RoleEscalation;
+use crate::schema::RoleEscalation;
 
 /// An error from a tenant transaction, a bypass or the pools behind them.
 #[derive(Debug, Error)]
@@ -47,11 +47,11 @@ pub enum DbError {
     /// A settings or URL problem found while building the pools.
     #[error("{0}")]
     Config(String),
-    /// The database did not answer in time (see [`Db::ping`](crate::Db::ping)).
+    /// The database did not answer in time (see [`Db::ping`](crate::db::Db::ping)).
     #[error("{0}")]
     Timeout(String),
     /// A connection pooler between tenantry and PostgreSQL breaks what this configuration needs
-    /// (see [`crate::pooler`]); the message names the setting to change.
+    /// (see [`crate::pool::pooler`]); the message names the setting to change.
     #[error("{0}")]
     Pooler(String),
     /// The transaction's tenant moved before it ended: the tenant the database verified at the
@@ -192,59 +192,4 @@ pub enum ScopeError {
         "a bypass needs a non-empty reason: the audit log records why tenant isolation was lifted"
     )]
     EmptyReason,
-}
-
-/// A handler may return `DbError` (or `?` it into its own error) and the client gets a status
-/// and the JSON error body `{"error": code, "message": ..}`: 429 with `Retry-After` for a
-/// tenant's own excess ([`DbError::TenantBusy`]), 503 with `Retry-After` while the database is
-/// unavailable, 404 for a row that is not there (another tenant's row is not there either), 409
-/// for a unique key taken, 422 for a check or a reference that fails, 403 for a write in a
-/// read-only transaction, and 500 for the rest. A 500 says only "internal error": the cause is
-/// logged (one `ERROR` line), never sent to the client.
-impl axum::response::IntoResponse for DbError {
-    fn into_response(self) -> axum::response::Response {
-        use axum::http::StatusCode;
-        use diesel::result::{DatabaseErrorKind as Kind, Error};
-        let (status, message) = match &self {
-            DbError::TenantBusy(_) => (StatusCode::TOO_MANY_REQUESTS, self.to_string()),
-            e if e.is_unavailable() => {
-                tracing::debug!(error = %e, "database unavailable");
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the service is temporarily unavailable; retry shortly".to_owned(),
-                )
-            }
-            DbError::Query(Error::NotFound) => (StatusCode::NOT_FOUND, "not found".to_owned()),
-            DbError::Query(Error::DatabaseError(kind, info)) => match kind {
-                Kind::UniqueViolation => (
-                    StatusCode::CONFLICT,
-                    format!(
-                        "already exists ({})",
-                        info.constraint_name().unwrap_or("unique")
-                    ),
-                ),
-                Kind::CheckViolation | Kind::ForeignKeyViolation | Kind::NotNullViolation => (
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    format!(
-                        "rejected by {}",
-                        info.constraint_name().unwrap_or("a constraint")
-                    ),
-                ),
-                Kind::ReadOnlyTransaction => {
-                    (StatusCode::FORBIDDEN, "this role is read-only".to_owned())
-                }
-                _ => internal(&self),
-            },
-            _ => internal(&self),
-        };
-        crate::serve::error_response(status, &message)
-    }
-}
-
-fn internal(e: &DbError) -> (axum::http::StatusCode, String) {
-    tracing::error!(error = %e, "database error");
-    (
-        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-        "internal error".to_owned(),
-    )
 }

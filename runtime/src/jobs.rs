@@ -4,7 +4,7 @@
 //! A request acts only in the tenant its identity may act in, with its role's rights. Background
 //! work (reminders, reports, imports) has no request: it names a tenant by id or works across
 //! tenants. That power is the bypass role's, so it is a capability of its own: [`Jobs`], made by
-//! [`crate::Db::connect_with_jobs`] from the bypass configuration, once per process and
+//! [`crate::db::Db::connect_with_jobs`] from the bypass configuration, once per process and
 //! database. It is neither `Clone` nor `Sync`: the router's state (which must be
 //! `Clone + Send + Sync + 'static`) cannot hold it, nor an `Arc`, an `RwLock` or a `OnceLock` of
 //! it, and the [`SystemJob`]s it names borrow it, so they cannot be stored there either. What the
@@ -18,12 +18,12 @@ use std::sync::{Mutex, OnceLock};
 
 use uuid::Uuid;
 
-use crate::bypass::{sealed, BypassActor, Liveness};
-use crate::conn::TenantConn;
+use crate::ctx::bypass::{sealed, BypassActor, Liveness};
+use crate::ctx::conn::TenantConn;
+use crate::ctx::life::outside_requests;
 use crate::ctx::{Access, Actor, ReadOnly, ReadWrite, Scope};
-use crate::db::Db;
+use crate::db::{Db, DbConfig};
 use crate::error::{DbError, ScopeError};
-use crate::identity::life::in_request_task;
 
 /// Keeps [`Jobs`] out of shared state: `Send` (a job runner task may own it) but not `Sync`.
 /// rustc names the innermost type that is not `Sync` in its error, so this type's name is the
@@ -42,7 +42,7 @@ enum GiveJobsToTheJobRunnerNotTheRouterState {}
 /// ([`SystemJob::tx`], [`SystemJob::read_only_tx`]) or across tenants
 /// (`db.bypass(no_tenant_scope!(&job, ".."), ..)`).
 ///
-/// Made once, in `main`, by [`crate::Db::connect_with_jobs`]; hand it to the task that runs
+/// Made once, in `main`, by [`crate::db::Db::connect_with_jobs`]; hand it to the task that runs
 /// the jobs:
 ///
 /// ```text
@@ -76,16 +76,27 @@ fn made() -> &'static Mutex<HashSet<String>> {
     MADE.get_or_init(Default::default)
 }
 
-/// `Ok` outside the tasks that serve requests; else [`DbError::JobInRequest`], logged.
-pub(crate) fn outside_requests(what: &'static str) -> Result<(), DbError> {
-    if !in_request_task() {
-        return Ok(());
+impl Db {
+    /// [`Db::connect`], and the [`Jobs`] capability of this application's background work: audited
+    /// system jobs that act inside any tenant by id or across tenants.
+    ///
+    /// Call it once, in `main`, and hand the `Jobs` to the tasks that run jobs, never to the
+    /// router: nothing else makes one, and it cannot be cloned or shared (`Arc<Jobs>` is not
+    /// `Send`), so request handlers cannot reach it without a visible, deliberate act. It needs
+    /// the bypass URL: a job has the power of the bypass role.
+    ///
+    /// Refused ([`DbError::JobInRequest`]) in a task that serves a request, and
+    /// ([`DbError::JobsAlreadyMade`]) when this process already made the `Jobs` of the same
+    /// database (see [`Jobs`]).
+    pub async fn connect_with_jobs(config: DbConfig) -> Result<(Self, Jobs), DbError> {
+        if config.bypass_url.is_none() {
+            return Err(DbError::NoBypassPool);
+        }
+        crate::ctx::life::outside_requests("`Db::connect_with_jobs`")?;
+        let db = Self::connect(config).await?;
+        let jobs = Jobs::once_per_database(&db).await?;
+        Ok((db, jobs))
     }
-    tracing::error!(
-        refused = what,
-        "refused: system jobs run in the job runner, never in a task that serves a request"
-    );
-    Err(DbError::JobInRequest { what })
 }
 
 impl Jobs {

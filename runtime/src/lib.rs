@@ -1,80 +1,30 @@
 //! Runtime of tenantry: the types and traits that tenantry's generated code and its users call.
 //!
-//! Depend on the `tenantry` crate, which re-exports everything here together with the macros.
+//! Depend on the `tenantry` crate, which re-exports by name what applications write, together
+//! with the macros. The paths of this crate are its internal layout (the rooms of
+//! `docs/architecture.md`) and change without notice.
 
-mod audit;
-pub mod audit_chain;
-pub mod auth;
-mod bounded;
-mod bypass;
-mod changes;
+// The rooms, from the bottom up: each imports only rooms above it in this list (checked by
+// `tests/rooms.rs`, drawn in `docs/architecture.md`).
+#[cfg(feature = "citus")]
 pub mod citus;
-mod columns;
-mod conn;
-mod ctx;
-mod db;
-mod declare;
-mod error;
+pub mod ctx;
+pub mod db;
+pub mod error;
+pub mod extract;
 pub mod fairness;
-mod fragment;
-mod global_query;
 pub mod identity;
-mod insert;
-mod inspect;
-mod jobs;
+pub mod jobs;
+#[cfg(feature = "log-limit")]
 pub mod log_limit;
-mod migrate;
-mod pool;
-pub mod pooler;
-mod query;
+pub mod pool;
 pub mod queue;
-mod role_names;
 pub mod schema;
-mod scoped;
-mod seal;
+pub mod scope;
 pub mod serve;
 pub mod settings;
-mod table;
 #[cfg(feature = "testing")]
 pub mod testing;
-pub mod tls;
-mod upsert;
-
-pub use bypass::{no_tenant_scope, AuditedBypass, BypassActor};
-pub use changes::{excluded, Assignable, CheckedChanges, Excluded, Set, SetColumn, UpdateValue};
-pub use columns::{NotTheTenantColumn, UuidNotNull};
-pub use conn::{BypassConn, TenantConn};
-pub use ctx::{
-    Access, Actor, CanWrite, FromBareId, NoAmbientTenant, NotFromRequestData, ReadOnly, ReadWrite,
-    TenantCtx, TestingFeature,
-};
-pub use db::{Db, DbConfig, RoleEscalation, RolePower};
-pub use declare::declare_tables;
-pub use error::{DbError, ScopeError};
-pub use fragment::{FragmentPlace, RuntimeSqlFragment, SqlFragment};
-pub use global_query::{NoColumn, OnlyGlobalTables, ReadsOnlyGlobalTables};
-pub use insert::{InsertMany, InsertOne, ScopedInsert, TenantRow};
-pub use inspect::{inspect, inspect_roles, Finding, PolicyDifference, Report, SearchPathProblem};
-pub use jobs::{Jobs, JobsOnly, SystemJob};
-pub use migrate::{
-    migrate, migrate_roles, migrate_url, migrate_with, migrate_with_roles, MigrateError, Migrated,
-    FRAMEWORK_MIGRATIONS,
-};
-pub use pooler::{require_session, Pooler};
-pub use query::{RunFuture, RunTenantQuery, TenantQuery};
-pub use role_names::{RoleNameError, RoleNames};
-pub use scoped::{
-    FilterValue, FromOnly, NoWidening, Scoped, ScopedExpr, ScopedFrom, ScopedIn, ScopedJoin,
-    ScopedOn, ScopedSource, ScopedSubquery, ScopedWhere,
-};
-pub use table::{
-    Declared, GlobalTable, IsGlobal, IsTenant, JoinScope, ReadWithoutScope, TableDecl, TableKind,
-    TenantJoinOn, TenantTable,
-};
-pub use upsert::{
-    Columns, ConflictTarget, LeadsWithTheTenantColumn, NamesItsTarget, OnConflictAction, OneColumn,
-    Returning, ScopedDoUpdate, ScopedOnConflict, TargetColumn, Upsert, UpsertUpdate,
-};
 
 /// The names a module that uses tenantry needs: `use tenantry::prelude::*;`.
 ///
@@ -85,9 +35,10 @@ pub use upsert::{
 /// also import `diesel::prelude::*` or `diesel_async::RunQueryDsl` in the same module: their
 /// `load`/`execute` would be ambiguous.
 pub mod prelude {
-    pub use crate::changes::SetColumn as _;
-    pub use crate::query::RunTenantQuery as _;
-    pub use crate::{AuditedBypass, Db, ReadOnly, ReadWrite, TenantConn, TenantCtx};
+    pub use crate::ctx::{AuditedBypass, ReadOnly, ReadWrite, TenantConn, TenantCtx};
+    pub use crate::db::Db;
+    pub use crate::scope::changes::SetColumn as _;
+    pub use crate::scope::query::RunTenantQuery as _;
     pub use diesel::associations::{Associations, GroupedBy, Identifiable};
     pub use diesel::deserialize::{Queryable, QueryableByName};
     pub use diesel::expression::{
@@ -105,30 +56,37 @@ pub mod prelude {
 /// Used by generated code, not public API: anything here may change in any release.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::bypass::__no_tenant_scope_literal;
-    pub use crate::columns::{
+    pub use crate::ctx::bypass::__no_tenant_scope_literal;
+    pub use crate::ctx::life::{ByRole, EndOfRequest};
+    pub use crate::ctx::{Access, CanWrite, TenantConn, TenantCtx};
+    pub use crate::extract::params::{AxumParam, FilledParam, ParamProbe};
+    pub use crate::identity::TenantRoleRequirement;
+    pub use crate::scope::columns::{
         has_column, sql_name, ColumnNames, NotTiedToTenants, TenantKeyColumn, TenantsProbe,
         TiedToTenants,
     };
-    pub use crate::fragment::{sql_fragment, FragmentSite};
-    pub use crate::identity::life::{ByRole, EndOfRequest};
-    pub use crate::identity::params::{AxumParam, FilledParam, ParamProbe};
-    pub use crate::insert::{insert, insert_many};
-    pub use crate::scoped::scoped;
-    pub use crate::table::sealed::Declaration;
+    pub use crate::scope::fragment::{sql_fragment, FragmentSite};
+    pub use crate::scope::insert::{insert, insert_many};
+    pub use crate::scope::scoped::scoped;
+    pub use crate::scope::table::sealed::Declaration;
+    pub use crate::scope::{
+        InsertMany, InsertOne, IsGlobal, IsTenant, Scoped, ScopedFrom, ScopedInsert, Set,
+        SetColumn, TableDecl,
+    };
     #[cfg(feature = "testing")]
     pub use crate::testing::isolation;
     #[cfg(feature = "testing")]
     pub use crate::testing::{run_test, NoMigrations};
     pub use diesel;
+    pub use uuid::Uuid;
 
     /// `#[tenantry::test]` checks with this that tenantry's `testing` feature is on.
-    pub const fn testing_feature<T: crate::TestingFeature>() {}
+    pub const fn testing_feature<T: crate::ctx::TestingFeature>() {}
 }
 
 mod framework_tables {
-    use crate::schema::{memberships, tenants, users};
-    use crate::table::{sealed::Declaration, IsGlobal, TableDecl};
+    use crate::schema::tables::{memberships, tenants, users};
+    use crate::scope::table::{sealed::Declaration, IsGlobal, TableDecl};
 
     // tenantry's own directory tables are read without a scope, and row-level security limits
     // them to the active tenant: the tenant itself, its memberships and its members.

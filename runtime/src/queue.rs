@@ -25,10 +25,11 @@ use diesel::QueryableByName;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use crate::conn::TenantConn;
+use crate::ctx::life::outside_requests;
+use crate::ctx::TenantConn;
 use crate::ctx::{Access, CanWrite, ReadWrite};
 use crate::error::{DbError, ScopeError};
-use crate::jobs::{outside_requests, Jobs};
+use crate::jobs::Jobs;
 
 /// Jobs whose lease ran out on their last attempt: failed, not claimed again.
 const EXHAUSTED: &str = "UPDATE tenantry_jobs SET state = 'failed', locked_until = NULL, \

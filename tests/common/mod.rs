@@ -8,8 +8,9 @@
 pub mod schema;
 
 use diesel_async::AsyncPgConnection;
+use tenantry::pooler::Pooler;
 use tenantry::testing::{connect_superuser, database_url, server_url, PgBouncer, ScratchDatabase};
-use tenantry::{Actor, Db, DbConfig, Jobs, Pooler, TenantCtx};
+use tenantry::{Actor, Db, DbConfig, Jobs, TenantCtx};
 use uuid::Uuid;
 
 pub use tenantry::testing::Route;
@@ -291,7 +292,7 @@ pub async fn try_text(
 /// The names of tenantry's own migrations, in order (`00000000000001_framework`, ..).
 pub fn framework_migrations() -> Vec<String> {
     use diesel::migration::MigrationSource;
-    MigrationSource::<diesel::pg::Pg>::migrations(&tenantry::FRAMEWORK_MIGRATIONS)
+    MigrationSource::<diesel::pg::Pg>::migrations(&tenantry::migrations::FRAMEWORK_MIGRATIONS)
         .expect("embedded migrations")
         .iter()
         .map(|m| m.name().to_string())

@@ -3,7 +3,8 @@
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
 use diesel_migrations::{embed_migrations, EmbeddedMigrations};
-use tenantry::{Declared, TableDecl};
+use tenantry::bounds::Declared;
+use tenantry::TableDecl;
 
 #[path = "../ui/support/schema.rs"]
 mod shared;

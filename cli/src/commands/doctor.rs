@@ -1,10 +1,10 @@
-//! `tenantry doctor`: report tenant-isolation gaps found by `tenantry::inspect`, and with
+//! `tenantry doctor`: report tenant-isolation gaps found by `tenantry::doctor::inspect`, and with
 //! `--citus` what keeps the schema from being sharded by tenant (`tenantry::citus::check`).
 
 use std::io::Write;
 
 use diesel_async::AsyncPgConnection;
-use tenantry::{Finding, Report};
+use tenantry::doctor::{Finding, Report};
 
 use crate::error::CliError;
 
@@ -16,7 +16,7 @@ pub(super) async fn run(
     citus: bool,
     out: &mut impl Write,
 ) -> Result<(), CliError> {
-    let report = tenantry::inspect_roles(conn, app_role, bypass_role).await?;
+    let report = tenantry::doctor::inspect_roles(conn, app_role, bypass_role).await?;
     print_report(&report, app_role, out)?;
     let mut problems = report.findings.len();
     if citus && !report.findings.contains(&Finding::NotMigrated) {

@@ -14,7 +14,9 @@ pub(super) async fn run(
     out: &mut impl Write,
 ) -> Result<(), CliError> {
     let roles = crate::config::role_names()?;
-    let applied = tenantry::migrate_roles(conn, &roles).await?.applied;
+    let applied = tenantry::migrations::migrate_roles(conn, &roles)
+        .await?
+        .applied;
     for version in &applied {
         writeln!(out, "applied {version}")?;
     }

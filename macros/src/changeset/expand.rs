@@ -64,7 +64,7 @@ fn change_type(table: &syn::Path, c: &Change, lifetime: Option<&TokenStream>) ->
         None => quote!(#ty),
     };
     let set = quote! {
-        ::tenantry::Set<
+        ::tenantry::__private::Set<
             #table::#column,
             <#value_ty as ::tenantry::__private::diesel::expression::AsExpression<
                 <#table::#column as ::tenantry::__private::diesel::Expression>::SqlType,
@@ -81,7 +81,7 @@ fn change_type(table: &syn::Path, c: &Change, lifetime: Option<&TokenStream>) ->
 fn change_value(table: &syn::Path, c: &Change, borrowed: bool) -> TokenStream {
     let column = &c.column;
     let field = &c.field;
-    let to = quote!(::tenantry::SetColumn::to);
+    let to = quote!(::tenantry::__private::SetColumn::to);
     match (c.optional, borrowed) {
         (true, false) => quote!(self.#field.map(|v| #to(#table::#column, v))),
         (true, true) => quote!(self.#field.as_ref().map(|v| #to(#table::#column, v))),

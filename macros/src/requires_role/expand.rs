@@ -46,9 +46,9 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenS
     // Spanned on the parameter, so that a borrow error points at it.
     if let Some(pat) = &filled.ctx {
         prologue.push(quote_spanned! {pat.span()=>
-            let #pat: ::tenantry::TenantCtx<
+            let #pat: ::tenantry::__private::TenantCtx<
                 '_,
-                <#role_path as ::tenantry::identity::TenantRoleRequirement>::Access,
+                <#role_path as ::tenantry::__private::TenantRoleRequirement>::Access,
             > = #auth.get().ctx();
         });
     }

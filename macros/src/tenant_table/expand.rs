@@ -39,8 +39,8 @@ fn expand_global(model: &model::Model) -> TokenStream {
     quote! {
         #[automatically_derived]
         impl ::tenantry::__private::Declaration for #table::table {
-            type DeclaredKind = ::tenantry::IsGlobal;
-            const DECLARATION: ::tenantry::TableDecl = ::tenantry::TableDecl::global(
+            type DeclaredKind = ::tenantry::__private::IsGlobal;
+            const DECLARATION: ::tenantry::__private::TableDecl = ::tenantry::__private::TableDecl::global(
                 ::tenantry::__private::sql_name::<#table::table>(#sql_name),
             );
         }
@@ -96,32 +96,32 @@ fn expand_tenant(args: &Args, model: &model::Model) -> TokenStream {
         "A new `{sql_name}` row, without `{column_name}` (taken from the tenant transaction) or generated columns."
     );
     let col_ty = quote!(#table::#column);
-    let scoped_ty = quote!(::tenantry::ScopedFrom<#table::table, #col_ty>);
+    let scoped_ty = quote!(::tenantry::__private::ScopedFrom<#table::table, #col_ty>);
 
     let insert = if new_fields.is_empty() {
         quote! {
             /// Inserts a row whose tenant column is the transaction's tenant.
-            #vis fn insert<'tx, A: ::tenantry::CanWrite>(
-                conn: &::tenantry::TenantConn<'tx, A>,
-            ) -> ::tenantry::ScopedInsert<'tx, ::tenantry::InsertOne<#table::table, #col_ty, ()>> {
+            #vis fn insert<'tx, A: ::tenantry::__private::CanWrite>(
+                conn: &::tenantry::__private::TenantConn<'tx, A>,
+            ) -> ::tenantry::__private::ScopedInsert<'tx, ::tenantry::__private::InsertOne<#table::table, #col_ty, ()>> {
                 ::tenantry::__private::insert::<#table::table, #col_ty, (), A>(conn, ())
             }
         }
     } else {
         quote! {
             /// Inserts one row; its tenant column is the transaction's tenant, never the caller's.
-            #vis fn insert<'tx, A: ::tenantry::CanWrite>(
-                conn: &::tenantry::TenantConn<'tx, A>,
+            #vis fn insert<'tx, A: ::tenantry::__private::CanWrite>(
+                conn: &::tenantry::__private::TenantConn<'tx, A>,
                 new: #new_ident,
-            ) -> ::tenantry::ScopedInsert<'tx, ::tenantry::InsertOne<#table::table, #col_ty, #new_ident>> {
+            ) -> ::tenantry::__private::ScopedInsert<'tx, ::tenantry::__private::InsertOne<#table::table, #col_ty, #new_ident>> {
                 ::tenantry::__private::insert::<#table::table, #col_ty, #new_ident, A>(conn, new)
             }
 
             /// Inserts many rows in one statement, each with the transaction's tenant.
-            #vis fn insert_many<'tx, A: ::tenantry::CanWrite>(
-                conn: &::tenantry::TenantConn<'tx, A>,
+            #vis fn insert_many<'tx, A: ::tenantry::__private::CanWrite>(
+                conn: &::tenantry::__private::TenantConn<'tx, A>,
                 rows: impl ::core::iter::IntoIterator<Item = #new_ident>,
-            ) -> ::tenantry::ScopedInsert<'tx, ::tenantry::InsertMany<#table::table, #col_ty, #new_ident>> {
+            ) -> ::tenantry::__private::ScopedInsert<'tx, ::tenantry::__private::InsertMany<#table::table, #col_ty, #new_ident>> {
                 ::tenantry::__private::insert_many::<#table::table, #col_ty, #new_ident, A>(conn, rows)
             }
         }
@@ -159,8 +159,8 @@ fn expand_tenant(args: &Args, model: &model::Model) -> TokenStream {
 
         #[automatically_derived]
         impl ::tenantry::__private::Declaration for #table::table {
-            type DeclaredKind = ::tenantry::IsTenant<#col_ty>;
-            const DECLARATION: ::tenantry::TableDecl = ::tenantry::TableDecl::tenant(
+            type DeclaredKind = ::tenantry::__private::IsTenant<#col_ty>;
+            const DECLARATION: ::tenantry::__private::TableDecl = ::tenantry::__private::TableDecl::tenant(
                 ::tenantry::__private::sql_name::<#table::table>(#sql_name),
                 #column_name,
             );
@@ -175,9 +175,9 @@ fn expand_tenant(args: &Args, model: &model::Model) -> TokenStream {
         #[automatically_derived]
         impl #ident {
             #[doc = #scoped_doc]
-            #vis fn scoped<'tx, A: ::tenantry::Access>(
-                conn: &::tenantry::TenantConn<'tx, A>,
-            ) -> ::tenantry::Scoped<'tx, #scoped_ty, A> {
+            #vis fn scoped<'tx, A: ::tenantry::__private::Access>(
+                conn: &::tenantry::__private::TenantConn<'tx, A>,
+            ) -> ::tenantry::__private::Scoped<'tx, #scoped_ty, A> {
                 ::tenantry::__private::scoped::<#table::table, #col_ty, A>(conn)
             }
 

@@ -32,7 +32,7 @@ impl Db {
     /// and job runs by tenant; bypasses by action; connections held and transactions waiting
     /// now; and the same over the last minute and five. The busiest
     /// [`DbConfig::metrics_tenants`](super::DbConfig) tenants are labelled by slug (or id), the
-    /// others together as `_other`. Serve it with [`crate::fairness::metrics_router`] on a
+    /// others together as `_other`. Serve it with [`crate::extract::metrics_router`] on a
     /// private bind.
     pub fn metrics_text(&self) -> String {
         self.fair.metrics_text()

@@ -14,8 +14,8 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::error::DbError;
+use crate::pool::seal::{KeyRow, TenantKeys};
 use crate::pool::PgPool;
-use crate::seal::{KeyRow, TenantKeys};
 
 /// How often the keys are read again.
 pub(crate) const REFRESH: Duration = Duration::from_secs(30);

@@ -27,12 +27,12 @@ use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
 use futures_util::future::join;
 
 use super::{begin_sql, failed, Db, TxGuard};
-use crate::conn::TenantConn;
+use crate::ctx::conn::TenantConn;
 use crate::ctx::{Access, TenantCtx};
 use crate::error::DbError;
-use crate::pooler::Pooler;
-use crate::query::RunFuture;
-use crate::seal;
+use crate::pool::pooler::Pooler;
+use crate::pool::seal;
+use crate::scope::query::RunFuture;
 
 impl Db {
     /// Runs one statement in a transaction of `ctx`'s tenant, in one round trip to PostgreSQL.
@@ -43,7 +43,8 @@ impl Db {
     ///
     /// ```no_run
     /// # use tenantry_runtime::prelude::*;
-    /// # use tenantry_runtime::{Access, Scoped, ScopedFrom};
+    /// # use tenantry_runtime::ctx::Access;
+    /// # use tenantry_runtime::scope::{Scoped, ScopedFrom};
     /// # diesel::table! { invoices (id) { id -> Integer, tenant_id -> Uuid, } }
     /// # #[derive(Queryable)] struct Invoice { id: i32, tenant_id: uuid::Uuid }
     /// # impl Invoice { // what `#[tenant_table]` generates
@@ -51,7 +52,7 @@ impl Db {
     /// #         tenantry_runtime::__private::scoped::<invoices::table, invoices::tenant_id, A>(conn)
     /// #     }
     /// # }
-    /// # async fn f(db: &Db, ctx: &TenantCtx<'_>, id: i32) -> Result<(), tenantry_runtime::DbError> {
+    /// # async fn f(db: &Db, ctx: &TenantCtx<'_>, id: i32) -> Result<(), tenantry_runtime::error::DbError> {
     /// let invoice: Option<Invoice> = db
     ///     .query(ctx, |conn| {
     ///         Invoice::scoped(conn).filter(invoices::id.eq(id)).first(conn).optional()
@@ -90,7 +91,8 @@ impl Db {
     ///
     /// ```compile_fail
     /// # use tenantry_runtime::prelude::*;
-    /// # use tenantry_runtime::{Access, Scoped, ScopedFrom};
+    /// # use tenantry_runtime::ctx::Access;
+    /// # use tenantry_runtime::scope::{Scoped, ScopedFrom};
     /// # diesel::table! { invoices (id) { id -> Integer, tenant_id -> Uuid, } }
     /// # #[derive(Queryable)] struct Invoice { id: i32, tenant_id: uuid::Uuid }
     /// # impl Invoice { // what `#[tenant_table]` generates
@@ -98,7 +100,7 @@ impl Db {
     /// #         tenantry_runtime::__private::scoped::<invoices::table, invoices::tenant_id, A>(conn)
     /// #     }
     /// # }
-    /// # async fn f(db: &Db, ctx: &TenantCtx<'_>) -> Result<Vec<Invoice>, tenantry_runtime::DbError> {
+    /// # async fn f(db: &Db, ctx: &TenantCtx<'_>) -> Result<Vec<Invoice>, tenantry_runtime::error::DbError> {
     /// db.tx(ctx, async |outer| {
     ///     let q = Invoice::scoped(outer);
     ///     db.query(ctx, |conn| q.load(conn)).await // built in the outer transaction
@@ -111,7 +113,8 @@ impl Db {
     ///
     /// ```compile_fail
     /// # use tenantry_runtime::prelude::*;
-    /// # use tenantry_runtime::{Access, Scoped, ScopedFrom};
+    /// # use tenantry_runtime::ctx::Access;
+    /// # use tenantry_runtime::scope::{Scoped, ScopedFrom};
     /// # diesel::table! { invoices (id) { id -> Integer, tenant_id -> Uuid, } }
     /// # #[derive(Queryable)] struct Invoice { id: i32, tenant_id: uuid::Uuid }
     /// # impl Invoice { // what `#[tenant_table]` generates
@@ -119,7 +122,7 @@ impl Db {
     /// #         tenantry_runtime::__private::scoped::<invoices::table, invoices::tenant_id, A>(conn)
     /// #     }
     /// # }
-    /// # async fn f(db: &Db, ctx: &TenantCtx<'_, ReadOnly>) -> Result<usize, tenantry_runtime::DbError> {
+    /// # async fn f(db: &Db, ctx: &TenantCtx<'_, ReadOnly>) -> Result<usize, tenantry_runtime::error::DbError> {
     /// db.query(ctx, |conn| {
     ///     diesel::delete(Invoice::scoped(conn).filter(invoices::id.eq(1))).execute(conn)
     /// })
@@ -131,7 +134,8 @@ impl Db {
     ///
     /// ```compile_fail
     /// # use tenantry_runtime::prelude::*;
-    /// # use tenantry_runtime::{Access, Scoped, ScopedFrom};
+    /// # use tenantry_runtime::ctx::Access;
+    /// # use tenantry_runtime::scope::{Scoped, ScopedFrom};
     /// # diesel::table! { invoices (id) { id -> Integer, tenant_id -> Uuid, } }
     /// # #[derive(Queryable)] struct Invoice { id: i32, tenant_id: uuid::Uuid }
     /// # impl Invoice { // what `#[tenant_table]` generates
@@ -139,7 +143,7 @@ impl Db {
     /// #         tenantry_runtime::__private::scoped::<invoices::table, invoices::tenant_id, A>(conn)
     /// #     }
     /// # }
-    /// # async fn f(db: &Db, ctx: &TenantCtx<'_>) -> Result<Vec<Invoice>, tenantry_runtime::DbError> {
+    /// # async fn f(db: &Db, ctx: &TenantCtx<'_>) -> Result<Vec<Invoice>, tenantry_runtime::error::DbError> {
     /// db.query(ctx, |conn| Box::pin(async move { Invoice::scoped(conn).load(conn).await }))
     ///     .await
     /// # }

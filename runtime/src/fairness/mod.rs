@@ -6,39 +6,32 @@
 //!   excess in its own bounded queue, turns to the tenant holding the least).
 //! - `load.rs`: per-tenant counters, recent windows and the bounded set of named tenants.
 //! - `export.rs`: the OpenMetrics text of `/metrics`.
-//! - `http.rs`: what `tenantry::serve` adds per request (request id, span, the per-tenant request
-//!   cap, requests by route and status) and the hook the extractors call once the tenant is
-//!   known.
 //!
-//! Everything is per [`Db`] (the pool's shares, the load) or per [`serve`](crate::serve::serve)
+//! What HTTP adds (the request id and span, the per-tenant request cap, the hook the extractors
+//! call once the tenant is known, the `/metrics` router) is `extract/fair.rs`'s: it needs the
+//! [`Db`](crate::db::Db), which holds this room's scheduler and load.
+//!
+//! Everything is per [`Db`](crate::db::Db) (the pool's shares, the load) or per [`serve`](crate::serve::serve)
 //! (the request cap): per instance. Several instances each keep their tenants within their own
 //! shares; behind PgBouncer the shares are of each instance's pool of client connections, and
 //! the pooler's server connections are shared in its own order.
 
 mod export;
 mod gate;
-mod http;
-mod load;
+pub(crate) mod load;
 mod share;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::header;
-use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::Router;
 use uuid::Uuid;
 
 pub use export::CONTENT_TYPE;
 pub(crate) use gate::{Gate, Permit};
-pub(crate) use http::{enter, tenant_requests, RequestCap};
 pub(crate) use load::Load;
 pub use share::{FairShare, TenantWeights, DEFAULT_QUEUE};
 
-use crate::Db;
-
-/// Each tenant's load over a recent window, busiest first ([`Db::tenant_load`]).
+/// Each tenant's load over a recent window, busiest first ([`Db::tenant_load`](crate::db::Db::tenant_load)).
 #[derive(Debug, Clone)]
 pub struct LoadSnapshot {
     /// The window the `recent_*` figures cover.
@@ -92,19 +85,6 @@ impl TenantLoad {
     pub fn label(&self) -> String {
         self.name.clone().unwrap_or_else(|| self.tenant.to_string())
     }
-}
-
-/// The router of the metrics endpoint: `GET /metrics`, the OpenMetrics text of
-/// [`Db::metrics_text`]. Serve it on a bind of its own that only the monitoring system reaches
-/// (the example: `TENANTRY_METRICS_BIND`): it names tenants and their load.
-pub fn metrics_router(db: Db) -> Router {
-    Router::new().route(
-        "/metrics",
-        get(move || {
-            let db = db.clone();
-            async move { ([(header::CONTENT_TYPE, CONTENT_TYPE)], db.metrics_text()).into_response() }
-        }),
-    )
 }
 
 /// The scheduler and load of one `Db`.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
-/// The fair-share settings of the tenant pool ([`DbConfig::fair_share`](crate::DbConfig)).
+/// The fair-share settings of the tenant pool ([`DbConfig::fair_share`](crate::db::DbConfig)).
 ///
 /// A tenant holds at most `share × weight` of the pool's connections (rounded up, at least one,
 /// at most all), whether or not others wait: a connection cannot be taken back from a slow
@@ -16,12 +16,12 @@ use uuid::Uuid;
 /// tenant's own queue; when a connection comes back, the waiting tenant holding the least
 /// (relative to its weight) gets it, so tenants under their share go first. A tenant whose
 /// queue already holds `queue` transactions is refused at once with
-/// [`DbError::TenantBusy`](crate::DbError::TenantBusy) (429), and so is a waiter whose
-/// [`pool_timeout`](crate::DbConfig::pool_timeout) passes while its tenant holds its whole
+/// [`DbError::TenantBusy`](crate::error::DbError::TenantBusy) (429), and so is a waiter whose
+/// [`pool_timeout`](crate::db::DbConfig::pool_timeout) passes while its tenant holds its whole
 /// share; a waiter that times out while its tenant holds less (the service is saturated) gets
-/// [`DbError::Pool`](crate::DbError::Pool) (503), as before.
+/// [`DbError::Pool`](crate::error::DbError::Pool) (503), as before.
 ///
-/// Everything here is per [`Db`](crate::Db), i.e. per instance: with several instances each
+/// Everything here is per [`Db`](crate::db::Db), i.e. per instance: with several instances each
 /// one keeps its own tenants within their shares of its own pool.
 #[derive(Clone)]
 pub struct FairShare {
@@ -31,7 +31,7 @@ pub struct FairShare {
     pub share: Option<f64>,
     /// Transactions of one tenant that may wait for a connection (default `None`:
     /// [`DEFAULT_QUEUE`]). Past it, 429 at once. A waiting request costs nothing but its
-    /// connection and is refused anyway when [`pool_timeout`](crate::DbConfig::pool_timeout)
+    /// connection and is refused anyway when [`pool_timeout`](crate::db::DbConfig::pool_timeout)
     /// passes; a refused one costs a whole request when its client retries at once, as a
     /// flooding client does. So the default is large: a flood waits its turn, within its share.
     pub queue: Option<usize>,

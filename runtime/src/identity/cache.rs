@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use quick_cache::sync::Cache;
 
 use super::principal::Principal;
-use crate::auth::Identity;
+use crate::identity::auth::Identity;
 
 /// What the cache knows of one identity.
 #[derive(Debug)]
@@ -60,7 +60,7 @@ impl Key {
     }
 }
 
-/// How fresh the principal cache is and what it did ([`crate::Db::principal_cache_status`]), for
+/// How fresh the principal cache is and what it did ([`crate::db::Db::principal_cache_status`]), for
 /// operations and tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PrincipalCacheStatus {
@@ -99,7 +99,7 @@ impl PrincipalCache {
     /// A cache of at most `capacity` identities (0: no cache) whose entries live `ttl` when the
     /// listener is not confirmed up, and never longer than `max_age`.
     pub(crate) fn new(capacity: usize, ttl: Duration, max_age: Duration) -> Self {
-        let entries = crate::bounded::bounded_cache(capacity);
+        let entries = crate::identity::bounded::bounded_cache(capacity);
         PrincipalCache {
             entries,
             ttl_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),

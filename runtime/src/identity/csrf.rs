@@ -18,7 +18,7 @@ use axum::http::{HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::auth::AuthError;
+use crate::identity::auth::AuthError;
 
 /// Origins allowed to send state-changing requests besides the request's own.
 #[derive(Debug, Clone, Default)]

@@ -3,9 +3,9 @@
 
 use std::marker::PhantomData;
 
-use super::life::RequestLife;
 use super::principal::{Principal, TenantRole};
-use crate::bypass::{sealed as sealed_bypass, BypassActor, Liveness};
+use crate::ctx::bypass::{sealed as sealed_bypass, BypassActor, Liveness};
+use crate::ctx::life::RequestLife;
 use crate::ctx::{Access, Actor, ReadOnly, ReadWrite, TestingFeature};
 
 mod sealed {
@@ -74,7 +74,7 @@ impl TenantRoleRequirement for ClientViewer {
 /// Proof that the request's principal holds role `R`. Only tenantry's extractors make one, and
 /// it borrows the request's extractor (`'r`): it cannot be kept for a later request. It also
 /// carries the request's life: a bypass opened with a proof whose request has ended is refused
-/// ([`crate::DbError::RequestEnded`]).
+/// ([`crate::error::DbError::RequestEnded`]).
 #[derive(Debug, Clone)]
 pub struct Proof<'r, R: Role> {
     actor: Actor,

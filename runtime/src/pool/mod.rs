@@ -1,19 +1,25 @@
-//! The connection pools behind [`Db`](crate::Db): connections opened with bounded waits and the
+//! The connection pools behind [`Db`](crate::db::Db): connections opened with bounded waits and the
 //! session timeouts, watched so that the client never waits forever for the server, and
 //! cancelled rather than leaked when a request is abandoned mid-statement.
 //!
 //! - `connect.rs`: opening a connection (socket, startup options, diesel-async setup).
-//!   TLS as the URL asks (`crate::tls`), under the watch.
+//!   TLS as the URL asks (`crate::pool::tls`), under the watch.
 //! - `watch.rs`: the socket wrapper that counts owed replies and enforces the reply timeout.
 //! - `reap.rs`: what happens to a connection dropped while the server still works for it.
 //! - `outage.rs`: logging an outage once when it starts and once when it ends.
 
 mod connect;
 mod outage;
+pub mod pooler;
 mod reap;
+pub(crate) mod seal;
 mod splice;
+pub mod tls;
 mod watch;
 
+pub use pooler::Pooler;
+
+use std::any::TypeId;
 use std::collections::HashSet;
 use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex};
@@ -21,13 +27,11 @@ use std::time::Duration;
 
 use deadpool::managed::{Manager, Metrics, Object, Pool, RecycleError, RecycleResult};
 use deadpool::Runtime;
+use diesel::query_builder::QueryId;
 use diesel_async::pooled_connection::PoolableConnection;
 use diesel_async::AsyncPgConnection;
 use tokio::task::JoinHandle;
 use tokio_postgres::CancelToken;
-
-use crate::pooler::Pooler;
-use crate::query::StatementKey;
 
 pub(crate) use connect::ConnectError;
 pub(crate) use outage::Outage;
@@ -40,7 +44,7 @@ pub(crate) use watch::Link;
 
 pub(crate) use connect::{open_socket, Connector, Session};
 
-/// The timeouts of one pool (see [`DbConfig`](crate::DbConfig) for what each one means).
+/// The timeouts of one pool (see [`DbConfig`](crate::db::DbConfig) for what each one means).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Timeouts {
     pub(crate) connect: Duration,
@@ -85,7 +89,7 @@ pub(crate) struct PgConn {
     prepared: Mutex<HashSet<StatementKey>>,
     /// How the tenant seal's statements run on this connection: prepared on it (app pool,
     /// straight to PostgreSQL), or parsed with each use.
-    seal: crate::seal::SealStatements,
+    seal: crate::pool::seal::SealStatements,
 }
 
 impl Deref for PgConn {
@@ -236,7 +240,7 @@ impl Pooled {
     }
 
     /// How this connection names the tenant seal's statements.
-    pub(crate) fn seal_statements(&self) -> crate::seal::SealStatements {
+    pub(crate) fn seal_statements(&self) -> crate::pool::seal::SealStatements {
         self.conn().seal
     }
 
@@ -283,7 +287,7 @@ impl Drop for Pooled {
     fn drop(&mut self) {
         if let Some(obj) = self.obj.take() {
             if obj.statement_lost() {
-                crate::pooler::report_statement_lost(obj.connector.pooler());
+                crate::pool::pooler::report_statement_lost(obj.connector.pooler());
                 reap::abandon(obj);
             } else if !obj.is_idle() {
                 reap::abandon(obj);
@@ -291,5 +295,28 @@ impl Drop for Pooled {
                 reap::commit_then_return(obj);
             }
         }
+    }
+}
+
+/// Which prepared statement a query runs (a `RunFuture` of `scope/query.rs`), when its query type alone decides it (a
+/// static Diesel query id): the query's type and the run method. `Db::query` remembers, per
+/// connection, the statements it has seen sent without a `Parse` (cached by diesel-async).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct StatementKey {
+    query: TypeId,
+    run: Run,
+}
+
+/// The run method: `first` adds a `LIMIT`, so it is another statement than `load`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Run {
+    Load,
+    First,
+    Execute,
+}
+
+impl StatementKey {
+    pub(crate) fn of<Q: QueryId>(run: Run) -> Option<Self> {
+        Q::query_id().map(|query| StatementKey { query, run })
     }
 }

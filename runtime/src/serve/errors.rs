@@ -66,6 +66,62 @@ pub fn error_response(status: StatusCode, message: &str) -> Response {
     response
 }
 
+/// A handler may return `DbError` (or `?` it into its own error) and the client gets a status
+/// and the JSON error body `{"error": code, "message": ..}`: 429 with `Retry-After` for a
+/// tenant's own excess ([`DbError::TenantBusy`]), 503 with `Retry-After` while the database is
+/// unavailable, 404 for a row that is not there (another tenant's row is not there either), 409
+/// for a unique key taken, 422 for a check or a reference that fails, 403 for a write in a
+/// read-only transaction, and 500 for the rest. A 500 says only "internal error": the cause is
+/// logged (one `ERROR` line), never sent to the client.
+impl axum::response::IntoResponse for crate::error::DbError {
+    fn into_response(self) -> axum::response::Response {
+        use crate::error::DbError;
+        use axum::http::StatusCode;
+        use diesel::result::{DatabaseErrorKind as Kind, Error};
+        let (status, message) = match &self {
+            DbError::TenantBusy(_) => (StatusCode::TOO_MANY_REQUESTS, self.to_string()),
+            e if e.is_unavailable() => {
+                tracing::debug!(error = %e, "database unavailable");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the service is temporarily unavailable; retry shortly".to_owned(),
+                )
+            }
+            DbError::Query(Error::NotFound) => (StatusCode::NOT_FOUND, "not found".to_owned()),
+            DbError::Query(Error::DatabaseError(kind, info)) => match kind {
+                Kind::UniqueViolation => (
+                    StatusCode::CONFLICT,
+                    format!(
+                        "already exists ({})",
+                        info.constraint_name().unwrap_or("unique")
+                    ),
+                ),
+                Kind::CheckViolation | Kind::ForeignKeyViolation | Kind::NotNullViolation => (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    format!(
+                        "rejected by {}",
+                        info.constraint_name().unwrap_or("a constraint")
+                    ),
+                ),
+                Kind::ReadOnlyTransaction => {
+                    (StatusCode::FORBIDDEN, "this role is read-only".to_owned())
+                }
+                _ => internal(&self),
+            },
+            _ => internal(&self),
+        };
+        error_response(status, &message)
+    }
+}
+
+fn internal(e: &crate::error::DbError) -> (axum::http::StatusCode, String) {
+    tracing::error!(error = %e, "database error");
+    (
+        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+        "internal error".to_owned(),
+    )
+}
+
 fn add_retry_after(response: &mut Response) {
     let status = response.status();
     if (status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS)

@@ -46,7 +46,7 @@ pub use shutdown::shutdown_signal;
 
 use client_io::ClientIo;
 
-use crate::identity::life::RequestTask;
+use crate::ctx::life::RequestTask;
 
 /// The bounds of [`serve`]. [`ServeConfig::default`] holds the defaults listed per field; every
 /// duration and count must be greater than zero.
@@ -110,8 +110,8 @@ pub fn with_limits(router: Router, config: &ServeConfig) -> Router {
         .layer(middleware::from_fn(json_errors))
         .layer(middleware::from_fn(errors::no_framing))
         .layer(middleware::from_fn_with_state(
-            crate::fairness::RequestCap::new(config.max_requests_per_tenant),
-            crate::fairness::tenant_requests,
+            crate::extract::fair::RequestCap::new(config.max_requests_per_tenant),
+            crate::extract::fair::tenant_requests,
         ))
 }
 

@@ -432,7 +432,10 @@ fn role_names_per_deployment() {
     ])
     .unwrap();
     assert_eq!(s.roles.all(), ["acme_app", "acme_admin", "acme_directory"]);
-    assert_eq!(load(&CF).unwrap().roles, crate::RoleNames::default());
+    assert_eq!(
+        load(&CF).unwrap().roles,
+        crate::schema::RoleNames::default()
+    );
     fails(
         &[CF[0], CF[1], ("TENANTRY_APP_ROLE", "Acme-App")],
         "TENANTRY_APP_ROLE",

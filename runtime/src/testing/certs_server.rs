@@ -64,7 +64,7 @@ impl Shared {
 ///
 /// ```no_run
 /// use std::time::Duration;
-/// use tenantry_runtime::auth::cloudflare::{CloudflareConfig, CloudflareVerifier};
+/// use tenantry_runtime::identity::auth::cloudflare::{CloudflareConfig, CloudflareVerifier};
 /// use tenantry_runtime::testing::{CertsBehaviour, CertsServer, TestKey, TokenMinter};
 ///
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {

@@ -15,7 +15,7 @@ use crate::ctx::{Actor, ReadOnly, ReadWrite, TenantCtx};
 use crate::db::{Db, DbConfig};
 use crate::identity::{OwnerProof, Proof};
 use crate::jobs::Jobs;
-use crate::schema::{memberships, tenants, users};
+use crate::schema::tables::{memberships, tenants, users};
 
 /// A user of the fixture: its `users` row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,7 +104,7 @@ impl TestDb {
     {
         let scratch = ScratchDatabase::create("tenantry_test").await;
         let conn = scratch.connect().await;
-        let mut conn = crate::migrate_with(conn, migrations)
+        let mut conn = crate::schema::migrate_with(conn, migrations)
             .await
             .unwrap_or_else(|e| panic!("migrating the test database {}: {e}", scratch.name()))
             .conn;
@@ -152,7 +152,7 @@ impl TestDb {
     /// row-level security alone allows.
     pub async fn app_conn(&self) -> AsyncPgConnection {
         let url = self.url(Some("tenantry_app"));
-        crate::tls::establish(&url)
+        crate::pool::tls::establish(&url)
             .await
             .unwrap_or_else(|e| panic!("the app role connects to {url}: {e}"))
     }
@@ -173,7 +173,7 @@ impl TestDb {
     /// directory functions).
     pub async fn directory_conn(&self) -> AsyncPgConnection {
         let url = self.url(Some("tenantry_directory"));
-        crate::tls::establish(&url)
+        crate::pool::tls::establish(&url)
             .await
             .unwrap_or_else(|e| panic!("the directory role connects to {url}: {e}"))
     }
@@ -240,7 +240,7 @@ pub async fn begin_tenant(
 ) -> diesel::QueryResult<()> {
     use diesel_async::SimpleAsyncConnection;
     conn.batch_execute("BEGIN").await?;
-    crate::seal::EnterQuery(db.entry(tenant, false))
+    crate::pool::seal::EnterQuery(db.entry(tenant, false))
         .execute(conn)
         .await
         .map(|_| ())

@@ -11,12 +11,12 @@ use std::collections::BTreeSet;
 
 use diesel::sql_types::{Bool, Text, Uuid as SqlUuid};
 use diesel_async::RunQueryDsl;
-pub use uuid::Uuid;
+use uuid::Uuid;
 
 use super::harness::{TestDb, TestTenant};
-use crate::conn::TenantConn;
+use crate::ctx::conn::TenantConn;
 use crate::error::DbError;
-use crate::table::{Declared, TableDecl};
+use crate::scope::table::{Declared, TableDecl};
 
 /// What the database holds for one model after the rows were built: its declaration and, per
 /// tenant, the keys of its rows (as text), read as the superuser.
@@ -310,7 +310,7 @@ macro_rules! assert_isolated {
         use $crate::prelude::*;
         use $crate::__private::isolation as __iso;
         type __Table = <$key as $crate::__private::diesel::Column>::Table;
-        type __TenantCol = <__Table as $crate::TenantTable>::TenantColumn;
+        type __TenantCol = <__Table as $crate::scope::TenantTable>::TenantColumn;
         let t: &$crate::testing::TestDb = &$t;
         let model = ::core::stringify!($model);
         let fx = __iso::Fixture::prepare(t, model, __iso::decl_of(&$key), $rows).await;
@@ -337,7 +337,7 @@ macro_rules! assert_isolated {
                     not_found.extend(<$model>::scoped(conn)
                         .filter($key.eq(id.clone())).select($key).load::<$key_ty>(conn).await?);
                 }
-                ::core::result::Result::Ok::<_, $crate::DbError>((loaded.len(), keys, count, found, not_found))
+                ::core::result::Result::Ok::<_, $crate::error::DbError>((loaded.len(), keys, count, found, not_found))
             }).await.unwrap_or_else(|e| ::core::panic!("{model}: the scoped reads in {} failed: {e}", me.slug));
             let text = |v: &[$key_ty]| v.iter().map(|k| k.to_string()).collect::<::std::vec::Vec<_>>();
             fx.assert_touched(me, "Model::scoped(conn).load(conn)", loaded, own.len());
@@ -353,13 +353,13 @@ macro_rules! assert_isolated {
                 let mut deleted = 0;
                 for id in &theirs {
                     updated += $crate::__private::diesel::update(<$model>::scoped(conn).filter($key.eq(id.clone())))
-                        .set($crate::SetColumn::to($key, $key)).execute(conn).await?;
+                        .set($crate::scope::SetColumn::to($key, $key)).execute(conn).await?;
                     deleted += $crate::__private::diesel::delete(<$model>::scoped(conn).filter($key.eq(id.clone())))
                         .execute(conn).await?;
                 }
                 let updated_all = $crate::__private::diesel::update(<$model>::scoped(conn))
-                    .set($crate::SetColumn::to($key, $key)).execute(conn).await?;
-                ::core::result::Result::Ok::<_, $crate::DbError>((updated, deleted, updated_all))
+                    .set($crate::scope::SetColumn::to($key, $key)).execute(conn).await?;
+                ::core::result::Result::Ok::<_, $crate::error::DbError>((updated, deleted, updated_all))
             }).await.unwrap_or_else(|e| ::core::panic!("{model}: the scoped writes in {} failed: {e}", me.slug));
             fx.assert_touched(me, "diesel::update(Model::scoped(conn).filter(key.eq(other's)))", updated, 0);
             fx.assert_touched(me, "diesel::delete(Model::scoped(conn).filter(key.eq(other's)))", deleted, 0);
@@ -368,9 +368,9 @@ macro_rules! assert_isolated {
             let mut deleted_all = 0;
             let rolled_back = t.db.tx(&ctx, async |conn| {
                 deleted_all = $crate::__private::diesel::delete(<$model>::scoped(conn)).execute(conn).await?;
-                ::core::result::Result::Err::<(), _>($crate::DbError::Config("rolled back on purpose".into()))
+                ::core::result::Result::Err::<(), _>($crate::error::DbError::Config("rolled back on purpose".into()))
             }).await;
-            ::core::assert!(::core::matches!(rolled_back, ::core::result::Result::Err($crate::DbError::Config(_))),
+            ::core::assert!(::core::matches!(rolled_back, ::core::result::Result::Err($crate::error::DbError::Config(_))),
                 "{model}: `diesel::delete(Model::scoped(conn))` in {} failed: {rolled_back:?} (are the rows \
                  referenced by others the closure made? build rows nothing references)", me.slug);
             fx.assert_touched(me, "diesel::delete(Model::scoped(conn))", deleted_all, own.len());
@@ -379,17 +379,17 @@ macro_rules! assert_isolated {
             $($({
                 let form = ::core::concat!("Model::scoped(conn).inner_join(", ::core::stringify!($join), ")");
                 let lform = ::core::concat!("Model::scoped(conn).left_join(", ::core::stringify!($join), ")");
-                type __JoinCol = <$join as $crate::TenantTable>::TenantColumn;
+                type __JoinCol = <$join as $crate::scope::TenantTable>::TenantColumn;
                 let (inner, left) = t.db.tx(&ctx, async |conn| {
-                    let inner: ::std::vec::Vec<(__iso::Uuid, __iso::Uuid)> = <$model>::scoped(conn)
+                    let inner: ::std::vec::Vec<($crate::__private::Uuid, $crate::__private::Uuid)> = <$model>::scoped(conn)
                         .inner_join(<$join as ::core::default::Default>::default())
                         .select((<__TenantCol as ::core::default::Default>::default(), <__JoinCol as ::core::default::Default>::default()))
                         .load(conn).await?;
-                    let left: ::std::vec::Vec<(__iso::Uuid, ::core::option::Option<__iso::Uuid>)> = <$model>::scoped(conn)
+                    let left: ::std::vec::Vec<($crate::__private::Uuid, ::core::option::Option<$crate::__private::Uuid>)> = <$model>::scoped(conn)
                         .left_join(<$join as ::core::default::Default>::default())
                         .select((<__TenantCol as ::core::default::Default>::default(), <__JoinCol as ::core::default::Default>::default().nullable()))
                         .load(conn).await?;
-                    ::core::result::Result::Ok::<_, $crate::DbError>((inner, left))
+                    ::core::result::Result::Ok::<_, $crate::error::DbError>((inner, left))
                 }).await.unwrap_or_else(|e| ::core::panic!("{model}: `{form}` in {} failed: {e}", me.slug));
                 let inner: ::std::vec::Vec<_> = inner.into_iter().map(|(a, b)| (a, ::core::option::Option::Some(b))).collect();
                 __iso::assert_join(model, form, me, own.len(), &inner, false);

@@ -76,9 +76,18 @@ impl TestKey {
         jwk
     }
 
-    pub(crate) fn encoding_key(&self) -> jsonwebtoken::EncodingKey {
-        jsonwebtoken::EncodingKey::from_rsa_pem(self.private_pem.as_bytes())
-            .expect("the bundled test key is a valid PEM")
+    /// The private key, for the minter's signatures.
+    pub(crate) fn key_pair(&self) -> ring::signature::RsaKeyPair {
+        use base64::Engine as _;
+        let body: String = self
+            .private_pem
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .collect();
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .expect("the bundled test key is base64");
+        ring::signature::RsaKeyPair::from_pkcs8(&der).expect("the bundled test key is PKCS#8")
     }
 }
 

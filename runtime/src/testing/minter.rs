@@ -5,11 +5,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use jsonwebtoken::{Algorithm, EncodingKey};
+use ring::signature::{self as sig, RsaEncoding};
 use serde_json::{json, Map, Value};
 
 use super::TestKey;
-use crate::auth::cloudflare::CloudflareConfig;
+use crate::identity::auth::cloudflare::CloudflareConfig;
 
 /// Mints tokens as one Cloudflare Access team and application would.
 ///
@@ -166,22 +166,35 @@ impl TestToken {
     /// PS256/384/512); for any other `alg` the signature is RS256, so a token whose header
     /// was tampered with still carries a real signature.
     pub fn sign(&self) -> String {
-        let alg = match self.header.get("alg").and_then(Value::as_str) {
-            Some("RS384") => Algorithm::RS384,
-            Some("RS512") => Algorithm::RS512,
-            Some("PS256") => Algorithm::PS256,
-            Some("PS384") => Algorithm::PS384,
-            Some("PS512") => Algorithm::PS512,
-            _ => Algorithm::RS256,
+        let padding: &'static dyn RsaEncoding = match self.header.get("alg").and_then(Value::as_str)
+        {
+            Some("RS384") => &sig::RSA_PKCS1_SHA384,
+            Some("RS512") => &sig::RSA_PKCS1_SHA512,
+            Some("PS256") => &sig::RSA_PSS_SHA256,
+            Some("PS384") => &sig::RSA_PSS_SHA384,
+            Some("PS512") => &sig::RSA_PSS_SHA512,
+            _ => &sig::RSA_PKCS1_SHA256,
         };
-        self.sign_with(&self.key.encoding_key(), alg)
+        let pair = self.key.key_pair();
+        self.signed(|input| {
+            let mut signature = vec![0; pair.public().modulus_len()];
+            pair.sign(
+                padding,
+                &ring::rand::SystemRandom::new(),
+                input,
+                &mut signature,
+            )
+            .expect("test keys can sign");
+            signature
+        })
     }
 
     /// Signed with HMAC-SHA256 under `secret`, header `alg` set to `HS256` (e.g. the
     /// algorithm-confusion attack with [`TestKey::public_key_pem`] as the secret).
     pub fn sign_hs256(&self, secret: &[u8]) -> String {
         let token = self.clone().header("alg", "HS256");
-        token.sign_with(&EncodingKey::from_secret(secret), Algorithm::HS256)
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
+        token.signed(|input| ring::hmac::sign(&key, input).as_ref().to_vec())
     }
 
     /// No signature: header `alg` set to `none` and an empty third segment.
@@ -197,11 +210,11 @@ impl TestToken {
         format!("{}.{}", encode(&self.header), encode(&self.claims))
     }
 
-    fn sign_with(&self, key: &EncodingKey, alg: Algorithm) -> String {
-        crate::auth::cloudflare::install_crypto_provider();
+    /// The token with the signature `sign` makes of its signing input (the test kit signs with
+    /// ring: tenantry's jsonwebtoken provider only verifies).
+    fn signed(&self, sign: impl FnOnce(&[u8]) -> Vec<u8>) -> String {
         let input = self.signing_input();
-        let signature =
-            jsonwebtoken::crypto::sign(input.as_bytes(), key, alg).expect("test keys can sign");
+        let signature = URL_SAFE_NO_PAD.encode(sign(input.as_bytes()));
         format!("{input}.{signature}")
     }
 }

@@ -8,7 +8,7 @@
 //! transaction pooler.
 //!
 //! ```no_run
-//! use tenantry_runtime::auth::cloudflare::{CloudflareConfig, CloudflareVerifier};
+//! use tenantry_runtime::identity::auth::cloudflare::{CloudflareConfig, CloudflareVerifier};
 //! use tenantry_runtime::testing::{CertsServer, TestKey, TokenMinter};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {

@@ -33,7 +33,7 @@ pub fn database_url(database: &str, role: Option<&str>) -> String {
 /// A superuser connection to `database`; panics with what to start when the server is down.
 pub async fn connect_superuser(database: &str) -> AsyncPgConnection {
     let url = database_url(database, None);
-    crate::tls::establish(&url)
+    crate::pool::tls::establish(&url)
         .await
         .unwrap_or_else(|e| {
             panic!(
@@ -99,7 +99,9 @@ impl Drop for ScratchDatabase {
                 return;
             };
             rt.block_on(async {
-                if let Ok(mut c) = crate::tls::establish(&database_url("postgres", None)).await {
+                if let Ok(mut c) =
+                    crate::pool::tls::establish(&database_url("postgres", None)).await
+                {
                     let _ = c
                         .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                         .await;
@@ -166,14 +168,17 @@ impl Drop for ScratchRole {
                 return;
             };
             rt.block_on(async {
-                if let Ok(mut c) = crate::tls::establish(&database_url(&database, None)).await {
+                if let Ok(mut c) = crate::pool::tls::establish(&database_url(&database, None)).await
+                {
                     let _ = c
                         .batch_execute(&format!(
                             "REASSIGN OWNED BY {name} TO CURRENT_USER; DROP OWNED BY {name}"
                         ))
                         .await;
                 }
-                if let Ok(mut c) = crate::tls::establish(&database_url("postgres", None)).await {
+                if let Ok(mut c) =
+                    crate::pool::tls::establish(&database_url("postgres", None)).await
+                {
                     let _ = c
                         .batch_execute(&format!("DROP ROLE IF EXISTS {name}"))
                         .await;

@@ -9,7 +9,7 @@ use tenantry::DbError;
 // A partner's own type, declared a bypass actor.
 struct MyPartner;
 
-impl tenantry::BypassActor for MyPartner {
+impl tenantry::bounds::BypassActor for MyPartner {
     fn bypass_actor(&self) -> tenantry::Actor {
         tenantry::Actor::job("not really")
     }

@@ -8,7 +8,7 @@ use tenantry::DbError;
 
 struct AllInvoices;
 
-impl<'tx> tenantry::TenantQuery<'tx, tenantry::ReadWrite> for AllInvoices {
+impl<'tx> tenantry::bounds::TenantQuery<'tx, tenantry::ReadWrite> for AllInvoices {
     type Inner = invoices::table;
     fn into_inner(self) -> invoices::table {
         invoices::table

@@ -12,8 +12,8 @@ diesel::table! {
 }
 
 // Declaring a tenant table global through the public trait, without the attribute.
-impl tenantry::Declared for notes::table {
-    type Kind = tenantry::IsGlobal;
+impl tenantry::bounds::Declared for notes::table {
+    type Kind = tenantry::bounds::IsGlobal;
     const DECL: tenantry::TableDecl = tenantry::TableDecl::global("notes");
 }
 
