@@ -36,5 +36,6 @@ mod role_names;
 mod scoping;
 mod service_identities;
 mod sql_fragments;
+mod templates;
 mod tls;
 mod ui;

@@ -51,17 +51,24 @@ impl TestDb {
 
     /// A migrated database whose pools (of `size`) reach it by `route`.
     pub async fn through(route: Route, size: usize) -> Self {
-        let scratch = ScratchDatabase::create("tenantry_t").await;
+        let scratch = ScratchDatabase::from_template("tenantry_t", "tests", async |conn| {
+            let mut conn = tenantry::migrate_with(conn, schema::MIGRATIONS)
+                .await
+                .expect("migrations")
+                .conn;
+            tenantry::declare_tables(&mut conn, &schema::decls())
+                .await
+                .expect("declare tables");
+        })
+        .await;
         let name = scratch.name().to_owned();
-        let conn = scratch.connect().await;
-        let mut conn = tenantry::migrate_with(conn, schema::MIGRATIONS)
-            .await
-            .expect("migrations")
-            .conn;
-        tenantry::declare_tables(&mut conn, &schema::decls())
-            .await
-            .expect("declare tables");
-        drop(conn);
+        // A copy of the migrated template: running the migrations again applies nothing and
+        // grants the roles this database, which a copy does not inherit.
+        drop(
+            tenantry::migrate_with(scratch.connect().await, schema::MIGRATIONS)
+                .await
+                .expect("migrations"),
+        );
         let mut config = match route {
             Route::Direct => {
                 DbConfig::new(Self::app_url_of(&name), Some(Self::bypass_url_of(&name)))

@@ -99,7 +99,23 @@ impl App {
     ) -> Self {
         // The app's log, shown with a failing test's output.
         let _ = tracing_subscriber::fmt().with_test_writer().try_init();
-        let scratch = ScratchDatabase::create("tenantry_ex").await;
+        // A copy of a template the example's migrations ran on once (its start then applies
+        // nothing and grants the roles this database); with other role names the migrations
+        // must create their policies for those roles, so the database starts empty.
+        let scratch = if vars.iter().any(|(k, _)| k.contains("ROLE")) {
+            ScratchDatabase::create("tenantry_ex").await
+        } else {
+            ScratchDatabase::from_template("tenantry_ex", "example", async |conn| {
+                let mut conn = tenantry::migrate_with(conn, tenantry_example::models::MIGRATIONS)
+                    .await
+                    .expect("the example's migrations")
+                    .conn;
+                tenantry::declare_tables(&mut conn, &tenantry_example::models::declarations())
+                    .await
+                    .expect("the example's declarations");
+            })
+            .await
+        };
         let db = scratch.name().to_owned();
         let mut env: HashMap<String, String> = HashMap::new();
         env.insert("DATABASE_URL".into(), scratch.url(None));
