@@ -24,7 +24,9 @@ async fn known_kid_is_served_from_the_cache() {
 
 #[tokio::test]
 async fn unknown_kid_causes_one_fetch_then_a_cooldown() {
-    let env = Env::new().await;
+    // A cooldown far longer than ten refusals take, even on a loaded machine: the test says no
+    // refetch happens within it.
+    let env = Env::with(|c| c.refetch_cooldown = Duration::from_secs(1)).await;
     env.accepted(&env.ada().sign()).await;
     env.after_cooldown().await;
     let stranger = env
@@ -298,7 +300,8 @@ async fn never_fetched_means_every_token_is_401() {
 
 #[tokio::test]
 async fn endpoint_down_from_the_start_then_recovering() {
-    let env = Env::new().await;
+    // A cooldown far longer than two refusals take, even on a loaded machine.
+    let env = Env::with(|c| c.refetch_cooldown = Duration::from_secs(1)).await;
     env.server.set_behaviour(CertsBehaviour::Down);
     let token = env.ada().sign();
     let reason = env.refused(&token).await;
