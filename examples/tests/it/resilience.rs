@@ -107,7 +107,8 @@ async fn a_connection_cut_mid_query_is_503_not_500() {
             .send();
         tokio::spawn(request)
     };
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Mid-query: its transaction waits for the lock.
+    common::until_waiting_for_a_lock(&app.db, "tenantry_app", 1).await;
     proxy.cut();
     let r = waiting.await.unwrap().expect("an answer");
     assert_eq!(r.status(), 503);
@@ -136,7 +137,8 @@ async fn a_locked_table_leaves_other_routes_answering() {
             .send();
         blocked.push(tokio::spawn(r));
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // acme's share of the pool (8 of 16) waits for the lock; the rest queue for it.
+    common::until_waiting_for_a_lock(&app.db, "tenantry_app", 8).await;
     for (path, tenant) in [
         ("/healthz", None),
         ("/api/me", None),
@@ -202,7 +204,7 @@ async fn a_saturated_pool_answers_503_with_retry_after_quickly() {
             .send();
         holders.push(tokio::spawn(r));
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    common::until_waiting_for_a_lock(&app.db, "tenantry_app", 2).await;
     let (s, body, took, retry) = timed_get(&app, "/api/projects", Some("globex")).await;
     assert_eq!(s, 503, "{body}");
     assert_error(&body, "unavailable");

@@ -38,6 +38,8 @@ async fn start(scratch: &ScratchDatabase, port: u16) -> Running {
             .env("DATABASE_URL", scratch.url(None))
             .env("TENANTRY_BIND", format!("127.0.0.1:{port}"))
             .env("TENANTRY_DB_LOCK_TIMEOUT", "20s")
+            // A connection for each of the requests held in flight below.
+            .env("TENANTRY_DB_POOL_SIZE", "16")
             .env("TENANTRY_DB_STATEMENT_TIMEOUT", "20s")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -100,16 +102,21 @@ async fn sigterm_under_load_drains_every_in_flight_request_and_exits_0() {
             .send();
         in_flight.push(tokio::spawn(r));
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // In flight: each request's transaction waits for the lock.
+    common::until_waiting_for_a_lock(scratch.name(), "tenantry_app", 12).await;
     signal(&app, "TERM");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    // No longer accepting.
-    assert!(
-        tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err(),
-        "the listener is closed after SIGTERM"
-    );
+    // No longer accepting: polled (the process announces nothing), bounded.
+    let closed_by = Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_ok()
+    {
+        assert!(
+            Instant::now() < closed_by,
+            "the listener is still open 10 s after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert!(app.0.try_wait().unwrap().is_none(), "still draining");
     locker.batch_execute("ROLLBACK").await.unwrap();
     for r in in_flight {

@@ -18,6 +18,20 @@ async fn app(vars: &[(&str, &str)]) -> App {
     App::start_with(&all).await
 }
 
+/// Reads a response's head (through the blank line), failing the test after 10 s.
+async fn read_head(stream: &mut TcpStream) {
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+        match tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => panic!("closed before a response: {seen:?}"),
+            Ok(Ok(n)) => seen.extend_from_slice(&buf[..n]),
+            Err(_) => panic!("no response within 10 s"),
+        }
+    }
+    assert!(seen.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&seen));
+}
+
 /// Reads until the server closes the connection; returns what it sent and when it closed.
 async fn read_until_closed(stream: &mut TcpStream, within: Duration) -> (String, Duration) {
     let started = Instant::now();
@@ -106,13 +120,18 @@ async fn connections_beyond_the_cap_are_answered_503_at_once() {
     let mut held = Vec::new();
     for _ in 0..3 {
         let mut s = TcpStream::connect(app.addr).await.unwrap();
+        // Answered once: the server has accepted this connection and counts it (the event
+        // waited on, instead of a pause).
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        read_head(&mut s).await;
         // A started request keeps its connection busy.
         s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
             .await
             .unwrap();
         held.push(s);
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
     let r = app
         .client
         .get(app.url("/healthz"))

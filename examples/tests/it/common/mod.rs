@@ -352,6 +352,43 @@ pub async fn backends(db: &str, role: &str) -> i64 {
     .n
 }
 
+/// Waits until `n` sessions of `role` on database `db` wait for a lock (a row or table lock
+/// the test holds), at most 30 s. Polled: PostgreSQL signals no event when a session starts to
+/// wait, and `pg_stat_activity` is where it shows.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "test setup and probes as the superuser, with raw SQL on purpose"
+)]
+pub async fn until_waiting_for_a_lock(db: &str, role: &str, n: i64) {
+    #[derive(QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let mut c = admin("postgres").await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let waiting = diesel::sql_query(
+            "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = $1 AND usename = $2
+             AND wait_event_type = 'Lock'",
+        )
+        .bind::<Text, _>(db)
+        .bind::<Text, _>(role)
+        .get_result::<N>(&mut c)
+        .await
+        .expect("pg_stat_activity")
+        .n;
+        if waiting >= n {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{waiting} of {n} sessions of {role} wait for the lock after 30 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// `host:port` of the test server, for a `FaultProxy`.
 pub fn pg_upstream() -> String {
     let url = url::Url::parse(&tenantry::testing::server_url()).expect("a URL");
