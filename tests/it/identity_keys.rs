@@ -6,8 +6,6 @@
     reason = "attacks and probes written as the SQL an operator or attacker sends"
 )]
 
-use crate::common;
-
 use diesel::sql_types::{Bool, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use tenantry::auth::{AuthError, Identity};
