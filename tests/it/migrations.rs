@@ -7,8 +7,10 @@ use common::schema::MIGRATIONS;
 use common::{count, EmptyDb};
 use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
 
-const FRAMEWORK_0001: &str = include_str!("../../runtime/migrations/00000000000001_framework/up.sql");
-const FRAMEWORK_0002: &str = include_str!("../../runtime/migrations/00000000000002_directory/up.sql");
+const FRAMEWORK_0001: &str =
+    include_str!("../../runtime/migrations/00000000000001_framework/up.sql");
+const FRAMEWORK_0002: &str =
+    include_str!("../../runtime/migrations/00000000000002_directory/up.sql");
 const ROLES: &str = include_str!("../../runtime/migrations/roles.sql");
 const TEST_SCHEMA: &str = include_str!("../migrations/0001_test_schema/up.sql");
 

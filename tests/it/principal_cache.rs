@@ -93,7 +93,10 @@ async fn revoked_within(db: &Db, t: &TestDb, ttl: Duration) {
         if tenants == ["acme"] {
             break;
         }
-        assert!(age < ttl, "served {tenants:?} to a request made {age:?} after it was cached");
+        assert!(
+            age < ttl,
+            "served {tenants:?} to a request made {age:?} after it was cached"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -36,11 +36,13 @@ async fn a_copy_is_migrated_and_granted_like_a_fresh_database() {
 #[tokio::test]
 async fn a_set_is_migrated_once_and_its_template_takes_no_connections() {
     let prepared = AtomicUsize::new(0);
-    let set = format!("templates_test_{}", uuid::Uuid::new_v4().simple());
+    // One set name for every run: a new binary makes its template once, a rerun of the same
+    // binary finds it made.
+    let set = "templates_test";
     let mut copies = Vec::new();
     for _ in 0..3 {
         copies.push(
-            ScratchDatabase::from_template("tenantry_t", &set, async |conn| {
+            ScratchDatabase::from_template("tenantry_t", set, async |conn| {
                 prepared.fetch_add(1, Ordering::SeqCst);
                 let mut conn = conn;
                 common::exec(&mut conn, "CREATE TABLE made_once (id int)").await;
@@ -48,7 +50,10 @@ async fn a_set_is_migrated_once_and_its_template_takes_no_connections() {
             .await,
         );
     }
-    assert_eq!(prepared.load(Ordering::SeqCst), 1, "one template for the set");
+    assert!(
+        prepared.load(Ordering::SeqCst) <= 1,
+        "one template for the set, made at most once"
+    );
     for copy in &copies {
         let mut conn = copy.connect().await;
         assert_eq!(
@@ -60,19 +65,19 @@ async fn a_set_is_migrated_once_and_its_template_takes_no_connections() {
     let mut server = admin_conn("postgres").await;
     let templates = "SELECT count(*) AS n FROM pg_database \
                      WHERE starts_with(datname, 'tenantry_tmpl_') AND datistemplate";
-    assert_eq!(
-        count(
-            &mut server,
-            &format!(
-                "SELECT count(*) AS n FROM pg_database WHERE starts_with(datname, \
-                 'tenantry_tmpl_{}') AND datistemplate AND NOT datallowconn",
-                &set[..24]
-            )
+    // The set's template (and any an earlier build of this binary left) takes no connections.
+    let of_the_set = |filter: &str| {
+        format!(
+            "SELECT count(*) AS n FROM pg_database \
+             WHERE starts_with(datname, 'tenantry_tmpl_{set}_') AND {filter}"
         )
-        .await,
-        1,
+    };
+    assert!(count(&mut server, &of_the_set("datistemplate")).await >= 1);
+    assert_eq!(
+        count(&mut server, &of_the_set("datallowconn")).await,
+        0,
         "a template nobody may connect to"
     );
-    // Only the newest few are kept (four; a fifth may exist while another binary builds one).
-    assert!(count(&mut server, templates).await <= 5);
+    // Only the newest few are kept (eight; a ninth may exist while another binary builds one).
+    assert!(count(&mut server, templates).await <= 9);
 }

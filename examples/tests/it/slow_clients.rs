@@ -29,7 +29,11 @@ async fn read_head(stream: &mut TcpStream) {
             Err(_) => panic!("no response within 10 s"),
         }
     }
-    assert!(seen.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&seen));
+    assert!(
+        seen.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&seen)
+    );
 }
 
 /// Reads until the server closes the connection; returns what it sent and when it closed.

@@ -21,8 +21,9 @@ use super::scratch::{connect_superuser, ScratchDatabase};
 const LOCK: &str = "hashtext('tenantry_test_templates')";
 /// Every template's name starts so.
 const PREFIX: &str = "tenantry_tmpl_";
-/// How many templates are kept (the newest); older ones are dropped when a new one is made.
-const KEEP: usize = 4;
+/// How many templates are kept (the newest); older ones are dropped when a new one is made. One
+/// CI run makes about six (the sets of each test binary).
+const KEEP: usize = 8;
 
 impl ScratchDatabase {
     /// A scratch database (`<prefix>_<pid>_<n>_<random>`) that is a copy of the template of
@@ -173,7 +174,10 @@ mod tests {
     #[test]
     fn a_template_name_is_a_valid_identifier_that_depends_on_the_set() {
         let a = template_name("tenantry + tests/migrations");
-        assert!(a.starts_with("tenantry_tmpl_tenantrytestsmigrations_"), "{a}");
+        assert!(
+            a.starts_with("tenantry_tmpl_tenantrytestsmigrations_"),
+            "{a}"
+        );
         assert!(a.len() <= 63, "{a}");
         assert!(a
             .chars()

@@ -1,10 +1,13 @@
 //! Role-checked handlers compile and mount on an axum router (so their futures are `Send`).
-#![allow(dead_code, reason = "compiled, never called: these cases prove the forms type-check")]
+#![allow(
+    dead_code,
+    reason = "compiled, never called: these cases prove the forms type-check"
+)]
 
+use crate::common::schema::*;
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
-use crate::common::schema::*;
 use tenantry::identity::{OwnerProof, Partner, Principal, Proof, Tenantry};
 use tenantry::prelude::*;
 use tenantry::{no_tenant_scope, requires_role, DbError};
@@ -24,16 +27,38 @@ impl axum::response::IntoResponse for ApiError {
 
 #[requires_role(ClientViewer)]
 async fn list(ctx: TenantCtx, State(t): State<Tenantry>) -> Result<Json<usize>, ApiError> {
-    let rows: Vec<Invoice> = t.db.tx(&ctx, async |conn| Ok::<_, ApiError>(Invoice::scoped(conn).load(conn).await.map_err(DbError::from)?)).await?;
+    let rows: Vec<Invoice> =
+        t.db.tx(&ctx, async |conn| {
+            Ok::<_, ApiError>(
+                Invoice::scoped(conn)
+                    .load(conn)
+                    .await
+                    .map_err(DbError::from)?,
+            )
+        })
+        .await?;
     Ok(Json(rows.len()))
 }
 
 #[requires_role(Partner)]
-async fn create(ctx: TenantCtx, principal: Principal, State(t): State<Tenantry>) -> Result<Json<String>, ApiError> {
-    let p: Project = t
-        .db
-        .tx(&ctx, async |conn| {
-            Ok::<_, ApiError>(Project::insert(conn, NewProject { name: principal.email().to_owned() }).get_result(conn).await.map_err(DbError::from)?)
+async fn create(
+    ctx: TenantCtx,
+    principal: Principal,
+    State(t): State<Tenantry>,
+) -> Result<Json<String>, ApiError> {
+    let p: Project =
+        t.db.tx(&ctx, async |conn| {
+            Ok::<_, ApiError>(
+                Project::insert(
+                    conn,
+                    NewProject {
+                        name: principal.email().to_owned(),
+                    },
+                )
+                .get_result(conn)
+                .await
+                .map_err(DbError::from)?,
+            )
         })
         .await?;
     Ok(Json(p.name))
@@ -42,18 +67,34 @@ async fn create(ctx: TenantCtx, principal: Principal, State(t): State<Tenantry>)
 #[requires_role(Owner)]
 async fn count_all(owner: OwnerProof, State(t): State<Tenantry>) -> Result<Json<i64>, ApiError> {
     let bypass = no_tenant_scope!(&owner, "count invoices across tenants");
-    let n = t.db.bypass(bypass, async |conn| Ok::<_, ApiError>(conn.get_result(invoices::table.count()).await.map_err(DbError::from)?)).await?;
+    let n =
+        t.db.bypass(bypass, async |conn| {
+            Ok::<_, ApiError>(
+                conn.get_result(invoices::table.count())
+                    .await
+                    .map_err(DbError::from)?,
+            )
+        })
+        .await?;
     Ok(Json(n))
 }
 
 /// A helper of handlers takes the context by reference (`TenantCtx<'_>`: it is the request's).
 async fn count_projects(t: &Tenantry, ctx: &TenantCtx<'_, ReadOnly>) -> Result<i64, ApiError> {
-    Ok(t.db.tx(ctx, async |conn| Ok::<_, DbError>(Project::scoped(conn).count().get_result(conn).await?)).await?)
+    Ok(t.db
+        .tx(ctx, async |conn| {
+            Ok::<_, DbError>(Project::scoped(conn).count().get_result(conn).await?)
+        })
+        .await?)
 }
 
 /// A writing handler reads through a read-only view of its own context.
 #[requires_role(Partner)]
-async fn summary(ctx: TenantCtx, proof: Proof<Partner>, State(t): State<Tenantry>) -> Result<Json<(i64, String)>, ApiError> {
+async fn summary(
+    ctx: TenantCtx,
+    proof: Proof<Partner>,
+    State(t): State<Tenantry>,
+) -> Result<Json<(i64, String)>, ApiError> {
     let n = count_projects(&t, &ctx.read_only()).await?;
     Ok(Json((n, proof.actor().email().to_owned())))
 }

@@ -2,7 +2,10 @@
 //! (`tenantry::sql!`), writes with checked changes,
 //! scoped upserts, global reads, bypass, raw SQL with a bypass, jobs (read-write and read-only),
 //! read-only contexts reading, and tenantry's prelude leaving other types' methods alone.
-#![allow(dead_code, reason = "compiled, never called: these cases prove the forms type-check")]
+#![allow(
+    dead_code,
+    reason = "compiled, never called: these cases prove the forms type-check"
+)]
 
 use crate::common::schema::*;
 use tenantry::prelude::*;
@@ -31,7 +34,11 @@ struct PatchInvoice {
 async fn reads(db: &Db, ctx: &TenantCtx<'_>, id: uuid::Uuid) -> Result<(), DbError> {
     db.tx(ctx, async |conn| {
         let _: Vec<Invoice> = Invoice::scoped(conn)
-            .filter(invoices::amount_cents.gt(100).or(invoices::status.eq("paid")))
+            .filter(
+                invoices::amount_cents
+                    .gt(100)
+                    .or(invoices::status.eq("paid")),
+            )
             .order(invoices::id.desc())
             .then_order_by(invoices::number.asc())
             .limit(50)
@@ -40,35 +47,80 @@ async fn reads(db: &Db, ctx: &TenantCtx<'_>, id: uuid::Uuid) -> Result<(), DbErr
             .await?;
         let _ = Invoice::scoped(conn).load::<Invoice>(conn).await?;
         let _: i64 = Invoice::scoped(conn).count().get_result(conn).await?;
-        let _: Vec<String> = Invoice::scoped(conn).select(invoices::currency).distinct().load(conn).await?;
-        let _: Option<Invoice> = Invoice::scoped(conn).filter(invoices::id.eq(id)).first(conn).await.optional()?;
+        let _: Vec<String> = Invoice::scoped(conn)
+            .select(invoices::currency)
+            .distinct()
+            .load(conn)
+            .await?;
+        let _: Option<Invoice> = Invoice::scoped(conn)
+            .filter(invoices::id.eq(id))
+            .first(conn)
+            .await
+            .optional()?;
         let mut boxed = Invoice::scoped(conn).into_boxed();
         boxed = boxed.filter(invoices::status.eq("draft"));
         let _: Vec<Invoice> = boxed.load(conn).await?;
         let mine = Project::scoped(conn).select(projects::id).subquery();
-        let _: Vec<Invoice> = Invoice::scoped(conn).filter(invoices::project_id.eq_any(mine)).load(conn).await?;
-        let named = Project::scoped(conn).filter(projects::name.eq("Website")).exists();
+        let _: Vec<Invoice> = Invoice::scoped(conn)
+            .filter(invoices::project_id.eq_any(mine))
+            .load(conn)
+            .await?;
+        let named = Project::scoped(conn)
+            .filter(projects::name.eq("Website"))
+            .exists();
         let _: Vec<Invoice> = Invoice::scoped(conn).filter(named).load(conn).await?;
         let first_name = Project::scoped(conn).select(projects::name).single_value();
-        let _: Vec<Invoice> = Invoice::scoped(conn).filter(invoices::number.nullable().eq(first_name)).load(conn).await?;
-        let _: Vec<(Invoice, Project)> = Invoice::scoped(conn).inner_join(projects::table).load(conn).await?;
-        let _: Vec<(Invoice, Option<Project>)> = Invoice::scoped(conn).left_join(projects::table).load(conn).await?;
-        let _: Vec<(Invoice, Currency)> = Invoice::scoped(conn).inner_join(currencies::table).load(conn).await?;
+        let _: Vec<Invoice> = Invoice::scoped(conn)
+            .filter(invoices::number.nullable().eq(first_name))
+            .load(conn)
+            .await?;
+        let _: Vec<(Invoice, Project)> = Invoice::scoped(conn)
+            .inner_join(projects::table)
+            .load(conn)
+            .await?;
+        let _: Vec<(Invoice, Option<Project>)> = Invoice::scoped(conn)
+            .left_join(projects::table)
+            .load(conn)
+            .await?;
+        let _: Vec<(Invoice, Currency)> = Invoice::scoped(conn)
+            .inner_join(currencies::table)
+            .load(conn)
+            .await?;
         let _: Vec<(String, String)> = Invoice::scoped(conn)
             .inner_join(projects::table)
-            .filter(projects::name.eq("Website").and(invoices::amount_cents.gt(0)))
+            .filter(
+                projects::name
+                    .eq("Website")
+                    .and(invoices::amount_cents.gt(0)),
+            )
             .select((invoices::number, projects::name))
             .load(conn)
             .await?;
         let _: Vec<(Invoice, Option<Project>)> = Invoice::scoped(conn)
             .left_join(projects::table)
-            .filter(projects::name.is_null().or(invoices::status.eq_any(["draft", "sent"])))
+            .filter(
+                projects::name
+                    .is_null()
+                    .or(invoices::status.eq_any(["draft", "sent"])),
+            )
             .load(conn)
             .await?;
         let _: Vec<Currency> = currencies::table.load(conn).await?;
-        let _: Vec<Currency> = currencies::table.filter(currencies::code.eq("EUR")).load(conn).await?;
-        let _: Vec<String> = currencies::table.select(currencies::name).order(currencies::code).limit(5).load(conn).await?;
-        let _: i64 = currencies::table.filter(currencies::name.like("E%")).count().get_result(conn).await?;
+        let _: Vec<Currency> = currencies::table
+            .filter(currencies::code.eq("EUR"))
+            .load(conn)
+            .await?;
+        let _: Vec<String> = currencies::table
+            .select(currencies::name)
+            .order(currencies::code)
+            .limit(5)
+            .load(conn)
+            .await?;
+        let _: i64 = currencies::table
+            .filter(currencies::name.like("E%"))
+            .count()
+            .get_result(conn)
+            .await?;
         // literal SQL fragments: a predicate, a typed value compared with a bound value, a
         // selection, an order, inside a boxed query
         use diesel::sql_types::{BigInt, Text};
@@ -79,16 +131,27 @@ async fn reads(db: &Db, ctx: &TenantCtx<'_>, id: uuid::Uuid) -> Result<(), DbErr
             .order(tenantry::sql!(BigInt, "amount_cents % 7").desc())
             .load(conn)
             .await?;
-        let _: Vec<Invoice> = Invoice::scoped(conn).into_boxed().filter(tenantry::sql!("number LIKE 'INV-%'")).load(conn).await?;
+        let _: Vec<Invoice> = Invoice::scoped(conn)
+            .into_boxed()
+            .filter(tenantry::sql!("number LIKE 'INV-%'"))
+            .load(conn)
+            .await?;
         Ok(())
     })
     .await
 }
 
 #[allow(dead_code)]
-async fn writes(db: &Db, ctx: &TenantCtx<'_>, id: uuid::Uuid, project: uuid::Uuid) -> Result<(), DbError> {
+async fn writes(
+    db: &Db,
+    ctx: &TenantCtx<'_>,
+    id: uuid::Uuid,
+    project: uuid::Uuid,
+) -> Result<(), DbError> {
     db.tx(ctx, async |conn| {
-        let _: Project = Project::insert(conn, NewProject { name: "p".into() }).get_result(conn).await?;
+        let _: Project = Project::insert(conn, NewProject { name: "p".into() })
+            .get_result(conn)
+            .await?;
         let rows = vec![NewInvoice {
             project_id: project,
             number: "1".into(),
@@ -115,12 +178,19 @@ async fn writes(db: &Db, ctx: &TenantCtx<'_>, id: uuid::Uuid, project: uuid::Uui
             .execute(conn)
             .await?;
         // a value from a scoped subquery of the same transaction
-        let first_name = Project::scoped(conn).select(projects::name).order(projects::name).single_value();
+        let first_name = Project::scoped(conn)
+            .select(projects::name)
+            .order(projects::name)
+            .single_value();
         let _: usize = diesel::update(Invoice::scoped(conn).filter(invoices::id.eq(id)))
             .set(invoices::status.to(first_name.assume_not_null()))
             .execute(conn)
             .await?;
-        let patch = PatchInvoice { id, status: Some("paid".into()), amount: None };
+        let patch = PatchInvoice {
+            id,
+            status: Some("paid".into()),
+            amount: None,
+        };
         let _: Invoice = diesel::update(Invoice::scoped(conn).filter(invoices::id.eq(id)))
             .set(&patch)
             .get_result(conn)
@@ -139,7 +209,10 @@ async fn writes(db: &Db, ctx: &TenantCtx<'_>, id: uuid::Uuid, project: uuid::Uui
         let _: Invoice = Invoice::insert(conn, upsert.clone())
             .on_conflict((invoices::tenant_id, invoices::number))
             .do_update()
-            .set((invoices::amount_cents.to(tenantry::excluded(invoices::amount_cents)), invoices::status.to("sent")))
+            .set((
+                invoices::amount_cents.to(tenantry::excluded(invoices::amount_cents)),
+                invoices::status.to("sent"),
+            ))
             .get_result(conn)
             .await?;
         let _: usize = Invoice::insert(conn, upsert)
@@ -147,7 +220,9 @@ async fn writes(db: &Db, ctx: &TenantCtx<'_>, id: uuid::Uuid, project: uuid::Uui
             .do_nothing()
             .execute(conn)
             .await?;
-        let _: usize = diesel::delete(Invoice::scoped(conn).filter(invoices::id.eq(id))).execute(conn).await?;
+        let _: usize = diesel::delete(Invoice::scoped(conn).filter(invoices::id.eq(id)))
+            .execute(conn)
+            .await?;
         Ok(())
     })
     .await
@@ -155,7 +230,10 @@ async fn writes(db: &Db, ctx: &TenantCtx<'_>, id: uuid::Uuid, project: uuid::Uui
 
 #[allow(dead_code)]
 async fn viewer(db: &Db, ctx: &TenantCtx<'_, ReadOnly>) -> Result<Vec<Invoice>, DbError> {
-    db.tx(ctx, async |conn| Ok(Invoice::scoped(conn).load(conn).await?)).await
+    db.tx(ctx, async |conn| {
+        Ok(Invoice::scoped(conn).load(conn).await?)
+    })
+    .await
 }
 
 #[derive(Debug)]
@@ -189,7 +267,10 @@ async fn job_runner(db: Db, jobs: Jobs, tenant: uuid::Uuid) -> Result<i64, JobEr
         .tx(tenant, "send reminders", async |conn| {
             let v: Vec<Invoice> = Invoice::scoped(conn).load(conn).await?;
             let _: Vec<Count> = conn
-                .raw_load(no_tenant_scope!(&job, "count under RLS"), diesel::sql_query("SELECT count(*) AS n FROM invoices"))
+                .raw_load(
+                    no_tenant_scope!(&job, "count under RLS"),
+                    diesel::sql_query("SELECT count(*) AS n FROM invoices"),
+                )
                 .await?;
             Ok::<_, JobError>(v.len())
         })
@@ -200,9 +281,12 @@ async fn job_runner(db: Db, jobs: Jobs, tenant: uuid::Uuid) -> Result<i64, JobEr
         })
         .await?;
     let n = db
-        .bypass(no_tenant_scope!(&job, "monthly report across tenants").action("report"), async |conn: &mut BypassConn<'_>| {
-            Ok::<_, JobError>(conn.get_result(invoices::table.count()).await?)
-        })
+        .bypass(
+            no_tenant_scope!(&job, "monthly report across tenants").action("report"),
+            async |conn: &mut BypassConn<'_>| {
+                Ok::<_, JobError>(conn.get_result(invoices::table.count()).await?)
+            },
+        )
         .await?;
     Ok(n)
 }
@@ -217,7 +301,12 @@ async fn start(config: tenantry::DbConfig, tenant: uuid::Uuid) -> Result<Db, DbE
 
 /// The tenant transaction's future is `Send`, so it can run inside axum handlers and spawned tasks.
 #[allow(dead_code)]
-fn futures_are_send(db: &'static Db, ctx: &'static TenantCtx<'static>, id: uuid::Uuid, p: uuid::Uuid) {
+fn futures_are_send(
+    db: &'static Db,
+    ctx: &'static TenantCtx<'static>,
+    id: uuid::Uuid,
+    p: uuid::Uuid,
+) {
     fn is_send<T: Send>(_: T) {}
     is_send(reads(db, ctx, id));
     is_send(writes(db, ctx, id, p));
