@@ -381,10 +381,27 @@ pub async fn until_waiting_for_a_lock(db: &str, role: &str, n: i64) {
         if waiting >= n {
             return;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{waiting} of {n} sessions of {role} wait for the lock after 30 s"
-        );
+        if std::time::Instant::now() > deadline {
+            #[derive(QueryableByName)]
+            struct Session {
+                #[diesel(sql_type = Text)]
+                line: String,
+            }
+            let sessions: Vec<String> = diesel::sql_query(
+                "SELECT concat_ws(' | ', usename, state, wait_event_type, wait_event, query) AS line
+                 FROM pg_stat_activity WHERE datname = $1",
+            )
+            .bind::<Text, _>(db)
+            .load::<Session>(&mut c)
+            .await
+            .expect("pg_stat_activity")
+            .into_iter()
+            .map(|s| s.line)
+            .collect();
+            panic!(
+                "{waiting} of {n} sessions of {role} wait for the lock after 30 s: {sessions:#?}"
+            );
+        }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
