@@ -1,8 +1,6 @@
 //! SIGTERM and Ctrl-C: the binary stops accepting, lets in-flight requests finish, closes its
 //! pools and exits 0.
 
-use crate::common;
-
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
