@@ -37,7 +37,7 @@
 //! consistent.
 #![allow(missing_docs, unreachable_pub)]
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/common/mod.rs"]
 mod common;
 #[path = "auth/http.rs"]
 mod http;

@@ -7,7 +7,7 @@
 //! Prints tables; asserts nothing about time.
 #![allow(missing_docs, unreachable_pub, dead_code)]
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/common/mod.rs"]
 mod common;
 #[path = "support/measure.rs"]
 mod measure;

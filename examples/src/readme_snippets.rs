@@ -1,6 +1,6 @@
 //! The README's Rust snippets, compiled: each function holds one snippet verbatim between its
 //! first and last lines, with what the snippet takes as given (a `db`, a `ctx`, a `conn`) as its
-//! parameters. `tests/getting_started.rs` checks that every Rust block of the README and of
+//! parameters. `tests/it/getting_started.rs` checks that every Rust block of the README and of
 //! `docs/` appears in a compiled file, so a snippet cannot break unseen.
 
 #![allow(dead_code, unused_variables, clippy::all)]

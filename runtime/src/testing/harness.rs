@@ -102,11 +102,22 @@ impl TestDb {
     where
         S: MigrationSource<Pg> + Send + 'static,
     {
-        let scratch = ScratchDatabase::create("tenantry_test").await;
+        // The migrations run once per set, on a template each test's database copies; on the
+        // copy, running tenantry's migrations again applies nothing and grants the roles the
+        // database itself, which a copy does not inherit.
+        let set = migration_set(&migrations);
+        let scratch = ScratchDatabase::from_template("tenantry_test", &set, async |conn| {
+            drop(
+                crate::schema::migrate_with(conn, migrations)
+                    .await
+                    .unwrap_or_else(|e| panic!("migrating the test template: {e}")),
+            );
+        })
+        .await;
         let conn = scratch.connect().await;
-        let mut conn = crate::schema::migrate_with(conn, migrations)
+        let mut conn = crate::schema::migrate(conn)
             .await
-            .unwrap_or_else(|e| panic!("migrating the test database {}: {e}", scratch.name()))
+            .unwrap_or_else(|e| panic!("granting on the test database {}: {e}", scratch.name()))
             .conn;
         let owner = add_user(&mut conn, "owner@tenantry.test", true).await;
         let acme = add_tenant(&mut conn, "acme", "Acme Corp").await;
@@ -187,6 +198,15 @@ impl TestDb {
     pub fn owner_proof(&self) -> OwnerProof<'static> {
         Proof::for_test(self.owner.actor())
     }
+}
+
+/// The name of a migration set: its migrations' names, in order.
+fn migration_set<S: MigrationSource<Pg>>(migrations: &S) -> String {
+    let names = migrations
+        .migrations()
+        .map(|all| all.iter().map(|m| m.name().to_string()).collect::<Vec<_>>())
+        .unwrap_or_default();
+    format!("test_{}", names.join(","))
 }
 
 async fn add_user(conn: &mut AsyncPgConnection, email: &str, owner: bool) -> TestUser {

@@ -37,6 +37,7 @@ mod minter;
 mod pgbouncer;
 mod proxy;
 mod scratch;
+mod template;
 mod wire;
 
 #[doc(inline)]

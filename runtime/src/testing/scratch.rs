@@ -57,15 +57,21 @@ pub struct ScratchDatabase {
 impl ScratchDatabase {
     /// Creates `<prefix>_<pid>_<n>_<random>`.
     pub async fn create(prefix: &str) -> Self {
+        Self::create_from(prefix, None).await
+    }
+
+    /// Creates `<prefix>_<pid>_<n>_<random>`, a copy of `template` if one is named.
+    pub(super) async fn create_from(prefix: &str, template: Option<&str>) -> Self {
         let name = format!(
             "{prefix}_{}_{}_{}",
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::Relaxed),
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         );
+        let template = template.map_or(String::new(), |t| format!(" TEMPLATE {t}"));
         connect_superuser("postgres")
             .await
-            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .batch_execute(&format!("CREATE DATABASE {name}{template}"))
             .await
             .unwrap_or_else(|e| panic!("cannot create the scratch database {name}: {e}"));
         ScratchDatabase { name }

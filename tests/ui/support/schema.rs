@@ -1,5 +1,5 @@
-// The schema shared by the compile-fail and pass cases and the integration tests
-// (tests/common/schema.rs includes it).
+// The schema shared by the compile-fail cases and the integration tests
+// (tests/it/common/schema.rs includes it; tests/it/compiles uses it from there).
 use chrono::{DateTime, Utc};
 use diesel::{Queryable, Selectable};
 use tenantry::{global_table, tenant_table};

@@ -1,0 +1,140 @@
+//! SIGTERM and Ctrl-C: the binary stops accepting, lets in-flight requests finish, closes its
+//! pools and exits 0.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use diesel_async::SimpleAsyncConnection;
+use tenantry::testing::ScratchDatabase;
+
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The binary in dev mode on its own scratch database, up and healthy.
+async fn start(scratch: &ScratchDatabase, port: u16) -> Running {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tenantry-example"));
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("TENANTRY_")) {
+        cmd.env_remove(k);
+    }
+    let app = Running(
+        cmd.env("TENANTRY_AUTH_MODE", "dev")
+            .env("TENANTRY_DEV_USER_EMAIL", "dev@example.com")
+            .env("DATABASE_URL", scratch.url(None))
+            .env("TENANTRY_BIND", format!("127.0.0.1:{port}"))
+            .env("TENANTRY_DB_LOCK_TIMEOUT", "20s")
+            .env("TENANTRY_DB_STATEMENT_TIMEOUT", "20s")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the example starts"),
+    );
+    let client = reqwest::Client::new();
+    for _ in 0..300 {
+        if let Ok(r) = client
+            .get(format!("http://127.0.0.1:{port}/healthz"))
+            .send()
+            .await
+        {
+            if r.status() == 200 {
+                return app;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the example did not come up on {port}");
+}
+
+fn signal(app: &Running, name: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(app.0.id().to_string())
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+}
+
+/// Waits (bounded) for the process to exit and returns its exit code.
+async fn exit_code(app: &mut Running, within: Duration) -> Option<i32> {
+    let started = Instant::now();
+    while started.elapsed() < within {
+        if let Some(status) = app.0.try_wait().expect("wait") {
+            return status.code();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the process did not exit within {within:?}");
+}
+
+#[tokio::test]
+async fn sigterm_under_load_drains_every_in_flight_request_and_exits_0() {
+    let scratch = ScratchDatabase::create("tenantry_shutdown").await;
+    let port = free_port();
+    let mut app = start(&scratch, port).await;
+    // Hold the invoices so that requests are in flight when SIGTERM arrives.
+    let mut locker = scratch.connect().await;
+    locker
+        .batch_execute("BEGIN; LOCK TABLE invoices IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let client = reqwest::Client::new();
+    let mut in_flight = Vec::new();
+    for _ in 0..12 {
+        let r = client
+            .get(format!("http://127.0.0.1:{port}/api/invoices"))
+            .send();
+        in_flight.push(tokio::spawn(r));
+    }
+    // Time for the requests to reach the server. Still a pause: these requests do not show
+    // as sessions waiting for the lock in `pg_stat_activity` (tried: none did within 30 s),
+    // so there is no event to wait on yet; a late request fails the test loudly (refused
+    // connection), it cannot pass wrongly.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    signal(&app, "TERM");
+    // No longer accepting: polled (the process announces nothing), bounded.
+    let closed_by = Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_ok()
+    {
+        assert!(
+            Instant::now() < closed_by,
+            "the listener is still open 10 s after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(app.0.try_wait().unwrap().is_none(), "still draining");
+    locker.batch_execute("ROLLBACK").await.unwrap();
+    for r in in_flight {
+        let r = r
+            .await
+            .unwrap()
+            .expect("an in-flight request is answered, not dropped");
+        assert_eq!(r.status(), 200);
+        let invoices: serde_json::Value = r.json().await.expect("a complete body");
+        assert!(invoices.as_array().is_some_and(|a| !a.is_empty()));
+    }
+    assert_eq!(exit_code(&mut app, Duration::from_secs(10)).await, Some(0));
+}
+
+#[tokio::test]
+async fn ctrl_c_stops_an_idle_server_with_exit_0() {
+    let scratch = ScratchDatabase::create("tenantry_shutdown").await;
+    let port = free_port();
+    let mut app = start(&scratch, port).await;
+    signal(&app, "INT");
+    assert_eq!(exit_code(&mut app, Duration::from_secs(10)).await, Some(0));
+}
