@@ -68,7 +68,7 @@ pub fn error_response(status: StatusCode, message: &str) -> Response {
 
 /// A handler may return `DbError` (or `?` it into its own error) and the client gets a status
 /// and the JSON error body `{"error": code, "message": ..}`: 429 with `Retry-After` for a
-/// tenant's own excess ([`DbError::TenantBusy`]), 503 with `Retry-After` while the database is
+/// tenant's own excess ([`DbError::TenantBusy`](crate::error::DbError::TenantBusy)), 503 with `Retry-After` while the database is
 /// unavailable, 404 for a row that is not there (another tenant's row is not there either), 409
 /// for a unique key taken, 422 for a check or a reference that fails, 403 for a write in a
 /// read-only transaction, and 500 for the rest. A 500 says only "internal error": the cause is
