@@ -132,7 +132,8 @@ where
     message = "this query is not tenant-scoped, so a tenant connection will not run it",
     label = "not built from `<Model>::scoped(conn)`",
     note = "scope it: `Invoice::scoped(conn)`; insert with `Invoice::insert(conn, new)`; update or delete with `diesel::update(Invoice::scoped(conn).filter(..))`; only `#[global_table]`s are read without a scope",
-    note = "for deliberate cross-tenant work, use an audited bypass: `db.bypass(no_tenant_scope!(&owner, \"reason\"), ..)`"
+    note = "for deliberate cross-tenant work, use an audited bypass: `db.bypass(no_tenant_scope!(&owner, \"reason\"), ..)`",
+    note = "raw SQL (`diesel::sql_query`) runs on a tenant connection with a bypass token, audited and still inside the tenant: `conn.raw_execute(no_tenant_scope!(&job, \"reason\"), query)` or `conn.raw_load(no_tenant_scope!(&job, \"reason\"), query)`"
 )]
 pub trait ReadWithoutScope: TableKind {}
 impl ReadWithoutScope for IsGlobal {}
@@ -142,7 +143,8 @@ impl ReadWithoutScope for IsGlobal {}
     message = "this query is not tenant-scoped, so a tenant connection will not run it",
     label = "not built from `<Model>::scoped(conn)`",
     note = "scope it: `Invoice::scoped(conn)`; insert with `Invoice::insert(conn, new)`; update or delete with `diesel::update(Invoice::scoped(conn).filter(..))`; only `#[global_table]`s are read without a scope",
-    note = "for deliberate cross-tenant work, use an audited bypass: `db.bypass(no_tenant_scope!(&owner, \"reason\"), ..)`"
+    note = "for deliberate cross-tenant work, use an audited bypass: `db.bypass(no_tenant_scope!(&owner, \"reason\"), ..)`",
+    note = "raw SQL (`diesel::sql_query`) runs on a tenant connection with a bypass token, audited and still inside the tenant: `conn.raw_execute(no_tenant_scope!(&job, \"reason\"), query)` or `conn.raw_load(no_tenant_scope!(&job, \"reason\"), query)`"
 )]
 pub trait GlobalTable: Declared {}
 impl<T> GlobalTable for T
