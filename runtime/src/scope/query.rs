@@ -38,8 +38,8 @@ mod sealed {
 ///
 /// Sealed: it cannot be implemented outside tenantry.
 #[diagnostic::on_unimplemented(
-    message = "this query is not tenant-scoped, so a tenant connection will not run it",
-    label = "not built from `<Model>::scoped(conn)`, or its changes hide their columns",
+    message = "a tenant connection will not run this query: it is not built from `<Model>::scoped(conn)`, or it sets columns tenantry cannot see (Diesel's `.eq(..)` in `.set(..)`), or a global query reads a tenant table",
+    label = "not a query tenantry checked",
     note = "scope it: `Invoice::scoped(conn).filter(..)`; insert with `Invoice::insert(conn, new)`; update or delete with `diesel::update(Invoice::scoped(conn).filter(..))`",
     note = "a scoped update sets columns with `column.to(value)` or tenantry's `#[derive(AsChangeset)]`, which tenantry checks (never the tenant column); Diesel's `.eq(..)` assignments and its own derive hide the column they set",
     note = "raw SQL and cross-tenant work need an audited bypass: `no_tenant_scope!(&owner, \"reason\")`",
