@@ -56,6 +56,13 @@ async fn project_count<A: tenantry::bounds::Access>(
     Ok(Project::scoped(conn).count().get_result(conn).await?)
 }
 
+/// Acme's projects, as its viewer sees them.
+async fn acme_projects(t: &TestDb) -> i64 {
+    t.db.tx(&t.acme.as_viewer(), async |conn| project_count(conn).await)
+        .await
+        .unwrap()
+}
+
 #[tenantry::test(migrations = MIGRATIONS)]
 async fn a_job_runs_in_the_tenant_that_queued_it_whatever_its_payload_names(t: TestDb) {
     let acme = t.acme.id;
@@ -188,10 +195,7 @@ async fn failed_work_rolls_back_and_is_retried_until_the_job_is_failed(t: TestDb
         queue.next().await.unwrap().is_none(),
         "a failed job stays failed"
     );
-    let projects =
-        t.db.tx(&t.acme.as_viewer(), async |conn| project_count(conn).await)
-            .await
-            .unwrap();
+    let projects = acme_projects(&t).await;
     assert_eq!(projects, 0, "failed runs committed nothing");
     let failed =
         t.db.tx(&t.acme.as_viewer(), async |conn| conn.queued_jobs().await)
@@ -252,10 +256,7 @@ async fn a_job_whose_runner_died_is_claimed_again_and_a_run_past_its_lease_commi
     let lost = stale.run(insert).await.unwrap_err();
     assert!(matches!(lost, DbError::JobLeaseLost { .. }), "{lost}");
     assert_eq!(fresh.run(insert).await.unwrap(), Outcome::Done);
-    let projects =
-        t.db.tx(&t.acme.as_viewer(), async |conn| project_count(conn).await)
-            .await
-            .unwrap();
+    let projects = acme_projects(&t).await;
     assert_eq!(projects, 1, "the work committed once");
     assert_eq!(row(&t, id).await.0, "done");
 }

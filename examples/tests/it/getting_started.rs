@@ -8,12 +8,9 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
-use tenantry::prelude::*;
-use tenantry::testing::{assert_isolated, ScratchDatabase, TestDb};
+use tenantry::testing::{ScratchDatabase, TestDb};
 use tenantry::DbError;
-use tenantry_example::models::{Invoice, NewInvoice, NewProject, Project, MIGRATIONS};
-use tenantry_example::schema::{invoices, projects};
-use uuid::Uuid;
+use tenantry_example::models::{Invoice, MIGRATIONS};
 
 struct Running(Child);
 
@@ -170,37 +167,6 @@ async fn a_viewer_reads_but_cannot_see_other_tenants(t: TestDb) {
         Ok::<_, DbError>(Invoice::scoped(conn).count().get_result(conn).await?)
     }).await.unwrap();
     assert_eq!(n, 0);
-}
-
-#[rustfmt::skip]
-#[tenantry::test(migrations = MIGRATIONS)]
-async fn invoices_are_isolated(t: TestDb) {
-    assert_isolated!(t, Invoice, key: invoices::id => Uuid, joins: [projects::table],
-        rows: async |conn| seed::project_with_invoices(conn).await);
-}
-
-mod seed {
-    use super::*;
-
-    pub(crate) async fn project_with_invoices(conn: &mut TenantConn<'_>) -> Result<(), DbError> {
-        let project: Project = Project::insert(
-            conn,
-            NewProject {
-                name: "seed".into(),
-            },
-        )
-        .get_result(conn)
-        .await?;
-        let rows = (1..=3).map(|i| NewInvoice {
-            project_id: project.id,
-            number: format!("INV-{i}"),
-            amount_cents: 100 * i,
-            currency: "EUR".into(),
-            status: "draft".into(),
-        });
-        Invoice::insert_many(conn, rows).execute(conn).await?;
-        Ok(())
-    }
 }
 
 /// The repository's root.

@@ -26,10 +26,19 @@ async fn projects_are_isolated(t: TestDb) {
     });
 }
 
+// The README's "Testing your app", as written there.
+#[rustfmt::skip]
 #[tenantry::test(migrations = MIGRATIONS)]
 async fn invoices_are_isolated(t: TestDb) {
     assert_isolated!(t, Invoice, key: invoices::id => Uuid, joins: [projects::table],
-    rows: async |conn| {
+        rows: async |conn| seed::project_with_invoices(conn).await);
+}
+
+mod seed {
+    use super::*;
+
+    /// A project of the transaction's tenant with three invoices.
+    pub(crate) async fn project_with_invoices(conn: &mut TenantConn<'_>) -> Result<(), DbError> {
         let project = new_project(conn).await?;
         let rows = (1..=3).map(|i| NewInvoice {
             project_id: project.id,
@@ -40,5 +49,5 @@ async fn invoices_are_isolated(t: TestDb) {
         });
         Invoice::insert_many(conn, rows).execute(conn).await?;
         Ok(())
-    });
+    }
 }
