@@ -195,6 +195,41 @@ pub async fn no_framing(request: Request, next: Next) -> Response {
 mod tests {
     use super::*;
 
+    /// `DbError`'s answer: status, `Retry-After` and the JSON body, never the cause of a 500.
+    #[tokio::test]
+    async fn a_db_error_answers_with_its_status_and_the_json_body() {
+        use crate::error::DbError;
+        use diesel::result::{DatabaseErrorKind as Kind, Error};
+        let db = |kind| DbError::Query(Error::DatabaseError(kind, Box::new("x".to_owned())));
+        for (error, status, code) in [
+            (
+                DbError::TenantBusy("share spent".into()),
+                429,
+                "too_many_requests",
+            ),
+            (DbError::Pool("timed out".into()), 503, "unavailable"),
+            (DbError::Query(Error::NotFound), 404, "not_found"),
+            (db(Kind::UniqueViolation), 409, "conflict"),
+            (db(Kind::CheckViolation), 422, "invalid"),
+            (db(Kind::ForeignKeyViolation), 422, "invalid"),
+            (db(Kind::ReadOnlyTransaction), 403, "forbidden"),
+            (DbError::Config("secret detail".into()), 500, "internal"),
+        ] {
+            let response = axum::response::IntoResponse::into_response(error);
+            assert_eq!(response.status().as_u16(), status, "{code}");
+            assert_eq!(
+                response.headers().contains_key(header::RETRY_AFTER),
+                status == 429 || status == 503
+            );
+            let bytes = axum::body::to_bytes(response.into_body(), 4096)
+                .await
+                .unwrap();
+            let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(body["error"], code);
+            assert!(!body.to_string().contains("secret detail"), "{body}");
+        }
+    }
+
     #[test]
     fn every_status_the_server_emits_has_a_code() {
         for (status, code) in [
