@@ -219,8 +219,8 @@ pub use tenantry_macros::sql;
 /// renamed import is a compile error naming itself): `ctx: TenantCtx` (read-only for
 /// `ClientViewer`: writes do not compile), `proof: Proof<Role>` / `owner: OwnerProof` (only an
 /// Owner proof can open `no_tenant_scope!`), `principal: Principal`. The extractor is a local of
-/// the handler, `tenantry_request`; the context and the proof borrow it, so they cannot outlive
-/// the handler (a borrow error names `tenantry_request`), and what they grant ends when the
+/// the handler, `request_ends_with_handler_queue_later_work_as_a_job`; the context and the proof borrow it, so they cannot outlive
+/// the handler (a borrow error names `request_ends_with_handler_queue_later_work_as_a_job`), and what they grant ends when the
 /// handler returns or is dropped (used later, it is refused at run time with
 /// `DbError::RequestEnded`). Other parameters stay ordinary axum extractors.
 pub use tenantry_macros::requires_role;

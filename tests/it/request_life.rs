@@ -81,8 +81,14 @@ static OWNER_KEPT: OnceLock<ByRole<AsOwner>> = OnceLock::new();
 
 #[requires_role(Partner)]
 async fn keep_in_a_static(State(app): State<App>) -> String {
-    let now = count(&app.tenantry.db, &tenantry_request.get().ctx()).await;
-    let _ = KEPT_IN_A_STATIC.set(tenantry_request);
+    let now = count(
+        &app.tenantry.db,
+        &request_ends_with_handler_queue_later_work_as_a_job
+            .get()
+            .ctx(),
+    )
+    .await;
+    let _ = KEPT_IN_A_STATIC.set(request_ends_with_handler_queue_later_work_as_a_job);
     now
 }
 
@@ -94,8 +100,14 @@ async fn use_the_static(State(app): State<App>) -> String {
 
 #[requires_role(Partner)]
 async fn keep_in_the_state(State(app): State<App>) -> String {
-    let now = count(&app.tenantry.db, &tenantry_request.get().ctx()).await;
-    *app.kept.lock().unwrap() = Some(tenantry_request);
+    let now = count(
+        &app.tenantry.db,
+        &request_ends_with_handler_queue_later_work_as_a_job
+            .get()
+            .ctx(),
+    )
+    .await;
+    *app.kept.lock().unwrap() = Some(request_ends_with_handler_queue_later_work_as_a_job);
     now
 }
 
@@ -111,10 +123,22 @@ async fn use_the_state(State(app): State<App>) -> String {
 
 #[requires_role(Partner)]
 async fn keep_in_a_spawned_task(State(app): State<App>) -> String {
-    let now = count(&app.tenantry.db, &tenantry_request.get().ctx()).await;
+    let now = count(
+        &app.tenantry.db,
+        &request_ends_with_handler_queue_later_work_as_a_job
+            .get()
+            .ctx(),
+    )
+    .await;
     tokio::spawn(async move {
         app.go.notified().await;
-        let later = count(&app.tenantry.db, &tenantry_request.get().ctx()).await;
+        let later = count(
+            &app.tenantry.db,
+            &request_ends_with_handler_queue_later_work_as_a_job
+                .get()
+                .ctx(),
+        )
+        .await;
         let _ = app.done.send(later);
     });
     now
@@ -122,8 +146,16 @@ async fn keep_in_a_spawned_task(State(app): State<App>) -> String {
 
 #[requires_role(Partner)]
 async fn send_through_a_channel(State(app): State<App>) -> String {
-    let now = count(&app.tenantry.db, &tenantry_request.get().ctx()).await;
-    let _ = app.work.send(tenantry_request);
+    let now = count(
+        &app.tenantry.db,
+        &request_ends_with_handler_queue_later_work_as_a_job
+            .get()
+            .ctx(),
+    )
+    .await;
+    let _ = app
+        .work
+        .send(request_ends_with_handler_queue_later_work_as_a_job);
     now
 }
 
@@ -139,7 +171,9 @@ async fn worker(app: App, mut work: mpsc::UnboundedReceiver<PartnerRequest>) {
 /// An Owner's route that keeps its extractor...
 #[requires_role(Owner)]
 async fn owner_keeps(State(app): State<App>) -> String {
-    let proof = tenantry_request.get().proof();
+    let proof = request_ends_with_handler_queue_later_work_as_a_job
+        .get()
+        .proof();
     let now = app
         .tenantry
         .db
@@ -151,7 +185,7 @@ async fn owner_keeps(State(app): State<App>) -> String {
         )
         .await;
     drop(proof);
-    let _ = OWNER_KEPT.set(tenantry_request);
+    let _ = OWNER_KEPT.set(request_ends_with_handler_queue_later_work_as_a_job);
     outcome(now)
 }
 

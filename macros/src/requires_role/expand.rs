@@ -8,6 +8,10 @@ use syn::{Ident, ItemFn};
 use super::attr::{self, RoleName};
 use super::handler;
 
+/// The handler's local that holds the role extractor: what rustc names when a context outlives
+/// the request, so it says what to do instead.
+pub(crate) const REQUEST_LOCAL: &str = "request_ends_with_handler_queue_later_work_as_a_job";
+
 /// Rewrites the handler so that its first extractor checks the role (403 before the body runs,
 /// in every build profile) and fills the `TenantCtx` / proof / principal parameters.
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
@@ -28,10 +32,11 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenS
     // handler returns or is dropped.
     let auth_param = Ident::new("tenantry_extractor", Span::mixed_site());
     // Rebound under a name and a span of the handler (its name's), so that a borrow error names
-    // it ("`tenantry_request` does not live long enough"); a local the macro made up would be
-    // called "a temporary value". Moving it out by that name is a deliberate act, refused at run
-    // time once the handler returns.
-    let auth = Ident::new("tenantry_request", func.sig.ident.span());
+    // it, and the name is the fix: "`request_ends_with_handler_queue_later_work_as_a_job` does
+    // not live long enough" when a context or proof goes into a spawned task, a static or the
+    // router's state (a local the macro made up would be called "a temporary value"). Moving it
+    // out by that name is a deliberate act, refused at run time once the handler returns.
+    let auth = Ident::new(REQUEST_LOCAL, func.sig.ident.span());
     let end = Ident::new("tenantry_end_of_request", Span::mixed_site());
     let role_ident = role.ident();
     let role_path = quote!(::tenantry::identity::#role_ident);

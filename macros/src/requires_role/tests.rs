@@ -117,7 +117,9 @@ fn the_extractor_is_armed_and_named() {
     let body = out.rfind("{ }").expect("the body");
     assert!(armed < body, "{out}");
     assert!(
-        out.contains("let tenantry_request = tenantry_extractor"),
+        out.contains(
+            "let request_ends_with_handler_queue_later_work_as_a_job = tenantry_extractor"
+        ),
         "{out}"
     );
     assert!(
