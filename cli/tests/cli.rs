@@ -743,7 +743,7 @@ fn doctor_reports_a_table_referencing_tenants_under_any_column_name() {
     let out = db.tenantry(&["doctor"]).fails(1, &["1 problem"]);
     assert!(
         out.stdout.contains(
-            "FAIL  public.org_notes: references tenants (org_notes_org_fkey) but has no row-level security policy"
+            "FAIL  public.org_notes: references tenantry.tenants (org_notes_org_fkey) but has no row-level security policy"
         ),
         "{out:?}"
     );
@@ -1081,14 +1081,16 @@ fn migrate_creates_and_grants_the_deployments_roles() {
     );
     assert_eq!(
         db.text(
-            "SELECT has_table_privilege('tenantry_t17cli_app', 'tenants', 'SELECT')::text AS v"
+            "SELECT has_table_privilege('tenantry_t17cli_app', 'tenantry.tenants', 'SELECT')::text AS v"
         )
         .as_deref(),
         Some("true")
     );
     assert_eq!(
-        db.text("SELECT has_table_privilege('tenantry_app', 'tenants', 'SELECT')::text AS v")
-            .as_deref(),
+        db.text(
+            "SELECT has_table_privilege('tenantry_app', 'tenantry.tenants', 'SELECT')::text AS v"
+        )
+        .as_deref(),
         Some("false")
     );
     assert_eq!(
