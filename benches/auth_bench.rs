@@ -111,12 +111,12 @@ async fn seed(t: &TestDb) {
     let mut admin = t.admin().await;
     admin
         .batch_execute(&format!(
-            "INSERT INTO users (email) SELECT 'user' || g || '@example.com' FROM generate_series(1, 1000) g;
-             INSERT INTO users (email) VALUES ('{VIEWER}');
-             INSERT INTO memberships (user_id, tenant_id, role)
-               SELECT u.id, t.id, 'client_viewer' FROM users u, tenants t WHERE t.slug = 'acme';
-             INSERT INTO memberships (user_id, tenant_id, role)
-               SELECT u.id, t.id, 'partner' FROM users u, tenants t
+            "INSERT INTO tenantry.users (email) SELECT 'user' || g || '@example.com' FROM generate_series(1, 1000) g;
+             INSERT INTO tenantry.users (email) VALUES ('{VIEWER}');
+             INSERT INTO tenantry.memberships (user_id, tenant_id, role)
+               SELECT u.id, t.id, 'client_viewer' FROM tenantry.users u, tenantry.tenants t WHERE t.slug = 'acme';
+             INSERT INTO tenantry.memberships (user_id, tenant_id, role)
+               SELECT u.id, t.id, 'partner' FROM tenantry.users u, tenantry.tenants t
                WHERE t.slug = 'globex' AND (u.email = '{VIEWER}' OR right(split_part(u.email, '@', 1), 1) IN ('0', '2', '4', '6', '8'));"
         ))
         .await

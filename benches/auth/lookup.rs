@@ -102,9 +102,9 @@ pub async fn lookup_sql(conn: &mut AsyncPgConnection, email: &str) -> usize {
     }
     diesel::sql_query(
         "SELECT u.id, u.email, u.is_owner, u.cf_sub, m.tenant_id, m.role, t.slug, t.name \
-         FROM users u \
-         LEFT JOIN memberships m ON m.user_id = u.id \
-         LEFT JOIN tenants t ON t.id = m.tenant_id \
+         FROM tenantry.users u \
+         LEFT JOIN tenantry.memberships m ON m.user_id = u.id \
+         LEFT JOIN tenantry.tenants t ON t.id = m.tenant_id \
          WHERE lower(u.email) = lower($1) \
          ORDER BY t.slug",
     )

@@ -43,7 +43,8 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Apply tenantry's own migrations, create its roles and grant them; safe to run again
     #[command(
-        long_about = "Apply tenantry's own migrations (tenants, users, memberships, audit_log), \
+        long_about = "Apply tenantry's own migrations (tenants, users, memberships, audit_log, in \
+                      the schema tenantry, beside an application's own tables), \
                       create the roles tenantry_app and tenantry_bypass if missing and grant \
                       them what they need. Safe to run again: prints what was applied, or \
                       \"already up to date\".",

@@ -87,8 +87,9 @@ pub(crate) async fn require_migrated(
     target: &DbTarget,
 ) -> Result<(), CliError> {
     let present: bool = diesel::select(diesel::dsl::sql::<diesel::sql_types::Bool>(
-        "to_regclass('tenants') IS NOT NULL AND to_regclass('users') IS NOT NULL \
-         AND to_regclass('memberships') IS NOT NULL AND to_regclass('audit_log') IS NOT NULL",
+        "to_regclass('tenantry.tenants') IS NOT NULL AND to_regclass('tenantry.users') IS NOT NULL \
+         AND to_regclass('tenantry.memberships') IS NOT NULL \
+         AND to_regclass('tenantry.audit_log') IS NOT NULL",
     ))
     .get_result(conn)
     .await?;

@@ -205,9 +205,12 @@ fn seed_tenant_twice_changes_nothing_the_second_time() {
         .succeeds();
     assert!(third.stdout.contains("unchanged"), "{third:?}");
     assert_eq!(third.field("id"), id);
-    assert_eq!(db.count("SELECT count(*)::text AS v FROM tenants"), 1);
     assert_eq!(
-        db.text("SELECT name AS v FROM tenants").as_deref(),
+        db.count("SELECT count(*)::text AS v FROM tenantry.tenants"),
+        1
+    );
+    assert_eq!(
+        db.text("SELECT name AS v FROM tenantry.tenants").as_deref(),
         Some("Acme Corp")
     );
 }
@@ -223,7 +226,10 @@ fn seed_tenant_takes_an_explicit_slug() {
         .tenantry(&["seed-tenant", "--name", "  Initech -- Software & Co.  "])
         .succeeds();
     assert_eq!(derived.field("slug"), "initech-software-co");
-    assert_eq!(db.count("SELECT count(*)::text AS v FROM tenants"), 2);
+    assert_eq!(
+        db.count("SELECT count(*)::text AS v FROM tenantry.tenants"),
+        2
+    );
 }
 
 #[test]
@@ -238,7 +244,10 @@ fn seed_tenant_rejects_bad_names_and_slugs() {
     db.tenantry(&["seed-tenant", "--name", "日本"])
         .fails(2, &["--slug"]);
     db.tenantry(&["seed-tenant"]).usage_error(&["--name"]);
-    assert_eq!(db.count("SELECT count(*)::text AS v FROM tenants"), 0);
+    assert_eq!(
+        db.count("SELECT count(*)::text AS v FROM tenantry.tenants"),
+        0
+    );
 }
 
 // ---- add-user ----
@@ -255,7 +264,7 @@ fn add_user_as_owner() {
     );
     assert!(out.stdout.contains("granted Owner"), "{out:?}");
     assert_eq!(
-        db.text("SELECT is_owner::text AS v FROM users WHERE lower(email) = 'olivia@example.com'")
+        db.text("SELECT is_owner::text AS v FROM tenantry.users WHERE lower(email) = 'olivia@example.com'")
             .as_deref(),
         Some("true")
     );
@@ -282,11 +291,12 @@ fn add_user_with_a_tenant_role() {
             .contains("granted client_viewer in tenant acme-corp"),
         "{out:?}"
     );
-    let role = "SELECT m.role AS v FROM memberships m JOIN users u ON u.id = m.user_id \
-                JOIN tenants t ON t.id = m.tenant_id WHERE u.email = 'vic@example.com' AND t.slug = 'acme-corp'";
+    let role = "SELECT m.role AS v FROM tenantry.memberships m JOIN tenantry.users u ON u.id = m.user_id \
+                JOIN tenantry.tenants t ON t.id = m.tenant_id WHERE u.email = 'vic@example.com' AND t.slug = 'acme-corp'";
     assert_eq!(db.text(role).as_deref(), Some("client_viewer"));
     assert_eq!(
-        db.text("SELECT is_owner::text AS v FROM users").as_deref(),
+        db.text("SELECT is_owner::text AS v FROM tenantry.users")
+            .as_deref(),
         Some("false")
     );
 
@@ -307,7 +317,10 @@ fn add_user_with_a_tenant_role() {
         "{out:?}"
     );
     assert_eq!(db.text(role).as_deref(), Some("partner"));
-    assert_eq!(db.count("SELECT count(*)::text AS v FROM memberships"), 1);
+    assert_eq!(
+        db.count("SELECT count(*)::text AS v FROM tenantry.memberships"),
+        1
+    );
 }
 
 #[test]
@@ -357,8 +370,14 @@ fn add_user_again_is_idempotent_and_says_so() {
         .succeeds();
     assert!(again.stdout.contains("is already an Owner"), "{again:?}");
 
-    assert_eq!(db.count("SELECT count(*)::text AS v FROM users"), 2);
-    assert_eq!(db.count("SELECT count(*)::text AS v FROM memberships"), 1);
+    assert_eq!(
+        db.count("SELECT count(*)::text AS v FROM tenantry.users"),
+        2
+    );
+    assert_eq!(
+        db.count("SELECT count(*)::text AS v FROM tenantry.memberships"),
+        1
+    );
 }
 
 #[test]
@@ -374,7 +393,10 @@ fn add_user_for_a_missing_tenant_creates_nothing() {
         "partner",
     ])
     .fails(4, &["no tenant", "\"nope\"", "seed-tenant"]);
-    assert_eq!(db.count("SELECT count(*)::text AS v FROM users"), 0);
+    assert_eq!(
+        db.count("SELECT count(*)::text AS v FROM tenantry.users"),
+        0
+    );
 }
 
 /// A Cloudflare service token is identified by its common name, `<client id>.access`: the CLI
@@ -411,7 +433,7 @@ fn add_user_creates_a_service_identity_that_service_tokens_resolve_to() {
         "{again:?}"
     );
     assert_eq!(
-        db.text("SELECT kind || ' ' || email AS v FROM users")
+        db.text("SELECT kind || ' ' || email AS v FROM tenantry.users")
             .as_deref(),
         Some(format!("service {common_name}").as_str())
     );
@@ -515,7 +537,10 @@ fn add_user_rejects_bad_input() {
         "owner",
     ])
     .usage_error(&["partner", "client-viewer"]);
-    assert_eq!(db.count("SELECT count(*)::text AS v FROM users"), 0);
+    assert_eq!(
+        db.count("SELECT count(*)::text AS v FROM tenantry.users"),
+        0
+    );
 }
 
 // ---- audit ----
@@ -552,7 +577,7 @@ fn audit_prints_the_newest_rows_first() {
         ),
     ] {
         db.sql(&format!(
-            "SELECT tenantry_audit_write(NULL, '{actor}', '{action}', {reason}, {tenant}, NULL, NULL)"
+            "SELECT tenantry.tenantry_audit_write(NULL, '{actor}', '{action}', {reason}, {tenant}, NULL, NULL)"
         ));
     }
 
@@ -595,7 +620,7 @@ fn audit_limit_is_checked() {
 
 fn write_audit_row(db: &ScratchDb, reason: &str) {
     db.sql(&format!(
-        "SELECT tenantry_audit_write(NULL, 'job:cli-test', 'job', '{reason}', NULL, NULL, NULL)"
+        "SELECT tenantry.tenantry_audit_write(NULL, 'job:cli-test', 'job', '{reason}', NULL, NULL, NULL)"
     ));
 }
 
@@ -613,7 +638,7 @@ fn audit_verify_prints_the_head_of_an_intact_chain() {
     assert_eq!(intact.field("rows"), "3");
     assert_eq!(intact.field("head row"), "3");
     let recorded = db
-        .text("SELECT encode(hash, 'hex') AS v FROM audit_log_chain_head")
+        .text("SELECT encode(hash, 'hex') AS v FROM tenantry.audit_log_chain_head")
         .expect("a head");
     assert_eq!(intact.field("head hash"), recorded);
     assert_eq!(recorded.len(), 64);
@@ -630,9 +655,9 @@ fn audit_verify_names_the_first_row_a_superuser_changed() {
     // A superuser turns the triggers off, rewrites one row and slips one in with a chosen id.
     db.sql(
         "BEGIN; SET LOCAL session_replication_role = replica;
-         UPDATE audit_log SET reason = 'nothing to see' WHERE id = 2;
-         DELETE FROM audit_log WHERE id = 3;
-         INSERT INTO audit_log (id, at, actor_email, action, reason)
+         UPDATE tenantry.audit_log SET reason = 'nothing to see' WHERE id = 2;
+         DELETE FROM tenantry.audit_log WHERE id = 3;
+         INSERT INTO tenantry.audit_log (id, at, actor_email, action, reason)
              VALUES (1000000, now() - interval '1 year', 'owner@example.com', 'x', 'forged');
          COMMIT",
     );
@@ -664,9 +689,9 @@ fn audit_verify_names_the_first_row_a_superuser_changed() {
 
 const NOTES: &str = "CREATE TABLE notes (
         id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-        tenant_id uuid NOT NULL REFERENCES tenants (id),
+        tenant_id uuid NOT NULL REFERENCES tenantry.tenants (id),
         body text);
-    SELECT tenantry_declare_tenant_table('notes');";
+    SELECT tenantry.tenantry_declare_tenant_table('notes');";
 
 #[test]
 fn doctor_passes_then_names_the_table_without_row_level_security() {
@@ -676,11 +701,11 @@ fn doctor_passes_then_names_the_table_without_row_level_security() {
     assert!(ok.contains("ok    public.notes"), "{ok}");
     assert!(ok.contains("role tenantry_app"), "{ok}");
     assert!(
-        ok.contains("checked 2 tenant tables (public.notes, public.tenantry_jobs)"),
+        ok.contains("checked 2 tenant tables (public.notes, tenantry.tenantry_jobs)"),
         "{ok}"
     );
     for line in [
-        "ok    directory (public.memberships, public.tenants, public.users): row-level security enabled, exactly tenantry's policies",
+        "ok    directory (tenantry.memberships, tenantry.tenants, tenantry.users): row-level security enabled, exactly tenantry's policies",
         "ok    tenantry_app, tenantry_bypass: own nothing, and are members of no role",
         "ok    tenantry_app, tenantry_bypass: create neither temporary tables nor objects in any schema",
         "ok    SECURITY DEFINER functions: executable only by the roles tenantry grants them to",
@@ -713,12 +738,12 @@ fn doctor_reports_a_table_referencing_tenants_under_any_column_name() {
     let db = ScratchDb::migrated();
     db.sql(
         "CREATE TABLE org_notes (id int PRIMARY KEY,
-            org uuid NOT NULL CONSTRAINT org_notes_org_fkey REFERENCES tenants (id))",
+            org uuid NOT NULL CONSTRAINT org_notes_org_fkey REFERENCES tenantry.tenants (id))",
     );
     let out = db.tenantry(&["doctor"]).fails(1, &["1 problem"]);
     assert!(
         out.stdout.contains(
-            "FAIL  public.org_notes: references tenants (org_notes_org_fkey) but has no row-level security policy"
+            "FAIL  public.org_notes: references tenantry.tenants (org_notes_org_fkey) but has no row-level security policy"
         ),
         "{out:?}"
     );
@@ -727,7 +752,7 @@ fn doctor_reports_a_table_referencing_tenants_under_any_column_name() {
             .contains("ok    every table with a foreign key to tenants"),
         "{out:?}"
     );
-    db.sql("SELECT tenantry_declare_tenant_table('org_notes', 'org')");
+    db.sql("SELECT tenantry.tenantry_declare_tenant_table('org_notes', 'org')");
     let ok = db.tenantry(&["doctor"]).succeeds().stdout;
     assert!(
         ok.contains("ok    every table with a foreign key to tenants has row-level security"),
@@ -837,16 +862,16 @@ fn doctor_on_an_unmigrated_database_says_to_migrate() {
 /// Tenant tables keyed by `id` alone, as most schemas start.
 const SHARDABLE_LATER: &str = "CREATE TABLE projects (
         id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-        tenant_id uuid NOT NULL REFERENCES tenants (id),
+        tenant_id uuid NOT NULL REFERENCES tenantry.tenants (id),
         name text NOT NULL,
         UNIQUE (tenant_id, id));
     CREATE TABLE tasks (
         id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-        tenant_id uuid NOT NULL REFERENCES tenants (id),
+        tenant_id uuid NOT NULL REFERENCES tenantry.tenants (id),
         project_id uuid NOT NULL REFERENCES projects (id),
         code text NOT NULL UNIQUE);
-    SELECT tenantry_declare_tenant_table('projects');
-    SELECT tenantry_declare_tenant_table('tasks');";
+    SELECT tenantry.tenantry_declare_tenant_table('projects');
+    SELECT tenantry.tenantry_declare_tenant_table('tasks');";
 
 /// The README's table declaration ("Migrations"), as written there, is ready for Citus.
 #[test]
@@ -908,16 +933,16 @@ fn doctor_citus_names_each_table_and_constraint_then_passes() {
     let order = [
         "BEGIN;",
         "ALTER ROLE tenantry_app SET citus.propagate_set_commands = 'local';",
-        "SELECT tenantry_citus_prepare();",
+        "SELECT tenantry.tenantry_citus_prepare();",
         "ALTER TABLE public.tasks DROP CONSTRAINT tasks_tenant_id_project_id_fkey;",
-        "SELECT create_reference_table('public.tenantry_tenant_keys');",
-        "SELECT create_reference_table('public.tenants');",
-        "SELECT create_reference_table('public.users');",
-        "SELECT create_reference_table('public.memberships');",
-        "SELECT citus_add_local_table_to_metadata('public.audit_log');",
+        "SELECT create_reference_table('tenantry.tenantry_tenant_keys');",
+        "SELECT create_reference_table('tenantry.tenants');",
+        "SELECT create_reference_table('tenantry.users');",
+        "SELECT create_reference_table('tenantry.memberships');",
+        "SELECT citus_add_local_table_to_metadata('tenantry.audit_log');",
         "SELECT create_distributed_table('public.projects', 'tenant_id');",
         "SELECT create_distributed_table('public.tasks', 'tenant_id', colocate_with => 'public.projects');",
-        "SELECT create_distributed_table('public.tenantry_jobs', 'tenant_id', colocate_with => 'public.projects');",
+        "SELECT create_distributed_table('tenantry.tenantry_jobs', 'tenant_id', colocate_with => 'public.projects');",
         "ALTER TABLE public.tasks ADD CONSTRAINT tasks_tenant_id_project_id_fkey FOREIGN KEY (tenant_id, project_id) REFERENCES projects(tenant_id, id);",
         "COMMIT;",
     ];
@@ -970,12 +995,12 @@ fn rotate_tenant_key_adds_a_key_and_lets_the_older_ones_expire() {
         "{out:?}"
     );
     assert_eq!(
-        db.count("SELECT count(*)::text AS v FROM tenantry_tenant_keys WHERE expires_at IS NULL"),
+        db.count("SELECT count(*)::text AS v FROM tenantry.tenantry_tenant_keys WHERE expires_at IS NULL"),
         1
     );
     assert_eq!(
         db.count(
-            "SELECT count(*)::text AS v FROM tenantry_tenant_keys \
+            "SELECT count(*)::text AS v FROM tenantry.tenantry_tenant_keys \
              WHERE id = 1 AND expires_at BETWEEN now() + interval '119 min' AND now() + interval '2 h'"
         ),
         1
@@ -991,7 +1016,7 @@ fn add_user_reset_subject_clears_the_recorded_sub() {
     let db = ScratchDb::migrated();
     db.tenantry(&["add-user", "--email", "Rita@Example.com", "--owner"])
         .succeeds();
-    db.sql("UPDATE users SET cf_sub = 'old-sub' WHERE email = 'Rita@Example.com'");
+    db.sql("UPDATE tenantry.users SET cf_sub = 'old-sub' WHERE email = 'Rita@Example.com'");
     // Named in another ASCII case: the same user.
     let out = db
         .tenantry(&["add-user", "--email", "rita@example.COM", "--reset-subject"])
@@ -1002,10 +1027,13 @@ fn add_user_reset_subject_clears_the_recorded_sub() {
         "{out:?}"
     );
     assert_eq!(
-        db.count("SELECT count(*)::text AS v FROM users WHERE cf_sub IS NULL AND email = 'Rita@Example.com'"),
+        db.count("SELECT count(*)::text AS v FROM tenantry.users WHERE cf_sub IS NULL AND email = 'Rita@Example.com'"),
         1
     );
-    assert_eq!(db.count("SELECT count(*)::text AS v FROM users"), 1);
+    assert_eq!(
+        db.count("SELECT count(*)::text AS v FROM tenantry.users"),
+        1
+    );
 }
 
 #[test]
@@ -1013,7 +1041,10 @@ fn add_user_refuses_a_non_ascii_address() {
     let db = ScratchDb::migrated();
     db.tenantry(&["add-user", "--email", "\u{212A}ate@example.com", "--owner"])
         .fails(2, &["--email", "not ASCII"]);
-    assert_eq!(db.count("SELECT count(*)::text AS v FROM users"), 0);
+    assert_eq!(
+        db.count("SELECT count(*)::text AS v FROM tenantry.users"),
+        0
+    );
 }
 
 #[test]
@@ -1026,7 +1057,10 @@ fn seed_tenant_refuses_a_slug_shaped_like_an_id() {
         db.tenantry(&["seed-tenant", "--name", "Acme", "--slug", slug])
             .fails(2, &["--slug", "shaped like a tenant id"]);
     }
-    assert_eq!(db.count("SELECT count(*)::text AS v FROM tenants"), 0);
+    assert_eq!(
+        db.count("SELECT count(*)::text AS v FROM tenantry.tenants"),
+        0
+    );
 }
 
 #[test]
@@ -1047,19 +1081,23 @@ fn migrate_creates_and_grants_the_deployments_roles() {
     );
     assert_eq!(
         db.text(
-            "SELECT has_table_privilege('tenantry_t17cli_app', 'tenants', 'SELECT')::text AS v"
+            "SELECT has_table_privilege('tenantry_t17cli_app', 'tenantry.tenants', 'SELECT')::text AS v"
         )
         .as_deref(),
         Some("true")
     );
     assert_eq!(
-        db.text("SELECT has_table_privilege('tenantry_app', 'tenants', 'SELECT')::text AS v")
-            .as_deref(),
+        db.text(
+            "SELECT has_table_privilege('tenantry_app', 'tenantry.tenants', 'SELECT')::text AS v"
+        )
+        .as_deref(),
         Some("false")
     );
     assert_eq!(
-        db.text("SELECT role_name::text AS v FROM tenantry_roles WHERE purpose = 'bypass'")
-            .as_deref(),
+        db.text(
+            "SELECT role_name::text AS v FROM tenantry.tenantry_roles WHERE purpose = 'bypass'"
+        )
+        .as_deref(),
         Some("tenantry_t17cli_bypass")
     );
     // doctor knows them: nothing to report for the deployment's app role.

@@ -289,3 +289,36 @@ async fn run_jobs(jobs: Jobs) -> Result<(), DbError> {   // the task that owns `
     }
 }
 }
+
+/// docs/adopting.md, "4. Declare it": an existing table, declared once it has its tenant key.
+mod adopting {
+    use tenantry::prelude::*;
+    use tenantry::{tenant_table, Db, DbError};
+    use uuid::Uuid;
+
+diesel::table! {
+    orders (id) {
+        id -> Int8,
+        user_id -> Int4,
+        total_cents -> Int8,
+        tenant_id -> Uuid,
+    }
+}
+
+#[tenant_table(generated(id))]
+#[derive(diesel::Queryable, diesel::Selectable, Debug)]
+#[diesel(table_name = orders)]
+pub struct Order {
+    pub id: i64,
+    pub user_id: i32,
+    pub total_cents: i64,
+    pub tenant_id: Uuid,
+}
+
+    async fn read(db: &Db, ctx: TenantCtx<'_>) -> Result<(), DbError> {
+let mine: Vec<Order> = db
+    .tx(&ctx, async |conn| Ok::<_, DbError>(Order::scoped(conn).load(conn).await?))
+    .await?;
+        Ok(())
+    }
+}

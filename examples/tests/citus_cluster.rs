@@ -234,7 +234,7 @@ impl ClusterDb {
             };
             admin
                 .batch_execute(&format!(
-                    "INSERT INTO tenants (id, slug, name) VALUES ('{id}', '{slug}', '{slug} inc');
+                    "INSERT INTO tenantry.tenants (id, slug, name) VALUES ('{id}', '{slug}', '{slug} inc');
                      INSERT INTO projects (tenant_id, name) VALUES ('{id}', '{slug} project');
                      INSERT INTO invoices (tenant_id, project_id, number, amount_cents, currency, status)
                      SELECT '{id}', p.id, 'INV-' || i, i * 100, 'EUR', 'draft'
@@ -246,11 +246,11 @@ impl ClusterDb {
         }
         admin
             .batch_execute(&format!(
-                "INSERT INTO users (email, is_owner) VALUES ('{OWNER}', true), ('{PARTNER}', false), ('{VIEWER}', false);
-                 INSERT INTO memberships (user_id, tenant_id, role)
-                   SELECT u.id, t.id, 'partner' FROM users u, tenants t WHERE u.email = '{PARTNER}';
-                 INSERT INTO memberships (user_id, tenant_id, role)
-                   SELECT u.id, t.id, 'client_viewer' FROM users u, tenants t
+                "INSERT INTO tenantry.users (email, is_owner) VALUES ('{OWNER}', true), ('{PARTNER}', false), ('{VIEWER}', false);
+                 INSERT INTO tenantry.memberships (user_id, tenant_id, role)
+                   SELECT u.id, t.id, 'partner' FROM tenantry.users u, tenantry.tenants t WHERE u.email = '{PARTNER}';
+                 INSERT INTO tenantry.memberships (user_id, tenant_id, role)
+                   SELECT u.id, t.id, 'client_viewer' FROM tenantry.users u, tenantry.tenants t
                    WHERE u.email = '{VIEWER}' AND t.slug = 'acme';"
             ))
             .await
@@ -296,8 +296,8 @@ async fn the_plan_applies_as_printed_and_every_route_works_for_every_role() {
     assert_eq!(
         db.count(
             "SELECT count(*) AS n FROM pg_dist_partition WHERE partmethod = 'n' AND repmodel = 't' \
-             AND logicalrelid IN ('tenants'::regclass, 'users'::regclass, 'memberships'::regclass, \
-                                  'tenantry_tenant_keys'::regclass, 'currencies'::regclass)"
+             AND logicalrelid IN ('tenantry.tenants'::regclass, 'tenantry.users'::regclass, 'tenantry.memberships'::regclass, \
+                                  'tenantry.tenantry_tenant_keys'::regclass, 'currencies'::regclass)"
         )
         .await,
         5
@@ -436,7 +436,7 @@ async fn the_plan_applies_as_printed_and_every_route_works_for_every_role() {
     db.admin()
         .await
         .batch_execute(&format!(
-            "DELETE FROM memberships WHERE user_id = (SELECT id FROM users WHERE email = '{VIEWER}')"
+            "DELETE FROM tenantry.memberships WHERE user_id = (SELECT id FROM tenantry.users WHERE email = '{VIEWER}')"
         ))
         .await
         .expect("revoke");
@@ -706,11 +706,11 @@ async fn each_doctor_finding_is_what_citus_refuses() {
     let mut admin = db.admin().await;
     admin
         .batch_execute(
-            "CREATE TABLE notes (tenant_id uuid NOT NULL REFERENCES tenants (id), id uuid NOT NULL,
+            "CREATE TABLE notes (tenant_id uuid NOT NULL REFERENCES tenantry.tenants (id), id uuid NOT NULL,
                                  body text, PRIMARY KEY (tenant_id, id));
-             SELECT tenantry_declare_tenant_table('notes');
+             SELECT tenantry.tenantry_declare_tenant_table('notes');
              CREATE POLICY notes_recent ON notes AS RESTRICTIVE FOR SELECT
-                 USING (EXISTS (SELECT 1 FROM tenants t WHERE t.id = notes.tenant_id));
+                 USING (EXISTS (SELECT 1 FROM tenantry.tenants t WHERE t.id = notes.tenant_id));
              CREATE FUNCTION notes_touch() RETURNS trigger LANGUAGE plpgsql AS
                  $$ BEGIN RETURN NEW; END $$;
              CREATE TRIGGER notes_touch BEFORE INSERT ON notes

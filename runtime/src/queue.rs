@@ -32,14 +32,14 @@ use crate::error::{DbError, ScopeError};
 use crate::jobs::Jobs;
 
 /// Jobs whose lease ran out on their last attempt: failed, not claimed again.
-const EXHAUSTED: &str = "UPDATE tenantry_jobs SET state = 'failed', locked_until = NULL, \
+const EXHAUSTED: &str = "UPDATE tenantry.tenantry_jobs SET state = 'failed', locked_until = NULL, \
      finished_at = now(), last_error = 'the lease ran out on its last attempt (the process running it stopped)' \
      WHERE state = 'running' AND locked_until < now() AND attempts >= max_attempts";
 
 /// One due job of the named kinds, oldest first, skipping jobs other runners hold.
-const CLAIM: &str = "UPDATE tenantry_jobs j SET state = 'running', attempts = j.attempts + 1, \
+const CLAIM: &str = "UPDATE tenantry.tenantry_jobs j SET state = 'running', attempts = j.attempts + 1, \
      locked_until = now() + make_interval(secs => $1) \
-     FROM (SELECT tenant_id, id FROM tenantry_jobs \
+     FROM (SELECT tenant_id, id FROM tenantry.tenantry_jobs \
            WHERE name = ANY($2) \
              AND ((state = 'queued' AND run_after <= now()) OR (state = 'running' AND locked_until < now())) \
            ORDER BY run_after LIMIT 1 FOR UPDATE SKIP LOCKED) due \
@@ -47,7 +47,7 @@ const CLAIM: &str = "UPDATE tenantry_jobs j SET state = 'running', attempts = j.
      RETURNING j.tenant_id, j.id, j.name, j.payload::text AS payload, j.attempts, j.max_attempts";
 
 /// The run's failure: queued again after a backoff, or failed once its attempts are spent.
-const FAILED: &str = "UPDATE tenantry_jobs SET \
+const FAILED: &str = "UPDATE tenantry.tenantry_jobs SET \
      state = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'queued' END, \
      run_after = now() + make_interval(secs => least(power(2, attempts), 3600)), \
      finished_at = CASE WHEN attempts >= max_attempts THEN now() END, \
@@ -56,15 +56,15 @@ const FAILED: &str = "UPDATE tenantry_jobs SET \
      RETURNING state";
 
 /// Inside the job's own transaction, under row-level security: done, if this run still holds it.
-const DONE: &str = "UPDATE tenantry_jobs SET state = 'done', finished_at = now(), \
+const DONE: &str = "UPDATE tenantry.tenantry_jobs SET state = 'done', finished_at = now(), \
      locked_until = NULL, last_error = NULL \
      WHERE tenant_id = $1 AND id = $2 AND state = 'running' AND attempts = $3";
 
 const ENQUEUE: &str =
-    "INSERT INTO tenantry_jobs (tenant_id, name, payload) VALUES ($1, $2, $3::jsonb) RETURNING id";
+    "INSERT INTO tenantry.tenantry_jobs (tenant_id, name, payload) VALUES ($1, $2, $3::jsonb) RETURNING id";
 
 const LIST: &str = "SELECT id, name, payload::text AS payload, state, attempts, max_attempts, \
-     last_error, created_at, finished_at FROM tenantry_jobs ORDER BY created_at DESC LIMIT 100";
+     last_error, created_at, finished_at FROM tenantry.tenantry_jobs ORDER BY created_at DESC LIMIT 100";
 
 #[derive(QueryableByName)]
 struct ClaimedRow {

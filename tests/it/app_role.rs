@@ -37,9 +37,10 @@ async fn app_like(t: &TestDb, attributes: &str) -> ScratchRole {
     sql(
         &mut t.admin().await,
         &format!(
-            "GRANT SELECT, INSERT, UPDATE, DELETE ON projects, invoices TO {r};
-             GRANT SELECT ON currencies, tenants, users, memberships TO {r};
-             GRANT EXECUTE ON FUNCTION tenantry_enter(uuid, boolean, bigint, integer, bytea) TO {r};",
+            "GRANT USAGE ON SCHEMA tenantry TO {r};
+             GRANT SELECT, INSERT, UPDATE, DELETE ON projects, invoices TO {r};
+             GRANT SELECT ON currencies, tenantry.tenants, tenantry.users, tenantry.memberships TO {r};
+             GRANT EXECUTE ON FUNCTION tenantry.tenantry_enter(uuid, boolean, bigint, integer, bytea) TO {r};",
             r = role.name()
         ),
     )
@@ -150,29 +151,32 @@ async fn an_app_role_that_owns_the_directory_is_refused() {
     sql(
         &mut admin,
         &format!(
-            "INSERT INTO users (email) VALUES ('mallory@example.com');
-             ALTER TABLE users OWNER TO {}",
+            "INSERT INTO tenantry.users (email) VALUES ('mallory@example.com');
+             ALTER TABLE tenantry.users OWNER TO {}",
             role.name()
         ),
     )
     .await;
 
-    let escalation = refusal(&role, &["public.users"]).await;
+    let escalation = refusal(&role, &["tenantry.users"]).await;
     assert_eq!(
         escalation.power,
-        RolePower::OwnsTable("public.users".into())
+        RolePower::OwnsTable("tenantry.users".into())
     );
 
     // The attack: `users` is not FORCEd, so its owner reads the whole directory and makes
     // anyone an Owner.
     let mut conn = connect_as(&role).await;
-    assert_eq!(count(&mut conn, "SELECT count(*) AS n FROM users").await, 1);
+    assert_eq!(
+        count(&mut conn, "SELECT count(*) AS n FROM tenantry.users").await,
+        1
+    );
     sql(
         &mut conn,
-        "UPDATE users SET is_owner = true WHERE email = 'mallory@example.com'",
+        "UPDATE tenantry.users SET is_owner = true WHERE email = 'mallory@example.com'",
     )
     .await;
-    let owners = "SELECT count(*) AS n FROM users WHERE is_owner";
+    let owners = "SELECT count(*) AS n FROM tenantry.users WHERE is_owner";
     assert_eq!(
         count(&mut admin, owners).await,
         1,

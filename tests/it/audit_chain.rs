@@ -94,7 +94,7 @@ async fn chain_order(conn: &mut AsyncPgConnection) -> Vec<(i64, String)> {
         reason: String,
     }
     diesel::sql_query(
-        "SELECT a.id, a.reason FROM audit_log_chain c JOIN audit_log a ON a.id = c.audit_id \
+        "SELECT a.id, a.reason FROM tenantry.audit_log_chain c JOIN tenantry.audit_log a ON a.id = c.audit_id \
          ORDER BY c.seq",
     )
     .load::<Link>(conn)
@@ -111,7 +111,7 @@ async fn audit_ids(conn: &mut AsyncPgConnection) -> Vec<i64> {
         #[diesel(sql_type = diesel::sql_types::BigInt)]
         id: i64,
     }
-    diesel::sql_query("SELECT id FROM audit_log ORDER BY id")
+    diesel::sql_query("SELECT id FROM tenantry.audit_log ORDER BY id")
         .load::<Id>(conn)
         .await
         .expect("ids")
@@ -135,19 +135,19 @@ async fn neither_role_can_insert_a_row_choose_an_id_or_move_the_sequence() {
         let mut conn = connect(&url).await;
         for sql in [
             // A forged actor, a backdated time, an id far ahead of the sequence.
-            "INSERT INTO audit_log (id, at, actor_email, action, reason) \
+            "INSERT INTO tenantry.audit_log (id, at, actor_email, action, reason) \
              VALUES (1000000, now() - interval '1 year', 'owner@example.com', 'x', 'forged')",
-            "INSERT INTO audit_log (actor_email, action, reason) VALUES ('x@example.com', 'x', 'y')",
-            "SELECT setval('audit_log_id_seq', 1000000)",
-            "SELECT nextval('audit_log_id_seq')",
-            "ALTER SEQUENCE audit_log_id_seq RESTART WITH 1000000",
-            "INSERT INTO audit_log_chain (seq, audit_id, prev_hash, hash) \
+            "INSERT INTO tenantry.audit_log (actor_email, action, reason) VALUES ('x@example.com', 'x', 'y')",
+            "SELECT setval('tenantry.audit_log_id_seq', 1000000)",
+            "SELECT nextval('tenantry.audit_log_id_seq')",
+            "ALTER SEQUENCE tenantry.audit_log_id_seq RESTART WITH 1000000",
+            "INSERT INTO tenantry.audit_log_chain (seq, audit_id, prev_hash, hash) \
              VALUES (99, 99, decode(repeat('00', 32), 'hex'), decode(repeat('00', 32), 'hex'))",
-            "UPDATE audit_log_chain_head SET seq = 0",
-            "DELETE FROM audit_log_chain",
-            "TRUNCATE audit_log_chain_head",
+            "UPDATE tenantry.audit_log_chain_head SET seq = 0",
+            "DELETE FROM tenantry.audit_log_chain",
+            "TRUNCATE tenantry.audit_log_chain_head",
             // Holding the head's lock would stall every commit that writes an audit row.
-            "SELECT * FROM audit_log_chain_head FOR UPDATE",
+            "SELECT * FROM tenantry.audit_log_chain_head FOR UPDATE",
         ] {
             let message = refused(exec(&mut conn, sql).await, sql);
             assert!(
@@ -156,8 +156,8 @@ async fn neither_role_can_insert_a_row_choose_an_id_or_move_the_sequence() {
             );
         }
         for lock in [
-            "LOCK TABLE audit_log IN EXCLUSIVE MODE",
-            "LOCK TABLE audit_log_chain_head IN SHARE MODE",
+            "LOCK TABLE tenantry.audit_log IN EXCLUSIVE MODE",
+            "LOCK TABLE tenantry.audit_log_chain_head IN SHARE MODE",
         ] {
             let err = conn
                 .batch_execute(&format!("BEGIN; {lock}"))
@@ -171,12 +171,12 @@ async fn neither_role_can_insert_a_row_choose_an_id_or_move_the_sequence() {
         }
         // The function takes no id and no time: there is nothing to choose them with.
         for sql in [
-            "SELECT tenantry_audit_write(1000000, now(), NULL, 'x@example.com', 'x', 'forged', \
+            "SELECT tenantry.tenantry_audit_write(1000000, now(), NULL, 'x@example.com', 'x', 'forged', \
              NULL, NULL, NULL)",
-            "SELECT tenantry_audit_write(p_id => 1000000, p_actor_user_id => NULL, \
+            "SELECT tenantry.tenantry_audit_write(p_id => 1000000, p_actor_user_id => NULL, \
              p_actor_email => 'x', p_action => 'x', p_reason => 'forged', p_tenant_id => NULL, \
              p_request_id => NULL, p_location => NULL)",
-            "SELECT tenantry_audit_write(p_at => now() - interval '1 year', \
+            "SELECT tenantry.tenantry_audit_write(p_at => now() - interval '1 year', \
              p_actor_user_id => NULL, p_actor_email => 'x', p_action => 'x', \
              p_reason => 'forged', p_tenant_id => NULL, p_request_id => NULL, p_location => NULL)",
         ] {
@@ -200,7 +200,7 @@ async fn neither_role_can_insert_a_row_choose_an_id_or_move_the_sequence() {
         }
     }
     assert_eq!(
-        count(&mut admin, "SELECT count(*) AS n FROM audit_log").await,
+        count(&mut admin, "SELECT count(*) AS n FROM tenantry.audit_log").await,
         1
     );
     // Nothing was jammed: the next bypass and job write the next ids.
@@ -247,12 +247,12 @@ async fn the_server_assigns_id_and_time_even_to_the_owners_insert() {
     // The owner (a superuser here) sends an id far ahead and a backdated time: both replaced.
     exec(
         &mut admin,
-        "INSERT INTO audit_log (id, at, actor_email, action, reason) \
+        "INSERT INTO tenantry.audit_log (id, at, actor_email, action, reason) \
          VALUES (1000000, '2001-01-01', 'owner@example.com', 'manual', 'by hand')",
     )
     .await
     .unwrap();
-    let sql = "SELECT count(*) AS n FROM audit_log WHERE id < 1000 \
+    let sql = "SELECT count(*) AS n FROM tenantry.audit_log WHERE id < 1000 \
                AND at > now() - interval '5 minutes'";
     assert_eq!(count(&mut admin, sql).await, 1);
     // So the sequence never reaches a chosen id: later rows are written.
@@ -310,8 +310,13 @@ async fn bypasses_jobs_and_raw_sql_each_write_one_linked_row(route: Route) {
     let t = TestDb::through(route, 2).await;
     let tenant = t.tenant("acme").await;
     let mut admin = t.admin().await;
-    let rows =
-        || async { count(&mut t.admin().await, "SELECT count(*) AS n FROM audit_log").await };
+    let rows = || async {
+        count(
+            &mut t.admin().await,
+            "SELECT count(*) AS n FROM tenantry.audit_log",
+        )
+        .await
+    };
 
     bypass(&t, "one bypass").await;
     assert_eq!(rows().await, 1);
@@ -378,10 +383,11 @@ async fn a_read_only_job_commits_its_audit_row_before_it_reads(route: Route) {
         "{err:?}"
     );
     let mut admin = t.admin().await;
-    let sql = "SELECT count(*) AS n FROM audit_log WHERE reason = 'export invoices' \
+    let sql = "SELECT count(*) AS n FROM tenantry.audit_log WHERE reason = 'export invoices' \
                AND action = 'job' AND actor_email = 'job:export'";
     assert_eq!(count(&mut admin, sql).await, 1, "committed before the work");
-    let sql = "SELECT count(*) AS n FROM audit_log WHERE reason = 'a write in a read-only job'";
+    let sql =
+        "SELECT count(*) AS n FROM tenantry.audit_log WHERE reason = 'a write in a read-only job'";
     assert_eq!(count(&mut admin, sql).await, 0);
 
     // A job that reads and succeeds: one more row; one whose work fails keeps its row too.
@@ -399,7 +405,7 @@ async fn a_read_only_job_commits_its_audit_row_before_it_reads(route: Route) {
         .await;
     assert!(matches!(failed, Err(JobError::Db(DbError::Config(_)))));
     assert_eq!(
-        count(&mut admin, "SELECT count(*) AS n FROM audit_log").await,
+        count(&mut admin, "SELECT count(*) AS n FROM tenantry.audit_log").await,
         3
     );
     intact(&admin, 3).await;
@@ -430,7 +436,8 @@ async fn tampered(tamper: &str) -> Verification {
 
 #[tokio::test]
 async fn an_edited_row_is_named() {
-    let v = tampered("UPDATE audit_log SET reason = 'nothing happened' WHERE id = 2").await;
+    let v =
+        tampered("UPDATE tenantry.audit_log SET reason = 'nothing happened' WHERE id = 2").await;
     assert_eq!(v.breaks, [ChainBreak::ContentChanged { id: 2, seq: 2 }]);
     assert!(v.breaks[0]
         .to_string()
@@ -439,20 +446,22 @@ async fn an_edited_row_is_named() {
 
 #[tokio::test]
 async fn a_backdated_row_is_named() {
-    let v = tampered("UPDATE audit_log SET at = at - interval '1 microsecond' WHERE id = 3").await;
+    let v =
+        tampered("UPDATE tenantry.audit_log SET at = at - interval '1 microsecond' WHERE id = 3")
+            .await;
     assert_eq!(v.breaks, [ChainBreak::ContentChanged { id: 3, seq: 3 }]);
 }
 
 #[tokio::test]
 async fn a_deleted_row_is_named() {
-    let v = tampered("DELETE FROM audit_log WHERE id = 2").await;
+    let v = tampered("DELETE FROM tenantry.audit_log WHERE id = 2").await;
     assert_eq!(v.breaks, [ChainBreak::RowDeleted { id: 2, seq: 2 }]);
 }
 
 #[tokio::test]
 async fn a_row_deleted_with_its_link_is_named() {
     let v = tampered(
-        "DELETE FROM audit_log WHERE id = 2; DELETE FROM audit_log_chain WHERE audit_id = 2",
+        "DELETE FROM tenantry.audit_log WHERE id = 2; DELETE FROM tenantry.audit_log_chain WHERE audit_id = 2",
     )
     .await;
     assert_eq!(
@@ -468,7 +477,7 @@ async fn a_row_deleted_with_its_link_is_named() {
 #[tokio::test]
 async fn a_row_inserted_out_of_chain_is_named() {
     let v = tampered(
-        "INSERT INTO audit_log (id, at, actor_email, action, reason) \
+        "INSERT INTO tenantry.audit_log (id, at, actor_email, action, reason) \
          VALUES (1000000, now() - interval '1 year', 'owner@example.com', 'x', 'forged')",
     )
     .await;
@@ -480,11 +489,11 @@ async fn an_edited_row_with_a_recomputed_link_is_named_at_the_next_row() {
     // The attacker recomputes the edited row's hash with tenantry's own function: the next
     // link no longer follows it.
     let v = tampered(
-        "UPDATE audit_log SET reason = 'nothing happened' WHERE id = 2;
-         UPDATE audit_log_chain c SET hash = tenantry_audit_hash(c.prev_hash, a.id, a.at,
+        "UPDATE tenantry.audit_log SET reason = 'nothing happened' WHERE id = 2;
+         UPDATE tenantry.audit_log_chain c SET hash = tenantry.tenantry_audit_hash(c.prev_hash, a.id, a.at,
              a.actor_user_id, a.actor_email, a.action, a.reason, a.tenant_id, a.request_id,
              a.location)
-         FROM audit_log a WHERE a.id = c.audit_id AND c.audit_id = 2",
+         FROM tenantry.audit_log a WHERE a.id = c.audit_id AND c.audit_id = 2",
     )
     .await;
     assert_eq!(
@@ -500,7 +509,7 @@ async fn an_edited_row_with_a_recomputed_link_is_named_at_the_next_row() {
 #[tokio::test]
 async fn rows_cut_from_the_end_are_named_by_the_head() {
     let v = tampered(
-        "DELETE FROM audit_log WHERE id = 3; DELETE FROM audit_log_chain WHERE audit_id = 3",
+        "DELETE FROM tenantry.audit_log WHERE id = 3; DELETE FROM tenantry.audit_log_chain WHERE audit_id = 3",
     )
     .await;
     assert_eq!(
@@ -520,28 +529,28 @@ async fn even_the_owner_cannot_rewrite_the_chain_with_the_triggers_on() {
     let mut admin = t.admin().await;
     for (sql, expected) in [
         (
-            "UPDATE audit_log_chain SET hash = prev_hash",
+            "UPDATE tenantry.audit_log_chain SET hash = prev_hash",
             "audit_log_chain is append-only: UPDATE",
         ),
         (
-            "DELETE FROM audit_log_chain",
+            "DELETE FROM tenantry.audit_log_chain",
             "audit_log_chain is append-only: DELETE",
         ),
         (
-            "TRUNCATE audit_log_chain",
+            "TRUNCATE tenantry.audit_log_chain",
             "audit_log_chain is append-only: TRUNCATE",
         ),
         (
-            "DELETE FROM audit_log_chain_head",
+            "DELETE FROM tenantry.audit_log_chain_head",
             "audit_log_chain_head is append-only: DELETE",
         ),
         (
-            "UPDATE audit_log_chain_head SET seq = 1, audit_id = 1, hash = \
-          (SELECT hash FROM audit_log_chain WHERE seq = 1)",
+            "UPDATE tenantry.audit_log_chain_head SET seq = 1, audit_id = 1, hash = \
+          (SELECT hash FROM tenantry.audit_log_chain WHERE seq = 1)",
             "only moves to the next link",
         ),
         (
-            "UPDATE audit_log_chain_head SET seq = seq + 1",
+            "UPDATE tenantry.audit_log_chain_head SET seq = seq + 1",
             "only moves to the next link",
         ),
     ] {
@@ -580,10 +589,10 @@ async fn rows_written_before_the_migration_are_chained_in_id_order() {
     .unwrap();
     let mut conn = wrapper.into_inner();
     conn.batch_execute(
-        "INSERT INTO audit_log (actor_email, action, reason) VALUES
+        "INSERT INTO tenantry.audit_log (actor_email, action, reason) VALUES
              ('a@example.com', 'admin.tenants', 'before the chain'),
              ('job:nightly', 'job', E'two\\nlines');
-         INSERT INTO audit_log (at, actor_email, action, reason, request_id, location)
+         INSERT INTO tenantry.audit_log (at, actor_email, action, reason, request_id, location)
              VALUES (now() - interval '1 day', 'b@example.com', 'admin.audit', 'older',
                      'req-1', 'src/x.rs:1:1')",
     )
@@ -609,7 +618,7 @@ async fn rows_written_before_the_migration_are_chained_in_id_order() {
     assert_eq!((v.head.rows, v.head.audit_id), (3, Some(3)));
     // And the next row continues the chain.
     conn.batch_execute(
-        "SELECT tenantry_audit_write(NULL, 'job:x', 'job', 'after the migration', NULL, NULL, NULL)",
+        "SELECT tenantry.tenantry_audit_write(NULL, 'job:x', 'job', 'after the migration', NULL, NULL, NULL)",
     )
     .await
     .unwrap();

@@ -126,10 +126,10 @@ async fn bypass_sees_every_tenant_and_writes_one_audit_row(t: TestDb) {
 
     let mut admin = w.t.admin().await;
     assert_eq!(
-        count(&mut admin, "SELECT count(*) AS n FROM audit_log").await,
+        count(&mut admin, "SELECT count(*) AS n FROM tenantry.audit_log").await,
         1
     );
-    let sql = "SELECT count(*) AS n FROM audit_log WHERE actor_email = 'job:report' \
+    let sql = "SELECT count(*) AS n FROM tenantry.audit_log WHERE actor_email = 'job:report' \
                AND actor_user_id IS NULL AND action = 'no_tenant_scope' AND reason = 'monthly report' \
                AND tenant_id IS NULL AND location LIKE '%tests/it/bypass.rs:%' \
                AND at > now() - interval '5 minutes'";
@@ -147,7 +147,7 @@ async fn bypass_sees_every_tenant_and_writes_one_audit_row(t: TestDb) {
         )
         .await
         .unwrap();
-    let sql = "SELECT count(*) AS n FROM audit_log WHERE action = 'yearly_report' AND reason = 'yearly report'";
+    let sql = "SELECT count(*) AS n FROM tenantry.audit_log WHERE action = 'yearly_report' AND reason = 'yearly report'";
     assert_eq!(count(&mut admin, sql).await, 1);
 }
 
@@ -157,7 +157,7 @@ async fn a_failing_audit_insert_stops_the_bypassed_work(t: TestDb) {
     let mut admin = w.t.admin().await;
     raw::exec(
         &mut admin,
-        "ALTER TABLE audit_log ADD CONSTRAINT test_rejects_a_reason CHECK (reason <> 'rejected by the audit log')",
+        "ALTER TABLE tenantry.audit_log ADD CONSTRAINT test_rejects_a_reason CHECK (reason <> 'rejected by the audit log')",
     )
     .await
     .unwrap();
@@ -189,7 +189,7 @@ async fn a_failing_audit_insert_stops_the_bypassed_work(t: TestDb) {
         5
     );
     assert_eq!(
-        count(&mut admin, "SELECT count(*) AS n FROM audit_log").await,
+        count(&mut admin, "SELECT count(*) AS n FROM tenantry.audit_log").await,
         0
     );
 
@@ -208,7 +208,7 @@ async fn a_failing_audit_insert_stops_the_bypassed_work(t: TestDb) {
             .unwrap();
     assert_eq!(tenants.len(), 5);
     assert_eq!(
-        count(&mut admin, "SELECT count(*) AS n FROM audit_log").await,
+        count(&mut admin, "SELECT count(*) AS n FROM tenantry.audit_log").await,
         1
     );
 }
@@ -237,7 +237,7 @@ async fn a_failing_closure_rolls_back_work_and_audit_row(t: TestDb) {
         5
     );
     assert_eq!(
-        count(&mut admin, "SELECT count(*) AS n FROM audit_log").await,
+        count(&mut admin, "SELECT count(*) AS n FROM tenantry.audit_log").await,
         0
     );
 }
@@ -289,11 +289,11 @@ async fn a_system_job_acts_inside_one_tenant_with_one_audit_row(t: TestDb) {
 
     let mut admin = w.t.admin().await;
     assert_eq!(
-        count(&mut admin, "SELECT count(*) AS n FROM audit_log").await,
+        count(&mut admin, "SELECT count(*) AS n FROM tenantry.audit_log").await,
         1
     );
     let sql = format!(
-        "SELECT count(*) AS n FROM audit_log WHERE action = 'job' AND actor_email = 'job:nightly' \
+        "SELECT count(*) AS n FROM tenantry.audit_log WHERE action = 'job' AND actor_email = 'job:nightly' \
          AND actor_user_id IS NULL AND reason = 'send reminders' AND tenant_id = '{acme}'"
     );
     assert_eq!(count(&mut admin, &sql).await, 1);
@@ -325,7 +325,7 @@ async fn a_system_job_acts_inside_one_tenant_with_one_audit_row(t: TestDb) {
         "{blank:?}"
     );
     assert_eq!(
-        count(&mut admin, "SELECT count(*) AS n FROM audit_log").await,
+        count(&mut admin, "SELECT count(*) AS n FROM tenantry.audit_log").await,
         1
     );
     let sql = "SELECT count(*) AS n FROM projects WHERE name = 'rolled back'";
@@ -350,9 +350,9 @@ async fn audit_log_is_append_only_for_both_roles(t: TestDb) {
 
     let mut bypass = raw::connect(&w.t.url(Some("tenantry_bypass"))).await;
     for sql in [
-        "UPDATE audit_log SET reason = 'rewritten'",
-        "DELETE FROM audit_log",
-        "TRUNCATE audit_log",
+        "UPDATE tenantry.audit_log SET reason = 'rewritten'",
+        "DELETE FROM tenantry.audit_log",
+        "TRUNCATE tenantry.audit_log",
     ] {
         let err = raw::exec(&mut bypass, sql).await.unwrap_err();
         assert!(
@@ -361,15 +361,18 @@ async fn audit_log_is_append_only_for_both_roles(t: TestDb) {
         );
     }
     // The bypass role appends only through tenantry's function (tests/it/audit_chain.rs).
-    let sql = "SELECT tenantry_audit_write(NULL, 'job:test', 'test', 'appended', NULL, NULL, NULL)";
+    let sql = "SELECT tenantry.tenantry_audit_write(NULL, 'job:test', 'test', 'appended', NULL, NULL, NULL)";
     assert_eq!(raw::exec(&mut bypass, sql).await.unwrap(), 1);
 
     // Even the owner (here a superuser) cannot rewrite it: the trigger refuses.
     let mut admin = w.t.admin().await;
     for (sql, op) in [
-        ("UPDATE audit_log SET reason = 'rewritten'", "UPDATE"),
-        ("DELETE FROM audit_log", "DELETE"),
-        ("TRUNCATE audit_log", "TRUNCATE"),
+        (
+            "UPDATE tenantry.audit_log SET reason = 'rewritten'",
+            "UPDATE",
+        ),
+        ("DELETE FROM tenantry.audit_log", "DELETE"),
+        ("TRUNCATE tenantry.audit_log", "TRUNCATE"),
     ] {
         let err = raw::exec(&mut admin, sql).await.unwrap_err();
         let message = db_message(&err);
@@ -379,10 +382,10 @@ async fn audit_log_is_append_only_for_both_roles(t: TestDb) {
         );
     }
     assert_eq!(
-        count(&mut admin, "SELECT count(*) AS n FROM audit_log").await,
+        count(&mut admin, "SELECT count(*) AS n FROM tenantry.audit_log").await,
         2
     );
-    let sql = "SELECT count(*) AS n FROM audit_log WHERE reason = 'rewritten'";
+    let sql = "SELECT count(*) AS n FROM tenantry.audit_log WHERE reason = 'rewritten'";
     assert_eq!(count(&mut admin, sql).await, 0);
 }
 
@@ -391,10 +394,10 @@ async fn the_app_role_cannot_read_the_audit_log_or_become_the_bypass_role(t: Tes
     let w = world(t).await;
     let mut app = w.t.app_conn().await;
     for sql in [
-        "SELECT count(*) AS n FROM audit_log",
-        "UPDATE audit_log SET reason = 'rewritten'",
-        "DELETE FROM audit_log",
-        "TRUNCATE audit_log",
+        "SELECT count(*) AS n FROM tenantry.audit_log",
+        "UPDATE tenantry.audit_log SET reason = 'rewritten'",
+        "DELETE FROM tenantry.audit_log",
+        "TRUNCATE tenantry.audit_log",
     ] {
         let err = raw::exec(&mut app, sql).await.unwrap_err();
         assert!(

@@ -34,7 +34,7 @@ async fn each_broken_rule_names_its_table_and_constraint() {
     admin
         .batch_execute(
             "CREATE TABLE notes (
-                 id uuid NOT NULL, tenant_id uuid NOT NULL REFERENCES tenants (id),
+                 id uuid NOT NULL, tenant_id uuid NOT NULL REFERENCES tenantry.tenants (id),
                  project_id uuid NOT NULL, slug text NOT NULL, local_id int,
                  PRIMARY KEY (tenant_id, id),
                  CONSTRAINT notes_slug_key UNIQUE (slug),
@@ -47,8 +47,8 @@ async fn each_broken_rule_names_its_table_and_constraint() {
                  CONSTRAINT labels_project_fkey FOREIGN KEY (project_id) REFERENCES projects (id));
              CREATE TABLE exports (id int PRIMARY KEY, invoice_id uuid,
                  CONSTRAINT exports_invoice_fkey FOREIGN KEY (invoice_id) REFERENCES invoices (id));
-             SELECT tenantry_declare_tenant_table('notes');
-             SELECT tenantry_declare_global_table('labels');",
+             SELECT tenantry.tenantry_declare_tenant_table('notes');
+             SELECT tenantry.tenantry_declare_global_table('labels');",
         )
         .await
         .expect("schema");
@@ -98,21 +98,21 @@ async fn a_ready_schema_gets_its_ddl_in_dependency_order() {
             .unwrap_or_else(|| panic!("{t} not planned: {steps:?}"))
     };
     // Referenced tables first.
-    assert!(position("public.tenants") < position("public.memberships"));
-    assert!(position("public.users") < position("public.memberships"));
-    assert!(position("public.memberships") < position("public.audit_log"));
+    assert!(position("tenantry.tenants") < position("tenantry.memberships"));
+    assert!(position("tenantry.users") < position("tenantry.memberships"));
+    assert!(position("tenantry.memberships") < position("tenantry.audit_log"));
     assert!(position("public.currencies") < position("public.projects"));
     assert!(position("public.projects") < position("public.invoices"));
     let script = report.script("tenantry_app");
     for line in [
         "BEGIN;",
-        "SELECT tenantry_citus_prepare();",
+        "SELECT tenantry.tenantry_citus_prepare();",
         "ALTER ROLE tenantry_app SET citus.propagate_set_commands = 'local';",
-        "SELECT create_reference_table('public.tenantry_tenant_keys');",
-        "SELECT create_reference_table('public.tenants');",
-        "SELECT create_reference_table('public.memberships');",
+        "SELECT create_reference_table('tenantry.tenantry_tenant_keys');",
+        "SELECT create_reference_table('tenantry.tenants');",
+        "SELECT create_reference_table('tenantry.memberships');",
         "SELECT create_reference_table('public.currencies');",
-        "SELECT citus_add_local_table_to_metadata('public.audit_log');",
+        "SELECT citus_add_local_table_to_metadata('tenantry.audit_log');",
         "SELECT create_distributed_table('public.projects', 'tenant_id');",
         "SELECT create_distributed_table('public.invoices', 'tenant_id', colocate_with => 'public.projects');",
         "ALTER TABLE public.invoices DROP CONSTRAINT invoices_tenant_id_project_id_fkey;",

@@ -67,13 +67,15 @@ mod raw {
         reason = "the directory's SQL functions and grants are under test: raw SQL is the probe"
     )]
     pub(crate) async fn user(conn: &mut AsyncPgConnection, email: &str, owner: bool) -> Uuid {
-        diesel::sql_query("INSERT INTO users (email, is_owner) VALUES ($1, $2) RETURNING id")
-            .bind::<Text, _>(email)
-            .bind::<Bool, _>(owner)
-            .get_result::<Id>(conn)
-            .await
-            .expect("insert user")
-            .id
+        diesel::sql_query(
+            "INSERT INTO tenantry.users (email, is_owner) VALUES ($1, $2) RETURNING id",
+        )
+        .bind::<Text, _>(email)
+        .bind::<Bool, _>(owner)
+        .get_result::<Id>(conn)
+        .await
+        .expect("insert user")
+        .id
     }
 
     #[allow(
@@ -81,13 +83,15 @@ mod raw {
         reason = "the directory's SQL functions and grants are under test: raw SQL is the probe"
     )]
     pub(crate) async fn member(conn: &mut AsyncPgConnection, user: Uuid, tenant: Uuid, role: &str) {
-        diesel::sql_query("INSERT INTO memberships (user_id, tenant_id, role) VALUES ($1, $2, $3)")
-            .bind::<SqlUuid, _>(user)
-            .bind::<SqlUuid, _>(tenant)
-            .bind::<Text, _>(role)
-            .execute(conn)
-            .await
-            .expect("insert membership");
+        diesel::sql_query(
+            "INSERT INTO tenantry.memberships (user_id, tenant_id, role) VALUES ($1, $2, $3)",
+        )
+        .bind::<SqlUuid, _>(user)
+        .bind::<SqlUuid, _>(tenant)
+        .bind::<Text, _>(role)
+        .execute(conn)
+        .await
+        .expect("insert membership");
     }
 
     #[allow(
@@ -128,7 +132,7 @@ mod raw {
         reason = "the directory's SQL functions and grants are under test: raw SQL is the probe"
     )]
     pub(crate) async fn principal(conn: &mut AsyncPgConnection, email: &str) -> Vec<PrincipalRow> {
-        diesel::sql_query("SELECT user_id, email, slug FROM tenantry_principal($1)")
+        diesel::sql_query("SELECT user_id, email, slug FROM tenantry.tenantry_principal($1)")
             .bind::<Text, _>(email)
             .load(conn)
             .await
@@ -153,7 +157,7 @@ mod raw {
         // The caller parses the key once: an id, or else a slug (migration 00000000000008).
         let id = Uuid::parse_str(key).ok();
         let slug = id.is_none().then(|| key.to_owned());
-        diesel::sql_query("SELECT slug FROM tenantry_owner_tenant($1, $2, $3)")
+        diesel::sql_query("SELECT slug FROM tenantry.tenantry_owner_tenant($1, $2, $3)")
             .bind::<SqlUuid, _>(owner)
             .bind::<diesel::sql_types::Nullable<SqlUuid>, _>(id)
             .bind::<diesel::sql_types::Nullable<Text>, _>(slug)
@@ -205,20 +209,20 @@ async fn a_tenant_transaction_sees_its_tenant_its_memberships_and_its_members_on
 async fn without_a_tenant_the_app_role_sees_no_directory_row_and_writes_none() {
     let w = world().await;
     let mut app = w.t.app_conn().await;
-    for table in ["users", "tenants", "memberships"] {
+    for table in ["tenantry.users", "tenantry.tenants", "tenantry.memberships"] {
         let n = raw::count(&mut app, &format!("SELECT count(*) AS n FROM {table}")).await;
         assert_eq!(n, 0, "{table} without a tenant");
     }
     // No write reaches the directory, whatever it targets.
     for sql in [
-        "UPDATE users SET is_owner = true".to_owned(),
-        format!("UPDATE users SET cf_sub = 'x' WHERE id = '{}'", w.alice),
+        "UPDATE tenantry.users SET is_owner = true".to_owned(),
+        format!("UPDATE tenantry.users SET cf_sub = 'x' WHERE id = '{}'", w.alice),
         format!(
-            "INSERT INTO memberships (user_id, tenant_id, role) VALUES ('{}', '{}', 'partner')",
+            "INSERT INTO tenantry.memberships (user_id, tenant_id, role) VALUES ('{}', '{}', 'partner')",
             w.alice, w.globex
         ),
-        "INSERT INTO tenants (slug, name) VALUES ('evil', 'Evil')".to_owned(),
-        "DELETE FROM memberships".to_owned(),
+        "INSERT INTO tenantry.tenants (slug, name) VALUES ('evil', 'Evil')".to_owned(),
+        "DELETE FROM tenantry.memberships".to_owned(),
     ] {
         let err = raw::exec(&mut app, &sql).await.unwrap_err();
         assert!(
@@ -227,7 +231,11 @@ async fn without_a_tenant_the_app_role_sees_no_directory_row_and_writes_none() {
         );
     }
     let mut admin = w.t.admin().await;
-    let owners = raw::count(&mut admin, "SELECT count(*) AS n FROM users WHERE is_owner").await;
+    let owners = raw::count(
+        &mut admin,
+        "SELECT count(*) AS n FROM tenantry.users WHERE is_owner",
+    )
+    .await;
     assert_eq!(owners, 1, "only olga");
 }
 

@@ -21,15 +21,16 @@ async fn the_fixture_has_two_tenants_with_a_partner_and_a_viewer_each(t: TestDb)
     assert_eq!(t.acme.partner.email, "partner@acme.test");
     assert_eq!(t.globex.viewer.email, "viewer@globex.test");
     let mut admin = t.admin().await;
-    let roles = "SELECT count(*) AS n FROM memberships m JOIN users u ON u.id = m.user_id \
+    let roles = "SELECT count(*) AS n FROM tenantry.memberships m JOIN tenantry.users u ON u.id = m.user_id \
                  WHERE (u.email, m.role) IN (('partner@acme.test', 'partner'), \
                  ('viewer@acme.test', 'client_viewer'), ('partner@globex.test', 'partner'), \
                  ('viewer@globex.test', 'client_viewer'))";
     assert_eq!(count(&mut admin, roles).await, 4);
-    let owner = "SELECT count(*) AS n FROM users WHERE is_owner AND email = 'owner@tenantry.test'";
+    let owner =
+        "SELECT count(*) AS n FROM tenantry.users WHERE is_owner AND email = 'owner@tenantry.test'";
     assert_eq!(count(&mut admin, owner).await, 1);
     // The test's own migrations ran after tenantry's: its tables exist and are declared.
-    let declared = "SELECT count(*) AS n FROM tenantry_declared_tables \
+    let declared = "SELECT count(*) AS n FROM tenantry.tenantry_declared_tables \
                     WHERE table_name IN ('projects', 'invoices') AND kind = 'tenant'";
     assert_eq!(count(&mut admin, declared).await, 2);
     // The pool is the app role's: a tenant transaction sees its own tenant only.
@@ -75,7 +76,7 @@ async fn without_migrations_the_fixture_has_tenantrys_tables_alone(t: TestDb) {
                AND tablename IN ('invoices', 'projects')";
     assert_eq!(count(&mut admin, sql).await, 0);
     assert_eq!(
-        count(&mut admin, "SELECT count(*) AS n FROM tenants").await,
+        count(&mut admin, "SELECT count(*) AS n FROM tenantry.tenants").await,
         2
     );
 }

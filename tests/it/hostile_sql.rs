@@ -42,8 +42,8 @@ async fn world(route: Route, pool_size: usize) -> World {
         &mut admin,
         &format!(
             "CREATE TABLE notes (id bigserial PRIMARY KEY, \
-               tenant_id uuid NOT NULL REFERENCES tenants (id), body text NOT NULL);
-             SELECT tenantry_declare_tenant_table('notes');
+               tenant_id uuid NOT NULL REFERENCES tenantry.tenants (id), body text NOT NULL);
+             SELECT tenantry.tenantry_declare_tenant_table('notes');
              INSERT INTO notes (tenant_id, body) VALUES ('{acme}', 'acme note'), ('{globex}', 'globex note');"
         ),
     )
@@ -256,7 +256,9 @@ async fn a_viewer_cannot_switch_tenant_or_turn_read_write(route: Route) {
     let mut admin = w.t.admin().await;
     common::exec(
         &mut admin,
-        &format!("INSERT INTO tenants (id, slug, name) VALUES ('{VICTIM}', 'victim', 'Victim')"),
+        &format!(
+            "INSERT INTO tenantry.tenants (id, slug, name) VALUES ('{VICTIM}', 'victim', 'Victim')"
+        ),
     )
     .await;
     common::seed(&mut admin, VICTIM.parse().unwrap(), "victim-project", 4).await;
@@ -457,10 +459,10 @@ async fn no_temporary_table_can_shadow_a_tenant_table(route: Route) {
 async fn the_directory_functions_refuse_sql_of_a_tenant_transaction(route: Route) {
     let w = world(route, 1).await;
     for sql in [
-        "SELECT user_id::text AS v FROM tenantry_principal('partner@acme.test')",
-        "SELECT user_id::text AS v FROM tenantry_principal('partner@acme.test', 'person')",
-        "SELECT id::text AS v FROM tenantry_owner_tenant(gen_random_uuid(), NULL, 'globex')",
-        "SELECT tenantry_record_sub(gen_random_uuid(), 'sub')::text AS v",
+        "SELECT user_id::text AS v FROM tenantry.tenantry_principal('partner@acme.test')",
+        "SELECT user_id::text AS v FROM tenantry.tenantry_principal('partner@acme.test', 'person')",
+        "SELECT id::text AS v FROM tenantry.tenantry_owner_tenant(gen_random_uuid(), NULL, 'globex')",
+        "SELECT tenantry.tenantry_record_sub(gen_random_uuid(), 'sub')::text AS v",
     ] {
         let e =
             w.t.db
@@ -480,15 +482,15 @@ async fn the_tenant_keys_are_out_of_reach(route: Route) {
     let w = world(route, 1).await;
     for (sql, refusal) in [
         (
-            "SELECT encode(key, 'hex') AS v FROM tenantry_tenant_keys",
+            "SELECT encode(key, 'hex') AS v FROM tenantry.tenantry_tenant_keys",
             "permission denied for table",
         ),
         (
-            "SELECT encode(key, 'hex') AS v FROM tenantry_tenant_keys()",
+            "SELECT encode(key, 'hex') AS v FROM tenantry.tenantry_tenant_keys()",
             "permission denied for function",
         ),
         (
-            "SELECT encode(tenantry_tenant_key_ipad(0), 'hex') AS v",
+            "SELECT encode(tenantry.tenantry_tenant_key_ipad(0), 'hex') AS v",
             "permission denied for function",
         ),
     ] {
@@ -508,7 +510,7 @@ async fn the_tenant_keys_are_out_of_reach(route: Route) {
             k: String,
         }
         diesel_async::RunQueryDsl::get_result::<K>(
-            diesel::sql_query("SELECT encode(key, 'hex') AS k FROM tenantry_tenant_keys"),
+            diesel::sql_query("SELECT encode(key, 'hex') AS k FROM tenantry.tenantry_tenant_keys"),
             &mut admin,
         )
         .await
@@ -542,14 +544,14 @@ async fn a_raw_connection_cannot_enter_a_tenant_without_the_key() {
     for (sql, refusal) in [
         (
             format!(
-                "SELECT tenantry_enter('{globex}', false, extract(epoch from now())::bigint, 1, \
+                "SELECT tenantry.tenantry_enter('{globex}', false, extract(epoch from now())::bigint, 1, \
                  sha256('guess'::bytea))::text AS v"
             ),
             "the proof does not verify",
         ),
         (
             format!(
-                "SELECT tenantry_enter('{globex}', false, extract(epoch from now())::bigint, 999, \
+                "SELECT tenantry.tenantry_enter('{globex}', false, extract(epoch from now())::bigint, 999, \
                  sha256('guess'::bytea))::text AS v"
             ),
             "unknown or expired tenant key",
@@ -624,7 +626,7 @@ async fn a_key_rotated_without_grace_refuses_the_old_one_at_once() {
     assert_eq!(count().await.expect("before"), ACME_INVOICES);
     common::exec(
         &mut w.t.admin().await,
-        "SELECT tenantry_rotate_tenant_key('0 seconds')",
+        "SELECT tenantry.tenantry_rotate_tenant_key('0 seconds')",
     )
     .await;
     let refused = count().await.unwrap_err();

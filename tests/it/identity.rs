@@ -76,9 +76,9 @@ async fn a_principal_put_in_the_request_by_other_code_is_ignored() {
         let mut admin = t.admin().await;
         admin
             .batch_execute(&format!(
-                "INSERT INTO users (email, is_owner) VALUES ('{OWNER}', true), ('{PARTNER}', false);
-                 INSERT INTO memberships (user_id, tenant_id, role)
-                 SELECT id, '{acme}', 'partner' FROM users WHERE email = '{PARTNER}';"
+                "INSERT INTO tenantry.users (email, is_owner) VALUES ('{OWNER}', true), ('{PARTNER}', false);
+                 INSERT INTO tenantry.memberships (user_id, tenant_id, role)
+                 SELECT id, '{acme}', 'partner' FROM tenantry.users WHERE email = '{PARTNER}';"
             ))
             .await
             .unwrap();

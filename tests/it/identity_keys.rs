@@ -58,7 +58,7 @@ async fn the_schema_and_the_parser_agree_on_what_is_an_id(t: TestDb) {
     keys.push(hyphenated.replacen('-', "", 1));
     let mut admin = t.admin().await;
     for key in keys {
-        let schema = diesel::sql_query("SELECT tenantry_uuid_shaped($1) AS shaped")
+        let schema = diesel::sql_query("SELECT tenantry.tenantry_uuid_shaped($1) AS shaped")
             .bind::<Text, _>(&key)
             .get_result::<Shaped>(&mut admin)
             .await
@@ -70,7 +70,7 @@ async fn the_schema_and_the_parser_agree_on_what_is_an_id(t: TestDb) {
     for slug in [hyphenated, id.simple().to_string()] {
         let err = try_sql(
             &mut admin,
-            &format!("INSERT INTO tenants (slug, name) VALUES ('{slug}', 'x')"),
+            &format!("INSERT INTO tenantry.tenants (slug, name) VALUES ('{slug}', 'x')"),
         )
         .await
         .expect_err(&slug);
@@ -86,8 +86,8 @@ async fn an_owner_naming_a_tenant_by_id_lands_in_that_tenant(t: TestDb) {
     let mut admin = t.admin().await;
     admin
         .batch_execute(&format!(
-            "ALTER TABLE tenants DROP CONSTRAINT tenants_slug_is_not_an_id;
-             UPDATE tenants SET slug = '{}' WHERE id = '{}'",
+            "ALTER TABLE tenantry.tenants DROP CONSTRAINT tenants_slug_is_not_an_id;
+             UPDATE tenantry.tenants SET slug = '{}' WHERE id = '{}'",
             t.acme.id, t.globex.id
         ))
         .await
@@ -114,7 +114,7 @@ async fn an_owner_naming_a_tenant_by_id_lands_in_that_tenant(t: TestDb) {
 async fn emails_fold_ascii_only(t: TestDb) {
     let mut admin = t.admin().await;
     admin
-        .batch_execute("INSERT INTO users (email) VALUES ('kate@example.com')")
+        .batch_execute("INSERT INTO tenantry.users (email) VALUES ('kate@example.com')")
         .await
         .expect("kate");
     let upper = load_principal(&t.db, &person("KATE@Example.COM", None))
@@ -131,7 +131,7 @@ async fn emails_fold_ascii_only(t: TestDb) {
         );
         let err = try_sql(
             &mut admin,
-            &format!("INSERT INTO users (email) VALUES ('{look_alike}')"),
+            &format!("INSERT INTO tenantry.users (email) VALUES ('{look_alike}')"),
         )
         .await
         .expect_err(look_alike);
@@ -140,7 +140,7 @@ async fn emails_fold_ascii_only(t: TestDb) {
     // The unique index folds the same way: the address in another case is the same user.
     let err = try_sql(
         &mut admin,
-        "INSERT INTO users (email) VALUES ('Kate@EXAMPLE.com')",
+        "INSERT INTO tenantry.users (email) VALUES ('Kate@EXAMPLE.com')",
     )
     .await
     .expect_err("a second kate");
@@ -175,7 +175,7 @@ async fn a_token_with_another_subject_is_refused_until_reset(t: TestDb) {
     t.admin()
         .await
         .batch_execute(&format!(
-            "UPDATE users SET cf_sub = NULL WHERE email = '{email}'"
+            "UPDATE tenantry.users SET cf_sub = NULL WHERE email = '{email}'"
         ))
         .await
         .expect("reset");
@@ -201,10 +201,10 @@ async fn a_service_identity_inserted_with_the_contracts_columns_works(t: TestDb)
     t.admin()
         .await
         .batch_execute(&format!(
-            "INSERT INTO users (id, email, display_name, is_owner, created_at)
+            "INSERT INTO tenantry.users (id, email, display_name, is_owner, created_at)
                VALUES (gen_random_uuid(), '{BOT}', 'CI bot', false, now());
-             INSERT INTO memberships (user_id, tenant_id, role)
-               SELECT id, '{}', 'partner' FROM users WHERE email = '{BOT}'",
+             INSERT INTO tenantry.memberships (user_id, tenant_id, role)
+               SELECT id, '{}', 'partner' FROM tenantry.users WHERE email = '{BOT}'",
             t.acme.id
         ))
         .await

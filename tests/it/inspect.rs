@@ -40,7 +40,7 @@ fn table(name: &str) -> String {
 /// A tenant table whose only index leading with `tenant_id` is the one tenantry creates.
 const NOTES_SQL: &str = "CREATE TABLE notes (
     id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-    tenant_id uuid NOT NULL REFERENCES tenants (id),
+    tenant_id uuid NOT NULL REFERENCES tenantry.tenants (id),
     body text NOT NULL
 )";
 
@@ -63,7 +63,11 @@ async fn a_sound_database_has_no_findings() {
     assert!(report.is_ok(), "{:?}", report.findings);
     assert_eq!(
         report.tenant_tables,
-        vec![table("invoices"), table("projects"), table("tenantry_jobs")]
+        vec![
+            table("invoices"),
+            table("projects"),
+            "tenantry.tenantry_jobs".to_owned()
+        ]
     );
 }
 
@@ -212,7 +216,8 @@ async fn an_undeclared_tenant_column_is_reported() {
             .contains("has a tenant_id column, so it cannot be declared global"),
         "{err}"
     );
-    let sql = "SELECT count(*) AS n FROM tenantry_declared_tables WHERE table_name = 'stray'";
+    let sql =
+        "SELECT count(*) AS n FROM tenantry.tenantry_declared_tables WHERE table_name = 'stray'";
     assert_eq!(count(&mut admin, sql).await, 0, "nothing recorded");
     let sql = "SELECT count(*) AS n FROM information_schema.role_table_grants \
                WHERE table_name = 'stray' AND grantee = 'tenantry_app'";
@@ -232,7 +237,7 @@ async fn an_undeclared_tenant_column_is_reported() {
     batch(
         &mut admin,
         "ALTER TABLE stray ALTER COLUMN tenant_id SET NOT NULL, \
-         ADD FOREIGN KEY (tenant_id) REFERENCES tenants (id)",
+         ADD FOREIGN KEY (tenant_id) REFERENCES tenantry.tenants (id)",
     )
     .await;
     tenantry::declare_tables(&mut admin, &[TableDecl::tenant("stray", "tenant_id")])
@@ -249,7 +254,7 @@ async fn a_table_referencing_tenants_under_another_name_is_reported_and_refused_
     batch(
         &mut admin,
         "CREATE TABLE org_notes (id int PRIMARY KEY, org uuid NOT NULL \
-         CONSTRAINT org_notes_org_fkey REFERENCES tenants (id), body text)",
+         CONSTRAINT org_notes_org_fkey REFERENCES tenantry.tenants (id), body text)",
     )
     .await;
     let findings = inspect(&mut admin, "tenantry_app").await.findings;
@@ -365,7 +370,10 @@ async fn migrate_is_idempotent() {
     let report = inspect(&mut conn, "tenantry_app").await;
     assert!(report.is_ok(), "{:?}", report.findings);
     // tenantry's own tenant table: the job queue.
-    assert_eq!(report.tenant_tables, vec![table("tenantry_jobs")]);
+    assert_eq!(
+        report.tenant_tables,
+        vec!["tenantry.tenantry_jobs".to_owned()]
+    );
     // Recorded where `diesel migration run` looks.
     let sql = "SELECT count(*) AS n FROM __diesel_schema_migrations";
     assert_eq!(
@@ -434,14 +442,14 @@ async fn declare_tables_is_idempotent() {
     .await;
     assert_eq!(after, before + 1, "one new index (notes), not one per run");
     assert_eq!(tenant_indexes(&mut admin, "notes").await, 1);
-    let sql = "SELECT count(*) AS n FROM pg_policies WHERE schemaname = 'public' \
+    let sql = "SELECT count(*) AS n FROM pg_policies WHERE schemaname IN ('public', 'tenantry') \
                AND policyname = 'tenantry_tenant_isolation'";
     assert_eq!(
         count(&mut admin, sql).await,
         4,
         "one policy per tenant table (notes, projects, invoices, tenantry_jobs)"
     );
-    let sql = "SELECT count(*) AS n FROM tenantry_declared_tables WHERE kind = 'tenant'";
+    let sql = "SELECT count(*) AS n FROM tenantry.tenantry_declared_tables WHERE kind = 'tenant'";
     assert_eq!(count(&mut admin, sql).await, 4);
     let report = inspect(&mut admin, "tenantry_app").await;
     assert!(report.is_ok(), "{:?}", report.findings);
@@ -451,7 +459,7 @@ async fn declare_tables_is_idempotent() {
             table("invoices"),
             table("notes"),
             table("projects"),
-            table("tenantry_jobs")
+            "tenantry.tenantry_jobs".to_owned()
         ]
     );
 }

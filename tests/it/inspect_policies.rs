@@ -177,7 +177,7 @@ async fn a_tenant_column_that_needs_quotes_is_compared_exactly() {
     batch(
         &mut admin,
         r#"CREATE TABLE notes (id int PRIMARY KEY,
-               "Org" uuid NOT NULL REFERENCES tenants (id), body text)"#,
+               "Org" uuid NOT NULL REFERENCES tenantry.tenants (id), body text)"#,
     )
     .await;
     tenantry::declare_tables(&mut admin, &[TableDecl::tenant("notes", "Org")])
@@ -209,7 +209,7 @@ async fn a_tenant_column_that_needs_quotes_is_compared_exactly() {
 #[tokio::test]
 async fn a_widened_directory_policy_is_reported() {
     let findings = findings_after(&recreate(
-        "tenants",
+        "tenantry.tenants",
         "tenantry_directory_tenant",
         "",
         "{q} OR true",
@@ -231,10 +231,12 @@ async fn a_widened_directory_policy_is_reported() {
 
 #[tokio::test]
 async fn a_directory_policy_that_lets_users_be_written_is_reported() {
-    let findings =
-        findings_after("ALTER POLICY tenantry_directory_member ON users WITH CHECK (true)").await;
+    let findings = findings_after(
+        "ALTER POLICY tenantry_directory_member ON tenantry.users WITH CHECK (true)",
+    )
+    .await;
     assert_eq!(
-        difference(&findings, "public.users"),
+        difference(&findings, "tenantry.users"),
         PolicyDifference::WithCheck {
             found: Some("true".into()),
             expected: Some("false".into())
@@ -245,13 +247,13 @@ async fn a_directory_policy_that_lets_users_be_written_is_reported() {
 #[tokio::test]
 async fn a_members_policy_that_forgets_the_tenant_is_reported() {
     let findings = findings_after(
-        "ALTER POLICY tenantry_directory_member ON users
-             USING (EXISTS (SELECT 1 FROM memberships m WHERE m.user_id = users.id))",
+        "ALTER POLICY tenantry_directory_member ON tenantry.users
+             USING (EXISTS (SELECT 1 FROM tenantry.memberships m WHERE m.user_id = users.id))",
     )
     .await;
     assert!(
         matches!(
-            difference(&findings, "public.users"),
+            difference(&findings, "tenantry.users"),
             PolicyDifference::Using { .. }
         ),
         "{findings:?}"
@@ -260,17 +262,18 @@ async fn a_members_policy_that_forgets_the_tenant_is_reported() {
 
 #[tokio::test]
 async fn a_dropped_directory_policy_is_reported() {
-    let findings = findings_after("DROP POLICY tenantry_directory_membership ON memberships").await;
+    let findings =
+        findings_after("DROP POLICY tenantry_directory_membership ON tenantry.memberships").await;
     assert_eq!(
         findings,
         vec![
             Finding::DirectoryPolicyMissing {
-                table: "public.memberships".into(),
+                table: "tenantry.memberships".into(),
                 policy: "tenantry_directory_membership".into()
             },
             // memberships references tenants, and no policy covers it any more.
             Finding::TenantReferenceWithoutPolicy {
-                table: "public.memberships".into(),
+                table: "tenantry.memberships".into(),
                 constraint: "memberships_tenant_id_fkey".into()
             }
         ]
@@ -280,11 +283,12 @@ async fn a_dropped_directory_policy_is_reported() {
 #[tokio::test]
 async fn an_extra_permissive_directory_policy_is_reported() {
     let findings =
-        findings_after("CREATE POLICY everyone ON memberships FOR SELECT USING (true)").await;
+        findings_after("CREATE POLICY everyone ON tenantry.memberships FOR SELECT USING (true)")
+            .await;
     assert_eq!(
         findings,
         vec![Finding::ExtraPermissivePolicy {
-            table: "public.memberships".into(),
+            table: "tenantry.memberships".into(),
             policy: "everyone".into()
         }]
     );
@@ -292,11 +296,11 @@ async fn an_extra_permissive_directory_policy_is_reported() {
 
 #[tokio::test]
 async fn directory_row_level_security_disabled_is_reported() {
-    let findings = findings_after("ALTER TABLE users DISABLE ROW LEVEL SECURITY").await;
+    let findings = findings_after("ALTER TABLE tenantry.users DISABLE ROW LEVEL SECURITY").await;
     assert_eq!(
         findings,
         vec![Finding::RlsNotEnabled {
-            table: "public.users".into()
+            table: "tenantry.users".into()
         }]
     );
 }
@@ -312,13 +316,13 @@ async fn the_expected_policy_follows_the_declaring_function() {
     // A "new version": the old function, then a narrower USING on every policy it made.
     batch(
         &mut admin,
-        "ALTER FUNCTION tenantry_declare_tenant_table(regclass, name)
+        "ALTER FUNCTION tenantry.tenantry_declare_tenant_table(regclass, name)
              RENAME TO tenantry_declare_tenant_table_v1;
-         CREATE FUNCTION tenantry_declare_tenant_table(tbl regclass, tenant_column name DEFAULT 'tenant_id')
+         CREATE FUNCTION tenantry.tenantry_declare_tenant_table(tbl regclass, tenant_column name DEFAULT 'tenant_id')
          RETURNS void LANGUAGE plpgsql AS $$
          DECLARE p record;
          BEGIN
-             PERFORM tenantry_declare_tenant_table_v1(tbl, tenant_column);
+             PERFORM tenantry.tenantry_declare_tenant_table_v1(tbl, tenant_column);
              FOR p IN SELECT polname, pg_get_expr(polqual, polrelid) AS q FROM pg_policy
                       WHERE polrelid = tbl LOOP
                  EXECUTE format('ALTER POLICY %I ON %s USING (%s AND %I IS NOT NULL)',
@@ -346,12 +350,16 @@ async fn the_expected_policy_follows_the_declaring_function() {
             })
             .collect()
     }
-    let directory = ["public.memberships", "public.tenants", "public.users"];
+    let directory = ["tenantry.memberships", "tenantry.tenants", "tenantry.users"];
     let report = tenantry::doctor::inspect(&mut admin, "tenantry_app")
         .await
         .unwrap();
     // tenantry's own tenant table (the job queue's) is declared like the app's.
-    let mut expected = vec!["public.invoices", "public.projects", "public.tenantry_jobs"];
+    let mut expected = vec![
+        "public.invoices",
+        "public.projects",
+        "tenantry.tenantry_jobs",
+    ];
     expected.extend(directory);
     assert_eq!(using_differs(&report.findings), expected);
 
@@ -361,7 +369,7 @@ async fn the_expected_policy_follows_the_declaring_function() {
     let report = tenantry::doctor::inspect(&mut admin, "tenantry_app")
         .await
         .unwrap();
-    let mut expected = vec!["public.tenantry_jobs"];
+    let mut expected = vec!["tenantry.tenantry_jobs"];
     expected.extend(directory);
     assert_eq!(using_differs(&report.findings), expected);
 }
@@ -370,7 +378,7 @@ async fn the_expected_policy_follows_the_declaring_function() {
 async fn the_reference_table_is_rolled_back() {
     let t = TestDb::new().await;
     let mut admin = t.admin().await;
-    let declared = "SELECT count(*) AS n FROM tenantry_declared_tables";
+    let declared = "SELECT count(*) AS n FROM tenantry.tenantry_declared_tables";
     let before = count(&mut admin, declared).await;
     tenantry::doctor::inspect(&mut admin, "tenantry_app")
         .await

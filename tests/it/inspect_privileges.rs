@@ -299,36 +299,49 @@ async fn create_on_a_schema_for_the_app_role_is_reported() {
 }
 
 /// PostgreSQL before 15 granted it by default. tenantry's `SECURITY DEFINER` functions search
-/// `public` before `pg_temp`, so each of them is reported too.
+/// their own schema, `tenantry`, before `pg_temp`, never `public`: only the roles are reported.
 #[tokio::test]
-async fn create_on_public_for_public_is_reported_with_the_functions_that_search_it() {
+async fn create_on_public_for_public_is_reported_and_tenantrys_functions_do_not_search_it() {
     let (_t, found) = findings_after("GRANT CREATE ON SCHEMA public TO PUBLIC").await;
     let create = |role: &str| Finding::CreateAllowed {
         role: role.into(),
         schema: "public".into(),
         via_public: true,
     };
+    assert_eq!(found, [create("tenantry_app"), create("tenantry_bypass")]);
+}
+
+/// CREATE on tenantry's own schema: each of tenantry's `SECURITY DEFINER` functions searches it
+/// before `pg_temp`, so each is reported too.
+#[tokio::test]
+async fn create_on_tenantrys_schema_is_reported_with_the_functions_that_search_it() {
+    let (_t, found) = findings_after("GRANT CREATE ON SCHEMA tenantry TO PUBLIC").await;
+    let create = |role: &str| Finding::CreateAllowed {
+        role: role.into(),
+        schema: "tenantry".into(),
+        via_public: true,
+    };
     let searches = |function: &str| Finding::DefinerSearchPath {
         function: function.into(),
-        search_path: Some("public, pg_temp".into()),
+        search_path: Some("tenantry, pg_temp".into()),
         problem: SearchPathProblem::Writable {
-            schema: "public".into(),
+            schema: "tenantry".into(),
         },
     };
     assert_eq!(
         found[..2],
         [create("tenantry_app"), create("tenantry_bypass")]
     );
-    // Every definer function of tenantry's that pins `public, pg_temp` (the directory's, the
+    // Every definer function of tenantry's that pins `tenantry, pg_temp` (the directory's, the
     // seal's, the audit log's), each named, and nothing else.
     let rest = &found[2..];
     for function in [
-        "tenantry_owner_tenant(uuid,uuid,text)",
-        "tenantry_principal(text)",
-        "tenantry_principal(text,text)",
-        "tenantry_record_sub(uuid,text)",
-        "tenantry_tenant_keys()",
-        "tenantry_audit_write(uuid,text,text,text,uuid,text,text)",
+        "tenantry.tenantry_owner_tenant(uuid,uuid,text)",
+        "tenantry.tenantry_principal(text)",
+        "tenantry.tenantry_principal(text,text)",
+        "tenantry.tenantry_record_sub(uuid,text)",
+        "tenantry.tenantry_tenant_keys()",
+        "tenantry.tenantry_audit_write(uuid,text,text,text,uuid,text,text)",
     ] {
         assert!(rest.contains(&searches(function)), "{function} in {rest:?}");
     }
@@ -336,7 +349,7 @@ async fn create_on_public_for_public_is_reported_with_the_functions_that_search_
         rest.iter().all(|f| matches!(
             f,
             Finding::DefinerSearchPath { problem: SearchPathProblem::Writable { schema }, .. }
-                if schema == "public"
+                if schema == "tenantry"
         )),
         "{rest:?}"
     );
@@ -344,12 +357,14 @@ async fn create_on_public_for_public_is_reported_with_the_functions_that_search_
 
 #[tokio::test]
 async fn execute_for_public_on_a_directory_function_is_reported() {
-    let (_t, found) =
-        findings_after("GRANT EXECUTE ON FUNCTION tenantry_principal(text, text) TO PUBLIC").await;
+    let (_t, found) = findings_after(
+        "GRANT EXECUTE ON FUNCTION tenantry.tenantry_principal(text, text) TO PUBLIC",
+    )
+    .await;
     assert_eq!(
         found,
         vec![Finding::DefinerExecutable {
-            function: "tenantry_principal(text,text)".into(),
+            function: "tenantry.tenantry_principal(text,text)".into(),
             grantee: "PUBLIC".into()
         }]
     );
@@ -358,13 +373,13 @@ async fn execute_for_public_on_a_directory_function_is_reported() {
 #[tokio::test]
 async fn execute_for_the_app_role_on_a_directory_function_is_reported() {
     let (_t, found) = findings_after(
-        "GRANT EXECUTE ON FUNCTION tenantry_owner_tenant(uuid, uuid, text) TO tenantry_app",
+        "GRANT EXECUTE ON FUNCTION tenantry.tenantry_owner_tenant(uuid, uuid, text) TO tenantry_app",
     )
     .await;
     assert_eq!(
         found,
         vec![Finding::DefinerExecutable {
-            function: "tenantry_owner_tenant(uuid,uuid,text)".into(),
+            function: "tenantry.tenantry_owner_tenant(uuid,uuid,text)".into(),
             grantee: "tenantry_app".into()
         }]
     );
@@ -381,7 +396,7 @@ async fn a_new_definer_function_executable_by_everyone_is_reported() {
     let (_t, found) = findings_after(
         "CREATE FUNCTION tenantry_every_tenant() RETURNS SETOF uuid
          LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp
-         AS 'SELECT id FROM tenants'",
+         AS 'SELECT id FROM tenantry.tenants'",
     )
     .await;
     assert_eq!(
@@ -396,11 +411,12 @@ async fn a_new_definer_function_executable_by_everyone_is_reported() {
 #[tokio::test]
 async fn a_definer_function_without_a_search_path_is_reported() {
     let (_t, found) =
-        findings_after("ALTER FUNCTION tenantry_record_sub(uuid, text) RESET search_path").await;
+        findings_after("ALTER FUNCTION tenantry.tenantry_record_sub(uuid, text) RESET search_path")
+            .await;
     assert_eq!(
         found,
         vec![Finding::DefinerSearchPath {
-            function: "tenantry_record_sub(uuid,text)".into(),
+            function: "tenantry.tenantry_record_sub(uuid,text)".into(),
             search_path: None,
             problem: SearchPathProblem::NotPinned
         }]
@@ -409,13 +425,14 @@ async fn a_definer_function_without_a_search_path_is_reported() {
 
 #[tokio::test]
 async fn a_definer_function_searching_pg_temp_first_is_reported() {
-    let (_t, found) =
-        findings_after("ALTER FUNCTION tenantry_principal(text) SET search_path = pg_temp, public")
-            .await;
+    let (_t, found) = findings_after(
+        "ALTER FUNCTION tenantry.tenantry_principal(text) SET search_path = pg_temp, public",
+    )
+    .await;
     assert_eq!(
         found,
         vec![Finding::DefinerSearchPath {
-            function: "tenantry_principal(text)".into(),
+            function: "tenantry.tenantry_principal(text)".into(),
             search_path: Some("pg_temp, public".into()),
             problem: SearchPathProblem::TempNotLast
         }]
@@ -426,7 +443,7 @@ async fn a_definer_function_searching_pg_temp_first_is_reported() {
 async fn a_definer_function_searching_a_writable_schema_is_reported() {
     let (_t, found) = findings_after(
         "CREATE SCHEMA scratch; GRANT USAGE, CREATE ON SCHEMA scratch TO tenantry_app;
-         ALTER FUNCTION tenantry_principal(text) SET search_path = scratch, public, pg_temp",
+         ALTER FUNCTION tenantry.tenantry_principal(text) SET search_path = scratch, public, pg_temp",
     )
     .await;
     assert_eq!(
@@ -438,7 +455,7 @@ async fn a_definer_function_searching_a_writable_schema_is_reported() {
                 via_public: false
             },
             Finding::DefinerSearchPath {
-                function: "tenantry_principal(text)".into(),
+                function: "tenantry.tenantry_principal(text)".into(),
                 search_path: Some("scratch, public, pg_temp".into()),
                 problem: SearchPathProblem::Writable {
                     schema: "scratch".into()

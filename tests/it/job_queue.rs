@@ -32,8 +32,10 @@ async fn row(t: &TestDb, id: uuid::Uuid) -> (String, i32, Option<String>) {
     }
     let mut admin = t.admin().await;
     let r: Row = diesel_async::RunQueryDsl::get_result(
-        diesel::sql_query("SELECT state, attempts, last_error FROM tenantry_jobs WHERE id = $1")
-            .bind::<diesel::sql_types::Uuid, _>(id),
+        diesel::sql_query(
+            "SELECT state, attempts, last_error FROM tenantry.tenantry_jobs WHERE id = $1",
+        )
+        .bind::<diesel::sql_types::Uuid, _>(id),
         &mut admin,
     )
     .await
@@ -45,7 +47,7 @@ async fn row(t: &TestDb, id: uuid::Uuid) -> (String, i32, Option<String>) {
 async fn due_now(t: &TestDb) {
     t.admin()
         .await
-        .batch_execute("UPDATE tenantry_jobs SET run_after = now() WHERE state = 'queued'")
+        .batch_execute("UPDATE tenantry.tenantry_jobs SET run_after = now() WHERE state = 'queued'")
         .await
         .unwrap();
 }
@@ -118,7 +120,7 @@ async fn a_job_runs_in_the_tenant_that_queued_it_whatever_its_payload_names(t: T
     // One audit row for the run, in acme, by the queue's job.
     let audited: i64 = diesel_async::RunQueryDsl::get_result(
         diesel::sql_query(
-            "SELECT count(*) AS n FROM audit_log WHERE actor_email = 'job:queue:make-project' AND tenant_id = $1",
+            "SELECT count(*) AS n FROM tenantry.audit_log WHERE actor_email = 'job:queue:make-project' AND tenant_id = $1",
         )
         .bind::<diesel::sql_types::Uuid, _>(acme),
         &mut t.admin().await,
@@ -139,7 +141,7 @@ async fn failed_work_rolls_back_and_is_retried_until_the_job_is_failed(t: TestDb
         .unwrap();
     t.admin()
         .await
-        .batch_execute("UPDATE tenantry_jobs SET max_attempts = 2")
+        .batch_execute("UPDATE tenantry.tenantry_jobs SET max_attempts = 2")
         .await
         .unwrap();
     let queue = t.jobs.queue(["flaky"]);
@@ -227,7 +229,7 @@ async fn a_job_whose_runner_died_is_claimed_again_and_a_run_past_its_lease_commi
     // Its lease ended (a zero lease here, rather than waiting five minutes).
     t.admin()
         .await
-        .batch_execute("UPDATE tenantry_jobs SET locked_until = now() - interval '1 s'")
+        .batch_execute("UPDATE tenantry.tenantry_jobs SET locked_until = now() - interval '1 s'")
         .await
         .unwrap();
     let first = t.jobs.queue(["import"]).lease(Duration::ZERO);
@@ -274,7 +276,7 @@ async fn the_app_role_cannot_queue_into_another_tenant_or_see_its_jobs(t: TestDb
     t.begin_tenant(&mut conn, t.acme.id).await.unwrap();
     let forged = conn
         .batch_execute(&format!(
-            "INSERT INTO tenantry_jobs (tenant_id, name, payload) VALUES ('{}', 'x', '{{}}')",
+            "INSERT INTO tenantry.tenantry_jobs (tenant_id, name, payload) VALUES ('{}', 'x', '{{}}')",
             t.globex.id
         ))
         .await
@@ -287,7 +289,7 @@ async fn the_app_role_cannot_queue_into_another_tenant_or_see_its_jobs(t: TestDb
     let mut conn: AsyncPgConnection = t.app_conn().await;
     t.begin_tenant(&mut conn, t.acme.id).await.unwrap();
     let seen: i64 = diesel_async::RunQueryDsl::get_result(
-        diesel::sql_query("SELECT count(*) AS n FROM tenantry_jobs"),
+        diesel::sql_query("SELECT count(*) AS n FROM tenantry.tenantry_jobs"),
         &mut conn,
     )
     .await

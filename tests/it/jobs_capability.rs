@@ -138,9 +138,9 @@ impl Fixture {
             t.admin()
                 .await
                 .batch_execute(&format!(
-                    "INSERT INTO users (email, is_owner) VALUES ('{PARTNER}', false);
-                     INSERT INTO memberships (user_id, tenant_id, role)
-                     SELECT id, '{tenant}', 'partner' FROM users WHERE email = '{PARTNER}';"
+                    "INSERT INTO tenantry.users (email, is_owner) VALUES ('{PARTNER}', false);
+                     INSERT INTO tenantry.memberships (user_id, tenant_id, role)
+                     SELECT id, '{tenant}', 'partner' FROM tenantry.users WHERE email = '{PARTNER}';"
                 ))
                 .await
                 .unwrap();
@@ -215,7 +215,7 @@ impl Fixture {
 
     async fn job_audit_rows(&self) -> i64 {
         let query = diesel::sql_query(
-            "SELECT count(*) AS n FROM audit_log WHERE actor_email = 'job:from-a-handler'",
+            "SELECT count(*) AS n FROM tenantry.audit_log WHERE actor_email = 'job:from-a-handler'",
         );
         diesel_async::RunQueryDsl::get_result::<CountRow>(query, &mut self.t.admin().await)
             .await

@@ -8,6 +8,7 @@
 
 mod common;
 
+mod adopting;
 mod app_role;
 mod audit_chain;
 mod auth_cloudflare;

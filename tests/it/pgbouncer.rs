@@ -43,7 +43,7 @@ struct Probe {
     pid: i32,
 }
 
-const PROBE_SQL: &str = "SELECT tenantry_tenant()::text AS setting, \
+const PROBE_SQL: &str = "SELECT tenantry.tenantry_tenant()::text AS setting, \
      current_setting('statement_timeout') AS statement_timeout, \
      current_setting('transaction_read_only') AS read_only, \
      (SELECT count(*) FROM invoices) AS invoices, \

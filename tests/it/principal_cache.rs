@@ -63,9 +63,9 @@ async fn directory() -> TestDb {
     t.admin()
         .await
         .batch_execute(&format!(
-            "INSERT INTO users (email) VALUES ('{ADA}');
-             INSERT INTO memberships (user_id, tenant_id, role)
-               SELECT u.id, t.id, 'partner' FROM users u, tenants t WHERE u.email = '{ADA}'"
+            "INSERT INTO tenantry.users (email) VALUES ('{ADA}');
+             INSERT INTO tenantry.memberships (user_id, tenant_id, role)
+               SELECT u.id, t.id, 'partner' FROM tenantry.users u, tenantry.tenants t WHERE u.email = '{ADA}'"
         ))
         .await
         .expect("ada");
@@ -105,7 +105,7 @@ async fn revoke_globex(t: &TestDb) {
     t.admin()
         .await
         .batch_execute(
-            "DELETE FROM memberships WHERE tenant_id = (SELECT id FROM tenants WHERE slug = 'globex')",
+            "DELETE FROM tenantry.memberships WHERE tenant_id = (SELECT id FROM tenantry.tenants WHERE slug = 'globex')",
         )
         .await
         .expect("revoke");
@@ -167,7 +167,7 @@ async fn a_change_empties_every_instances_cache_when_it_commits() {
     let before = [&one, &two].map(|db| db.principal_cache_status().invalidations);
     t.admin()
         .await
-        .batch_execute("INSERT INTO users (email) VALUES ('bob@example.com')")
+        .batch_execute("INSERT INTO tenantry.users (email) VALUES ('bob@example.com')")
         .await
         .expect("bob");
     for (db, before) in [&one, &two].into_iter().zip(before) {
@@ -194,7 +194,7 @@ async fn recording_a_new_sub_keeps_the_cache() {
     let stored = |sub: &'static str| {
         let t = &t;
         async move {
-            let sql = format!("SELECT count(*) AS n FROM users WHERE cf_sub = '{sub}'");
+            let sql = format!("SELECT count(*) AS n FROM tenantry.users WHERE cf_sub = '{sub}'");
             common::count(&mut t.admin().await, &sql).await
         }
     };
@@ -256,7 +256,7 @@ async fn without_its_listener_the_cache_is_emptied_and_entries_live_at_most_the_
     let before = db.principal_cache_status().invalidations;
     t.admin()
         .await
-        .batch_execute("UPDATE users SET is_owner = true")
+        .batch_execute("UPDATE tenantry.users SET is_owner = true")
         .await
         .expect("an Owner");
     until(&db, Duration::from_secs(1), "the change is notified", |s| {
@@ -384,7 +384,7 @@ async fn a_trigger_less_revocation_is_honoured_within_the_maximum_age() {
         .await
         .batch_execute(
             "SET session_replication_role = replica;
-             DELETE FROM memberships WHERE tenant_id = (SELECT id FROM tenants WHERE slug = 'globex');
+             DELETE FROM tenantry.memberships WHERE tenant_id = (SELECT id FROM tenantry.tenants WHERE slug = 'globex');
              RESET session_replication_role",
         )
         .await

@@ -230,9 +230,9 @@ impl Fixture {
             t.admin()
                 .await
                 .batch_execute(&format!(
-                    "INSERT INTO users (email, is_owner) VALUES ('{OWNER}', true), ('{PARTNER}', false);
-                     INSERT INTO memberships (user_id, tenant_id, role)
-                     SELECT id, '{acme}', 'partner' FROM users WHERE email = '{PARTNER}';"
+                    "INSERT INTO tenantry.users (email, is_owner) VALUES ('{OWNER}', true), ('{PARTNER}', false);
+                     INSERT INTO tenantry.memberships (user_id, tenant_id, role)
+                     SELECT id, '{acme}', 'partner' FROM tenantry.users WHERE email = '{PARTNER}';"
                 ))
                 .await
                 .unwrap();
@@ -294,8 +294,9 @@ impl Fixture {
     }
 
     async fn audit_rows(&self) -> i64 {
-        let query = diesel::sql_query("SELECT count(*) AS n FROM audit_log WHERE reason LIKE $1")
-            .bind::<Text, _>("count %");
+        let query =
+            diesel::sql_query("SELECT count(*) AS n FROM tenantry.audit_log WHERE reason LIKE $1")
+                .bind::<Text, _>("count %");
         diesel_async::RunQueryDsl::get_result::<CountRow>(query, &mut self.t.admin().await)
             .await
             .unwrap()

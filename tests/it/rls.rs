@@ -61,7 +61,7 @@ struct Probe {
     pid: i32,
 }
 
-const PROBE_SQL: &str = "SELECT tenantry_tenant()::text AS setting, \
+const PROBE_SQL: &str = "SELECT tenantry.tenantry_tenant()::text AS setting, \
      (SELECT count(*) FROM invoices) AS n, \
      (SELECT count(DISTINCT tenant_id) FROM invoices) AS tenants, \
      pg_backend_pid() AS pid";
@@ -151,7 +151,7 @@ mod raw {
         reason = "row-level security alone is under test: raw SQL is the probe"
     )]
     pub(crate) async fn tenant_setting(conn: &mut AsyncPgConnection) -> Option<String> {
-        diesel::sql_query("SELECT tenantry_tenant()::text AS s")
+        diesel::sql_query("SELECT tenantry.tenantry_tenant()::text AS s")
             .get_result::<Setting>(conn)
             .await
             .expect("read the setting")
@@ -186,12 +186,12 @@ async fn raw_sql_in_a_tenant_transaction_sees_one_tenant_and_is_audited(route: R
         5
     );
     assert_eq!(
-        common::count(&mut admin, "SELECT count(*) AS n FROM audit_log").await,
+        common::count(&mut admin, "SELECT count(*) AS n FROM tenantry.audit_log").await,
         2
     );
     for tenant in [w.acme, w.globex] {
         let sql = format!(
-            "SELECT count(*) AS n FROM audit_log WHERE tenant_id = '{tenant}' \
+            "SELECT count(*) AS n FROM tenantry.audit_log WHERE tenant_id = '{tenant}' \
              AND actor_email = 'job:test' AND action = 'no_tenant_scope' \
              AND reason = 'count invoices' AND location LIKE '%tests/it/rls.rs:%'"
         );
@@ -466,7 +466,7 @@ async fn read_only_contexts_run_read_only_transactions(route: Route) {
     let persisted = "SELECT count(*) AS n FROM projects WHERE name = 'written by a viewer'";
     assert_eq!(common::count(&mut admin, persisted).await, 0);
     assert_eq!(
-        common::count(&mut admin, "SELECT count(*) AS n FROM audit_log").await,
+        common::count(&mut admin, "SELECT count(*) AS n FROM tenantry.audit_log").await,
         0
     );
 

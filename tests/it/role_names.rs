@@ -46,16 +46,16 @@ async fn a_deployment_with_its_own_roles_grants_them_and_nothing_to_the_shared_o
     diesel_async::SimpleAsyncConnection::batch_execute(
         &mut conn,
         "CREATE TABLE notes (id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-                             tenant_id uuid NOT NULL REFERENCES tenants (id), body text);
-         SELECT tenantry_declare_tenant_table('notes');
-         INSERT INTO tenants (slug, name) VALUES ('acme', 'Acme');
-         INSERT INTO users (email) VALUES ('ada@example.com');
-         INSERT INTO memberships (user_id, tenant_id, role) SELECT u.id, t.id, 'partner' FROM users u, tenants t",
+                             tenant_id uuid NOT NULL REFERENCES tenantry.tenants (id), body text);
+         SELECT tenantry.tenantry_declare_tenant_table('notes');
+         INSERT INTO tenantry.tenants (slug, name) VALUES ('acme', 'Acme');
+         INSERT INTO tenantry.users (email) VALUES ('ada@example.com');
+         INSERT INTO tenantry.memberships (user_id, tenant_id, role) SELECT u.id, t.id, 'partner' FROM tenantry.users u, tenantry.tenants t",
     )
     .await
     .expect("a declared table and a member");
 
-    for table in ["invoices", "notes", "tenants"] {
+    for table in ["invoices", "notes", "tenantry.tenants"] {
         let sql = format!("SELECT has_table_privilege($1, '{table}', 'SELECT') AS allowed");
         assert!(
             allowed(&mut conn, &sql, &roles.app).await,
@@ -74,11 +74,11 @@ async fn a_deployment_with_its_own_roles_grants_them_and_nothing_to_the_shared_o
             );
         }
     }
-    let enter = "SELECT has_function_privilege($1, 'tenantry_enter(uuid, boolean, bigint, integer, bytea)', 'EXECUTE') AS allowed";
+    let enter = "SELECT has_function_privilege($1, 'tenantry.tenantry_enter(uuid, boolean, bigint, integer, bytea)', 'EXECUTE') AS allowed";
     assert!(allowed(&mut conn, enter, &roles.app).await);
     assert!(!allowed(&mut conn, enter, "tenantry_app").await);
     let lookup =
-        "SELECT has_function_privilege($1, 'tenantry_principal(text, text)', 'EXECUTE') AS allowed";
+        "SELECT has_function_privilege($1, 'tenantry.tenantry_principal(text, text)', 'EXECUTE') AS allowed";
     assert!(allowed(&mut conn, lookup, &roles.directory).await);
     assert!(!allowed(&mut conn, lookup, "tenantry_directory").await);
 

@@ -20,7 +20,7 @@ async fn each_kind_has_the_shape_of_its_key(t: TestDb) {
     let mut admin = t.admin().await;
     try_sql(
         &mut admin,
-        &format!("INSERT INTO users (email, kind) VALUES ('{BOT}', 'service')"),
+        &format!("INSERT INTO tenantry.users (email, kind) VALUES ('{BOT}', 'service')"),
     )
     .await
     .expect("a service identity is stored");
@@ -32,13 +32,13 @@ async fn each_kind_has_the_shape_of_its_key(t: TestDb) {
     ] {
         try_sql(
             &mut admin,
-            &format!("INSERT INTO users (email, kind) VALUES ('{email}', '{written}')"),
+            &format!("INSERT INTO tenantry.users (email, kind) VALUES ('{email}', '{written}')"),
         )
         .await
         .unwrap_or_else(|e| panic!("{email}: {e}"));
         let n = common::count(
             &mut admin,
-            &format!("SELECT count(*) AS n FROM users WHERE email = '{email}' AND kind = '{kind}'"),
+            &format!("SELECT count(*) AS n FROM tenantry.users WHERE email = '{email}' AND kind = '{kind}'"),
         )
         .await;
         assert_eq!(n, 1, "{email} is a {kind}");
@@ -47,7 +47,7 @@ async fn each_kind_has_the_shape_of_its_key(t: TestDb) {
     for email in ["bot", "a b.access", "@example.com"] {
         let err = try_sql(
             &mut admin,
-            &format!("INSERT INTO users (email, kind) VALUES ('{email}', 'service')"),
+            &format!("INSERT INTO tenantry.users (email, kind) VALUES ('{email}', 'service')"),
         )
         .await
         .expect_err(email);
@@ -57,7 +57,7 @@ async fn each_kind_has_the_shape_of_its_key(t: TestDb) {
     let err = try_sql(
         &mut admin,
         &format!(
-            "INSERT INTO users (email, kind) VALUES ('{}', 'service')",
+            "INSERT INTO tenantry.users (email, kind) VALUES ('{}', 'service')",
             BOT.to_uppercase().replace(".ACCESS", ".access")
         ),
     )
@@ -72,9 +72,9 @@ async fn a_service_token_resolves_to_its_service_identity_only(t: TestDb) {
     try_sql(
         &mut admin,
         &format!(
-            "INSERT INTO users (email, kind) VALUES ('{BOT}', 'service');
-             INSERT INTO memberships (user_id, tenant_id, role)
-               SELECT id, '{}', 'client_viewer' FROM users WHERE email = '{BOT}'",
+            "INSERT INTO tenantry.users (email, kind) VALUES ('{BOT}', 'service');
+             INSERT INTO tenantry.memberships (user_id, tenant_id, role)
+               SELECT id, '{}', 'client_viewer' FROM tenantry.users WHERE email = '{BOT}'",
             t.globex.id
         ),
     )
@@ -109,7 +109,7 @@ async fn a_service_token_resolves_to_its_service_identity_only(t: TestDb) {
     // And the one-argument lookup of migration 0002 finds persons only.
     let n = common::count(
         &mut admin,
-        &format!("SELECT count(*) AS n FROM tenantry_principal('{BOT}')"),
+        &format!("SELECT count(*) AS n FROM tenantry.tenantry_principal('{BOT}')"),
     )
     .await;
     assert_eq!(n, 0);

@@ -17,7 +17,7 @@ async fn a_copy_is_migrated_and_granted_like_a_fresh_database() {
     assert_eq!(
         count(
             &mut admin,
-            "SELECT count(*) AS n FROM tenantry_declared_tables WHERE table_name IN ('projects', 'invoices')"
+            "SELECT count(*) AS n FROM tenantry.tenantry_declared_tables WHERE table_name IN ('projects', 'invoices')"
         )
         .await,
         2

@@ -60,10 +60,10 @@ async fn database() -> &'static server::TlsServer {
                 .expect("migrations over TLS");
             let mut conn = tenantry::tls::establish(&url).await.expect("connect");
             conn.batch_execute(
-                "INSERT INTO tenants (slug, name) VALUES ('acme', 'Acme');
-                 INSERT INTO users (email) VALUES ('ada@example.com');
-                 INSERT INTO memberships (user_id, tenant_id, role)
-                   SELECT u.id, t.id, 'partner' FROM users u, tenants t",
+                "INSERT INTO tenantry.tenants (slug, name) VALUES ('acme', 'Acme');
+                 INSERT INTO tenantry.users (email) VALUES ('ada@example.com');
+                 INSERT INTO tenantry.memberships (user_id, tenant_id, role)
+                   SELECT u.id, t.id, 'partner' FROM tenantry.users u, tenantry.tenants t",
             )
             .await
             .expect("seed");

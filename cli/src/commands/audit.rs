@@ -68,7 +68,7 @@ pub(super) async fn verify(
     out: &mut impl Write,
 ) -> Result<(), CliError> {
     let chained: bool = diesel::select(diesel::dsl::sql::<diesel::sql_types::Bool>(
-        "to_regclass('audit_log_chain') IS NOT NULL",
+        "to_regclass('tenantry.audit_log_chain') IS NOT NULL",
     ))
     .get_result(conn)
     .await?;

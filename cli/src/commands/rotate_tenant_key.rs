@@ -27,7 +27,7 @@ pub(super) async fn run(
     out: &mut impl Write,
 ) -> Result<(), CliError> {
     let rotated: Rotated = diesel::sql_query(
-        "SELECT tenantry_rotate_tenant_key($1::interval) AS id, $1::interval::text AS grace",
+        "SELECT tenantry.tenantry_rotate_tenant_key($1::interval) AS id, $1::interval::text AS grace",
     )
     .bind::<Text, _>(grace)
     .get_result(conn)

@@ -7,7 +7,7 @@ INSERT INTO currencies (code, name) VALUES ('EUR', 'Euro'), ('USD', 'US dollar')
 
 CREATE TABLE projects (
     id          uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-    tenant_id   uuid NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+    tenant_id   uuid NOT NULL REFERENCES tenantry.tenants (id) ON DELETE CASCADE,
     name        text NOT NULL CHECK (btrim(name) <> ''),
     created_at  timestamptz NOT NULL DEFAULT now(),
     -- lets invoices reference (tenant_id, id), so the database rejects a cross-tenant project
@@ -16,7 +16,7 @@ CREATE TABLE projects (
 
 CREATE TABLE invoices (
     id            uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-    tenant_id     uuid NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+    tenant_id     uuid NOT NULL REFERENCES tenantry.tenants (id) ON DELETE CASCADE,
     project_id    uuid NOT NULL,
     number        text NOT NULL CHECK (btrim(number) <> ''),
     amount_cents  bigint NOT NULL CHECK (amount_cents >= 0),
@@ -32,6 +32,6 @@ CREATE INDEX invoices_tenant_created_idx ON invoices (tenant_id, created_at DESC
 -- so that `diesel migration run` gives the same database as the app's start. The app declares
 -- its models again at start (`tenantry::declare_tables`, idempotent), which catches a table
 -- declared in code and forgotten here.
-SELECT tenantry_declare_global_table('currencies');
-SELECT tenantry_declare_tenant_table('projects');
-SELECT tenantry_declare_tenant_table('invoices');
+SELECT tenantry.tenantry_declare_global_table('currencies');
+SELECT tenantry.tenantry_declare_tenant_table('projects');
+SELECT tenantry.tenantry_declare_tenant_table('invoices');

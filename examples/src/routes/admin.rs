@@ -54,7 +54,7 @@ agg AS MATERIALIZED (
     FROM per p GROUP BY p.tenant_id)
 SELECT t.id, t.slug, t.name, COALESCE(a.invoice_count, 0) AS invoice_count,
        COALESCE(a.totals, '{}'::jsonb)::text AS totals
-FROM tenants t LEFT JOIN agg a ON a.tenant_id = t.id
+FROM tenantry.tenants t LEFT JOIN agg a ON a.tenant_id = t.id
 ORDER BY t.slug";
 
 /// One audit row.

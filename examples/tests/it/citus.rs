@@ -34,14 +34,14 @@ async fn the_examples_schema_is_ready_for_citus() {
         placements,
         [
             "SELECT create_reference_table('public.currencies');",
-            "SELECT create_reference_table('public.tenantry_tenant_keys');",
-            "SELECT create_reference_table('public.tenants');",
-            "SELECT create_reference_table('public.users');",
-            "SELECT create_reference_table('public.memberships');",
-            "SELECT citus_add_local_table_to_metadata('public.audit_log');",
+            "SELECT create_reference_table('tenantry.tenantry_tenant_keys');",
+            "SELECT create_reference_table('tenantry.tenants');",
+            "SELECT create_reference_table('tenantry.users');",
+            "SELECT create_reference_table('tenantry.memberships');",
+            "SELECT citus_add_local_table_to_metadata('tenantry.audit_log');",
             "SELECT create_distributed_table('public.projects', 'tenant_id');",
             "SELECT create_distributed_table('public.invoices', 'tenant_id', colocate_with => 'public.projects');",
-            "SELECT create_distributed_table('public.tenantry_jobs', 'tenant_id', colocate_with => 'public.projects');",
+            "SELECT create_distributed_table('tenantry.tenantry_jobs', 'tenant_id', colocate_with => 'public.projects');",
         ]
     );
     assert_eq!(statements.first(), Some(&"BEGIN;"), "{script}");
@@ -129,7 +129,7 @@ fn check_all(executed: &[Executed]) -> HashMap<String, usize> {
     for e in executed {
         // A tenant transaction starts with the seal's entry, whose first parameter is the tenant
         // (16 bytes, binary).
-        if e.sql.starts_with("SELECT tenantry_enter(") {
+        if e.sql.starts_with("SELECT tenantry.tenantry_enter(") {
             let tenant = e.params.first().cloned().flatten().expect("the tenant");
             tenant_of.insert(e.connection, Uuid::from_slice(&tenant).expect("a uuid"));
             continue;

@@ -102,10 +102,10 @@ async fn provision_bot(app: &App) {
     common::admin(&app.db)
         .await
         .batch_execute(&format!(
-            "INSERT INTO users (email, kind) VALUES ('{BOT}', 'service');
-             INSERT INTO memberships (user_id, tenant_id, role)
+            "INSERT INTO tenantry.users (email, kind) VALUES ('{BOT}', 'service');
+             INSERT INTO tenantry.memberships (user_id, tenant_id, role)
                SELECT u.id, t.id, CASE t.slug WHEN 'acme' THEN 'partner' ELSE 'client_viewer' END
-               FROM users u, tenants t WHERE u.email = '{BOT}' AND t.slug IN ('acme', 'globex');"
+               FROM tenantry.users u, tenantry.tenants t WHERE u.email = '{BOT}' AND t.slug IN ('acme', 'globex');"
         ))
         .await
         .expect("the service identity");
@@ -215,7 +215,7 @@ async fn a_service_token_acts_with_its_roles_in_its_tenants() {
     assert_eq!(s, 403);
     assert_eq!(
         app.count(
-            "SELECT count(*) AS n FROM projects p JOIN tenants t ON t.id = p.tenant_id \
+            "SELECT count(*) AS n FROM projects p JOIN tenantry.tenants t ON t.id = p.tenant_id \
              WHERE p.name = 'from the bot' AND t.slug = 'acme'"
         )
         .await,
@@ -239,7 +239,7 @@ async fn email_is_the_key_and_another_sub_is_refused_until_reset() {
     let (s, a) = me(&app, Some(&first), None).await;
     assert_eq!(s, 200);
     assert_eq!(
-        app.count("SELECT count(*) AS n FROM users WHERE email = 'partner@example.com' AND cf_sub = 'sub-1'").await,
+        app.count("SELECT count(*) AS n FROM tenantry.users WHERE email = 'partner@example.com' AND cf_sub = 'sub-1'").await,
         1,
         "the first subject is recorded"
     );
@@ -254,7 +254,7 @@ async fn email_is_the_key_and_another_sub_is_refused_until_reset() {
     );
     // The operator re-provisions it (what `tenantry add-user --reset-subject` does); cached
     // principals see it within their maximum age.
-    app.count("WITH r AS (UPDATE users SET cf_sub = NULL WHERE email = 'partner@example.com' RETURNING 1) SELECT count(*) AS n FROM r")
+    app.count("WITH r AS (UPDATE tenantry.users SET cf_sub = NULL WHERE email = 'partner@example.com' RETURNING 1) SELECT count(*) AS n FROM r")
         .await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
     let b = loop {
@@ -273,7 +273,7 @@ async fn email_is_the_key_and_another_sub_is_refused_until_reset() {
         "the same user, re-provisioned"
     );
     assert_eq!(
-        app.count("SELECT count(*) AS n FROM users WHERE email = 'partner@example.com' AND cf_sub = 'sub-2'").await,
+        app.count("SELECT count(*) AS n FROM tenantry.users WHERE email = 'partner@example.com' AND cf_sub = 'sub-2'").await,
         1
     );
 }

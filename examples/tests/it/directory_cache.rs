@@ -73,8 +73,8 @@ async fn a_revoked_membership_is_403_on_every_instance_after_the_notification() 
     change(
         apps,
         &format!(
-            "DELETE FROM memberships WHERE user_id = (SELECT id FROM users WHERE email = '{PARTNER}')
-             AND tenant_id = (SELECT id FROM tenants WHERE slug = 'globex')"
+            "DELETE FROM tenantry.memberships WHERE user_id = (SELECT id FROM tenantry.users WHERE email = '{PARTNER}')
+             AND tenant_id = (SELECT id FROM tenantry.tenants WHERE slug = 'globex')"
         ),
     )
     .await;
@@ -95,7 +95,7 @@ async fn a_removed_owner_is_403_on_every_instance_after_the_notification() {
     cached(apps, "/api/admin/tenants", OWNER, None, 200).await;
     change(
         apps,
-        &format!("UPDATE users SET is_owner = false WHERE email = '{OWNER}'"),
+        &format!("UPDATE tenantry.users SET is_owner = false WHERE email = '{OWNER}'"),
     )
     .await;
     for app in apps {
@@ -113,9 +113,9 @@ async fn a_user_provisioned_later_is_let_in_on_every_instance_after_the_notifica
     change(
         apps,
         &format!(
-            "INSERT INTO users (email) VALUES ('{newcomer}');
-             INSERT INTO memberships (user_id, tenant_id, role)
-               SELECT u.id, t.id, 'client_viewer' FROM users u, tenants t
+            "INSERT INTO tenantry.users (email) VALUES ('{newcomer}');
+             INSERT INTO tenantry.memberships (user_id, tenant_id, role)
+               SELECT u.id, t.id, 'client_viewer' FROM tenantry.users u, tenantry.tenants t
                WHERE u.email = '{newcomer}' AND t.slug = 'acme'"
         ),
     )

@@ -359,7 +359,7 @@ async fn me_describes_the_user(route: Route) {
 
 async fn admin_routes_are_owner_only_and_audited(route: Route) {
     let app = App::start_through(route).await;
-    let audits = || app.count("SELECT count(*) AS n FROM audit_log");
+    let audits = || app.count("SELECT count(*) AS n FROM tenantry.audit_log");
     let before = audits().await;
     let (s, tenants) = app.get("/api/admin/tenants", OWNER, None).await;
     assert_eq!(s, 200, "{tenants}");
@@ -406,7 +406,7 @@ async fn admin_routes_are_owner_only_and_audited(route: Route) {
     assert_eq!(verified.head.rows, before + 3, "this call's row is linked");
     let recorded = app
         .count(&format!(
-            "SELECT count(*) AS n FROM audit_log_chain WHERE seq = {} AND encode(hash, 'hex') = '{}'",
+            "SELECT count(*) AS n FROM tenantry.audit_log_chain WHERE seq = {} AND encode(hash, 'hex') = '{}'",
             before + 2,
             head["hash"].as_str().unwrap()
         ))
@@ -440,14 +440,16 @@ async fn dashboard_escapes_tenant_names(route: Route) {
     let mut c = common::admin(&app.db).await;
     diesel_async::SimpleAsyncConnection::batch_execute(
         &mut c,
-        "INSERT INTO tenants (slug, name) VALUES ('evil', '<script>alert(1)</script>')",
+        "INSERT INTO tenantry.tenants (slug, name) VALUES ('evil', '<script>alert(1)</script>')",
     )
     .await
     .unwrap();
     // One linked row before the page, so that the chain has a head to show.
     let (s, _) = app.get("/api/admin/tenants", OWNER, None).await;
     assert_eq!(s, 200);
-    let before = app.count("SELECT count(*) AS n FROM audit_log").await;
+    let before = app
+        .count("SELECT count(*) AS n FROM tenantry.audit_log")
+        .await;
     let r = app
         .req(Method::GET, "/admin", Some(OWNER), None)
         .send()
@@ -463,7 +465,8 @@ async fn dashboard_escapes_tenant_names(route: Route) {
     assert!(!html.contains("<script>"));
     assert!(html.contains("acme inc") && html.contains("admin.dashboard"));
     assert_eq!(
-        app.count("SELECT count(*) AS n FROM audit_log").await,
+        app.count("SELECT count(*) AS n FROM tenantry.audit_log")
+            .await,
         before + 1
     );
     // The chain's head before the page's own row (which links when it commits): the row of the
@@ -480,7 +483,7 @@ async fn dashboard_escapes_tenant_names(route: Route) {
     }
     let shown: Link = diesel_async::RunQueryDsl::get_result(
         diesel::sql_query(
-            "SELECT audit_id, encode(hash, 'hex') AS hash FROM audit_log_chain WHERE seq = $1",
+            "SELECT audit_id, encode(hash, 'hex') AS hash FROM tenantry.audit_log_chain WHERE seq = $1",
         )
         .bind::<diesel::sql_types::BigInt, _>(verified.head.rows - 1),
         &mut c,
@@ -511,7 +514,7 @@ async fn audit_rows_carry_the_request_id(route: Route) {
         .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(
-        app.count("SELECT count(*) AS n FROM audit_log WHERE request_id = 'req-7f3a' AND action = 'admin.tenants'")
+        app.count("SELECT count(*) AS n FROM tenantry.audit_log WHERE request_id = 'req-7f3a' AND action = 'admin.tenants'")
             .await,
         1
     );
@@ -524,12 +527,12 @@ async fn audit_rows_carry_the_request_id(route: Route) {
         .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(
-        app.count("SELECT count(*) AS n FROM audit_log WHERE request_id LIKE 'bad id%'")
+        app.count("SELECT count(*) AS n FROM tenantry.audit_log WHERE request_id LIKE 'bad id%'")
             .await,
         0
     );
     assert_eq!(
-        app.count("SELECT count(*) AS n FROM audit_log WHERE request_id IS NULL")
+        app.count("SELECT count(*) AS n FROM tenantry.audit_log WHERE request_id IS NULL")
             .await,
         0
     );

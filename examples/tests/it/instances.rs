@@ -136,12 +136,12 @@ async fn two_instances_migrate_at_once_and_serve_one_database_in_isolation() {
     .await;
     assert_eq!(migrations, 1, "each migration applied once");
     c.batch_execute(&format!(
-        "INSERT INTO tenants (slug, name) VALUES ('acme', 'Acme'), ('globex', 'Globex');
-         INSERT INTO projects (tenant_id, name) SELECT id, slug || ' project' FROM tenants;
-         INSERT INTO users (email, is_owner) VALUES
+        "INSERT INTO tenantry.tenants (slug, name) VALUES ('acme', 'Acme'), ('globex', 'Globex');
+         INSERT INTO projects (tenant_id, name) SELECT id, slug || ' project' FROM tenantry.tenants;
+         INSERT INTO tenantry.users (email, is_owner) VALUES
            ('{OWNER}', true), ('acme@example.com', false), ('globex@example.com', false);
-         INSERT INTO memberships (user_id, tenant_id, role)
-           SELECT u.id, t.id, 'partner' FROM users u JOIN tenants t
+         INSERT INTO tenantry.memberships (user_id, tenant_id, role)
+           SELECT u.id, t.id, 'partner' FROM tenantry.users u JOIN tenantry.tenants t
              ON u.email = t.slug || '@example.com';"
     ))
     .await
@@ -222,13 +222,13 @@ async fn two_instances_migrate_at_once_and_serve_one_database_in_isolation() {
     for i in 0..12 {
         let n = common_count(
             &mut c,
-            &format!("SELECT count(*) AS n FROM audit_log WHERE request_id = 'inst-{i}'"),
+            &format!("SELECT count(*) AS n FROM tenantry.audit_log WHERE request_id = 'inst-{i}'"),
         )
         .await;
         assert_eq!(n, 1, "audit row of inst-{i}");
     }
     assert_eq!(
-        common_count(&mut c, "SELECT count(*) AS n FROM audit_log").await,
+        common_count(&mut c, "SELECT count(*) AS n FROM tenantry.audit_log").await,
         12,
         "no other audit row"
     );
@@ -289,7 +289,7 @@ async fn common_text(db: &str, slug: &str) -> String {
     }
     let mut c = admin(db).await;
     diesel::sql_query(
-        "SELECT p.id::text AS t FROM projects p JOIN tenants t ON t.id = p.tenant_id WHERE t.slug = $1",
+        "SELECT p.id::text AS t FROM projects p JOIN tenantry.tenants t ON t.id = p.tenant_id WHERE t.slug = $1",
     )
     .bind::<diesel::sql_types::Text, _>(slug)
     .get_result::<T>(&mut c)

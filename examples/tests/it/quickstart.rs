@@ -87,9 +87,9 @@ async fn the_first_command_serves_the_app_in_dev_mode() {
         tenantry::testing::connect_superuser(&db)
             .await
             .batch_execute(&format!(
-                "INSERT INTO users (email, display_name) VALUES ('viewer@example.com', 'Viewer'); \
-                 INSERT INTO memberships (user_id, tenant_id, role) \
-                 SELECT id, '{tenant_id}', 'client_viewer' FROM users WHERE email = 'viewer@example.com'"
+                "INSERT INTO tenantry.users (email, display_name) VALUES ('viewer@example.com', 'Viewer'); \
+                 INSERT INTO tenantry.memberships (user_id, tenant_id, role) \
+                 SELECT id, '{tenant_id}', 'client_viewer' FROM tenantry.users WHERE email = 'viewer@example.com'"
             ))
             .await
             .unwrap();

@@ -334,7 +334,7 @@ async fn dev_mode_answers_only_loopback_host_names() {
 async fn owner_routes_refuse_cross_site_requests_of_any_method() {
     let app = App::start().await;
     let audit_rows =
-        || app.count("SELECT count(*) AS n FROM audit_log WHERE action LIKE 'admin.%'");
+        || app.count("SELECT count(*) AS n FROM tenantry.audit_log WHERE action LIKE 'admin.%'");
     let before = audit_rows().await;
     for (name, value) in [
         ("sec-fetch-site", "cross-site"),
@@ -391,7 +391,7 @@ async fn an_owner_entering_a_tenant_without_membership_is_audited_once() {
     let app = App::start().await;
     let entries = |request: String| {
         let sql = format!(
-            "SELECT count(*) AS n FROM audit_log a JOIN users u ON u.id = a.actor_user_id
+            "SELECT count(*) AS n FROM tenantry.audit_log a JOIN tenantry.users u ON u.id = a.actor_user_id
              WHERE a.action = 'owner.enter' AND u.email = '{OWNER}' AND a.actor_email = '{OWNER}'
                AND a.tenant_id = '{}' AND a.request_id = '{request}' AND a.at IS NOT NULL",
             app.tenants["initech"]
@@ -400,7 +400,7 @@ async fn an_owner_entering_a_tenant_without_membership_is_audited_once() {
         async move { app.count(&sql).await }
     };
     let all_entries =
-        || app.count("SELECT count(*) AS n FROM audit_log WHERE action = 'owner.enter'");
+        || app.count("SELECT count(*) AS n FROM tenantry.audit_log WHERE action = 'owner.enter'");
     // A write (read-write transaction), a read (read-only: the row is committed first), a list
     // that runs several statements: one row each, naming the request.
     let cases: [(Method, &str, Option<serde_json::Value>, u16); 3] = [
@@ -447,7 +447,7 @@ async fn an_owner_entering_a_tenant_without_membership_is_audited_once() {
     let (s, _) = app.get("/api/projects", PARTNER, Some("acme")).await;
     assert_eq!(s, 200);
     let admin_rows =
-        || app.count("SELECT count(*) AS n FROM audit_log WHERE action LIKE 'admin.%'");
+        || app.count("SELECT count(*) AS n FROM tenantry.audit_log WHERE action LIKE 'admin.%'");
     let before = admin_rows().await;
     let (s, _) = app.get("/api/admin/tenants", OWNER, None).await;
     assert_eq!(s, 200);

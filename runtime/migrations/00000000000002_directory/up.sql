@@ -1,3 +1,8 @@
+-- tenantry's objects live in their own schema, `tenantry` (see 00000000000013_own_schema): the
+-- names below are created and resolved there first, never beside an application's tables.
+CREATE SCHEMA IF NOT EXISTS tenantry;
+SELECT pg_catalog.set_config('search_path', 'tenantry, ' || pg_catalog.current_setting('search_path'), true);
+
 -- The directory (tenants, users, memberships) is no longer readable whole by the app role: inside
 -- a tenant transaction row-level security shows the tenant itself, its memberships and its
 -- members; outside one, nothing. The identity layer looks a principal up through narrow

@@ -1,3 +1,8 @@
+-- tenantry's objects live in their own schema, `tenantry` (see 00000000000013_own_schema): the
+-- names below are created and resolved there first, never beside an application's tables.
+CREATE SCHEMA IF NOT EXISTS tenantry;
+SELECT pg_catalog.set_config('search_path', 'tenantry, ' || pg_catalog.current_setting('search_path'), true);
+
 -- Service identities. A Cloudflare Access service token is identified by its `common_name`,
 -- `<client id>.access`, which has no `@`, so migration 0001's check on `users.email` could not
 -- store it. A `users` row is now of a kind: a person, keyed by email, or a service, keyed by its

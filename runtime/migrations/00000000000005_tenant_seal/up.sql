@@ -1,3 +1,8 @@
+-- tenantry's objects live in their own schema, `tenantry` (see 00000000000013_own_schema): the
+-- names below are created and resolved there first, never beside an application's tables.
+CREATE SCHEMA IF NOT EXISTS tenantry;
+SELECT pg_catalog.set_config('search_path', 'tenantry, ' || pg_catalog.current_setting('search_path'), true);
+
 -- The tenant seal: the tenant that row-level security sees can no longer be set by SQL.
 --
 -- Until now the policies trusted `app.tenant_id`, an ordinary setting: any SQL the app role runs

@@ -1,3 +1,8 @@
+-- tenantry's objects live in their own schema, `tenantry` (see 00000000000013_own_schema): the
+-- names below are created and resolved there first, never beside an application's tables.
+CREATE SCHEMA IF NOT EXISTS tenantry;
+SELECT pg_catalog.set_config('search_path', 'tenantry, ' || pg_catalog.current_setting('search_path'), true);
+
 -- The audit log can be neither forged nor jammed by tenantry's roles, and it is tamper-evident.
 --
 -- * One way in: tenantry_audit_write(..) (SECURITY DEFINER) writes a row; tenantry_app and

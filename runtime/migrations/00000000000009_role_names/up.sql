@@ -1,3 +1,8 @@
+-- tenantry's objects live in their own schema, `tenantry` (see 00000000000013_own_schema): the
+-- names below are created and resolved there first, never beside an application's tables.
+CREATE SCHEMA IF NOT EXISTS tenantry;
+SELECT pg_catalog.set_config('search_path', 'tenantry, ' || pg_catalog.current_setting('search_path'), true);
+
 -- Role names per deployment (issue 17): the app, bypass and directory roles of this database,
 -- recorded by every migration run (`tenantry::migrate_roles`, `TENANTRY_APP_ROLE`,
 -- `TENANTRY_BYPASS_ROLE`, `TENANTRY_DIRECTORY_ROLE` or `TENANTRY_ROLE_PREFIX`), so that the

@@ -1,3 +1,8 @@
+-- tenantry's objects live in their own schema, `tenantry` (see 00000000000013_own_schema): the
+-- names below are created and resolved there first, never beside an application's tables.
+CREATE SCHEMA IF NOT EXISTS tenantry;
+SELECT pg_catalog.set_config('search_path', 'tenantry, ' || pg_catalog.current_setting('search_path'), true);
+
 -- The durable per-tenant job queue (tenantry::queue). A tenant table like any other: row-level
 -- security keyed on the sealed tenant, so a request enqueues into its own tenant only (the
 -- tenant column comes from the transaction) and reads its own jobs only. The runner, which

@@ -1,3 +1,8 @@
+-- tenantry's objects live in their own schema, `tenantry` (see 00000000000013_own_schema): the
+-- names below are created and resolved there first, never beside an application's tables.
+CREATE SCHEMA IF NOT EXISTS tenantry;
+SELECT pg_catalog.set_config('search_path', 'tenantry, ' || pg_catalog.current_setting('search_path'), true);
+
 -- tenantry on Citus: the tenant seal, the directory's policies and its change notifications in
 -- forms that Citus distributes and that hold on the workers. Nothing changes on a database
 -- without the citus extension: the functions below are created everywhere (unused), and

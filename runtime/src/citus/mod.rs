@@ -132,8 +132,6 @@ struct DeclaredRow {
     #[diesel(sql_type = Text)]
     table: String,
     #[diesel(sql_type = Text)]
-    name: String,
-    #[diesel(sql_type = Text)]
     kind: String,
     #[diesel(sql_type = Nullable<Text>)]
     column: Option<String>,
@@ -164,9 +162,8 @@ struct ConstraintRow {
 }
 
 const DECLARED_SQL: &str = r#"
-SELECT d.table_schema || '.' || d.table_name AS "table", d.table_name::text AS name,
-       d.kind, d.tenant_column AS "column"
-FROM tenantry_declared_tables d
+SELECT d.table_schema || '.' || d.table_name AS "table", d.kind, d.tenant_column AS "column"
+FROM tenantry.tenantry_declared_tables d
 JOIN pg_namespace n ON n.nspname = d.table_schema
 JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = d.table_name AND c.relkind IN ('r', 'p')
 ORDER BY 1
@@ -237,14 +234,14 @@ pub async fn check(conn: &mut AsyncPgConnection) -> diesel::QueryResult<CitusRep
     for d in declared {
         let p = match (d.kind.as_str(), d.column) {
             ("tenant", Some(column)) => Placement::Distributed { column },
-            _ if d.name == "audit_log" => Placement::CoordinatorLocal,
+            _ if d.table == "tenantry.audit_log" => Placement::CoordinatorLocal,
             _ => Placement::Reference,
         };
         placement.insert(d.table, p);
     }
     // The seal's keys: the workers verify the seal too.
     for (table, p) in placement.iter_mut() {
-        if table.ends_with(".tenantry_tenant_keys") {
+        if table == "tenantry.tenantry_tenant_keys" {
             *p = Placement::Reference;
         }
     }

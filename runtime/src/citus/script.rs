@@ -60,7 +60,7 @@ impl ForeignKeyStep {
 /// The revocation `tenantry_citus_prepare()` does on the coordinator, on every worker (on the
 /// coordinator another session would wait for this transaction's own revocation).
 const REVOKE_EVERYWHERE: &str =
-    "SELECT run_command_on_workers($$SELECT tenantry_citus_revoke_remote_commands()$$);";
+    "SELECT run_command_on_workers($$SELECT tenantry.tenantry_citus_revoke_remote_commands()$$);";
 
 pub(super) fn render(report: &CitusReport, app_role: &str) -> String {
     let mut out = String::from(
@@ -83,7 +83,7 @@ pub(super) fn render(report: &CitusReport, app_role: &str) -> String {
     out.push_str(
         "-- The seal bound to the distributed transaction, policies without subqueries, change\n\
          -- notifications from the coordinator only (migration 0012_citus); idempotent.\n\
-         SELECT tenantry_citus_prepare();\n\
+         SELECT tenantry.tenantry_citus_prepare();\n\
          -- No SQL of the app role may run commands on other nodes in sessions of its own.\n",
     );
     out.push_str(REVOKE_EVERYWHERE);
@@ -127,7 +127,8 @@ mod tests {
         let fk = ForeignKeyStep {
             table: "public.invoices".into(),
             constraint: "invoices_tenant_id_fkey".into(),
-            definition: "FOREIGN KEY (tenant_id) REFERENCES tenants(id) ON DELETE CASCADE".into(),
+            definition: "FOREIGN KEY (tenant_id) REFERENCES tenantry.tenants(id) ON DELETE CASCADE"
+                .into(),
         };
         assert_eq!(
             fk.drop_sql(),
@@ -136,7 +137,7 @@ mod tests {
         assert_eq!(
             fk.add_sql(),
             "ALTER TABLE public.invoices ADD CONSTRAINT invoices_tenant_id_fkey \
-             FOREIGN KEY (tenant_id) REFERENCES tenants(id) ON DELETE CASCADE;"
+             FOREIGN KEY (tenant_id) REFERENCES tenantry.tenants(id) ON DELETE CASCADE;"
         );
     }
 }

@@ -18,6 +18,7 @@ mod sql {
     #[diesel::declare_sql_function]
     extern "SQL" {
         /// Appends one `audit_log` row and returns its id (migration `00000000000007`).
+        #[sql_name = "tenantry.tenantry_audit_write"]
         fn tenantry_audit_write(
             actor_user_id: Nullable<Uuid>,
             actor_email: Text,
@@ -88,7 +89,7 @@ mod tests {
         assert!(QueryFragment::<Pg>::is_safe_to_cache_prepared(&query, &Pg).unwrap());
         let sql = diesel::debug_query::<Pg, _>(&query).to_string();
         assert!(
-            sql.starts_with("SELECT tenantry_audit_write($1, $2, $3, $4, $5, $6, $7)"),
+            sql.starts_with("SELECT tenantry.tenantry_audit_write($1, $2, $3, $4, $5, $6, $7)"),
             "{sql}"
         );
     }

@@ -97,7 +97,9 @@ impl<'tx, A: Access> TenantConn<'tx, A> {
         let mut conn = self.conn;
         diesel::select(diesel::dsl::sql::<
             diesel::sql_types::Nullable<diesel::sql_types::Uuid>,
-        >("(SELECT tenant_id FROM tenantry_current_tenant)"))
+        >(
+            "(SELECT tenant_id FROM tenantry.tenantry_current_tenant)"
+        ))
         .get_result(&mut conn)
         .await
     }

@@ -143,8 +143,8 @@ where
 /// gives the same database:
 ///
 /// ```sql
-/// CREATE TABLE invoices (tenant_id uuid NOT NULL REFERENCES tenants (id), id uuid, .., PRIMARY KEY (tenant_id, id));
-/// SELECT tenantry_declare_tenant_table('invoices');
+/// CREATE TABLE invoices (tenant_id uuid NOT NULL REFERENCES tenantry.tenants (id), id uuid, .., PRIMARY KEY (tenant_id, id));
+/// SELECT tenantry.tenantry_declare_tenant_table('invoices');
 /// ```
 pub async fn migrate_with<S>(conn: AsyncPgConnection, app: S) -> Result<Migrated, MigrateError>
 where
@@ -193,7 +193,7 @@ where
     // The roles of this deployment, recorded for the declarations and doctor (the names are
     // checked identifiers: nothing to escape).
     let record = format!(
-        "INSERT INTO tenantry_roles (purpose, role_name) VALUES ('app', '{}'), ('bypass', '{}'), \
+        "INSERT INTO tenantry.tenantry_roles (purpose, role_name) VALUES ('app', '{}'), ('bypass', '{}'), \
          ('directory', '{}') ON CONFLICT (purpose) DO UPDATE SET role_name = EXCLUDED.role_name",
         roles.app, roles.bypass, roles.directory
     );

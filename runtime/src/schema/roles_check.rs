@@ -170,7 +170,7 @@ guarded AS (
       AND (c.relrowsecurity
            OR EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid)
            OR (c.relnamespace = (SELECT t.relnamespace FROM pg_class t
-                                 WHERE t.oid = to_regclass('tenantry_declared_tables'))
+                                 WHERE t.oid = to_regclass('tenantry.tenantry_declared_tables'))
                AND c.relname IN ('tenants', 'users', 'memberships', 'audit_log',
                                  'tenantry_declared_tables'))
            {declared})
@@ -194,7 +194,7 @@ powers AS (
 SELECT via, power, detail FROM powers ORDER BY cardinality(via), via, power
 "#;
 
-const DECLARED_SQL: &str = "OR EXISTS (SELECT 1 FROM tenantry_declared_tables d \
+const DECLARED_SQL: &str = "OR EXISTS (SELECT 1 FROM tenantry.tenantry_declared_tables d \
      WHERE d.table_schema = n.nspname AND d.table_name = c.relname)";
 
 #[derive(QueryableByName)]
@@ -221,7 +221,7 @@ pub(crate) async fn escalations(
     use diesel_async::RunQueryDsl;
     let mut conn = conn;
     let declared: bool = diesel::select(diesel::dsl::sql::<Bool>(
-        "COALESCE(has_table_privilege(to_regclass('tenantry_declared_tables'), 'SELECT'), false)",
+        "COALESCE(has_table_privilege(to_regclass('tenantry.tenantry_declared_tables'), 'SELECT'), false)",
     ))
     .get_result(&mut conn)
     .await?;

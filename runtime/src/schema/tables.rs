@@ -1,11 +1,12 @@
 //! Diesel schema of tenantry's own tables (`tenants`, `users`, `memberships`, `audit_log` and its
-//! hash chain).
+//! hash chain), all in the schema `tenantry` (never on an application's search path: an
+//! application's own `users` or `tenants` stay its own).
 
 #![allow(unreachable_pub)]
 
 diesel::table! {
     /// The tenants: one row per customer organisation (global; the app role sees the active one).
-    tenants (id) {
+    tenantry.tenants (id) {
         /// The tenant's id (`X-Tenant` may name it).
         id -> Uuid,
         /// Its URL-safe name (`X-Tenant` may name it), unique.
@@ -20,7 +21,7 @@ diesel::table! {
 diesel::table! {
     /// The identities: a person by email, or a Cloudflare service token by its common name
     /// (`kind`); `is_owner` is the global Owner role.
-    users (id) {
+    tenantry.users (id) {
         /// The identity's id.
         id -> Uuid,
         /// Its key: a person's email, or a service token's common name (`<client id>.access`); unique case-insensitively.
@@ -40,7 +41,7 @@ diesel::table! {
 
 diesel::table! {
     /// Who may act in which tenant, and with which role (`partner` or `client_viewer`).
-    memberships (user_id, tenant_id) {
+    tenantry.memberships (user_id, tenant_id) {
         /// The member.
         user_id -> Uuid,
         /// The tenant.
@@ -54,7 +55,7 @@ diesel::table! {
 
 diesel::table! {
     /// Every audited bypass and job: who, what, why, where (append-only).
-    audit_log (id) {
+    tenantry.audit_log (id) {
         /// Order of writing.
         id -> Int8,
         /// When.
@@ -79,7 +80,7 @@ diesel::table! {
 diesel::table! {
     /// The audit log's hash chain, one link per `audit_log` row in commit order, written only
     /// by the trigger that links a row when its transaction commits (see [`crate::schema::audit_chain`]).
-    audit_log_chain (seq) {
+    tenantry.audit_log_chain (seq) {
         /// The position in the chain: 1, 2, … in the order the rows' transactions committed.
         seq -> Int8,
         /// The `audit_log` row this link seals.
@@ -93,7 +94,7 @@ diesel::table! {
 
 diesel::table! {
     /// The chain's head: its one row names the last link (`seq` 0 and no row while empty).
-    audit_log_chain_head (singleton) {
+    tenantry.audit_log_chain_head (singleton) {
         /// Always `true`: the table has one row.
         singleton -> Bool,
         /// How many links the chain has.
@@ -119,7 +120,7 @@ diesel::allow_tables_to_appear_in_same_query!(
 
 diesel::table! {
     /// The tables declared to tenantry (tenant or global), which `tenantry doctor` checks.
-    tenantry_declared_tables (table_schema, table_name) {
+    tenantry.tenantry_declared_tables (table_schema, table_name) {
         /// The table's schema.
         table_schema -> Text,
         /// The table's name.

@@ -58,14 +58,16 @@ pub async fn declare_tables(
     for decl in tables {
         match decl.tenant_column() {
             Some(tenant_column) => {
-                diesel::sql_query("SELECT tenantry_declare_tenant_table($1::regclass, $2::name)")
-                    .bind::<Text, _>(quote_ident(decl.table()))
-                    .bind::<Text, _>(tenant_column)
-                    .execute(conn)
-                    .await?;
+                diesel::sql_query(
+                    "SELECT tenantry.tenantry_declare_tenant_table($1::regclass, $2::name)",
+                )
+                .bind::<Text, _>(quote_ident(decl.table()))
+                .bind::<Text, _>(tenant_column)
+                .execute(conn)
+                .await?;
             }
             None => {
-                diesel::sql_query("SELECT tenantry_declare_global_table($1::regclass)")
+                diesel::sql_query("SELECT tenantry.tenantry_declare_global_table($1::regclass)")
                     .bind::<Text, _>(quote_ident(decl.table()))
                     .execute(conn)
                     .await?;

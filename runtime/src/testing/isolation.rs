@@ -218,7 +218,7 @@ impl Fixture {
         assert!(
             security.policy,
             "{}: `{table}` lacks the policy tenantry_tenant_isolation: declare it \
-             (`SELECT tenantry_declare_tenant_table('{table}')` in a migration)",
+             (`SELECT tenantry.tenantry_declare_tenant_table('{table}')` in a migration)",
             self.model
         );
         let sql = format!("SELECT count(*) AS n FROM {}", quote_ident(table));

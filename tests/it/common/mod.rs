@@ -148,7 +148,7 @@ impl TestDb {
     pub async fn tenant(&self, slug: &str) -> Uuid {
         use diesel_async::RunQueryDsl;
         let mut conn = self.admin().await;
-        diesel::sql_query("INSERT INTO tenants (slug, name) VALUES ($1, $1) RETURNING id")
+        diesel::sql_query("INSERT INTO tenantry.tenants (slug, name) VALUES ($1, $1) RETURNING id")
             .bind::<diesel::sql_types::Text, _>(slug)
             .get_result::<IdRow>(&mut conn)
             .await

@@ -178,13 +178,14 @@ impl App {
     async fn seed(&mut self) {
         let mut c = admin(&self.db).await;
         for slug in ["acme", "globex", "initech"] {
-            let t: IdRow =
-                diesel::sql_query("INSERT INTO tenants (slug, name) VALUES ($1, $2) RETURNING id")
-                    .bind::<Text, _>(slug)
-                    .bind::<Text, _>(format!("{slug} inc"))
-                    .get_result(&mut c)
-                    .await
-                    .expect("tenant");
+            let t: IdRow = diesel::sql_query(
+                "INSERT INTO tenantry.tenants (slug, name) VALUES ($1, $2) RETURNING id",
+            )
+            .bind::<Text, _>(slug)
+            .bind::<Text, _>(format!("{slug} inc"))
+            .get_result(&mut c)
+            .await
+            .expect("tenant");
             self.tenants.insert(slug, t.id);
             let p: IdRow = diesel::sql_query(
                 "INSERT INTO projects (tenant_id, name) VALUES ($1, $2) RETURNING id",
@@ -208,11 +209,11 @@ impl App {
             .expect("invoices");
         }
         c.batch_execute(&format!(
-            "INSERT INTO users (email, is_owner) VALUES ('{OWNER}', true), ('{PARTNER}', false), ('{VIEWER}', false), ('{LONELY}', false);
-             INSERT INTO memberships (user_id, tenant_id, role)
-               SELECT u.id, t.id, 'partner' FROM users u, tenants t WHERE u.email = '{PARTNER}' AND t.slug IN ('acme', 'globex');
-             INSERT INTO memberships (user_id, tenant_id, role)
-               SELECT u.id, t.id, 'client_viewer' FROM users u, tenants t WHERE u.email = '{VIEWER}' AND t.slug = 'acme';"
+            "INSERT INTO tenantry.users (email, is_owner) VALUES ('{OWNER}', true), ('{PARTNER}', false), ('{VIEWER}', false), ('{LONELY}', false);
+             INSERT INTO tenantry.memberships (user_id, tenant_id, role)
+               SELECT u.id, t.id, 'partner' FROM tenantry.users u, tenantry.tenants t WHERE u.email = '{PARTNER}' AND t.slug IN ('acme', 'globex');
+             INSERT INTO tenantry.memberships (user_id, tenant_id, role)
+               SELECT u.id, t.id, 'client_viewer' FROM tenantry.users u, tenantry.tenants t WHERE u.email = '{VIEWER}' AND t.slug = 'acme';"
         ))
         .await
         .expect("users");

@@ -289,7 +289,7 @@ impl fmt::Display for Finding {
             ),
             Finding::PolicyMissing { table } => write!(
                 f,
-                "{table}: no tenant policy (run tenantry_declare_tenant_table('{table}'))"
+                "{table}: no tenant policy (run tenantry.tenantry_declare_tenant_table('{table}'))"
             ),
             Finding::PolicyDiffers {
                 table,
@@ -298,7 +298,7 @@ impl fmt::Display for Finding {
             } => write!(
                 f,
                 "{table}: policy {policy} {difference}, so it may let a tenant see or write \
-                 another's rows (re-declare the table: tenantry_declare_tenant_table('{table}', \
+                 another's rows (re-declare the table: tenantry.tenantry_declare_tenant_table('{table}', \
                  <its tenant column>) re-creates the policy)"
             ),
             Finding::DirectoryPolicyMissing { table, policy } => write!(
@@ -328,7 +328,7 @@ impl fmt::Display for Finding {
             ),
             Finding::TenantReferenceWithoutPolicy { table, constraint } => write!(
                 f,
-                "{table}: references tenants ({constraint}) but has no row-level security policy (declare it: tenantry_declare_tenant_table('{table}', '<column>'))"
+                "{table}: references tenantry.tenants ({constraint}) but has no row-level security policy (declare it: tenantry.tenantry_declare_tenant_table('{table}', '<column>'))"
             ),
             Finding::AppRoleMissing { role } => write!(f, "role {role} does not exist"),
             Finding::AppRolePrivileged {

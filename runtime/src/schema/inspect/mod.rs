@@ -90,7 +90,7 @@ SELECT d.table_schema || '.' || d.table_name AS "table",
          WHERE i.indrelid = c.oid AND a.attname = d.tenant_column
        ) AS "index",
        quote_ident(d.tenant_column) AS quoted_column
-FROM tenantry_declared_tables d
+FROM tenantry.tenantry_declared_tables d
 LEFT JOIN pg_namespace n ON n.nspname = d.table_schema
 LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = d.table_name AND c.relkind IN ('r', 'p')
 WHERE d.kind = 'tenant'
@@ -105,7 +105,7 @@ JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.
 WHERE c.relkind IN ('r', 'p')
   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
   AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
-  AND NOT EXISTS (SELECT 1 FROM tenantry_declared_tables d
+  AND NOT EXISTS (SELECT 1 FROM tenantry.tenantry_declared_tables d
                   WHERE d.table_schema = n.nspname AND d.table_name = c.relname)
 ORDER BY 1
 "#;
@@ -117,9 +117,9 @@ SELECT DISTINCT ON (c.oid) n.nspname || '.' || c.relname AS "table", k.conname::
 FROM pg_constraint k
 JOIN pg_class c ON c.oid = k.conrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE k.contype = 'f' AND k.confrelid = to_regclass('tenants')
+WHERE k.contype = 'f' AND k.confrelid = to_regclass('tenantry.tenants')
   AND NOT (c.relrowsecurity AND EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid))
-  AND NOT EXISTS (SELECT 1 FROM tenantry_declared_tables d
+  AND NOT EXISTS (SELECT 1 FROM tenantry.tenantry_declared_tables d
                   WHERE d.kind = 'tenant' AND d.table_schema = n.nspname AND d.table_name = c.relname)
 ORDER BY c.oid, k.conname
 "#;
@@ -160,7 +160,7 @@ pub async fn inspect_roles(
     let mut report = Report::default();
 
     let migrated: bool = diesel::select(diesel::dsl::sql::<Bool>(
-        "to_regclass('tenantry_declared_tables') IS NOT NULL",
+        "to_regclass('tenantry.tenantry_declared_tables') IS NOT NULL",
     ))
     .get_result(conn)
     .await?;

@@ -32,8 +32,8 @@ const DEFINER_GRANTEES: &[(&str, &[&str])] = &[
 /// as long as their body is exactly the one tenantry generates, which doctor checks by generating
 /// it again in a transaction it rolls back (`tenantry_reseal_enter`).
 const QUALIFIED_DEFINERS: &[(&str, &str)] = &[(
-    "tenantry_enter(uuid,boolean,bigint,integer,bytea)",
-    "SELECT tenantry_reseal_enter()",
+    "tenantry.tenantry_enter(uuid,boolean,bigint,integer,bytea)",
+    "SELECT tenantry.tenantry_reseal_enter()",
 )];
 
 #[derive(QueryableByName)]
@@ -91,8 +91,8 @@ pub(super) async fn recorded_roles(
 ) -> QueryResult<crate::schema::RoleNames> {
     let mut roles = crate::schema::RoleNames::default();
     let rows: Vec<RecordedRole> = diesel::sql_query(
-        "SELECT purpose, role_name::text AS role_name FROM tenantry_roles \
-         WHERE to_regclass('tenantry_roles') IS NOT NULL",
+        "SELECT purpose, role_name::text AS role_name FROM tenantry.tenantry_roles \
+         WHERE to_regclass('tenantry.tenantry_roles') IS NOT NULL",
     )
     .load(conn)
     .await
@@ -207,7 +207,7 @@ struct Definer {
 }
 
 /// The `SECURITY DEFINER` functions of tenantry's schema (where `tenantry_declared_tables`
-/// is): signature, pinned `search_path`, and who besides the owner may execute them (a `NULL`
+/// is) and of the application's (those of its declared tables): signature, pinned `search_path`, and who besides the owner may execute them (a `NULL`
 /// ACL is PostgreSQL's default: `EXECUTE` for `PUBLIC`).
 const DEFINERS_SQL: &str = r#"
 SELECT p.oid::regprocedure::text AS function, p.proname::text AS name,
@@ -219,8 +219,10 @@ SELECT p.oid::regprocedure::text AS function, p.proname::text AS name,
              ORDER BY 1) AS executors
 FROM pg_proc p
 WHERE p.prosecdef
-  AND p.pronamespace = (SELECT t.relnamespace FROM pg_class t
-                        WHERE t.oid = to_regclass('tenantry_declared_tables'))
+  AND (p.pronamespace = (SELECT t.relnamespace FROM pg_class t
+                         WHERE t.oid = to_regclass('tenantry.tenantry_declared_tables'))
+       OR p.pronamespace IN (SELECT n.oid FROM pg_namespace n
+                             JOIN tenantry.tenantry_declared_tables d ON d.table_schema = n.nspname))
 ORDER BY 1
 "#;
 
@@ -317,7 +319,18 @@ pub(super) async fn check(
         }
     }
 
-    let definers: Vec<Definer> = diesel::sql_query(DEFINERS_SQL).load(conn).await?;
+    // Before tenantry's migrations there is no schema of tenantry's to look in.
+    let migrated = diesel::sql_query(
+        "SELECT to_regclass('tenantry.tenantry_declared_tables') IS NOT NULL AS exists",
+    )
+    .get_result::<Exists>(conn)
+    .await?
+    .exists;
+    let definers: Vec<Definer> = if migrated {
+        diesel::sql_query(DEFINERS_SQL).load(conn).await?
+    } else {
+        Vec::new()
+    };
     let mut qualified = Vec::new();
     for (function, generate) in QUALIFIED_DEFINERS {
         if definers.iter().any(|d| d.function == *function)
