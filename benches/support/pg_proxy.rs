@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tenantry::testing::MessageFramer;
+use crate::common::framer::MessageFramer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub type Counts = [AtomicU64; 256];

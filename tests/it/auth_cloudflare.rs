@@ -80,10 +80,19 @@ impl Env {
         }
     }
 
-    /// Sleeps past the refetch cooldown.
+    /// Moves the clock past the refetch cooldown.
     async fn after_cooldown(&self) {
-        tokio::time::sleep(self.config.refetch_cooldown + Duration::from_millis(50)).await;
+        pass(self.config.refetch_cooldown).await;
     }
+}
+
+/// `by` passes for the key cache at once, without a sleep: it reads tokio's clock, which this
+/// moves forward (a current-thread runtime, as `#[tokio::test]` makes; the clock runs on
+/// after). Only the clock moves: a fetch in flight is not hurried.
+async fn pass(by: Duration) {
+    tokio::time::pause();
+    tokio::time::advance(by).await;
+    tokio::time::resume();
 }
 
 /// Short timings so the suite stays fast; every other setting is the default.

@@ -191,15 +191,13 @@ async fn the_transaction_is_sent_whole_before_any_reply_is_read() {
     let mark = wire.mark();
     let first = tokio::spawn(show(db.clone(), acme.clone()));
     wire.wait_for(mark, "Q B E S P D S").await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wire.release_replies().await;
+    assert_eq!(first.await.unwrap().expect("first run").id, id);
     assert_eq!(
         wire.sent_since(mark),
-        "Q B E S P D S",
+        "Q B E S P D S | B E S B E S Q",
         "nothing more before the reply"
     );
-    wire.release_replies();
-    assert_eq!(first.await.unwrap().expect("first run").id, id);
-    assert_eq!(wire.sent_since(mark), "Q B E S P D S B E S B E S Q");
 
     // Second run: sent without a `Parse`, pipelined with `BEGIN` and the entry; then the
     // assertion and `COMMIT` after its reply. The connection now knows the statement is
@@ -208,11 +206,13 @@ async fn the_transaction_is_sent_whole_before_any_reply_is_read() {
     let mark = wire.mark();
     let second = tokio::spawn(show(db.clone(), acme.clone()));
     wire.wait_for(mark, "Q B E S B E S").await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(wire.sent_since(mark), "Q B E S B E S", "the second run");
-    wire.release_replies();
+    wire.release_replies().await;
     assert_eq!(second.await.unwrap().expect("second run").id, id);
-    assert_eq!(wire.sent_since(mark), "Q B E S B E S B E S Q");
+    assert_eq!(
+        wire.sent_since(mark),
+        "Q B E S B E S | B E S Q",
+        "the second run"
+    );
 
     // From then on: the entry, the statement and the assertion, then one `Sync`, all out while
     // no reply has reached the client: one round trip, one implicit transaction, no `BEGIN` or
@@ -223,10 +223,10 @@ async fn the_transaction_is_sent_whole_before_any_reply_is_read() {
         let task = tokio::spawn(show(db.clone(), acme.clone()));
         wire.wait_for(mark, "B E B E B E S").await;
         assert!(!task.is_finished(), "{run} run: no reply was read");
-        wire.release_replies();
+        wire.release_replies().await;
         let row = task.await.unwrap().expect(run);
         assert_eq!((row.id, row.tenant_id), (id, w.acme), "{run} run");
-        assert_eq!(wire.sent_since(mark), "B E B E B E S", "{run} run");
+        assert_eq!(wire.sent_since(mark), "B E B E B E S |", "{run} run");
     }
 
     // `Db::tx` for comparison: its assertion and `COMMIT` wait for the statement's reply.
@@ -246,15 +246,13 @@ async fn the_transaction_is_sent_whole_before_any_reply_is_read() {
         }
     });
     wire.wait_for(mark, "Q B E S B E S").await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wire.release_replies().await;
+    assert_eq!(tx.await.unwrap().expect("tx").id, id);
     assert_eq!(
         wire.sent_since(mark),
-        "Q B E S B E S",
+        "Q B E S B E S | B E S Q",
         "Db::tx waits for the reply"
     );
-    wire.release_replies();
-    assert_eq!(tx.await.unwrap().expect("tx").id, id);
-    assert_eq!(wire.sent_since(mark), "Q B E S B E S B E S Q");
 }
 
 #[tokio::test]

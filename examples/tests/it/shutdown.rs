@@ -1,6 +1,8 @@
 //! SIGTERM and Ctrl-C: the binary stops accepting, lets in-flight requests finish, closes its
 //! pools and exits 0.
 
+use crate::common;
+
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -37,6 +39,9 @@ async fn start(scratch: &ScratchDatabase, port: u16) -> Running {
             .env("TENANTRY_BIND", format!("127.0.0.1:{port}"))
             .env("TENANTRY_DB_LOCK_TIMEOUT", "20s")
             .env("TENANTRY_DB_STATEMENT_TIMEOUT", "20s")
+            // Every request of the one tenant gets a connection (16) rather than its fair share
+            // (8), so that each in-flight request shows as a session waiting for the lock.
+            .env("TENANTRY_TENANT_SHARE", "off")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -98,11 +103,8 @@ async fn sigterm_under_load_drains_every_in_flight_request_and_exits_0() {
             .send();
         in_flight.push(tokio::spawn(r));
     }
-    // Time for the requests to reach the server. Still a pause: these requests do not show
-    // as sessions waiting for the lock in `pg_stat_activity` (tried: none did within 30 s),
-    // so there is no event to wait on yet; a late request fails the test loudly (refused
-    // connection), it cannot pass wrongly.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Every request has reached its handler: each one's session waits for the lock.
+    common::until_waiting_for_a_lock(scratch.name(), "tenantry_app", 12).await;
     signal(&app, "TERM");
     // No longer accepting: polled (the process announces nothing), bounded.
     let closed_by = Instant::now() + Duration::from_secs(10);

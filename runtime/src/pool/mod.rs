@@ -38,8 +38,6 @@ pub(crate) use outage::Outage;
 pub(crate) use splice::{Anchor, Outcome, ServerError, Ticket};
 #[cfg(test)]
 pub(crate) use watch::message;
-#[cfg(feature = "testing")]
-pub(crate) use watch::Framer;
 pub(crate) use watch::Link;
 
 pub(crate) use connect::{open_socket, Connector, Session};

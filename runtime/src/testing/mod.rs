@@ -52,4 +52,4 @@ pub use minter::{TestToken, TokenMinter};
 pub use pgbouncer::{PgBouncer, Route};
 pub use proxy::{Fault, FaultProxy};
 pub use scratch::{connect_superuser, database_url, server_url, ScratchDatabase, ScratchRole};
-pub use wire::{Executed, MessageFramer};
+pub use wire::Executed;

@@ -5,6 +5,7 @@
 )]
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
+pub mod framer;
 pub mod logs;
 pub mod schema;
 

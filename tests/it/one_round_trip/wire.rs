@@ -1,13 +1,14 @@
 //! A PostgreSQL proxy for counting round trips: it records the type of every message the client
 //! sends, and can hold back every byte the server sends (the client then reads no reply at all).
-//! A transaction is one round trip when the client sends all of it while the replies are held.
+//! A transaction is one round trip when the client sends all of it while the replies are held;
+//! a message sent only once a reply can be read shows after a `|` (`Wire::release_replies`).
 #![allow(unreachable_pub)]
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tenantry::testing::MessageFramer;
+use crate::common::framer::MessageFramer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
@@ -20,7 +21,8 @@ pub struct Wire {
 }
 
 struct State {
-    /// Types of the messages the client sent, in order (0 for the untyped startup packet).
+    /// Types of the messages the client sent, in order (0 for the untyped startup packet), and
+    /// a `|` where replies were released.
     sent: Mutex<Vec<u8>>,
     sent_more: Notify,
     /// Whether the server's bytes reach the client.
@@ -68,8 +70,19 @@ impl Wire {
         self.state.replies.send_replace(false);
     }
 
-    /// Lets the server's bytes through again (those held back first).
-    pub fn release_replies(&self) {
+    /// Lets the server's bytes through again (those held back first), and records the moment
+    /// as a `|` among the client's messages ([`Wire::sent_since`]): whatever the client sent
+    /// before it could read a reply shows before the `|`, what it sent once it could, after.
+    /// That is the event a test of "nothing more is sent before the reply" waits on, rather
+    /// than a pause: it covers everything sent up to the release, however late.
+    ///
+    /// The client's bytes written before this call are already in the proxy's socket (loopback
+    /// delivers on write); yielding once lets the runtime poll its I/O driver and the relay
+    /// (on this runtime) read and record them before the `|`.
+    pub async fn release_replies(&self) {
+        tokio::task::yield_now().await;
+        self.state.sent.lock().unwrap().push(b'|');
+        self.state.sent_more.notify_waiters();
         self.state.replies.send_replace(true);
     }
 

@@ -4,10 +4,13 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use jsonwebtoken::DecodingKey;
 use tokio::sync::{Mutex, OwnedMutexGuard};
+// Tokio's clock, which is the system's monotonic clock unless a test pauses and advances it
+// (`tokio::time::advance`): the tests age the key set without sleeping.
+use tokio::time::Instant;
 
 use super::fetch::{Fetcher, KeyMap};
 use super::{CloudflareConfig, CloudflareConfigError};
