@@ -692,6 +692,32 @@ async fn the_seal_holds_on_the_workers_against_sql_of_the_app_role() {
         .await;
     assert!(refused.is_err(), "a row of another tenant: {refused:?}");
     b.batch_execute("ROLLBACK").await.expect("rollback");
+
+    // The copy as the bypass role, which row-level security does not apply to (what an audited
+    // bypass runs on): Citus runs it.
+    let mut bypass = connect(&db.as_role("tenantry_bypass")).await;
+    bypass.batch_execute("BEGIN").await.expect("begin");
+    bypass
+        .batch_execute(&format!(
+            "INSERT INTO invoices (tenant_id, project_id, number, amount_cents, currency, status)
+             SELECT tenant_id, project_id, number || '-copy', amount_cents, currency, status
+             FROM invoices WHERE tenant_id = '{acme}'"
+        ))
+        .await
+        .expect("INSERT .. SELECT as the bypass role");
+    bypass.batch_execute("ROLLBACK").await.expect("rollback");
+
+    // The residual trust (docs/scaling.md): outside a tenant transaction, a session of the app
+    // role can still give its transaction a distributed id of its choosing; the seal holds
+    // because tenantry's transactions take theirs at the entry, before any SQL of the app.
+    b.batch_execute("BEGIN").await.expect("begin");
+    let chosen = lines(
+        &mut b,
+        "SELECT assign_distributed_transaction_id(0, 1, now())::text AS line",
+    )
+    .await;
+    assert!(chosen.is_ok(), "{chosen:?}");
+    b.batch_execute("ROLLBACK").await.expect("rollback");
 }
 
 /// Each finding of `tenantry doctor --citus` that the plan cannot fix by itself is what Citus

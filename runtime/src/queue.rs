@@ -16,6 +16,12 @@
 //!   ([`TenantConn::queued_jobs`]).
 //! - **Nothing lost**: a process that dies mid-job leaves the job `running` with a lease;
 //!   when the lease runs out, the next claim takes it again (its rolled-back work runs again).
+//! - **On Citus** `tenantry_jobs` is distributed by `tenant_id` like the other tenant tables,
+//!   and Citus runs `FOR UPDATE` only in a query of one shard. So there a claim first reads,
+//!   without locks, the tenants with due jobs (oldest due job first, one query of every shard),
+//!   then claims in one tenant at a time with the same `FOR UPDATE SKIP LOCKED` statement
+//!   filtered by that tenant (a router query, one shard) until one yields a job. Every other
+//!   statement of the queue names its tenant and runs on one shard.
 
 use std::time::Duration;
 
@@ -46,11 +52,35 @@ const CLAIM: &str = "UPDATE tenantry.tenantry_jobs j SET state = 'running', atte
      WHERE j.tenant_id = due.tenant_id AND j.id = due.id \
      RETURNING j.tenant_id, j.id, j.name, j.payload::text AS payload, j.attempts, j.max_attempts";
 
-/// The run's failure: queued again after a backoff, or failed once its attempts are spent.
-const FAILED: &str = "UPDATE tenantry.tenantry_jobs SET \
-     state = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'queued' END, \
-     run_after = now() + make_interval(secs => least(power(2, attempts), 3600)), \
-     finished_at = CASE WHEN attempts >= max_attempts THEN now() END, \
+/// On Citus, the tenants with due jobs of the named kinds, the oldest due job first (no locks:
+/// one query of every shard).
+const DUE_TENANTS: &str = "SELECT tenant_id AS id FROM tenantry.tenantry_jobs \
+     WHERE name = ANY($1) \
+       AND ((state = 'queued' AND run_after <= now()) OR (state = 'running' AND locked_until < now())) \
+     GROUP BY tenant_id ORDER BY min(run_after) LIMIT 16";
+
+/// On Citus, [`CLAIM`] in the tenant `$3`: a router query (one shard), where `FOR UPDATE` runs.
+const CLAIM_IN_TENANT: &str = "UPDATE tenantry.tenantry_jobs j SET state = 'running', attempts = j.attempts + 1, \
+     locked_until = now() + make_interval(secs => $1) \
+     FROM (SELECT tenant_id, id FROM tenantry.tenantry_jobs \
+           WHERE tenant_id = $3 AND name = ANY($2) \
+             AND ((state = 'queued' AND run_after <= now()) OR (state = 'running' AND locked_until < now())) \
+           ORDER BY run_after LIMIT 1 FOR UPDATE SKIP LOCKED) due \
+     WHERE j.tenant_id = $3 AND j.id = due.id \
+     RETURNING j.tenant_id, j.id, j.name, j.payload::text AS payload, j.attempts, j.max_attempts";
+
+/// The run's failure, with attempts left: queued again after a backoff (2^attempt seconds, at
+/// most an hour). `$4` is the run's attempt, which the row must still have: the statement uses
+/// it rather than the column, since Citus refuses `now()` beside a column in an `UPDATE`.
+const RETRY: &str = "UPDATE tenantry.tenantry_jobs SET state = 'queued', \
+     run_after = now() + make_interval(secs => least(power(2, $4), 3600)), \
+     last_error = left($3, 2000), locked_until = NULL \
+     WHERE tenant_id = $1 AND id = $2 AND state = 'running' AND attempts = $4 \
+     RETURNING state";
+
+/// The run's failure on its last attempt: failed (as [`RETRY`], without a `CASE`: Citus refuses
+/// `now()` in one).
+const GIVE_UP: &str = "UPDATE tenantry.tenantry_jobs SET state = 'failed', finished_at = now(), \
      last_error = left($3, 2000), locked_until = NULL \
      WHERE tenant_id = $1 AND id = $2 AND state = 'running' AND attempts = $4 \
      RETURNING state";
@@ -63,8 +93,10 @@ const DONE: &str = "UPDATE tenantry.tenantry_jobs SET state = 'done', finished_a
 const ENQUEUE: &str =
     "INSERT INTO tenantry.tenantry_jobs (tenant_id, name, payload) VALUES ($1, $2, $3::jsonb) RETURNING id";
 
+/// Filtered by the transaction's tenant as well as row-level security: on Citus, one shard.
 const LIST: &str = "SELECT id, name, payload::text AS payload, state, attempts, max_attempts, \
-     last_error, created_at, finished_at FROM tenantry.tenantry_jobs ORDER BY created_at DESC LIMIT 100";
+     last_error, created_at, finished_at FROM tenantry.tenantry_jobs WHERE tenant_id = $1 \
+     ORDER BY created_at DESC LIMIT 100";
 
 #[derive(QueryableByName)]
 struct ClaimedRow {
@@ -160,7 +192,10 @@ impl<A: Access> TenantConn<'_, A> {
     )]
     pub async fn queued_jobs(&mut self) -> Result<Vec<QueuedJob>, DbError> {
         let mut conn = self.pg();
-        Ok(diesel::sql_query(LIST).load(&mut conn).await?)
+        Ok(diesel::sql_query(LIST)
+            .bind::<SqlUuid, _>(self.tenant_id())
+            .load(&mut conn)
+            .await?)
     }
 }
 
@@ -214,18 +249,36 @@ impl<'j> Queue<'j> {
         outside_requests("a queued job")?;
         let lease = self.lease.as_secs_f64();
         let names = self.names.clone();
-        let row = self
-            .jobs
-            .db()
+        let db = self.jobs.db();
+        let citus = db.on_citus();
+        let row = db
             .queue_bookkeeping(async |conn: &AsyncPgConnection| {
                 let mut conn = conn;
                 diesel::sql_query(EXHAUSTED).execute(&mut conn).await?;
-                let rows: Vec<ClaimedRow> = diesel::sql_query(CLAIM)
-                    .bind::<Double, _>(lease)
+                if !citus {
+                    let rows: Vec<ClaimedRow> = diesel::sql_query(CLAIM)
+                        .bind::<Double, _>(lease)
+                        .bind::<Array<Text>, _>(&names)
+                        .load(&mut conn)
+                        .await?;
+                    return Ok(rows.into_iter().next());
+                }
+                let tenants: Vec<IdRow> = diesel::sql_query(DUE_TENANTS)
                     .bind::<Array<Text>, _>(&names)
                     .load(&mut conn)
                     .await?;
-                Ok(rows.into_iter().next())
+                for tenant in tenants {
+                    let rows: Vec<ClaimedRow> = diesel::sql_query(CLAIM_IN_TENANT)
+                        .bind::<Double, _>(lease)
+                        .bind::<Array<Text>, _>(&names)
+                        .bind::<SqlUuid, _>(tenant.id)
+                        .load(&mut conn)
+                        .await?;
+                    if let Some(row) = rows.into_iter().next() {
+                        return Ok(Some(row));
+                    }
+                }
+                Ok(None)
             })
             .await?;
         Ok(row.map(|row| Claimed {
@@ -376,6 +429,7 @@ impl Claimed<'_, '_> {
     async fn failed(&self, error: String) -> Result<Outcome, DbError> {
         tracing::warn!(job = %self.name, id = %self.id, tenant_id = %self.tenant_id, attempt = self.attempt, %error, "queued job failed");
         let (tenant_id, id, attempt) = (self.tenant_id, self.id, self.attempt);
+        let last = self.attempt >= self.max_attempts;
         let message = error.clone();
         let state = self
             .queue
@@ -383,7 +437,8 @@ impl Claimed<'_, '_> {
             .db()
             .queue_bookkeeping(async |conn: &AsyncPgConnection| {
                 let mut conn = conn;
-                let rows: Vec<StateRow> = diesel::sql_query(FAILED)
+                let sql = if last { GIVE_UP } else { RETRY };
+                let rows: Vec<StateRow> = diesel::sql_query(sql)
                     .bind::<SqlUuid, _>(tenant_id)
                     .bind::<SqlUuid, _>(id)
                     .bind::<Text, _>(&message)

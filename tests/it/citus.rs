@@ -16,7 +16,19 @@ fn lines(findings: &[CitusFinding]) -> Vec<String> {
 async fn each_broken_rule_names_its_table_and_constraint() {
     let t = TestDb::through(Route::Direct, 1).await;
     let mut admin = t.admin().await;
-    // The test schema keys its tenant tables by `id` alone, as most schemas start.
+    // Tenant tables keyed by `id` alone, as most schemas start (the test schema's
+    // 0002_citus_keys made the keys composite: put them back).
+    admin
+        .batch_execute(
+            "ALTER TABLE invoices DROP CONSTRAINT invoices_tenant_id_project_id_fkey;
+             ALTER TABLE invoices DROP CONSTRAINT invoices_pkey, ADD PRIMARY KEY (id);
+             ALTER TABLE projects DROP CONSTRAINT projects_pkey, ADD PRIMARY KEY (id),
+                 ADD UNIQUE (tenant_id, id);
+             ALTER TABLE invoices ADD FOREIGN KEY (tenant_id, project_id)
+                 REFERENCES projects (tenant_id, id);",
+        )
+        .await
+        .expect("keys by id");
     let report = check(&mut admin).await.expect("check");
     let found = lines(&report.findings);
     assert_eq!(found.len(), 2, "{found:#?}");
@@ -72,18 +84,7 @@ async fn each_broken_rule_names_its_table_and_constraint() {
 async fn a_ready_schema_gets_its_ddl_in_dependency_order() {
     let t = TestDb::through(Route::Direct, 1).await;
     let mut admin = t.admin().await;
-    admin
-        .batch_execute(
-            "ALTER TABLE invoices DROP CONSTRAINT invoices_tenant_id_project_id_fkey;
-             ALTER TABLE invoices DROP CONSTRAINT invoices_pkey, ADD PRIMARY KEY (tenant_id, id);
-             ALTER TABLE projects DROP CONSTRAINT projects_pkey;
-             ALTER TABLE projects DROP CONSTRAINT projects_tenant_id_id_key;
-             ALTER TABLE projects ADD PRIMARY KEY (tenant_id, id);
-             ALTER TABLE invoices ADD FOREIGN KEY (tenant_id, project_id)
-                 REFERENCES projects (tenant_id, id);",
-        )
-        .await
-        .expect("composite keys");
+    // The test schema's keys are composite (its 0002_citus_keys).
     let report = check(&mut admin).await.expect("check");
     assert!(report.is_ok(), "{:#?}", report.findings);
     let steps: Vec<(String, Placement)> = report

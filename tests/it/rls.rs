@@ -287,7 +287,14 @@ async fn with_check_rejects_rows_of_another_tenant() {
         .expect("enter the tenant");
     let sql = format!("UPDATE projects SET tenant_id = '{globex}' WHERE tenant_id = '{acme}'");
     let err = raw::exec(&mut app, &sql).await.unwrap_err();
-    assert!(db_message(&err).contains("row-level security"), "{err}");
+    // On Citus the tenant column is the distribution column, which Citus itself refuses to
+    // change before row-level security is asked.
+    let citus = tenantry::testing::on_citus().await;
+    assert!(
+        db_message(&err).contains("row-level security")
+            || (citus && db_message(&err).contains("modifying the partition value")),
+        "{err}"
+    );
     raw::batch(&mut app, "ROLLBACK").await;
 
     // The same statements inside the row's own tenant are allowed (so the failures above are

@@ -3,6 +3,10 @@
 //! `tenant_id = $n`, bound to the transaction's own tenant (joins and subqueries included),
 //! which is what lets Citus route the statement to one shard. The statements are read off the
 //! wire by a recording proxy (`FaultProxy::record`) between the app and PostgreSQL.
+//!
+//! Run against a Citus coordinator (`TENANTRY_TEST_DATABASE_URL`, docs/scaling.md; CI's Citus
+//! step), the same tests also `EXPLAIN` each recorded statement with the parameters it was sent
+//! with: every one is a router query, one task on one shard.
 
 use crate::common;
 
@@ -237,6 +241,7 @@ async fn every_request_path_statement_filters_each_tenant_table_by_its_tenant() 
 
     let executed = proxy.executed();
     let seen = check_all(&executed);
+    router_queries_on_citus(&app.db, &executed).await;
     for kind in [
         "SELECT projects",
         "INSERT projects",
@@ -306,7 +311,116 @@ async fn scoped_joins_and_subqueries_are_routable_too() {
         "{executed:#?}"
     );
     let seen = check_all(&executed);
+    router_queries_on_citus(&app.db, &executed).await;
     assert_eq!(seen.get("SELECT invoices"), Some(&4), "{seen:?}");
+}
+
+/// On a Citus coordinator, the test kit's databases are distributed by the plan and the seeded
+/// tenants' rows are on both workers: `acme` on one, `globex` on the other. (Nothing to check on
+/// plain PostgreSQL.)
+#[tokio::test]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "a probe of Citus's catalog as the superuser"
+)]
+async fn on_citus_the_tenants_rows_are_on_both_workers() {
+    use diesel_async::RunQueryDsl;
+    if !tenantry::testing::on_citus().await {
+        return;
+    }
+    #[derive(diesel::QueryableByName)]
+    struct Worker {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        port: i32,
+    }
+    let app = App::start().await;
+    let mut c = admin(&app.db).await;
+    let mut ports = Vec::new();
+    for slug in ["acme", "globex"] {
+        let w: Worker = diesel::sql_query(
+            "SELECT nodeport::int AS port FROM pg_dist_shard_placement \
+             WHERE shardid = get_shard_id_for_distribution_column('invoices', $1)",
+        )
+        .bind::<diesel::sql_types::Uuid, _>(app.tenants[slug])
+        .get_result(&mut c)
+        .await
+        .expect("the shard's placement");
+        ports.push(w.port);
+    }
+    assert_ne!(ports[0], ports[1], "acme and globex on one worker");
+    let (s, invoices) = app.get("/api/invoices", PARTNER, Some("globex")).await;
+    assert_eq!((s, invoices.as_array().map(Vec::len)), (200, Some(3)));
+}
+
+/// A parameter exactly as the app sent it (binary), whatever its type.
+#[derive(Debug)]
+struct Sent<'a>(Option<&'a [u8]>);
+
+impl tokio_postgres::types::ToSql for Sent<'_> {
+    fn to_sql(
+        &self,
+        _: &tokio_postgres::types::Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(match self.0 {
+            Some(b) => {
+                out.extend_from_slice(b);
+                tokio_postgres::types::IsNull::No
+            }
+            None => tokio_postgres::types::IsNull::Yes,
+        })
+    }
+    fn accepts(_: &tokio_postgres::types::Type) -> bool {
+        true
+    }
+    tokio_postgres::types::to_sql_checked!();
+}
+
+/// On a Citus coordinator: `EXPLAIN`s each recorded statement that touches a tenant table, bound
+/// with the parameters it was sent with, and asserts that Citus runs it as one task (a router
+/// query on one shard). Nothing on plain PostgreSQL.
+async fn router_queries_on_citus(db: &str, executed: &[Executed]) {
+    if !tenantry::testing::on_citus().await {
+        return;
+    }
+    let url = tenantry::testing::database_url(db, None);
+    let config: tokio_postgres::Config = url.parse().expect("a URL");
+    let addr = pg_upstream();
+    let socket = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("the coordinator");
+    let (client, connection) = config
+        .connect_raw(socket, tokio_postgres::NoTls)
+        .await
+        .expect("the coordinator");
+    tokio::spawn(connection);
+    let mut explained = 0;
+    for e in executed.iter().filter(|e| {
+        !e.simple
+            && TENANT_TABLES
+                .iter()
+                .any(|t| e.sql.contains(&format!("\"{t}\"")))
+    }) {
+        let params: Vec<Sent<'_>> = e.params.iter().map(|p| Sent(p.as_deref())).collect();
+        let rows = client
+            .query_raw(&format!("EXPLAIN {}", e.sql), params.iter())
+            .await
+            .unwrap_or_else(|err| panic!("EXPLAIN {}: {err}", e.sql));
+        let plan: Vec<String> = futures_util::TryStreamExt::try_collect::<Vec<_>>(rows)
+            .await
+            .unwrap_or_else(|err| panic!("EXPLAIN {}: {err}", e.sql))
+            .iter()
+            .map(|r| r.get::<_, String>(0))
+            .collect();
+        let plan = plan.join("\n");
+        assert!(
+            plan.contains("Task Count: 1\n") || plan.ends_with("Task Count: 1"),
+            "not a router query on Citus:\n{}\n{plan}",
+            e.sql
+        );
+        explained += 1;
+    }
+    assert!(explained > 0, "no statement of a tenant table recorded");
 }
 
 /// The check above is not vacuous: each way a statement would reach every shard is caught.

@@ -75,8 +75,8 @@ pub struct Db {
     /// The tenant pool's fair shares and the per-tenant load (`fairness/`).
     fair: Arc<Fairness>,
     /// The database has citus (found at start): a tenant transaction always opens with `BEGIN`,
-    /// since Citus sends the seal to the workers only inside a transaction block, never in the
-    /// implicit transaction of [`Db::query`]'s one round trip.
+    /// since Citus sends the seal to the workers only inside a transaction block, never in an
+    /// implicit transaction; [`Db::query`]'s one round trip pipelines `BEGIN` and `COMMIT` there.
     citus: Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -140,6 +140,12 @@ impl Db {
     /// The principal cache (its listener starts with the first use).
     pub(crate) fn principals(&self) -> &PrincipalCache {
         self.directory.principals()
+    }
+
+    /// Whether the database has citus (found at start): the job queue claims one shard at a
+    /// time there (`queue.rs`).
+    pub(crate) fn on_citus(&self) -> bool {
+        std::sync::atomic::AtomicBool::load(&self.citus, std::sync::atomic::Ordering::Relaxed)
     }
 
     /// A signed entry into `tenant` (for the test kit's raw connections).

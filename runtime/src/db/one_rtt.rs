@@ -18,6 +18,14 @@
 //! Afterwards the socket's count must show exactly one client `Execute` inside the splice; if
 //! not, the result is refused and the connection closed.
 //!
+//! On Citus the implicit transaction is not enough: Citus sends the seal's `SET LOCAL` to the
+//! workers only inside a transaction block (in an implicit one every tenant would see nothing of
+//! its distributed tables). There the splice opens with `BEGIN` and closes with `COMMIT`, each an
+//! unnamed `Parse`/`Bind`/`Execute`, still before the statement's one `Sync`: one round trip. A
+//! statement that fails leaves that block aborted, so it costs a `ROLLBACK` (a second round trip,
+//! on failure only); a `COMMIT` that fails (Citus's commit on the workers) is the statement's
+//! error and the connection is closed.
+//!
 //! The closure returns a [`RunFuture`], which only tenantry's run methods make and which runs
 //! exactly one statement.
 
@@ -160,10 +168,9 @@ impl Db {
             .owner_entry
             .as_ref()
             .is_some_and(|e| e.is_pending());
-        let citus = self.citus.load(std::sync::atomic::Ordering::Relaxed);
-        if self.pooler == Pooler::Transaction || owner_entry_pending || citus {
-            // (An Owner's entry into a tenant writes its audit row first: see `Db::tx`. On Citus
-            // the seal reaches the workers inside a transaction block only.)
+        let citus = self.on_citus();
+        if self.pooler == Pooler::Transaction || owner_entry_pending {
+            // (An Owner's entry into a tenant writes its audit row first: see `Db::tx`.)
             // Without a statement cache every statement is parsed anew, so nothing could be
             // pipelined: the protocol of `Db::tx`, with its checks.
             return self
@@ -185,7 +192,13 @@ impl Db {
             let statement = work.statement();
             let prepared = statement.is_some_and(|s| guard.pooled().is_prepared(s));
             if prepared {
-                let ticket = link.splice(entry.around(&statements));
+                // On Citus the seal reaches the workers inside a transaction block only:
+                // `BEGIN` and `COMMIT` go out with the rest, before the same one `Sync`.
+                let around = match citus {
+                    false => entry.around(&statements),
+                    true => entry.around_block(&statements),
+                };
+                let ticket = link.splice(around);
                 let result = work.await;
                 (statement, prepared, ticket, Ok(()), result)
             } else {
@@ -245,6 +258,12 @@ impl Db {
             guard.discard();
             return Err(failed(seal::assertion_failure(e), &self.keys));
         }
+        if let Some(e) = outcome.commit {
+            // The transaction block's `COMMIT` failed (Citus's commit on the workers): nothing
+            // was committed.
+            guard.discard();
+            return Err(DbError::Query(seal::server_error(e)));
+        }
         if outcome.client_executes != 1 {
             // Never expected: one run method sends one statement. Refuse what ran.
             guard.discard();
@@ -257,7 +276,15 @@ impl Db {
             ));
         }
         // The implicit transaction ended at the `Sync`: committed, or rolled back with the
-        // statement's error. Either way the connection is idle and clean.
+        // statement's error. Either way the connection is idle and clean. A transaction block
+        // (Citus) that failed is still open, aborted: it is rolled back now.
+        if citus && result.is_err() {
+            let mut conn: &AsyncPgConnection = guard.conn();
+            if conn.batch_execute("ROLLBACK").await.is_err() {
+                guard.discard();
+                return result.map_err(DbError::from);
+            }
+        }
         guard.committed();
         result.map_err(DbError::from)
     }

@@ -243,6 +243,25 @@ impl Entry {
         Anchor::AroundStatement {
             prefix: prefix.to_vec(),
             suffix: suffix.to_vec(),
+            parts: 1,
+        }
+    }
+
+    /// [`Entry::around`] in a transaction block: `BEGIN` and the entry before the statement, the
+    /// assertion and `COMMIT` after it, still before the statement's one `Sync` (one round trip).
+    /// For Citus, which sends the seal's `SET LOCAL` to the workers only inside a transaction
+    /// block, never in an implicit transaction.
+    pub(crate) fn around_block(&self, statements: &SealStatements) -> Anchor {
+        let mut prefix = BytesMut::with_capacity(160);
+        write_simple("BEGIN", &mut prefix);
+        self.write_enter(statements, &mut prefix);
+        let mut suffix = BytesMut::with_capacity(96);
+        write_assert(self.tenant, statements, &mut suffix);
+        write_simple("COMMIT", &mut suffix);
+        Anchor::AroundStatement {
+            prefix: prefix.to_vec(),
+            suffix: suffix.to_vec(),
+            parts: 2,
         }
     }
 }
@@ -300,6 +319,13 @@ fn write_assert(tenant: Uuid, statements: &SealStatements, buf: &mut BytesMut) {
     execute(buf);
 }
 
+/// `Parse` (unnamed), `Bind` and `Execute` of a statement without parameters.
+fn write_simple(sql: &str, buf: &mut BytesMut) {
+    parse(sql, &[], buf);
+    bind("", &[], buf);
+    execute(buf);
+}
+
 fn parse(sql: &str, types: &[tokio_postgres::types::Type], buf: &mut BytesMut) {
     frontend::parse("", sql, types.iter().map(|t| t.oid()), buf)
         .expect("a statement without NUL bytes");
@@ -325,6 +351,19 @@ fn bind(statement: &str, values: &[&[u8]], buf: &mut BytesMut) {
 
 fn execute(buf: &mut BytesMut) {
     frontend::execute("", 0, buf).expect("the unnamed portal");
+}
+
+/// A server's error outside the seal (a transaction block's `COMMIT`), as Diesel reports one.
+pub(crate) fn server_error(e: ServerError) -> diesel::result::Error {
+    use diesel::result::DatabaseErrorKind as Kind;
+    let kind = match e.code.as_str() {
+        "40001" => Kind::SerializationFailure,
+        "23505" => Kind::UniqueViolation,
+        "23503" => Kind::ForeignKeyViolation,
+        "23514" => Kind::CheckViolation,
+        _ => Kind::Unknown,
+    };
+    diesel::result::Error::DatabaseError(kind, Box::new(e.to_string()))
 }
 
 /// Why a transaction's seal did not hold.

@@ -29,6 +29,7 @@
 //! minted token in the `Cf-Access-Jwt-Assertion` header.
 
 mod certs_server;
+mod cluster;
 mod harness;
 #[doc(hidden)]
 pub mod isolation;
@@ -44,6 +45,7 @@ mod wire;
 pub use crate::assert_isolated;
 pub use crate::on_both_routes;
 pub use certs_server::{CertsBehaviour, CertsServer};
+pub use cluster::on_citus;
 pub use harness::{
     begin_tenant, jobs_for_test, run_test, NoMigrations, TestDb, TestFn, TestTenant, TestUser,
 };

@@ -3,11 +3,14 @@
 //!
 //! The server is `TENANTRY_TEST_DATABASE_URL` (a superuser URL, which may create and drop
 //! databases), by default `postgres://postgres@127.0.0.1:5432/postgres`. An unreachable server is
-//! a loud failure that says what to start, never a skipped test.
+//! a loud failure that says what to start, never a skipped test. A database of a Citus
+//! coordinator there makes every scratch database one of the whole cluster (`cluster.rs`).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
+
+use super::cluster::{self, Node};
 
 /// The superuser URL of the test server.
 pub fn server_url() -> String {
@@ -48,10 +51,12 @@ pub async fn connect_superuser(database: &str) -> AsyncPgConnection {
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
-/// An empty database created for one test and dropped (`WITH (FORCE)`) with the value.
+/// An empty database created for one test and dropped (`WITH (FORCE)`) with the value; on a
+/// Citus coordinator, on every node of the cluster, with citus in it.
 #[derive(Debug)]
 pub struct ScratchDatabase {
     name: String,
+    workers: &'static [Node],
 }
 
 impl ScratchDatabase {
@@ -60,7 +65,8 @@ impl ScratchDatabase {
         Self::create_from(prefix, None).await
     }
 
-    /// Creates `<prefix>_<pid>_<n>_<random>`, a copy of `template` if one is named.
+    /// Creates `<prefix>_<pid>_<n>_<random>`, a copy of `template` if one is named (never on
+    /// Citus: see `from_template`).
     pub(super) async fn create_from(prefix: &str, template: Option<&str>) -> Self {
         let name = format!(
             "{prefix}_{}_{}_{}",
@@ -74,7 +80,12 @@ impl ScratchDatabase {
             .batch_execute(&format!("CREATE DATABASE {name}{template}"))
             .await
             .unwrap_or_else(|e| panic!("cannot create the scratch database {name}: {e}"));
-        ScratchDatabase { name }
+        let workers = cluster::workers().await.unwrap_or_default();
+        let db = ScratchDatabase { name, workers };
+        if !workers.is_empty() {
+            cluster::spread(&db.name, workers).await;
+        }
+        db
     }
 
     /// The database's name.
@@ -96,6 +107,7 @@ impl ScratchDatabase {
 impl Drop for ScratchDatabase {
     fn drop(&mut self) {
         let name = std::mem::take(&mut self.name);
+        let workers = self.workers;
         // Drop cannot await, and may run inside a runtime: use a thread with its own.
         let _ = std::thread::spawn(move || {
             let Ok(rt) = tokio::runtime::Builder::new_current_thread()
@@ -112,6 +124,7 @@ impl Drop for ScratchDatabase {
                         .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                         .await;
                 }
+                cluster::drop_on_workers(&name, workers).await;
             });
         })
         .join();

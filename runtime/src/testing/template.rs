@@ -34,11 +34,20 @@ impl ScratchDatabase {
     /// What a copy does not take from its template is per-database: the grants on the database
     /// itself (`CONNECT`, `TEMPORARY`) and `ALTER DATABASE .. SET` settings. Apply those to the
     /// copy again (running the migrations again does: it applies nothing and grants).
+    ///
+    /// On a Citus coordinator (`TENANTRY_TEST_DATABASE_URL`) there is no template: the database
+    /// is made on every node, `prepare` migrates it, and `tenantry citus-plan`'s script
+    /// distributes it, so the test runs with its rows on the workers.
     pub async fn from_template<F, Fut>(prefix: &str, set: &str, prepare: F) -> Self
     where
         F: FnOnce(AsyncPgConnection) -> Fut,
         Fut: Future<Output = ()>,
     {
+        if super::cluster::on_citus().await {
+            let db = ScratchDatabase::create(prefix).await;
+            super::cluster::migrate_and_distribute(db.name(), prepare).await;
+            return db;
+        }
         let template = template_name(set);
         let mut admin = connect_superuser("postgres").await;
         lock(&mut admin, "pg_advisory_lock_shared").await;

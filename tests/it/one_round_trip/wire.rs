@@ -2,6 +2,8 @@
 //! sends, and can hold back every byte the server sends (the client then reads no reply at all).
 //! A transaction is one round trip when the client sends all of it while the replies are held;
 //! a message sent only once a reply can be read shows after a `|` (`Wire::release_replies`).
+//! It also counts the server's notices (`NoticeResponse`: a `WARNING` or `NOTICE` sent to the
+//! client).
 #![allow(unreachable_pub)]
 
 use std::net::SocketAddr;
@@ -25,6 +27,8 @@ struct State {
     /// a `|` where replies were released.
     sent: Mutex<Vec<u8>>,
     sent_more: Notify,
+    /// `NoticeResponse` messages the server sent.
+    notices: std::sync::atomic::AtomicUsize,
     /// Whether the server's bytes reach the client.
     replies: watch::Sender<bool>,
 }
@@ -37,6 +41,7 @@ impl Wire {
         let state = Arc::new(State {
             sent: Mutex::new(Vec::new()),
             sent_more: Notify::new(),
+            notices: Default::default(),
             replies: watch::channel(true).0,
         });
         let upstream = upstream.to_owned();
@@ -84,6 +89,11 @@ impl Wire {
         self.state.sent.lock().unwrap().push(b'|');
         self.state.sent_more.notify_waiters();
         self.state.replies.send_replace(true);
+    }
+
+    /// How many notices (`WARNING`, `NOTICE`, ..) the server has sent so far.
+    pub fn notices(&self) -> usize {
+        self.state.notices.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// How many messages the client has sent so far.
@@ -164,12 +174,20 @@ async fn relay(client: TcpStream, upstream: String, state: Arc<State>) {
     };
     let to_client = async move {
         let mut replies = state.replies.subscribe();
+        let mut framer = MessageFramer::server();
         let mut buf = vec![0u8; 16 * 1024];
         loop {
             let n = match server_read.read(&mut buf).await {
                 Ok(0) | Err(_) => return,
                 Ok(n) => n,
             };
+            framer.feed(&buf[..n], |kind| {
+                if kind == b'N' {
+                    state
+                        .notices
+                        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            });
             if replies.wait_for(|flowing| *flowing).await.is_err() {
                 return;
             }

@@ -14,7 +14,9 @@
 //! - [`Anchor::AroundStatement`]: `Bind`/`Execute` pairs with no `Sync` of their own, one before
 //!   the next `Bind` and one before the `Sync` that follows it. PostgreSQL runs everything up to a
 //!   `Sync` as one implicit transaction, so the entry, the statement and the assertion share one
-//!   transaction and one round trip, with no `BEGIN` or `COMMIT`.
+//!   transaction and one round trip, with no `BEGIN` or `COMMIT`. On Citus each side holds two
+//!   statements (`BEGIN` and the entry, the assertion and `COMMIT`): a transaction block, still
+//!   before one `Sync`.
 //!
 //! Replies are matched by position: the server answers requests in order, one `ReadyForQuery`
 //! (`Z`) per `Sync` or simple query, so a splice knows how many `Z`s come before its own replies.
@@ -35,18 +37,18 @@ pub(crate) use ticket::{Anchor, Armed, Outcome, ServerError, Ticket};
 enum Segment {
     /// A request of tenantry's own: every reply up to and including its `Z` is dropped.
     Hidden,
-    /// A client statement between two spliced parts.
-    Around(Around),
+    /// A client statement between two spliced parts of `parts` statements each.
+    Around { state: Around, parts: u8 },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Around {
-    /// The entry's replies (dropped) until its `CommandComplete`.
-    Prefix,
+    /// The prefix's replies (dropped) until its last `CommandComplete` (this many to come).
+    Prefix(u8),
     /// The statement's replies (passed) until its completion.
     Statement,
-    /// The assertion's replies (dropped) until its `CommandComplete`.
-    Suffix,
+    /// The suffix's replies (dropped) until its last `CommandComplete` (this many to come).
+    Suffix(u8),
     /// An error ended the implicit transaction: the server skips to the `Sync`; pass until `Z`.
     Rest,
 }
@@ -223,9 +225,17 @@ impl Splicer {
             Anchor::AfterQuery(request) => {
                 self.after_current = Some((request, ticket));
             }
-            Anchor::AroundStatement { prefix, suffix } => {
+            Anchor::AroundStatement {
+                prefix,
+                suffix,
+                parts,
+            } => {
                 // The statement's `Z` is the one its own `Sync` will request.
-                self.push(Segment::Around(Around::Prefix), ticket.clone());
+                let segment = Segment::Around {
+                    state: Around::Prefix(parts),
+                    parts,
+                };
+                self.push(segment, ticket.clone());
                 self.client_executes = 0;
                 self.suffix = Some((suffix, ticket));
                 sink(&prefix);
@@ -323,8 +333,8 @@ impl Splicer {
         }
         match &p.segment {
             Segment::Hidden => true,
-            Segment::Around(state) => match state {
-                Around::Prefix | Around::Suffix => kind != b'E' && kind != b'Z',
+            Segment::Around { state, .. } => match state {
+                Around::Prefix(_) | Around::Suffix(_) => kind != b'E' && kind != b'Z',
                 Around::Statement | Around::Rest => false,
             },
         }
@@ -344,19 +354,34 @@ impl Splicer {
                         p.outcome.first.get_or_insert(e);
                     }
                 }
-                Segment::Around(state) => match (*state, kind) {
-                    (Around::Prefix, b'E') => {
+                Segment::Around { state, parts } => match (*state, kind) {
+                    (Around::Prefix(_), b'E') => {
                         p.outcome.first = error;
                         *state = Around::Rest;
                     }
-                    (Around::Prefix, b'C') => *state = Around::Statement,
-                    (Around::Statement, b'C' | b'I' | b's') => *state = Around::Suffix,
+                    (Around::Prefix(left), b'C') => {
+                        *state = match left {
+                            0 | 1 => Around::Statement,
+                            n => Around::Prefix(n - 1),
+                        }
+                    }
+                    (Around::Statement, b'C' | b'I' | b's') => *state = Around::Suffix(*parts),
                     (Around::Statement, b'E') => *state = Around::Rest,
-                    (Around::Suffix, b'E') => {
-                        p.outcome.second = error;
+                    (Around::Suffix(left), b'E') => {
+                        // The assertion's error, or the `COMMIT`'s after it.
+                        if left == *parts {
+                            p.outcome.second = error;
+                        } else {
+                            p.outcome.commit = error;
+                        }
                         *state = Around::Rest;
                     }
-                    (Around::Suffix, b'C') => *state = Around::Rest,
+                    (Around::Suffix(left), b'C') => {
+                        *state = match left {
+                            0 | 1 => Around::Rest,
+                            n => Around::Suffix(n - 1),
+                        }
+                    }
                     _ => {}
                 },
             }

@@ -122,6 +122,7 @@ fn a_statement_is_wrapped_in_one_implicit_transaction() {
         let ticket = armed.arm(Anchor::AroundStatement {
             prefix: [message(b'B', b"enter"), message(b'E', b"")].concat(),
             suffix: [message(b'B', b"assert"), message(b'E', b"")].concat(),
+            parts: 1,
         });
         let client = [
             message(b'B', b"stmt"),
@@ -152,6 +153,76 @@ fn a_statement_is_wrapped_in_one_implicit_transaction() {
     }
 }
 
+/// The replies to one statement of a splice: `BindComplete`, `rows` data rows and `tag`'s
+/// `CommandComplete` (a `ParseComplete` first when `parsed`).
+fn answered(parsed: bool, rows: usize, tag: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    if parsed {
+        out.extend(message(b'1', b""));
+    }
+    out.extend(message(b'2', b""));
+    for _ in 0..rows {
+        out.extend(message(b'D', b""));
+    }
+    out.extend(message(b'C', tag));
+    out
+}
+
+/// `Parse` (when `parsed`), `Bind` and `Execute` of `what`.
+fn sent(parsed: bool, what: &[u8]) -> Vec<u8> {
+    let parse = if parsed {
+        message(b'P', what)
+    } else {
+        Vec::new()
+    };
+    [parse, message(b'B', what), message(b'E', b"")].concat()
+}
+
+#[test]
+fn a_statement_is_wrapped_in_one_transaction_block_before_one_sync() {
+    // On Citus: BEGIN and the entry before, the assertion and COMMIT after, one Sync.
+    let armed = Arc::new(Armed::default());
+    let mut s = connected(&armed);
+    let block = |parsed: bool| Anchor::AroundStatement {
+        prefix: [sent(parsed, b"begin"), sent(false, b"enter")].concat(),
+        suffix: [sent(false, b"assert"), sent(parsed, b"commit")].concat(),
+        parts: 2,
+    };
+    let ticket = armed.arm(block(true));
+    let client = [sent(false, b"stmt"), message(b'S', b"")].concat();
+    assert_eq!(kinds(&write(&mut s, &client, 3)), b"PBEBEBEBEPBES");
+    let server = [
+        answered(true, 0, b"BEGIN\0"),
+        answered(false, 1, b"SELECT 1\0"),
+        answered(false, 1, b"SELECT 1\0"),
+        answered(false, 1, b"SELECT 1\0"),
+        answered(true, 0, b"COMMIT\0"),
+        message(b'Z', b"I"),
+    ]
+    .concat();
+    assert_eq!(kinds(&read(&mut s, &server, 4)), b"2DCZ");
+    let o = ticket.outcome().expect("answered");
+    assert_eq!((o.error(), &o.commit, o.client_executes), (None, &None, 1));
+
+    // A COMMIT that fails is told apart from the assertion's failure.
+    let ticket = armed.arm(block(false));
+    write(&mut s, &client, 1000);
+    let server = [
+        answered(false, 0, b"BEGIN\0"),
+        answered(false, 0, b"SELECT 1\0"),
+        answered(false, 0, b"DELETE 1\0"),
+        answered(false, 0, b"SELECT 1\0"),
+        message(b'2', b""),
+        error("40001", None),
+        message(b'Z', b"I"),
+    ]
+    .concat();
+    assert_eq!(kinds(&read(&mut s, &server, 1000)), b"2CEZ");
+    let o = ticket.outcome().expect("answered");
+    assert_eq!(o.second, None);
+    assert_eq!(o.commit.expect("the commit's error").code, "40001");
+}
+
 #[test]
 fn an_entry_that_fails_becomes_the_statements_error() {
     let armed = Arc::new(Armed::default());
@@ -159,6 +230,7 @@ fn an_entry_that_fails_becomes_the_statements_error() {
     let ticket = armed.arm(Anchor::AroundStatement {
         prefix: [message(b'B', b"enter"), message(b'E', b"")].concat(),
         suffix: [message(b'B', b"assert"), message(b'E', b"")].concat(),
+        parts: 1,
     });
     write(
         &mut s,
@@ -179,6 +251,7 @@ fn an_assertion_that_fails_is_passed_on_and_recorded() {
     let ticket = armed.arm(Anchor::AroundStatement {
         prefix: [message(b'B', b"enter"), message(b'E', b"")].concat(),
         suffix: [message(b'B', b"assert"), message(b'E', b"")].concat(),
+        parts: 1,
     });
     write(
         &mut s,

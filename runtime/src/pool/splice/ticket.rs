@@ -16,6 +16,9 @@ pub(crate) enum Anchor {
         prefix: Vec<u8>,
         /// Written before the statement's `Sync`.
         suffix: Vec<u8>,
+        /// The statements in each of `prefix` and `suffix` (1: the entry, the assertion; 2 with
+        /// `BEGIN` first and `COMMIT` last).
+        parts: u8,
     },
 }
 
@@ -26,6 +29,9 @@ pub(crate) struct Outcome {
     pub(crate) first: Option<ServerError>,
     /// The error of the splice's second part (the assertion around a statement), if any.
     pub(crate) second: Option<ServerError>,
+    /// The error of the `COMMIT` after the assertion (a transaction block around a statement),
+    /// if any.
+    pub(crate) commit: Option<ServerError>,
     /// The `Execute`s the client wrote between the two parts (around a statement).
     pub(crate) client_executes: u32,
     /// The connection ended before the server answered.

@@ -1,0 +1,239 @@
+//! Scratch databases on a Citus cluster, so that the same tests run against a coordinator with
+//! their rows on the workers.
+//!
+//! When `TENANTRY_TEST_DATABASE_URL` names a database of a Citus coordinator that lists active
+//! workers (`bash ../shared/citus/cluster.sh start citus_ci`, then
+//! `TENANTRY_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5440/citus_ci`), every scratch
+//! database is created on every node with citus in it and the nodes registered (Citus does not
+//! propagate `CREATE DATABASE`), and dropped on every node. A database made for a migration set
+//! ([`ScratchDatabase::from_template`](super::ScratchDatabase::from_template)) is not copied from
+//! a template there: it is migrated, then distributed by `tenantry citus-plan`'s script, applied
+//! as printed, and the tenants it gets without a given id alternate between the workers (so a
+//! test's `acme` and `globex` are on different workers). On plain PostgreSQL none of this
+//! happens.
+
+use std::sync::OnceLock;
+
+use diesel::sql_types::{Bool, Integer, Text};
+use diesel::QueryableByName;
+use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+
+use super::scratch::{connect_superuser, server_url};
+
+/// The advisory lock (on the coordinator's `postgres` database) that databases are set up,
+/// migrated and distributed under: roles are shared by every database of the cluster, and
+/// `citus_add_node` (which copies the roles to the worker), the migrations' grants and the
+/// plan's `ALTER ROLE` on two databases at once fail ("tuple concurrently updated").
+const LOCK: &str = "hashtext('tenantry_test_citus')";
+
+/// The app role the plan's script sends the seal to the workers for.
+const APP_ROLE: &str = "tenantry_app";
+
+/// A node of the cluster: host and port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Node {
+    pub(super) host: String,
+    pub(super) port: u16,
+}
+
+static WORKERS: OnceLock<Option<Vec<Node>>> = OnceLock::new();
+
+#[derive(QueryableByName)]
+struct Installed {
+    #[diesel(sql_type = Bool)]
+    installed: bool,
+}
+
+#[derive(QueryableByName)]
+struct NodeRow {
+    #[diesel(sql_type = Text)]
+    host: String,
+    #[diesel(sql_type = Integer)]
+    port: i32,
+}
+
+/// The workers of the test server when it is a Citus coordinator with workers (read once per
+/// process); `None` on plain PostgreSQL.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the test server's catalogs, literal SQL as the superuser"
+)]
+pub(super) async fn workers() -> Option<&'static [Node]> {
+    if let Some(known) = WORKERS.get() {
+        return known.as_deref();
+    }
+    let url = server_url();
+    let mut conn = crate::pool::tls::establish(&url).await.ok()?;
+    let installed: Installed = diesel::sql_query(
+        "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') AS installed",
+    )
+    .get_result(&mut conn)
+    .await
+    .unwrap_or_else(|e| panic!("reading the test server's extensions: {e}"));
+    let found = if installed.installed {
+        let rows: Vec<NodeRow> = diesel::sql_query(
+            "SELECT nodename AS host, nodeport AS port FROM pg_dist_node \
+             WHERE groupid <> 0 AND isactive AND noderole = 'primary' ORDER BY nodeport",
+        )
+        .load(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("reading the coordinator's workers: {e}"));
+        let nodes: Vec<Node> = rows
+            .into_iter()
+            .map(|r| Node {
+                host: r.host,
+                port: u16::try_from(r.port).unwrap_or(5432),
+            })
+            .collect();
+        (!nodes.is_empty()).then_some(nodes)
+    } else {
+        None
+    };
+    WORKERS.get_or_init(|| found).as_deref()
+}
+
+/// Whether the test server is a Citus coordinator with workers (see the module docs): scratch
+/// databases are then created on every node and distributed by `tenantry citus-plan`'s script.
+pub async fn on_citus() -> bool {
+    workers().await.is_some()
+}
+
+/// The superuser URL of `database` on `node`.
+pub(super) fn node_url(node: &Node, database: &str) -> String {
+    let mut url = url::Url::parse(&server_url())
+        .unwrap_or_else(|e| panic!("TENANTRY_TEST_DATABASE_URL is not a URL: {e}"));
+    let _ = url.set_host(Some(&node.host));
+    let _ = url.set_port(Some(node.port));
+    url.set_path(database);
+    url.to_string()
+}
+
+async fn connect_node(node: &Node, database: &str) -> AsyncPgConnection {
+    let url = node_url(node, database);
+    crate::pool::tls::establish(&url)
+        .await
+        .unwrap_or_else(|e| panic!("the Citus worker {}:{} ({e})", node.host, node.port))
+}
+
+/// `name`, empty, on the workers too, with citus in it on every node and the nodes registered
+/// (after the coordinator made it).
+pub(super) async fn spread(name: &str, workers: &[Node]) {
+    let mut lock = locked().await;
+    for node in workers {
+        connect_node(node, "postgres")
+            .await
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap_or_else(|e| panic!("creating {name} on {}:{}: {e}", node.host, node.port));
+        exec(
+            &mut connect_node(node, name).await,
+            "CREATE EXTENSION citus",
+        )
+        .await;
+    }
+    let mut coordinator = connect_superuser(name).await;
+    exec(&mut coordinator, "CREATE EXTENSION citus").await;
+    let server = url::Url::parse(&server_url())
+        .unwrap_or_else(|e| panic!("TENANTRY_TEST_DATABASE_URL is not a URL: {e}"));
+    let (host, port) = (
+        server.host_str().unwrap_or("127.0.0.1").to_owned(),
+        server.port().unwrap_or(5432),
+    );
+    exec(
+        &mut coordinator,
+        &format!("SELECT citus_set_coordinator_host('{host}', {port})"),
+    )
+    .await;
+    for node in workers {
+        exec(
+            &mut coordinator,
+            &format!("SELECT citus_add_node('{}', {})", node.host, node.port),
+        )
+        .await;
+    }
+    exec(&mut lock, &format!("SELECT pg_advisory_unlock({LOCK})")).await;
+}
+
+/// A session on the coordinator's `postgres` database holding [`LOCK`] (released with
+/// `pg_advisory_unlock`, or when the session ends).
+async fn locked() -> AsyncPgConnection {
+    let mut lock = connect_superuser("postgres").await;
+    exec(&mut lock, &format!("SELECT pg_advisory_lock({LOCK})")).await;
+    lock
+}
+
+/// Drops `name` on the workers (the coordinator's copy is dropped by the caller).
+pub(super) async fn drop_on_workers(name: &str, workers: &[Node]) {
+    for node in workers {
+        if let Ok(mut c) = crate::pool::tls::establish(&node_url(node, "postgres")).await {
+            let _ = c
+                .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .await;
+        }
+    }
+}
+
+/// Migrates `name` with `prepare` and applies `tenantry citus-plan`'s script to it, as printed
+/// (one statement at a time, as `psql` sends it), under the cluster's lock.
+pub(super) async fn migrate_and_distribute<F, Fut>(name: &str, prepare: F)
+where
+    F: FnOnce(AsyncPgConnection) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut lock = locked().await;
+    prepare(connect_superuser(name).await).await;
+    let mut conn = connect_superuser(name).await;
+    let report = crate::citus::check(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("tenantry's Citus check of {name}: {e}"));
+    assert!(
+        report.is_ok(),
+        "the test schema is not ready for Citus (`tenantry doctor --citus`): {:#?}",
+        report.findings
+    );
+    let script = report.script(APP_ROLE);
+    for statement in script.lines().filter(|l| !l.starts_with("--")) {
+        if let Err(e) = conn.batch_execute(statement).await {
+            panic!("tenantry citus-plan's script on {name}: {statement}: {e}\n\n{script}");
+        }
+    }
+    // One statement per message: Citus forwards a statement's whole message to the workers.
+    for statement in ALTERNATE_WORKERS {
+        exec(&mut conn, statement).await;
+    }
+    exec(&mut lock, &format!("SELECT pg_advisory_unlock({LOCK})")).await;
+}
+
+/// New tenants' ids, when none is given, alternate between the workers (the first tenant a test
+/// makes on one, the second on the other, ..), so that every test has rows on every worker: a
+/// tenant id whose shard is on the next worker in turn, drawn at random until one is.
+const ALTERNATE_WORKERS: [&str; 3] = [
+    "CREATE SEQUENCE tenantry_test_tenant_turn",
+    r#"CREATE FUNCTION tenantry_test_tenant_id() RETURNS uuid LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    workers bigint := (SELECT count(*) FROM pg_dist_node
+                       WHERE groupid <> 0 AND isactive AND noderole = 'primary');
+    turn bigint := nextval('tenantry_test_tenant_turn') % workers;
+    sharded regclass := (SELECT logicalrelid FROM pg_dist_partition WHERE partmethod = 'h'
+                         ORDER BY colocationid, logicalrelid LIMIT 1);
+    id uuid;
+BEGIN
+    LOOP
+        id := gen_random_uuid();
+        IF sharded IS NULL OR (
+            SELECT count(*) FROM pg_dist_node w, pg_dist_shard_placement p
+            WHERE p.shardid = get_shard_id_for_distribution_column(sharded, id)
+              AND w.groupid <> 0 AND w.isactive AND w.noderole = 'primary'
+              AND (w.nodename, w.nodeport) < (p.nodename, p.nodeport)) = turn THEN
+            RETURN id;
+        END IF;
+    END LOOP;
+END $$"#,
+    "ALTER TABLE tenantry.tenants ALTER COLUMN id SET DEFAULT tenantry_test_tenant_id()",
+];
+
+async fn exec(conn: &mut AsyncPgConnection, sql: &str) {
+    conn.batch_execute(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
