@@ -261,6 +261,7 @@ def main() -> int:
     ap.add_argument("--requests", type=int, default=2000, help="callgrind/wire: requests measured")
     ap.add_argument("--warmup-requests", type=int, default=300)
     ap.add_argument("--conns", type=int, default=4, help="callgrind/wire: client connections")
+    ap.add_argument("--fixed", action="store_true", help="cpu: the fixed-count client instead of wrk")
     ap.add_argument("--identities", type=int, default=None, help="identities picked from (default: all; 1 under callgrind)")
     ap.add_argument("--scenarios", default="list,detail")
     ap.add_argument("--out", default="bench-results/per-request")
@@ -333,7 +334,24 @@ def main() -> int:
         picked = entries[:identities]
         for name in args.scenarios.split(","):
             scen: dict = {}
-            if args.mode == "cpu":
+            if args.mode == "cpu" and args.fixed:
+                # Every request completes: none is cancelled at the end of a run, as wrk's last
+                # ones are (tenantry closes a connection whose transaction was dropped midway,
+                # so after a wrk run its pool reopens connections, whose start and cold caches
+                # would count here).
+                fixed_requests(base_url, picked, name, args.warmup_requests, args.conns, seed=1)
+                before = snapshot(proc.pid, dbname)
+                t0 = time.monotonic()
+                n = fixed_requests(base_url, picked, name, args.requests, args.conns, seed=2)
+                el = time.monotonic() - t0
+                after = snapshot(proc.pid, dbname)
+                scen = {
+                    "requests": n, "rps": n / el,
+                    "app_cpu_us": delta_s(before["app"], after["app"]) * 1e6 / n,
+                    "pg_cpu_us": delta_s(before["pg"], after["pg"]) * 1e6 / n,
+                    "pg_backends": len(after["pg"]), "pg_backends_before": len(before["pg"]),
+                }
+            elif args.mode == "cpu":
                 data = work / "bench_data.lua"
                 data.write_text(
                     "return {\n" + ",\n".join(
