@@ -26,15 +26,21 @@ use crate::error::DbError;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Actor {
     user_id: Option<Uuid>,
-    email: String,
+    /// Shared with the principal it came from (a request's actor costs no copy).
+    email: std::sync::Arc<str>,
 }
 
 impl Actor {
     /// A signed-in user (the identity layer builds these from a verified identity).
     pub fn user(user_id: Uuid, email: impl Into<String>) -> Self {
+        Self::user_shared(user_id, email.into().into())
+    }
+
+    /// [`Actor::user`] with an email shared with its owner (a principal's).
+    pub(crate) fn user_shared(user_id: Uuid, email: std::sync::Arc<str>) -> Self {
         Self {
             user_id: Some(user_id),
-            email: email.into(),
+            email,
         }
     }
 
@@ -42,7 +48,7 @@ impl Actor {
     pub fn job(name: &str) -> Self {
         Self {
             user_id: None,
-            email: format!("job:{name}"),
+            email: format!("job:{name}").into(),
         }
     }
 

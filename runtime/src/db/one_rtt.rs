@@ -173,8 +173,10 @@ impl Db {
             // (An Owner's entry into a tenant writes its audit row first: see `Db::tx`.)
             // Without a statement cache every statement is parsed anew, so nothing could be
             // pipelined: the protocol of `Db::tx`, with its checks.
-            return self
-                .tx(ctx, async |conn| query(conn).await.map_err(DbError::from))
+            // Boxed: this path's future (the whole of `Db::tx`) would otherwise make every
+            // `query`'s future, and the handler's around it, several kilobytes larger, copied at
+            // every move of the handler's future.
+            return Box::pin(self.tx(ctx, async |conn| query(conn).await.map_err(DbError::from)))
                 .await;
         }
         let (obj, permit) = self.tenant_checkout(ctx.tenant_id()).await?;
@@ -205,7 +207,8 @@ impl Db {
                 let ticket = link.splice(entry.request(&statements));
                 let mut begin_conn = conn;
                 let begin = begin_sql(A::READ_ONLY, &self.tx_settings);
-                let (begun, result) = join(begin_conn.batch_execute(&begin), work).await;
+                // Boxed: the first run of a statement on a connection only (see above).
+                let (begun, result) = Box::pin(join(begin_conn.batch_execute(&begin), work)).await;
                 (statement, prepared, ticket, begun, result)
             }
         };
@@ -234,9 +237,7 @@ impl Db {
                 }
             }
             // The explicit transaction: the assertion and `COMMIT` now.
-            return guard
-                .finish(result.map_err(DbError::from), &self.keys)
-                .await;
+            return Box::pin(guard.finish(result.map_err(DbError::from), &self.keys)).await;
         };
         if link.unsplice(&ticket) {
             // The statement never went out (it failed in the client): no transaction ran.

@@ -8,7 +8,10 @@ pub(super) const OWNER_ENTRY: &str = "owner.enter";
 
 /// Takes a connection from `pool`, recording a failure in `outage`.
 pub(super) async fn checkout(pool: &PgPool, outage: &Outage) -> Result<Pooled, DbError> {
-    match pool.get().await {
+    // Boxed: the pool's future holds the whole of opening a connection (TCP, TLS, startup,
+    // the session's checks), kilobytes that would otherwise sit in every transaction's future
+    // and in the handler's around it, copied at each of its moves; one allocation is cheaper.
+    match Box::pin(pool.get()).await {
         Ok(obj) => Ok(Pooled::new(obj)),
         Err(e) => {
             let e = pool_error(e);

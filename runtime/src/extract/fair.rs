@@ -8,12 +8,12 @@
 //! a request cannot spend another tenant's share by naming it.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -87,11 +87,12 @@ struct RequestSlot {
     entered: Arc<Mutex<Option<Entered>>>,
 }
 
-/// Middleware of `tenantry::serve` (see the module docs).
-pub(crate) async fn tenant_requests(
-    State(cap): State<Arc<RequestCap>>,
+/// What `tenantry::serve` does first with each request, around `inner` (the rest of its
+/// middleware and the route): see the module docs.
+pub(crate) async fn tenant_requests<F: Future<Output = Response>>(
+    cap: Arc<RequestCap>,
     request: Request,
-    next: Next,
+    inner: impl FnOnce(Request) -> F,
 ) -> Response {
     let (mut parts, body) = request.into_parts();
     let id = crate::extract::request_id(&parts);
@@ -117,8 +118,7 @@ pub(crate) async fn tenant_requests(
         request_id = %id,
         tenant = tracing::field::Empty,
     );
-    let mut response = next
-        .run(Request::from_parts(parts, body))
+    let mut response = inner(Request::from_parts(parts, body))
         .instrument(span)
         .await;
     if let Some(value) = id_header {

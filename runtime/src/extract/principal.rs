@@ -90,7 +90,7 @@ pub async fn load_principal(db: &Db, identity: &Identity) -> Result<Principal, A
     }
     let principal = Principal {
         user_id,
-        email,
+        email: email.into(),
         is_owner,
         memberships,
     };

@@ -1,5 +1,7 @@
 //! The principal: a verified identity mapped to its `users` row and memberships.
 
+use std::sync::Arc;
+
 use uuid::Uuid;
 
 /// A role inside one tenant, as stored in `memberships.role`.
@@ -51,11 +53,14 @@ pub struct Membership {
 /// Read-only: its fields are private and only tenantry's authenticator makes one, so no
 /// middleware or helper can forge a principal (say, an Owner) for the extractors to trust.
 #[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Shared, not copied: every request takes the principal out of the principal cache and keeps
+/// it in its extensions and its extractors, so a clone only counts references.
 pub struct Principal {
     pub(crate) user_id: Uuid,
-    pub(crate) email: String,
+    pub(crate) email: Arc<str>,
     pub(crate) is_owner: bool,
-    pub(crate) memberships: Vec<Membership>,
+    pub(crate) memberships: Arc<[Membership]>,
 }
 
 impl Principal {
@@ -86,7 +91,7 @@ impl Principal {
 
     /// The actor recorded in audit rows.
     pub fn actor(&self) -> crate::ctx::Actor {
-        crate::ctx::Actor::user(self.user_id, self.email.clone())
+        crate::ctx::Actor::user_shared(self.user_id, self.email.clone())
     }
 }
 
@@ -96,9 +101,9 @@ impl Principal {
     pub(crate) fn for_cache_tests(user_id: Uuid, email: &str) -> Self {
         Principal {
             user_id,
-            email: email.to_owned(),
+            email: email.into(),
             is_owner: false,
-            memberships: Vec::new(),
+            memberships: Arc::from([]),
         }
     }
 }

@@ -136,7 +136,11 @@ fn add_retry_after(response: &mut Response) {
 /// Middleware: an error response (4xx, 5xx) that is not JSON gets the contract's error body;
 /// every 503 and 429 gets a `Retry-After`.
 pub async fn json_errors(request: Request, next: Next) -> Response {
-    let mut response = next.run(request).await;
+    json_error_body(next.run(request).await)
+}
+
+/// What [`json_errors`] makes of a response.
+pub(crate) fn json_error_body(mut response: Response) -> Response {
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) {
         return response;
@@ -165,7 +169,11 @@ pub async fn json_errors(request: Request, next: Next) -> Response {
 /// `Content-Security-Policy` (added to a policy the handler set, unless it names its own
 /// `frame-ancestors`).
 pub async fn no_framing(request: Request, next: Next) -> Response {
-    let mut response = next.run(request).await;
+    framing_denied(next.run(request).await)
+}
+
+/// What [`no_framing`] makes of a response.
+pub(crate) fn framing_denied(mut response: Response) -> Response {
     let html = response
         .headers()
         .get(header::CONTENT_TYPE)

@@ -1,6 +1,7 @@
 //! Per-request bounds: the whole body must arrive within the body timeout (else 408), and the
 //! whole request must be answered within the request timeout (else 503).
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -8,9 +9,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::StatusCode;
-use axum::middleware::Next;
 use axum::response::Response;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use tokio::time::Sleep;
@@ -58,16 +58,12 @@ impl HttpBody for DeadlineBody {
     }
 }
 
-use std::future::Future as _;
-
-/// Middleware: the request body must be complete within `limit` from the end of the head. A
-/// request whose body timed out is answered 408 `timeout`, whatever its handler made of the
+/// The request body must be complete within `limit` from the end of the head: a request whose
+/// body timed out is answered 408 `timeout` ([`body_checked`]), whatever its handler made of the
 /// truncated body.
-pub(crate) async fn body_deadline(
-    State(limit): State<Duration>,
-    request: Request,
-    next: Next,
-) -> Response {
+///
+/// The request with its body bounded by `limit`, and the flag its expiry sets.
+pub(crate) fn deadline_body(limit: Duration, request: Request) -> (Request, Arc<AtomicBool>) {
     let expired = Arc::new(AtomicBool::new(false));
     let request = request.map(|inner| {
         Body::new(DeadlineBody {
@@ -77,7 +73,11 @@ pub(crate) async fn body_deadline(
             expired: expired.clone(),
         })
     });
-    let response = next.run(request).await;
+    (request, expired)
+}
+
+/// `response`, or 408 if the body's deadline expired.
+pub(crate) fn body_checked(limit: Duration, expired: &AtomicBool, response: Response) -> Response {
     if expired.load(Ordering::Acquire) {
         return error_response(
             StatusCode::REQUEST_TIMEOUT,
@@ -90,14 +90,12 @@ pub(crate) async fn body_deadline(
     response
 }
 
-/// Middleware: a request not answered within `limit` is answered 503 `unavailable` (its
-/// handler is dropped, which cancels any statement it was running).
-pub(crate) async fn request_deadline(
-    State(limit): State<Duration>,
-    request: Request,
-    next: Next,
-) -> Response {
-    match tokio::time::timeout(limit, next.run(request)).await {
+/// A request not answered within `limit` is answered 503 `unavailable` (its handler is dropped,
+/// which cancels any statement it was running).
+///
+/// The answer of `answer`, or 503 if it is not ready within `limit` (`answer` is dropped).
+pub(crate) async fn within(limit: Duration, answer: impl Future<Output = Response>) -> Response {
+    match tokio::time::timeout(limit, answer).await {
         Ok(response) => response,
         Err(_) => error_response(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -26,8 +26,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Request};
-use axum::middleware;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -97,22 +98,43 @@ impl Default for ServeConfig {
 /// Adds the request bounds of `config` and the JSON error bodies to `router`: what [`serve`]
 /// does before serving it.
 pub fn with_limits(router: Router, config: &ServeConfig) -> Router {
+    let bounds = Bounds {
+        cap: crate::extract::fair::RequestCap::new(config.max_requests_per_tenant),
+        body_timeout: config.body_timeout,
+        request_timeout: config.request_timeout,
+    };
     router
         .layer(DefaultBodyLimit::max(config.body_limit))
-        .layer(middleware::from_fn_with_state(
-            config.body_timeout,
-            limits::body_deadline,
-        ))
-        .layer(middleware::from_fn_with_state(
-            config.request_timeout,
-            limits::request_deadline,
-        ))
-        .layer(middleware::from_fn(json_errors))
-        .layer(middleware::from_fn(errors::no_framing))
-        .layer(middleware::from_fn_with_state(
-            crate::extract::fair::RequestCap::new(config.max_requests_per_tenant),
-            crate::extract::fair::tenant_requests,
-        ))
+        .layer(middleware::from_fn_with_state(bounds, bounded))
+}
+
+/// What [`bounded`] needs.
+#[derive(Clone)]
+struct Bounds {
+    cap: Arc<crate::extract::fair::RequestCap>,
+    body_timeout: Duration,
+    request_timeout: Duration,
+}
+
+/// The middlewares of [`with_limits`] as one, from the outermost: the request id, span and
+/// per-tenant cap (`extract/fair.rs`), [`no_framing`], [`json_errors`], the request deadline and
+/// the body deadline (`limits.rs`). One layer rather than five: axum wraps every route in each
+/// layer, and each layer clones and boxes the ones inside it on every request.
+async fn bounded(State(bounds): State<Bounds>, request: Request, next: Next) -> Response {
+    let Bounds {
+        cap,
+        body_timeout,
+        request_timeout,
+    } = bounds;
+    crate::extract::fair::tenant_requests(cap, request, |request| async move {
+        let answer = limits::within(request_timeout, async move {
+            let (request, expired) = limits::deadline_body(body_timeout, request);
+            limits::body_checked(body_timeout, &expired, next.run(request).await)
+        })
+        .await;
+        errors::framing_denied(errors::json_error_body(answer))
+    })
+    .await
 }
 
 impl ServeConfig {
