@@ -178,9 +178,13 @@ async fn a_missing_tenant_index_is_reported() {
 
 #[tokio::test]
 async fn dropping_the_only_index_leading_with_tenant_id_is_reported() {
-    // In the test schema, UNIQUE (tenant_id, number) is invoices' tenant index.
-    let findings =
-        findings_after("ALTER TABLE invoices DROP CONSTRAINT invoices_tenant_id_number_key").await;
+    // In the test schema, UNIQUE (tenant_id, number) and the primary key (tenant_id, id) lead
+    // with tenant_id: without both, keyed by `id` alone, invoices has no tenant index.
+    let findings = findings_after(
+        "ALTER TABLE invoices DROP CONSTRAINT invoices_tenant_id_number_key, \
+         DROP CONSTRAINT invoices_pkey, ADD PRIMARY KEY (id)",
+    )
+    .await;
     assert_eq!(
         findings,
         vec![Finding::TenantIndexMissing {

@@ -223,7 +223,7 @@ async fn recording_a_new_sub_keeps_the_cache() {
     // is heard when a lookup shows it, since only a notification refreshes the entry here.
     t.admin()
         .await
-        .batch_execute("UPDATE users SET is_owner = true")
+        .batch_execute("UPDATE tenantry.users SET is_owner = true")
         .await
         .expect("an Owner");
     let deadline = Instant::now() + NOTIFIED_WITHIN;

@@ -64,7 +64,7 @@ DO $do$ BEGIN
     EXECUTE replace($f$
 CREATE FUNCTION @.tenantry_citus_tenant() RETURNS uuid
 LANGUAGE plpgsql STABLE SECURITY DEFINER PARALLEL RESTRICTED
-SET citus.allow_nested_distributed_execution = on SET search_path = @, pg_temp AS $$
+SET search_path = @, pg_temp AS $$
 DECLARE
     s text := pg_catalog.current_setting('tenantry.tenant', true);
     b bytea;
@@ -97,7 +97,7 @@ $f$, '@', quote_ident(current_schema()));
     EXECUTE replace($f$
 CREATE FUNCTION @.tenantry_citus_is_member(p_user uuid) RETURNS boolean
 LANGUAGE plpgsql STABLE SECURITY DEFINER PARALLEL RESTRICTED
-SET citus.allow_nested_distributed_execution = on SET search_path = @, pg_temp AS $$
+SET search_path = @, pg_temp AS $$
 DECLARE
     t uuid := @.tenantry_citus_tenant();
 BEGIN
@@ -195,6 +195,13 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') THEN
         RAISE EXCEPTION 'tenantry_citus_prepare: the citus extension is not installed in this database';
     END IF;
+
+    -- The checks below read the keys on a worker inside a query on a shard, which Citus allows
+    -- only with nested execution on. Attached here, not where they are created: on PostgreSQL
+    -- without Citus the parameter is an unknown placeholder, which PostgreSQL 15 lets only a
+    -- superuser attach to a function, and `tenantry migrate` runs as the database's owner.
+    EXECUTE replace('ALTER FUNCTION @.tenantry_citus_tenant() SET citus.allow_nested_distributed_execution = on', '@', s);
+    EXECUTE replace('ALTER FUNCTION @.tenantry_citus_is_member(uuid) SET citus.allow_nested_distributed_execution = on', '@', s);
 
     -- Rotations re-create the Citus entry.
     EXECUTE replace($f$

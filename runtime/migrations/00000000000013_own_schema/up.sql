@@ -100,7 +100,7 @@ $$;
 -- `tenantry` (CREATE OR REPLACE keeps their grants, and the policies that call them).
 CREATE OR REPLACE FUNCTION tenantry.tenantry_citus_tenant() RETURNS uuid
 LANGUAGE plpgsql STABLE SECURITY DEFINER PARALLEL RESTRICTED
-SET citus.allow_nested_distributed_execution = on SET search_path = tenantry, pg_temp AS $$
+SET search_path = tenantry, pg_temp AS $$
 DECLARE
     s text := pg_catalog.current_setting('tenantry.tenant', true);
     b bytea;
@@ -130,7 +130,7 @@ END $$;
 
 CREATE OR REPLACE FUNCTION tenantry.tenantry_citus_is_member(p_user uuid) RETURNS boolean
 LANGUAGE plpgsql STABLE SECURITY DEFINER PARALLEL RESTRICTED
-SET citus.allow_nested_distributed_execution = on SET search_path = tenantry, pg_temp AS $$
+SET search_path = tenantry, pg_temp AS $$
 DECLARE
     t uuid := tenantry.tenantry_citus_tenant();
 BEGIN
