@@ -279,9 +279,6 @@ def main() -> int:
     admin = psycopg.connect(args.pg_admin_url, autocommit=True)
     admin.execute(pgsql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOBYPASSRLS PASSWORD {}").format(pgsql.Identifier(role), pgsql.Literal(pw)))
     admin.execute(pgsql.SQL("CREATE DATABASE {} OWNER {}").format(pgsql.Identifier(dbname), pgsql.Identifier(role)))
-    # tenantry's migration 0012 creates functions that SET a Citus parameter, which PostgreSQL 15
-    # lets a non-superuser do only with this grant (run_bench.py's restricted role lacks it).
-    admin.execute(pgsql.SQL("GRANT SET ON PARAMETER citus.allow_nested_distributed_execution TO {}").format(pgsql.Identifier(role)))
     proxy = None
     admin_url = args.pg_admin_url
     if args.mode == "wire":
@@ -418,7 +415,6 @@ def main() -> int:
         log.close()
         certs.stop()
         admin.execute(pgsql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(pgsql.Identifier(dbname)))
-        admin.execute(pgsql.SQL("REVOKE SET ON PARAMETER citus.allow_nested_distributed_execution FROM {}").format(pgsql.Identifier(role)))
         admin.execute(pgsql.SQL("DROP ROLE IF EXISTS {}").format(pgsql.Identifier(role)))
         admin.close()
     out = out_dir / f"{args.label}-{args.mode}-{time.strftime('%Y%m%dT%H%M%S')}.json"
