@@ -192,6 +192,10 @@ where
         report.findings
     );
     let script = report.script(APP_ROLE);
+    // Four shards per table instead of Citus's 32: a test's few rows need no more, and placing
+    // 32 shards of every table on every test database is most of its setup's time. Two per
+    // worker still puts tenants on both. A session setting: the script stays as printed.
+    exec(&mut conn, "SET citus.shard_count = 4").await;
     for statement in script.lines().filter(|l| !l.starts_with("--")) {
         if let Err(e) = conn.batch_execute(statement).await {
             panic!("tenantry citus-plan's script on {name}: {statement}: {e}\n\n{script}");
