@@ -276,7 +276,7 @@ async fn a_table_referencing_tenants_under_another_name_is_reported_and_refused_
         .unwrap_err();
     assert!(
         err.to_string().contains(
-            "references tenants (constraint org_notes_org_fkey), so it cannot be declared global"
+            "references tenantry.tenants (constraint org_notes_org_fkey), so it cannot be declared global"
         ),
         "{err}"
     );

@@ -82,13 +82,96 @@ END $$;
 -- include `tenantry`; the others read `current_schema()` to learn tenantry's. Each now resolves
 -- names in `tenantry` (a table given to a declaration is resolved by its caller, as before: it is
 -- a `regclass` argument).
-ALTER FUNCTION tenantry.tenantry_declare_tenant_table(regclass, name) SET search_path = tenantry, pg_temp;
-ALTER FUNCTION tenantry.tenantry_declare_global_table(regclass) SET search_path = tenantry, pg_temp;
+ALTER FUNCTION tenantry.tenantry_tenant_policy(name) SET search_path = tenantry, pg_temp;
 ALTER FUNCTION tenantry.tenantry_tenant_policy(name) SET search_path = tenantry, pg_temp;
 ALTER FUNCTION tenantry.tenantry_reseal_enter() SET search_path = tenantry, pg_temp;
 ALTER FUNCTION tenantry.tenantry_citus_reseal_enter() SET search_path = tenantry, pg_temp;
 ALTER FUNCTION tenantry.tenantry_citus_prepare() SET search_path = tenantry, pg_temp;
 ALTER FUNCTION tenantry.tenantry_citus_revoke_remote_commands() SET search_path = tenantry, pg_temp;
+
+-- The declarations, as migration 0009 wrote them, resolving names in `tenantry` and naming
+-- tenantry's table with its schema when they refuse one: an application with a `tenants` table
+-- of its own that writes `REFERENCES tenants (id)` learns which table is meant.
+CREATE OR REPLACE FUNCTION tenantry.tenantry_declare_tenant_table(tbl regclass, tenant_column name DEFAULT 'tenant_id')
+RETURNS void LANGUAGE plpgsql SET search_path = tenantry, pg_temp AS $$
+DECLARE
+    t_schema name;
+    t_name   name;
+    col_num  smallint;
+    seq      text;
+    col      record;
+    expr     text := tenantry_tenant_policy(tenant_column);
+BEGIN
+    SELECT n.nspname, c.relname INTO t_schema, t_name
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl;
+
+    SELECT a.attnum INTO col_num FROM pg_attribute a
+    WHERE a.attrelid = tbl AND a.attname = tenant_column AND NOT a.attisdropped
+      AND a.atttypid = 'uuid'::regtype AND a.attnotnull;
+    IF col_num IS NULL THEN
+        RAISE EXCEPTION 'tenant table %: column % must exist and be "uuid NOT NULL"', tbl, tenant_column;
+    END IF;
+    IF NOT EXISTS (
+        SELECT 1 FROM pg_constraint k
+        WHERE k.conrelid = tbl AND k.contype = 'f' AND k.conkey = ARRAY[col_num]
+          AND k.confrelid = 'tenantry.tenants'::regclass
+    ) THEN
+        RAISE EXCEPTION 'tenant table %: column % is not the tenant key (it needs FOREIGN KEY (%) REFERENCES tenantry.tenants (id))',
+            tbl, tenant_column, tenant_column;
+    END IF;
+
+    EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', tbl);
+    EXECUTE format('ALTER TABLE %s FORCE ROW LEVEL SECURITY', tbl);
+    EXECUTE format('DROP POLICY IF EXISTS tenantry_tenant_isolation ON %s', tbl);
+    EXECUTE format('CREATE POLICY tenantry_tenant_isolation ON %s AS PERMISSIVE FOR ALL USING %s WITH CHECK %s',
+                   tbl, expr, expr);
+
+    IF NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = tbl AND i.indkey[0] = col_num) THEN
+        EXECUTE format('CREATE INDEX %I ON %s (%I)', left(t_name, 40) || '_' || tenant_column || '_idx', tbl, tenant_column);
+    END IF;
+
+    EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %s TO %I, %I', tbl,
+                   tenantry_role('app'), tenantry_role('bypass'));
+    FOR col IN SELECT a.attname FROM pg_attribute a WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped LOOP
+        seq := pg_get_serial_sequence(tbl::text, col.attname);
+        IF seq IS NOT NULL THEN
+            EXECUTE format('GRANT USAGE, SELECT ON SEQUENCE %s TO %I, %I', seq,
+                           tenantry_role('app'), tenantry_role('bypass'));
+        END IF;
+    END LOOP;
+
+    INSERT INTO tenantry_declared_tables (table_schema, table_name, kind, tenant_column)
+    VALUES (t_schema, t_name, 'tenant', tenant_column)
+    ON CONFLICT (table_schema, table_name)
+    DO UPDATE SET kind = 'tenant', tenant_column = EXCLUDED.tenant_column, declared_at = now();
+END $$;
+
+CREATE OR REPLACE FUNCTION tenantry.tenantry_declare_global_table(tbl regclass)
+RETURNS void LANGUAGE plpgsql SET search_path = tenantry, pg_temp AS $$
+DECLARE
+    t_schema name;
+    t_name   name;
+    fk       text;
+BEGIN
+    SELECT n.nspname, c.relname INTO t_schema, t_name
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl;
+    IF EXISTS (SELECT 1 FROM pg_attribute a
+               WHERE a.attrelid = tbl AND a.attname = 'tenant_id' AND NOT a.attisdropped) THEN
+        RAISE EXCEPTION 'table % has a tenant_id column, so it cannot be declared global: declare it with tenantry.tenantry_declare_tenant_table', tbl;
+    END IF;
+    SELECT k.conname INTO fk FROM pg_constraint k
+    WHERE k.conrelid = tbl AND k.contype = 'f' AND k.confrelid = 'tenantry.tenants'::regclass
+    LIMIT 1;
+    IF fk IS NOT NULL THEN
+        RAISE EXCEPTION 'table % references tenantry.tenants (constraint %), so it cannot be declared global: declare it with tenantry.tenantry_declare_tenant_table', tbl, fk;
+    END IF;
+    EXECUTE format('GRANT SELECT ON %s TO %I', tbl, tenantry_role('app'));
+    EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %s TO %I', tbl, tenantry_role('bypass'));
+    INSERT INTO tenantry_declared_tables (table_schema, table_name, kind)
+    VALUES (t_schema, t_name, 'global')
+    ON CONFLICT (table_schema, table_name)
+    DO UPDATE SET kind = 'global', tenant_column = NULL, declared_at = now();
+END $$;
 
 -- For SQL of an application's own: its schema spelled out (no pinned path, so it stays inlinable).
 CREATE OR REPLACE FUNCTION tenantry.tenantry_tenant() RETURNS uuid

@@ -5,7 +5,8 @@
 //! Citus shards a multi-tenant database by the tenant column: each declared tenant table becomes
 //! a *distributed* table on `tenant_id`, all of them colocated, so that one tenant's rows of every
 //! table live on one shard and a query filtered by `tenant_id = $n` runs on that shard alone.
-//! Declared global tables become *reference* tables, copied to every node. tenantry's own tables:
+//! Declared global tables become *reference* tables, copied to every node. tenantry's own tables
+//! (all in the schema `tenantry`, `tenantry_migrations` of the earlier runner aside):
 //!
 //! | table | on Citus | why |
 //! |---|---|---|
@@ -13,6 +14,7 @@
 //! | `memberships` | reference | it has a `tenant_id`, but it is read by user (all of one user's tenants at once), and it is small; distributing it by tenant would make every principal lookup a query of all shards |
 //! | `audit_log` | local to the coordinator (`citus_add_local_table_to_metadata`) | append-only and written rarely (Owner routes, jobs, raw statements); a reference table would copy each row to every node in a two-phase commit, and its `tenant_id` is NULL for cross-tenant rows, which a distribution column cannot be |
 //! | `tenantry_tenant_keys` | reference | the tenant seal's keys: the workers verify the seal too (migration `0012_citus`) |
+//! | `tenantry_jobs` | distributed, like any declared tenant table | the job queue (migration `0011_job_queue`) |
 //! | `tenantry_migrations`, `tenantry_declared_tables` | plain local tables | bookkeeping read by migrations and `tenantry doctor` only |
 //!
 //! Citus's rules, which [`check`] applies without Citus: a distributed table's primary key,

@@ -2,13 +2,13 @@
 
 use diesel::sql_types::{Bool, Text};
 use diesel::QueryableByName;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
 use crate::scope::table::TableDecl;
 
 /// Applies each declaration to the database: for a tenant table, `ENABLE` and `FORCE ROW LEVEL
 /// SECURITY`, the policy `tenantry_tenant_isolation` (`USING` and `WITH CHECK` comparing the tenant
-/// column with `(SELECT tenant_id FROM tenantry_current_tenant)`, the tenant seal), an index
+/// column with `(SELECT tenant_id FROM tenantry.tenantry_current_tenant)`, the tenant seal), an index
 /// leading with the tenant
 /// column if none exists, and grants to `tenantry_app` and `tenantry_bypass`; for a global table,
 /// `SELECT` for the app role. Each table is recorded in `tenantry_declared_tables`, which
@@ -17,10 +17,11 @@ use crate::scope::table::TableDecl;
 /// A global declaration is refused, before anything is applied, when its SQL table (the
 /// `#[sql_name]` of its `table!`, so a second `table!` for a tenant table is caught) is declared a
 /// tenant table in the same list, has row-level security enabled (a tenant table), a
-/// `tenant_id` column, or a foreign key to `tenants` under any column name; the error names the
-/// table and the fix.
+/// `tenant_id` column, or a foreign key to `tenantry.tenants` under any column name; the error
+/// names the table and the fix.
 ///
-/// Idempotent; run it after your own migrations, as the tables' owner.
+/// Idempotent, in one transaction under the migrations' advisory lock (instances that start
+/// together wait for each other); run it after your own migrations, as the tables' owner.
 #[allow(
     clippy::disallowed_methods,
     reason = "tenantry's own statements with literal text, binding the table names"
@@ -55,23 +56,41 @@ pub async fn declare_tables(
             ));
         }
     }
-    for decl in tables {
-        match decl.tenant_column() {
-            Some(tenant_column) => {
-                diesel::sql_query(
-                    "SELECT tenantry.tenantry_declare_tenant_table($1::regclass, $2::name)",
-                )
+    conn.transaction(async |conn| {
+        // Instances that start together declare the same tables, and concurrent GRANTs on one
+        // table fail ("tuple concurrently updated"): the migrations' lock orders them.
+        diesel::sql_query("SELECT pg_advisory_xact_lock(hashtext('tenantry_migrations'))")
+            .execute(conn)
+            .await?;
+        for decl in tables {
+            declare_one(conn, decl).await?;
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// Runs the SQL declaration of one table.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "tenantry's own statements with literal text, binding the table names"
+)]
+async fn declare_one(conn: &mut AsyncPgConnection, decl: &TableDecl) -> diesel::QueryResult<()> {
+    match decl.tenant_column() {
+        Some(tenant_column) => {
+            diesel::sql_query(
+                "SELECT tenantry.tenantry_declare_tenant_table($1::regclass, $2::name)",
+            )
+            .bind::<Text, _>(quote_ident(decl.table()))
+            .bind::<Text, _>(tenant_column)
+            .execute(conn)
+            .await?;
+        }
+        None => {
+            diesel::sql_query("SELECT tenantry.tenantry_declare_global_table($1::regclass)")
                 .bind::<Text, _>(quote_ident(decl.table()))
-                .bind::<Text, _>(tenant_column)
                 .execute(conn)
                 .await?;
-            }
-            None => {
-                diesel::sql_query("SELECT tenantry.tenantry_declare_global_table($1::regclass)")
-                    .bind::<Text, _>(quote_ident(decl.table()))
-                    .execute(conn)
-                    .await?;
-            }
         }
     }
     Ok(())
