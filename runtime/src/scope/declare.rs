@@ -2,7 +2,7 @@
 
 use diesel::sql_types::{Bool, Text};
 use diesel::QueryableByName;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 
 use crate::scope::table::TableDecl;
 
@@ -26,6 +26,28 @@ use crate::scope::table::TableDecl;
     reason = "tenantry's own statements with literal text, binding the table names"
 )]
 pub async fn declare_tables(
+    conn: &mut AsyncPgConnection,
+    tables: &[TableDecl],
+) -> diesel::QueryResult<()> {
+    // Instances starting at once declare the same tables, and concurrent grants or policy changes
+    // on one table fail ("tuple concurrently updated"): the migrations' lock makes them take
+    // turns. A session lock (stacked if the caller holds it already), released on every outcome;
+    // a lost connection releases it too.
+    conn.batch_execute(LOCK_SQL).await?;
+    let declared = declare_locked(conn, tables).await;
+    let unlocked = conn.batch_execute(UNLOCK_SQL).await;
+    declared.and(unlocked)
+}
+
+/// The lock `crate::schema::migrate` takes for the migrations.
+const LOCK_SQL: &str = "SELECT pg_advisory_lock(hashtext('tenantry_migrations'))";
+const UNLOCK_SQL: &str = "SELECT pg_advisory_unlock(hashtext('tenantry_migrations'))";
+
+#[allow(
+    clippy::disallowed_methods,
+    reason = "tenantry's own statements with literal text, binding the table names"
+)]
+async fn declare_locked(
     conn: &mut AsyncPgConnection,
     tables: &[TableDecl],
 ) -> diesel::QueryResult<()> {
