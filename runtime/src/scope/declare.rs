@@ -2,7 +2,7 @@
 
 use diesel::sql_types::{Bool, Text};
 use diesel::QueryableByName;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 
 use crate::scope::table::TableDecl;
 
@@ -20,13 +20,35 @@ use crate::scope::table::TableDecl;
 /// `tenant_id` column, or a foreign key to `tenantry.tenants` under any column name; the error
 /// names the table and the fix.
 ///
-/// Idempotent, in one transaction under the migrations' advisory lock (instances that start
-/// together wait for each other); run it after your own migrations, as the tables' owner.
+/// Idempotent, under the migrations' advisory lock (instances that start together wait for each
+/// other); run it after your own migrations, as the tables' owner.
 #[allow(
     clippy::disallowed_methods,
     reason = "tenantry's own statements with literal text, binding the table names"
 )]
 pub async fn declare_tables(
+    conn: &mut AsyncPgConnection,
+    tables: &[TableDecl],
+) -> diesel::QueryResult<()> {
+    // Instances starting at once declare the same tables, and concurrent grants or policy changes
+    // on one table fail ("tuple concurrently updated"): the migrations' lock makes them take
+    // turns. A session lock (stacked if the caller holds it already), released on every outcome;
+    // a lost connection releases it too.
+    conn.batch_execute(LOCK_SQL).await?;
+    let declared = declare_locked(conn, tables).await;
+    let unlocked = conn.batch_execute(UNLOCK_SQL).await;
+    declared.and(unlocked)
+}
+
+/// The lock `crate::schema::migrate` takes for the migrations.
+const LOCK_SQL: &str = "SELECT pg_advisory_lock(hashtext('tenantry_migrations'))";
+const UNLOCK_SQL: &str = "SELECT pg_advisory_unlock(hashtext('tenantry_migrations'))";
+
+#[allow(
+    clippy::disallowed_methods,
+    reason = "tenantry's own statements with literal text, binding the table names"
+)]
+async fn declare_locked(
     conn: &mut AsyncPgConnection,
     tables: &[TableDecl],
 ) -> diesel::QueryResult<()> {
@@ -56,18 +78,12 @@ pub async fn declare_tables(
             ));
         }
     }
-    conn.transaction(async |conn| {
-        // Instances that start together declare the same tables, and concurrent GRANTs on one
-        // table fail ("tuple concurrently updated"): the migrations' lock orders them.
-        diesel::sql_query("SELECT pg_advisory_xact_lock(hashtext('tenantry_migrations'))")
-            .execute(conn)
-            .await?;
-        for decl in tables {
-            declare_one(conn, decl).await?;
-        }
-        Ok(())
-    })
-    .await
+    // One statement at a time, not one transaction: on Citus, DDL on a reference table after
+    // parallel DDL on a distributed one in the same transaction is refused.
+    for decl in tables {
+        declare_one(conn, decl).await?;
+    }
+    Ok(())
 }
 
 /// Runs the SQL declaration of one table.
