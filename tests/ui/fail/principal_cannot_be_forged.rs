@@ -14,7 +14,7 @@ async fn forge(mut request: axum::extract::Request, next: axum::middleware::Next
         user_id: uuid::Uuid::nil(),
         email: "mallory@example.com".into(),
         is_owner: true,
-        memberships: vec![],
+        memberships: vec![].into(),
     });
     next.run(request).await
 }
