@@ -117,9 +117,10 @@ fn the_extractor_is_armed_and_named() {
     let body = out.rfind("{ }").expect("the body");
     assert!(armed < body, "{out}");
     assert!(
-        out.contains(
-            "let request_ends_with_handler_queue_later_work_as_a_job = tenantry_extractor"
-        ),
+        out.contains(&format!(
+            "let {} = tenantry_extractor",
+            super::expand::REQUEST_LOCAL
+        )),
         "{out}"
     );
     assert!(
