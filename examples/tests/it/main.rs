@@ -11,6 +11,7 @@ mod common;
 mod browser;
 mod citus;
 mod cloudflare;
+mod contract_names;
 mod directory_cache;
 mod error_bodies;
 mod getting_started;

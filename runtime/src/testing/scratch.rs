@@ -74,12 +74,28 @@ impl ScratchDatabase {
             COUNTER.fetch_add(1, Ordering::Relaxed),
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         );
-        let template = template.map_or(String::new(), |t| format!(" TEMPLATE {t}"));
-        connect_superuser("postgres")
-            .await
-            .batch_execute(&format!("CREATE DATABASE {name}{template}"))
+        let mut admin = connect_superuser("postgres").await;
+        let create = template.map_or(format!("CREATE DATABASE {name}"), |t| {
+            format!("CREATE DATABASE {name} TEMPLATE {t}")
+        });
+        admin
+            .batch_execute(&create)
             .await
             .unwrap_or_else(|e| panic!("cannot create the scratch database {name}: {e}"));
+        if let Some(t) = template {
+            // A copy does not inherit its template's settings (`ALTER DATABASE .. SET`, kept in
+            // the shared catalog by database oid): copied here as they are, so a migration that
+            // sets one (the example's search_path) holds in each test's copy too.
+            admin
+                .batch_execute(&format!(
+                    "INSERT INTO pg_db_role_setting (setdatabase, setrole, setconfig) \
+                     SELECT n.oid, s.setrole, s.setconfig FROM pg_db_role_setting s \
+                     JOIN pg_database t ON t.oid = s.setdatabase, pg_database n \
+                     WHERE t.datname = '{t}' AND n.datname = '{name}'"
+                ))
+                .await
+                .unwrap_or_else(|e| panic!("cannot copy {t}'s settings to {name}: {e}"));
+        }
         let workers = cluster::workers().await.unwrap_or_default();
         let db = ScratchDatabase { name, workers };
         if !workers.is_empty() {
