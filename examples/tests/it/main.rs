@@ -20,6 +20,7 @@ mod instances;
 mod isolation;
 mod log_flood;
 mod noisy_neighbour;
+mod plans;
 mod quickstart;
 mod rbac;
 mod resilience;
