@@ -206,6 +206,7 @@ impl Db {
                 config.metrics_tenants,
             )),
         };
+        db.check_schema().await?;
         db.check_app_role().await?;
         db.check_bypass_role().await?;
         start_conn(&db.directory_pool, DIRECTORY_URL, pooler).await?;
@@ -248,6 +249,23 @@ impl Db {
                  read through the first does not verify on the second ({message})"
             ))),
             Err(e) => Err(e),
+        }
+    }
+
+    /// tenantry's objects must be in this build's schema (`TENANTRY_SCHEMA`): a database that a
+    /// CLI built with another name migrated stops the start, naming both schemas.
+    pub(super) async fn check_schema(&self) -> Result<(), DbError> {
+        let conn = start_conn(&self.app, APP_URL, self.pooler).await?;
+        let found = in_read_only_tx(&conn, async |c| {
+            crate::schema::placement::elsewhere(c).await
+        })
+        .await?;
+        match found {
+            Some(found) => Err(DbError::Config(format!(
+                "{APP_URL}: {}",
+                crate::schema::placement::mismatch(&found)
+            ))),
+            None => Ok(()),
         }
     }
 

@@ -81,6 +81,13 @@ pub enum MigrateError {
         /// Diesel's error.
         source: Box<dyn StdError + Send + Sync>,
     },
+    /// tenantry's objects are in another schema than this build's (`TENANTRY_SCHEMA`): a CLI
+    /// built with another name migrated the database. Nothing was changed.
+    #[error("{}", crate::schema::placement::mismatch(found))]
+    OtherSchema {
+        /// The schema that holds them.
+        found: String,
+    },
     /// The earlier runner recorded the same version under several sets, so it cannot tell which
     /// of them these migrations are.
     #[error(
@@ -203,6 +210,7 @@ where
             .await,
     )?;
 
+    refuse_other_schema(&mut conn).await?;
     adopt_legacy(&mut conn, &FRAMEWORK_MIGRATIONS, Legacy::Framework).await?;
     let (mut conn, mut applied) = run_pending(conn, FRAMEWORK_MIGRATIONS).await?;
     // Concurrent GRANTs on one object fail ("tuple concurrently updated"): the lock covers them.
@@ -233,6 +241,35 @@ where
         conn.batch_execute(UNLOCK_SQL).await,
     )?;
     Ok(Migrated { conn, applied })
+}
+
+/// Fails when a build with another `TENANTRY_SCHEMA` migrated this database: its objects are in
+/// another schema, and migration `00000000000013` (which moves the objects of an earlier layout
+/// into this build's schema) is already recorded, so nothing would move them.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "a literal probe of Diesel's bookkeeping on the migration connection"
+)]
+async fn refuse_other_schema(conn: &mut AsyncPgConnection) -> Result<(), MigrateError> {
+    let Some(found) = step(
+        "looking for tenantry's schema",
+        crate::schema::placement::elsewhere(conn).await,
+    )?
+    else {
+        return Ok(());
+    };
+    let moved: bool = step(
+        "looking for tenantry's schema",
+        diesel::select(diesel::dsl::sql::<Bool>(
+            "EXISTS (SELECT 1 FROM __diesel_schema_migrations WHERE version = '00000000000013')",
+        ))
+        .get_result(conn)
+        .await,
+    )?;
+    if moved {
+        return Err(MigrateError::OtherSchema { found });
+    }
+    Ok(())
 }
 
 fn step<T>(step: &'static str, result: diesel::QueryResult<T>) -> Result<T, MigrateError> {

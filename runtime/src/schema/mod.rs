@@ -4,6 +4,7 @@
 pub mod audit_chain;
 pub(crate) mod inspect;
 pub(crate) mod migrate;
+pub(crate) mod placement;
 #[cfg(test)]
 mod name_rule;
 pub(crate) mod render;
