@@ -16,6 +16,7 @@ async fn inspect(conn: &mut AsyncPgConnection, role: &str) -> Report {
 }
 
 async fn batch(conn: &mut AsyncPgConnection, sql: &str) {
+    let sql = &common::sql(sql);
     conn.batch_execute(sql)
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
@@ -66,7 +67,7 @@ async fn a_sound_database_has_no_findings() {
         vec![
             table("invoices"),
             table("projects"),
-            "tenantry.tenantry_jobs".to_owned()
+            format!("{}.tenantry_jobs", tenantry::schema::NAME)
         ]
     );
 }
@@ -276,7 +277,7 @@ async fn a_table_referencing_tenants_under_another_name_is_reported_and_refused_
         .unwrap_err();
     assert!(
         err.to_string().contains(
-            "references tenantry.tenants (constraint org_notes_org_fkey), so it cannot be declared global"
+            &common::sql("references tenantry.tenants (constraint org_notes_org_fkey), so it cannot be declared global")
         ),
         "{err}"
     );
@@ -376,7 +377,7 @@ async fn migrate_is_idempotent() {
     // tenantry's own tenant table: the job queue.
     assert_eq!(
         report.tenant_tables,
-        vec!["tenantry.tenantry_jobs".to_owned()]
+        vec![format!("{}.tenantry_jobs", tenantry::schema::NAME)]
     );
     // Recorded where `diesel migration run` looks.
     let sql = "SELECT count(*) AS n FROM __diesel_schema_migrations";
@@ -463,7 +464,7 @@ async fn declare_tables_is_idempotent() {
             table("invoices"),
             table("notes"),
             table("projects"),
-            "tenantry.tenantry_jobs".to_owned()
+            format!("{}.tenantry_jobs", tenantry::schema::NAME)
         ]
     );
 }

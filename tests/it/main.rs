@@ -34,6 +34,7 @@ mod pgbouncer;
 mod principal_cache;
 mod request_life;
 mod rls;
+mod schema_name;
 mod role_names;
 mod scoping;
 mod service_identities;

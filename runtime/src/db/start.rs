@@ -253,19 +253,25 @@ impl Db {
     }
 
     /// tenantry's objects must be in this build's schema (`TENANTRY_SCHEMA`): a database that a
-    /// CLI built with another name migrated stops the start, naming both schemas.
+    /// CLI built with another name migrated stops the start, naming both schemas. On the
+    /// directory pool, whose connections prepare no statement of tenantry's (the tenant pool's
+    /// prepare the seal's, which would fail first, naming a missing schema). Only a mismatch
+    /// found stops the start here: a connection or query that fails is left to the checks that
+    /// follow, which name their setting.
     pub(super) async fn check_schema(&self) -> Result<(), DbError> {
-        let conn = start_conn(&self.app, APP_URL, self.pooler).await?;
+        let Ok(conn) = start_conn(&self.directory_pool, DIRECTORY_URL, self.pooler).await else {
+            return Ok(());
+        };
         let found = in_read_only_tx(&conn, async |c| {
             crate::schema::placement::elsewhere(c).await
         })
-        .await?;
+        .await;
         match found {
-            Some(found) => Err(DbError::Config(format!(
+            Ok(Some(found)) => Err(DbError::Config(format!(
                 "{APP_URL}: {}",
                 crate::schema::placement::mismatch(&found)
             ))),
-            None => Ok(()),
+            _ => Ok(()),
         }
     }
 

@@ -17,6 +17,6 @@ pub use migrate::{
     migrate, migrate_roles, migrate_url, migrate_with, migrate_with_roles, MigrateError, Migrated,
     FRAMEWORK_MIGRATIONS,
 };
-pub use render::RenderedMigrations;
+pub use render::{render_sql, RenderedMigrations};
 pub use role_names::{RoleNameError, RoleNames};
 pub use roles_check::{RoleEscalation, RolePower};

@@ -30,6 +30,21 @@ const WRITTEN: &str = "tenantry";
 /// Settings (GUCs) named `tenantry.<name>`: not objects of the schema, never renamed.
 pub(crate) const SETTINGS: &[&str] = &["tenant"];
 
+/// SQL written for tenantry's default schema name (`tenantry.tenants`,
+/// `tenantry.tenantry_declare_tenant_table(..)`), for this build's schema
+/// ([`NAME`](crate::schema::tables::NAME), `TENANTRY_SCHEMA` at build time): `tenantry.` before
+/// an object's name becomes `<schema>.`, and so do `SCHEMA tenantry`, a search path naming it and
+/// the literal `'tenantry'`; the setting `tenantry.tenant` and every other use of the word stay.
+/// Unchanged (borrowed) when the schema is `tenantry`.
+///
+/// ```
+/// let sql = tenantry::migrations::render_sql("SELECT count(*) FROM tenantry.tenants");
+/// assert_eq!(sql, format!("SELECT count(*) FROM {}.tenants", tenantry::schema::NAME));
+/// ```
+pub fn render_sql(sql: &str) -> Cow<'_, str> {
+    render(sql, crate::schema::tables::NAME)
+}
+
 /// `sql`, written for the schema `tenantry`, for the schema `schema` (see the module's docs).
 pub(crate) fn render<'a>(sql: &'a str, schema: &str) -> Cow<'a, str> {
     if schema == WRITTEN || !sql.contains(WRITTEN) {
