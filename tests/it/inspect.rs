@@ -34,6 +34,12 @@ async fn migrate_url(url: String) -> Result<Vec<String>, tenantry::MigrateError>
     tenantry::migrations::migrate_url(&url).await
 }
 
+/// The tables as the report lists them: sorted by their qualified names.
+fn sorted(mut tables: Vec<String>) -> Vec<String> {
+    tables.sort();
+    tables
+}
+
 fn table(name: &str) -> String {
     format!("public.{name}")
 }
@@ -64,11 +70,11 @@ async fn a_sound_database_has_no_findings() {
     assert!(report.is_ok(), "{:?}", report.findings);
     assert_eq!(
         report.tenant_tables,
-        vec![
+        sorted(vec![
             table("invoices"),
             table("projects"),
             format!("{}.tenantry_jobs", tenantry::schema::NAME)
-        ]
+        ])
     );
 }
 
@@ -460,11 +466,11 @@ async fn declare_tables_is_idempotent() {
     assert!(report.is_ok(), "{:?}", report.findings);
     assert_eq!(
         report.tenant_tables,
-        vec![
+        sorted(vec![
             table("invoices"),
             table("notes"),
             table("projects"),
             format!("{}.tenantry_jobs", tenantry::schema::NAME)
-        ]
+        ])
     );
 }
