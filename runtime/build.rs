@@ -33,15 +33,18 @@ fn main() {
 
     let out = env::var("OUT_DIR").unwrap_or_else(|_| fail("cargo sets OUT_DIR"));
     let out = Path::new(&out);
-    write(&out.join("tables_in_schema.rs"), &format!("tables!({name});\n"));
+    write(
+        &out.join("tables_in_schema.rs"),
+        &format!("tables!({name});\n"),
+    );
     write(&out.join("framework_migrations.rs"), &migration_list());
 }
 
 /// `&[("00000000000001_framework", include_str!(".../up.sql")), ..]`, sorted by name.
 fn migration_list() -> String {
     let dir = Path::new(&env::var("CARGO_MANIFEST_DIR").unwrap_or_default()).join("migrations");
-    let entries = fs::read_dir(&dir)
-        .unwrap_or_else(|e| fail(&format!("cannot read {}: {e}", dir.display())));
+    let entries =
+        fs::read_dir(&dir).unwrap_or_else(|e| fail(&format!("cannot read {}: {e}", dir.display())));
     let mut names: Vec<String> = entries
         .filter_map(Result::ok)
         .filter(|e| e.path().is_dir())

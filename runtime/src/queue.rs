@@ -72,31 +72,50 @@ const CLAIM_IN_TENANT: &str = concat!("UPDATE ", schema_name!(), ".tenantry_jobs
 /// The run's failure, with attempts left: queued again after a backoff (2^attempt seconds, at
 /// most an hour). `$4` is the run's attempt, which the row must still have: the statement uses
 /// it rather than the column, since Citus refuses `now()` beside a column in an `UPDATE`.
-const RETRY: &str = concat!("UPDATE ", schema_name!(), ".tenantry_jobs SET state = 'queued', \
+const RETRY: &str = concat!(
+    "UPDATE ",
+    schema_name!(),
+    ".tenantry_jobs SET state = 'queued', \
      run_after = now() + make_interval(secs => least(power(2, $4), 3600)), \
      last_error = left($3, 2000), locked_until = NULL \
      WHERE tenant_id = $1 AND id = $2 AND state = 'running' AND attempts = $4 \
-     RETURNING state");
+     RETURNING state"
+);
 
 /// The run's failure on its last attempt: failed (as [`RETRY`], without a `CASE`: Citus refuses
 /// `now()` in one).
-const GIVE_UP: &str = concat!("UPDATE ", schema_name!(), ".tenantry_jobs SET state = 'failed', finished_at = now(), \
+const GIVE_UP: &str = concat!(
+    "UPDATE ",
+    schema_name!(),
+    ".tenantry_jobs SET state = 'failed', finished_at = now(), \
      last_error = left($3, 2000), locked_until = NULL \
      WHERE tenant_id = $1 AND id = $2 AND state = 'running' AND attempts = $4 \
-     RETURNING state");
+     RETURNING state"
+);
 
 /// Inside the job's own transaction, under row-level security: done, if this run still holds it.
-const DONE: &str = concat!("UPDATE ", schema_name!(), ".tenantry_jobs SET state = 'done', finished_at = now(), \
+const DONE: &str = concat!(
+    "UPDATE ",
+    schema_name!(),
+    ".tenantry_jobs SET state = 'done', finished_at = now(), \
      locked_until = NULL, last_error = NULL \
-     WHERE tenant_id = $1 AND id = $2 AND state = 'running' AND attempts = $3");
+     WHERE tenant_id = $1 AND id = $2 AND state = 'running' AND attempts = $3"
+);
 
-const ENQUEUE: &str =
-    concat!("INSERT INTO ", schema_name!(), ".tenantry_jobs (tenant_id, name, payload) VALUES ($1, $2, $3::jsonb) RETURNING id");
+const ENQUEUE: &str = concat!(
+    "INSERT INTO ",
+    schema_name!(),
+    ".tenantry_jobs (tenant_id, name, payload) VALUES ($1, $2, $3::jsonb) RETURNING id"
+);
 
 /// Filtered by the transaction's tenant as well as row-level security: on Citus, one shard.
-const LIST: &str = concat!("SELECT id, name, payload::text AS payload, state, attempts, max_attempts, \
-     last_error, created_at, finished_at FROM ", schema_name!(), ".tenantry_jobs WHERE tenant_id = $1 \
-     ORDER BY created_at DESC LIMIT 100");
+const LIST: &str = concat!(
+    "SELECT id, name, payload::text AS payload, state, attempts, max_attempts, \
+     last_error, created_at, finished_at FROM ",
+    schema_name!(),
+    ".tenantry_jobs WHERE tenant_id = $1 \
+     ORDER BY created_at DESC LIMIT 100"
+);
 
 #[derive(QueryableByName)]
 struct ClaimedRow {

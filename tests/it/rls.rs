@@ -151,11 +151,13 @@ mod raw {
         reason = "row-level security alone is under test: raw SQL is the probe"
     )]
     pub(crate) async fn tenant_setting(conn: &mut AsyncPgConnection) -> Option<String> {
-        diesel::sql_query(crate::common::sql("SELECT tenantry.tenantry_tenant()::text AS s"))
-            .get_result::<Setting>(conn)
-            .await
-            .expect("read the setting")
-            .s
+        diesel::sql_query(crate::common::sql(
+            "SELECT tenantry.tenantry_tenant()::text AS s",
+        ))
+        .get_result::<Setting>(conn)
+        .await
+        .expect("read the setting")
+        .s
     }
 }
 

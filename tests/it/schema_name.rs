@@ -129,7 +129,10 @@ async fn every_object_of_tenantry_is_in_the_compiled_schema_and_none_in_public()
         "type tenantry_tenant_check",
         "rel tenantry_current_tenant",
     ] {
-        assert!(objects.lines().any(|l| l == expected), "{expected}: {objects}");
+        assert!(
+            objects.lines().any(|l| l == expected),
+            "{expected}: {objects}"
+        );
     }
     let public = objects_of(&mut admin, "public").await;
     assert!(
@@ -240,9 +243,17 @@ async fn a_database_migrated_into_another_schema_stops_start_migrate_and_doctor(
     let mut admin = tenantry::migrate(admin).await.expect("migrated").conn;
     // As if a CLI built with another TENANTRY_SCHEMA had migrated it.
     let other = format!("{}_other", NAME);
-    exec(&mut admin, &format!("ALTER SCHEMA {NAME} RENAME TO {other}")).await;
+    exec(
+        &mut admin,
+        &format!("ALTER SCHEMA {NAME} RENAME TO {other}"),
+    )
+    .await;
     let expect_names = |message: &str| {
-        for part in ["TENANTRY_SCHEMA", &format!("`{other}`"), &format!("`{NAME}`")] {
+        for part in [
+            "TENANTRY_SCHEMA",
+            &format!("`{other}`"),
+            &format!("`{NAME}`"),
+        ] {
             assert!(message.contains(part), "{part} in: {message}");
         }
     };
@@ -267,7 +278,10 @@ async fn a_database_migrated_into_another_schema_stops_start_migrate_and_doctor(
     );
     expect_names(&report.findings[0].to_string());
 
-    let migrate = tenantry::migrate(admin).await.err().expect("migrate refuses");
+    let migrate = tenantry::migrate(admin)
+        .await
+        .err()
+        .expect("migrate refuses");
     assert!(
         matches!(&migrate, tenantry::MigrateError::OtherSchema { found } if *found == other),
         "{migrate}"

@@ -163,13 +163,17 @@ struct ConstraintRow {
     definition: Option<String>,
 }
 
-const DECLARED_SQL: &str = concat!(r#"
+const DECLARED_SQL: &str = concat!(
+    r#"
 SELECT d.table_schema || '.' || d.table_name AS "table", d.kind, d.tenant_column AS "column"
-FROM "#, schema_name!(), r#".tenantry_declared_tables d
+FROM "#,
+    schema_name!(),
+    r#".tenantry_declared_tables d
 JOIN pg_namespace n ON n.nspname = d.table_schema
 JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = d.table_name AND c.relkind IN ('r', 'p')
 ORDER BY 1
-"#);
+"#
+);
 
 const TABLES_SQL: &str = r#"
 SELECT n.nspname || '.' || c.relname AS "table"

@@ -59,8 +59,11 @@ impl ForeignKeyStep {
 
 /// The revocation `tenantry_citus_prepare()` does on the coordinator, on every worker (on the
 /// coordinator another session would wait for this transaction's own revocation).
-const REVOKE_EVERYWHERE: &str =
-    concat!("SELECT run_command_on_workers($$SELECT ", schema_name!(), ".tenantry_citus_revoke_remote_commands()$$);");
+const REVOKE_EVERYWHERE: &str = concat!(
+    "SELECT run_command_on_workers($$SELECT ",
+    schema_name!(),
+    ".tenantry_citus_revoke_remote_commands()$$);"
+);
 
 pub(super) fn render(report: &CitusReport, app_role: &str) -> String {
     let mut out = String::from(

@@ -35,8 +35,10 @@ use thiserror::Error;
 /// [`migrate`] applies them (with the roles and grants around them); a harness of your own may
 /// too: `harness.run_pending_migrations(tenantry::FRAMEWORK_MIGRATIONS)`, as the tables' owner,
 /// after creating the roles (`tenantry migrate` does all of it).
-pub const FRAMEWORK_MIGRATIONS: RenderedMigrations =
-    RenderedMigrations::new(include!(concat!(env!("OUT_DIR"), "/framework_migrations.rs")));
+pub const FRAMEWORK_MIGRATIONS: RenderedMigrations = RenderedMigrations::new(include!(concat!(
+    env!("OUT_DIR"),
+    "/framework_migrations.rs"
+)));
 
 /// The roles (shared by the databases of a server) and the grants, written for the schema
 /// `tenantry`: [`roles_sql`] and [`grants_sql`] render them.
@@ -210,7 +212,13 @@ where
             .await,
     )?;
 
-    refuse_other_schema(&mut conn).await?;
+    // A build with another TENANTRY_SCHEMA migrated this database: change nothing.
+    if let Some(found) = step(
+        "looking for tenantry's schema",
+        crate::schema::placement::migrated_elsewhere(&mut conn).await,
+    )? {
+        return Err(MigrateError::OtherSchema { found });
+    }
     adopt_legacy(&mut conn, &FRAMEWORK_MIGRATIONS, Legacy::Framework).await?;
     let (mut conn, mut applied) = run_pending(conn, FRAMEWORK_MIGRATIONS).await?;
     // Concurrent GRANTs on one object fail ("tuple concurrently updated"): the lock covers them.
@@ -241,35 +249,6 @@ where
         conn.batch_execute(UNLOCK_SQL).await,
     )?;
     Ok(Migrated { conn, applied })
-}
-
-/// Fails when a build with another `TENANTRY_SCHEMA` migrated this database: its objects are in
-/// another schema, and migration `00000000000013` (which moves the objects of an earlier layout
-/// into this build's schema) is already recorded, so nothing would move them.
-#[allow(
-    clippy::disallowed_methods,
-    reason = "a literal probe of Diesel's bookkeeping on the migration connection"
-)]
-async fn refuse_other_schema(conn: &mut AsyncPgConnection) -> Result<(), MigrateError> {
-    let Some(found) = step(
-        "looking for tenantry's schema",
-        crate::schema::placement::elsewhere(conn).await,
-    )?
-    else {
-        return Ok(());
-    };
-    let moved: bool = step(
-        "looking for tenantry's schema",
-        diesel::select(diesel::dsl::sql::<Bool>(
-            "EXISTS (SELECT 1 FROM __diesel_schema_migrations WHERE version = '00000000000013')",
-        ))
-        .get_result(conn)
-        .await,
-    )?;
-    if moved {
-        return Err(MigrateError::OtherSchema { found });
-    }
-    Ok(())
 }
 
 fn step<T>(step: &'static str, result: diesel::QueryResult<T>) -> Result<T, MigrateError> {

@@ -4,9 +4,9 @@
 pub mod audit_chain;
 pub(crate) mod inspect;
 pub(crate) mod migrate;
-pub(crate) mod placement;
 #[cfg(test)]
 mod name_rule;
+pub(crate) mod placement;
 pub(crate) mod render;
 pub(crate) mod role_names;
 pub(crate) mod roles_check;

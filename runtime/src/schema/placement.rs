@@ -4,7 +4,7 @@
 //! application, `tenantry migrate` and `tenantry doctor` each stop on the second with
 //! [`mismatch`]'s message.
 
-use diesel::sql_types::Text;
+use diesel::sql_types::{Bool, Text};
 use diesel::QueryableByName;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
@@ -38,6 +38,27 @@ pub(crate) async fn elsewhere(conn: &AsyncPgConnection) -> diesel::QueryResult<O
         Some(s) if s.schema != NAME => Some(s.schema),
         _ => None,
     })
+}
+
+/// The schema that holds tenantry's objects when a build with another `TENANTRY_SCHEMA` migrated
+/// the database: they are elsewhere, and migration `00000000000013` (which moves the objects of
+/// an earlier layout into this build's schema) is already recorded, so nothing would move them.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "a literal probe of Diesel's bookkeeping on the migration connection"
+)]
+pub(crate) async fn migrated_elsewhere(
+    conn: &mut AsyncPgConnection,
+) -> diesel::QueryResult<Option<String>> {
+    let Some(found) = elsewhere(conn).await? else {
+        return Ok(None);
+    };
+    let moved: bool = diesel::select(diesel::dsl::sql::<Bool>(
+        "EXISTS (SELECT 1 FROM __diesel_schema_migrations WHERE version = '00000000000013')",
+    ))
+    .get_result(conn)
+    .await?;
+    Ok(moved.then_some(found))
 }
 
 /// Why this build cannot use a database whose tenantry objects are in the schema `found`, and

@@ -137,7 +137,12 @@ impl MigrationSource<Pg> for RenderedMigrations {
     fn migrations(&self) -> diesel::migration::Result<Vec<Box<dyn Migration<Pg>>>> {
         Ok(self
             .rendered()
-            .map(|(name, up)| Box::new(Rendered { name: Name(name), up }) as Box<_>)
+            .map(|(name, up)| {
+                Box::new(Rendered {
+                    name: Name(name),
+                    up,
+                }) as Box<_>
+            })
             .collect())
     }
 }

@@ -224,13 +224,11 @@ pub(crate) async fn escalations(
 ) -> diesel::QueryResult<Vec<RoleEscalation>> {
     use diesel_async::RunQueryDsl;
     let mut conn = conn;
-    let declared: bool = diesel::select(diesel::dsl::sql::<Bool>(
-        concat!(
-            "COALESCE(has_table_privilege(to_regclass('",
-            schema_name!(),
-            ".tenantry_declared_tables'), 'SELECT'), false)"
-        ),
-    ))
+    let declared: bool = diesel::select(diesel::dsl::sql::<Bool>(concat!(
+        "COALESCE(has_table_privilege(to_regclass('",
+        schema_name!(),
+        ".tenantry_declared_tables'), 'SELECT'), false)"
+    )))
     .get_result(&mut conn)
     .await?;
     let sql = ESCALATIONS_SQL

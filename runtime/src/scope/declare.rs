@@ -95,13 +95,11 @@ async fn declare_locked(
 async fn declare_one(conn: &mut AsyncPgConnection, decl: &TableDecl) -> diesel::QueryResult<()> {
     match decl.tenant_column() {
         Some(tenant_column) => {
-            diesel::sql_query(
-                concat!(
-                    "SELECT ",
-                    schema_name!(),
-                    ".tenantry_declare_tenant_table($1::regclass, $2::name)"
-                ),
-            )
+            diesel::sql_query(concat!(
+                "SELECT ",
+                schema_name!(),
+                ".tenantry_declare_tenant_table($1::regclass, $2::name)"
+            ))
             .bind::<Text, _>(quote_ident(decl.table()))
             .bind::<Text, _>(tenant_column)
             .execute(conn)
@@ -113,9 +111,9 @@ async fn declare_one(conn: &mut AsyncPgConnection, decl: &TableDecl) -> diesel::
                 schema_name!(),
                 ".tenantry_declare_global_table($1::regclass)"
             ))
-                .bind::<Text, _>(quote_ident(decl.table()))
-                .execute(conn)
-                .await?;
+            .bind::<Text, _>(quote_ident(decl.table()))
+            .execute(conn)
+            .await?;
         }
     }
     Ok(())

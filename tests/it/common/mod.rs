@@ -149,12 +149,14 @@ impl TestDb {
     pub async fn tenant(&self, slug: &str) -> Uuid {
         use diesel_async::RunQueryDsl;
         let mut conn = self.admin().await;
-        diesel::sql_query(sql("INSERT INTO tenantry.tenants (slug, name) VALUES ($1, $1) RETURNING id"))
-            .bind::<diesel::sql_types::Text, _>(slug)
-            .get_result::<IdRow>(&mut conn)
-            .await
-            .expect("tenant")
-            .id
+        diesel::sql_query(sql(
+            "INSERT INTO tenantry.tenants (slug, name) VALUES ($1, $1) RETURNING id",
+        ))
+        .bind::<diesel::sql_types::Text, _>(slug)
+        .get_result::<IdRow>(&mut conn)
+        .await
+        .expect("tenant")
+        .id
     }
 }
 

@@ -2,8 +2,8 @@
 //! declared by `tests/migrations/`.
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
-use tenantry::migrations::RenderedMigrations;
 use tenantry::bounds::Declared;
+use tenantry::migrations::RenderedMigrations;
 use tenantry::TableDecl;
 
 #[path = "../../ui/support/schema.rs"]

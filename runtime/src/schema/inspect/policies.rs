@@ -80,14 +80,24 @@ ORDER BY 1, 2
 "#;
 
 /// The declared tenant tables that exist, and the directory's tables.
-const CHECKED_TABLES: &str = concat!("c.oid IN (
-    SELECT c2.oid FROM ", schema_name!(), ".tenantry_declared_tables d
+const CHECKED_TABLES: &str = concat!(
+    "c.oid IN (
+    SELECT c2.oid FROM ",
+    schema_name!(),
+    ".tenantry_declared_tables d
     JOIN pg_namespace n2 ON n2.nspname = d.table_schema
     JOIN pg_class c2 ON c2.relnamespace = n2.oid AND c2.relname = d.table_name
     WHERE d.kind = 'tenant'
     UNION ALL
-    SELECT t FROM unnest(ARRAY[to_regclass('", schema_name!(), ".tenants'), to_regclass('", schema_name!(), ".users'),
-                               to_regclass('", schema_name!(), ".memberships')]) AS t)");
+    SELECT t FROM unnest(ARRAY[to_regclass('",
+    schema_name!(),
+    ".tenants'), to_regclass('",
+    schema_name!(),
+    ".users'),
+                               to_regclass('",
+    schema_name!(),
+    ".memberships')]) AS t)"
+);
 
 fn policies_sql(tables: &str) -> String {
     POLICIES_SQL.replace("{tables}", tables)
@@ -231,13 +241,21 @@ struct DirectoryTable {
     enabled: bool,
 }
 
-const DIRECTORY_TABLES_SQL: &str = concat!(r#"
+const DIRECTORY_TABLES_SQL: &str = concat!(
+    r#"
 SELECT n.nspname || '.' || c.relname AS "table", c.relname::text AS name,
        c.oid::regclass::text AS shown, c.relrowsecurity AS enabled
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.oid IN (to_regclass('"#, schema_name!(), r#".tenants'), to_regclass('"#, schema_name!(), r#".users'), to_regclass('"#, schema_name!(), r#".memberships'))
+WHERE c.oid IN (to_regclass('"#,
+    schema_name!(),
+    r#".tenants'), to_regclass('"#,
+    schema_name!(),
+    r#".users'), to_regclass('"#,
+    schema_name!(),
+    r#".memberships'))
 ORDER BY 1
-"#);
+"#
+);
 
 /// A declared tenant table that exists, with its tenant column as the deparser writes it.
 pub(super) struct TenantTable {

@@ -48,7 +48,11 @@ fn every_migration_roles_and_grants_name_the_configured_schema_alone() {
         let out = render(sql, OTHER);
         // No object of `tenantry.` is left: what remains is the setting `tenantry.tenant`.
         let qualified = at_word_start(&out, "tenantry.").count();
-        assert_eq!(qualified, settings(&out), "{name}: a `tenantry.` object is left");
+        assert_eq!(
+            qualified,
+            settings(&out),
+            "{name}: a `tenantry.` object is left"
+        );
         let upper = out.to_ascii_uppercase();
         for schema in [
             "SCHEMA TENANTRY;",
@@ -59,13 +63,31 @@ fn every_migration_roles_and_grants_name_the_configured_schema_alone() {
         ] {
             assert!(!upper.contains(schema), "{name}: `{schema}` is left");
         }
-        for path in ["search_path = tenantry", "search_path=tenantry", "'tenantry, "] {
-            assert!(!out.contains(path), "{name}: the search path `{path}` is left");
+        for path in [
+            "search_path = tenantry",
+            "search_path=tenantry",
+            "'tenantry, ",
+        ] {
+            assert!(
+                !out.contains(path),
+                "{name}: the search path `{path}` is left"
+            );
         }
-        assert!(!out.contains("'tenantry'"), "{name}: the literal 'tenantry' is left");
+        assert!(
+            !out.contains("'tenantry'"),
+            "{name}: the literal 'tenantry' is left"
+        );
         // The settings, the domain strings and the names of functions are unchanged.
-        assert_eq!(settings(&out), settings(sql), "{name}: a setting was renamed");
-        for kept in ["'tenantry-", "'tenantry audit_log v1'", "LIKE 'tenantry\\_%'"] {
+        assert_eq!(
+            settings(&out),
+            settings(sql),
+            "{name}: a setting was renamed"
+        );
+        for kept in [
+            "'tenantry-",
+            "'tenantry audit_log v1'",
+            "LIKE 'tenantry\\_%'",
+        ] {
             assert_eq!(
                 out.matches(kept).count(),
                 sql.matches(kept).count(),
@@ -105,16 +127,28 @@ fn only_the_schema_is_rewritten() {
     let cases = [
         ("SELECT tenantry.tenants", "SELECT s.tenants"),
         ("to_regclass('tenantry.users')", "to_regclass('s.users')"),
-        ("SET LOCAL tenantry.tenant = 'x'", "SET LOCAL tenantry.tenant = 'x'"),
-        ("current_setting('tenantry.tenant')", "current_setting('tenantry.tenant')"),
+        (
+            "SET LOCAL tenantry.tenant = 'x'",
+            "SET LOCAL tenantry.tenant = 'x'",
+        ),
+        (
+            "current_setting('tenantry.tenant')",
+            "current_setting('tenantry.tenant')",
+        ),
         ("x_tenantry.tenants", "x_tenantry.tenants"),
         ("tenantry_app", "tenantry_app"),
         ("'tenantry-tx-v1:'", "'tenantry-tx-v1:'"),
         ("'tenantry audit_log v1'", "'tenantry audit_log v1'"),
-        ("run `tenantry audit --verify`", "run `tenantry audit --verify`"),
+        (
+            "run `tenantry audit --verify`",
+            "run `tenantry audit --verify`",
+        ),
         ("nspname = 'tenantry'", "nspname = 's'"),
         ("create schema tenantry;", "create schema s;"),
-        ("SET search_path = tenantry, pg_temp", "SET search_path = s, pg_temp"),
+        (
+            "SET search_path = tenantry, pg_temp",
+            "SET search_path = s, pg_temp",
+        ),
     ];
     for (sql, expected) in cases {
         assert_eq!(render(sql, "s"), expected, "{sql}");
@@ -132,10 +166,17 @@ fn migrations_keep_their_names_and_order() {
         .collect();
     assert_eq!(
         names,
-        [("0002_b".into(), "0002".into()), ("0001_a".into(), "0001".into())]
+        [
+            ("0002_b".into(), "0002".into()),
+            ("0001_a".into(), "0001".into())
+        ]
     );
     assert!(all.iter().all(|m| m.metadata().run_in_transaction()));
-    let framework: Vec<&str> = FRAMEWORK_MIGRATIONS.migrations.iter().map(|m| m.0).collect();
+    let framework: Vec<&str> = FRAMEWORK_MIGRATIONS
+        .migrations
+        .iter()
+        .map(|m| m.0)
+        .collect();
     let mut sorted = framework.clone();
     sorted.sort_unstable();
     assert_eq!(framework, sorted);
