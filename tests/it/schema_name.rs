@@ -263,8 +263,7 @@ async fn a_database_migrated_into_another_schema_stops_start_migrate_and_doctor(
         Some(TestDb::bypass_url_of(&empty.name)),
     ))
     .await
-    .err()
-    .expect("the start fails");
+    .expect_err("the start fails");
     expect_names(&start.to_string());
 
     let report = tenantry::doctor::inspect_roles(&mut admin, "tenantry_app", "tenantry_bypass")
@@ -278,10 +277,7 @@ async fn a_database_migrated_into_another_schema_stops_start_migrate_and_doctor(
     );
     expect_names(&report.findings[0].to_string());
 
-    let migrate = tenantry::migrate(admin)
-        .await
-        .err()
-        .expect("migrate refuses");
+    let migrate = tenantry::migrate(admin).await.expect_err("migrate refuses");
     assert!(
         matches!(&migrate, tenantry::MigrateError::OtherSchema { found } if *found == other),
         "{migrate}"

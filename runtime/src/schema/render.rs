@@ -38,8 +38,10 @@ pub(crate) const SETTINGS: &[&str] = &["tenant"];
 /// Unchanged (borrowed) when the schema is `tenantry`.
 ///
 /// ```
-/// let sql = tenantry::migrations::render_sql("SELECT count(*) FROM tenantry.tenants");
-/// assert_eq!(sql, format!("SELECT count(*) FROM {}.tenants", tenantry::schema::NAME));
+/// use tenantry_runtime::schema::{render_sql, tables::NAME};
+///
+/// let sql = render_sql("SELECT count(*) FROM tenantry.tenants");
+/// assert_eq!(sql, format!("SELECT count(*) FROM {NAME}.tenants"));
 /// ```
 pub fn render_sql(sql: &str) -> Cow<'_, str> {
     render(sql, crate::schema::tables::NAME)
@@ -97,7 +99,7 @@ fn names_schema(before: &str, after: &str) -> bool {
 /// and its `up.sql`; each runs in its own transaction, forward only.
 ///
 /// ```
-/// use tenantry::migrations::RenderedMigrations;
+/// use tenantry_runtime::schema::RenderedMigrations;
 ///
 /// const MIGRATIONS: RenderedMigrations = RenderedMigrations::new(&[(
 ///     "0001_notes",
