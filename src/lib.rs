@@ -75,8 +75,8 @@ pub use tenantry_runtime::identity::auth;
 /// lock; the roles they create and grant, under names a deployment may choose.
 pub mod migrations {
     pub use tenantry_runtime::schema::{
-        migrate_roles, migrate_url, migrate_with_roles, Migrated, RoleNameError, RoleNames,
-        FRAMEWORK_MIGRATIONS,
+        migrate_roles, migrate_url, migrate_with_roles, render_sql, Migrated, RenderedMigrations,
+        RoleNameError, RoleNames, FRAMEWORK_MIGRATIONS,
     };
 }
 

@@ -14,17 +14,28 @@ Exit codes:
   4  something needed does not exist (a tenant, tenantry's tables: run `tenantry migrate`)
   5  a statement or migration failed in the database";
 
+/// The top-level `--help`: what the command does, its database, and the schema of tenantry's
+/// objects this build works with (`TENANTRY_SCHEMA` when tenantry was built).
+fn long_about() -> String {
+    format!(
+        "Manage a tenantry database: apply tenantry's migrations, create tenants and users, \
+         read the audit log and check that tenant isolation (row-level security) is in \
+         place.\n\n\
+         Every command connects with DATABASE_URL (or --database-url): a role that may create \
+         tables and roles (no default).\n\n\
+         tenantry's tables, functions and views are in the schema `{schema}` (TENANTRY_SCHEMA \
+         when this command was built; the application must be built with the same).",
+        schema = tenantry::schema::NAME
+    )
+}
+
 /// The `tenantry` command line.
 #[derive(Debug, Parser)]
 #[command(
     name = "tenantry",
     version,
     about = "Manage a tenantry database: migrations, tenants, users, audit log, isolation checks",
-    long_about = "Manage a tenantry database: apply tenantry's migrations, create tenants and \
-                  users, read the audit log and check that tenant isolation (row-level \
-                  security) is in place.\n\n\
-                  Every command connects with DATABASE_URL (or --database-url): a role that may \
-                  create tables and roles (no default).",
+    long_about = long_about(),
     after_help = EXIT_CODES,
     propagate_version = true
 )]
@@ -44,7 +55,8 @@ pub(crate) enum Command {
     /// Apply tenantry's own migrations, create its roles and grant them; safe to run again
     #[command(
         long_about = "Apply tenantry's own migrations (tenants, users, memberships, audit_log, in \
-                      the schema tenantry, beside an application's own tables), \
+                      tenantry's schema, beside an application's own tables: see `tenantry \
+                      --help`), \
                       create the roles tenantry_app and tenantry_bypass if missing and grant \
                       them what they need. Safe to run again: prints what was applied, or \
                       \"already up to date\".",

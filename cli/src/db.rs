@@ -86,11 +86,12 @@ pub(crate) async fn require_migrated(
     conn: &mut AsyncPgConnection,
     target: &DbTarget,
 ) -> Result<(), CliError> {
-    let present: bool = diesel::select(diesel::dsl::sql::<diesel::sql_types::Bool>(
-        "to_regclass('tenantry.tenants') IS NOT NULL AND to_regclass('tenantry.users') IS NOT NULL \
-         AND to_regclass('tenantry.memberships') IS NOT NULL \
-         AND to_regclass('tenantry.audit_log') IS NOT NULL",
-    ))
+    let s = tenantry::schema::NAME;
+    let present: bool = diesel::select(diesel::dsl::sql::<diesel::sql_types::Bool>(&format!(
+        "to_regclass('{s}.tenants') IS NOT NULL AND to_regclass('{s}.users') IS NOT NULL \
+         AND to_regclass('{s}.memberships') IS NOT NULL \
+         AND to_regclass('{s}.audit_log') IS NOT NULL",
+    )))
     .get_result(conn)
     .await?;
     if present {

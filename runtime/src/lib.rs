@@ -4,6 +4,16 @@
 //! with the macros. The paths of this crate are its internal layout (the rooms of
 //! `docs/architecture.md`) and change without notice.
 
+/// The schema of tenantry's own objects as a string literal, for `concat!` in SQL that must stay
+/// `&'static str` (the seal's statements): `concat!("SELECT ", schema_name!(), ".tenantry_enter(..)")`.
+/// It is `TENANTRY_SCHEMA` at build time (default `tenantry`), checked by `build.rs`; public as
+/// `tenantry::schema::NAME`. Defined before the rooms so that every room may use it.
+macro_rules! schema_name {
+    () => {
+        env!("TENANTRY_SCHEMA_NAME")
+    };
+}
+
 // The rooms, from the bottom up: each imports only rooms above it in this list (checked by
 // `tests/rooms.rs`, drawn in `docs/architecture.md`).
 #[cfg(feature = "citus")]

@@ -38,65 +38,84 @@ use crate::error::{DbError, ScopeError};
 use crate::jobs::Jobs;
 
 /// Jobs whose lease ran out on their last attempt: failed, not claimed again.
-const EXHAUSTED: &str = "UPDATE tenantry.tenantry_jobs SET state = 'failed', locked_until = NULL, \
+const EXHAUSTED: &str = concat!("UPDATE ", schema_name!(), ".tenantry_jobs SET state = 'failed', locked_until = NULL, \
      finished_at = now(), last_error = 'the lease ran out on its last attempt (the process running it stopped)' \
-     WHERE state = 'running' AND locked_until < now() AND attempts >= max_attempts";
+     WHERE state = 'running' AND locked_until < now() AND attempts >= max_attempts");
 
 /// One due job of the named kinds, oldest first, skipping jobs other runners hold.
-const CLAIM: &str = "UPDATE tenantry.tenantry_jobs j SET state = 'running', attempts = j.attempts + 1, \
+const CLAIM: &str = concat!("UPDATE ", schema_name!(), ".tenantry_jobs j SET state = 'running', attempts = j.attempts + 1, \
      locked_until = now() + make_interval(secs => $1) \
-     FROM (SELECT tenant_id, id FROM tenantry.tenantry_jobs \
+     FROM (SELECT tenant_id, id FROM ", schema_name!(), ".tenantry_jobs \
            WHERE name = ANY($2) \
              AND ((state = 'queued' AND run_after <= now()) OR (state = 'running' AND locked_until < now())) \
            ORDER BY run_after LIMIT 1 FOR UPDATE SKIP LOCKED) due \
      WHERE j.tenant_id = due.tenant_id AND j.id = due.id \
-     RETURNING j.tenant_id, j.id, j.name, j.payload::text AS payload, j.attempts, j.max_attempts";
+     RETURNING j.tenant_id, j.id, j.name, j.payload::text AS payload, j.attempts, j.max_attempts");
 
 /// On Citus, the tenants with due jobs of the named kinds, the oldest due job first (no locks:
 /// one query of every shard).
-const DUE_TENANTS: &str = "SELECT tenant_id AS id FROM tenantry.tenantry_jobs \
+const DUE_TENANTS: &str = concat!("SELECT tenant_id AS id FROM ", schema_name!(), ".tenantry_jobs \
      WHERE name = ANY($1) \
        AND ((state = 'queued' AND run_after <= now()) OR (state = 'running' AND locked_until < now())) \
-     GROUP BY tenant_id ORDER BY min(run_after) LIMIT 16";
+     GROUP BY tenant_id ORDER BY min(run_after) LIMIT 16");
 
 /// On Citus, [`CLAIM`] in the tenant `$3`: a router query (one shard), where `FOR UPDATE` runs.
-const CLAIM_IN_TENANT: &str = "UPDATE tenantry.tenantry_jobs j SET state = 'running', attempts = j.attempts + 1, \
+const CLAIM_IN_TENANT: &str = concat!("UPDATE ", schema_name!(), ".tenantry_jobs j SET state = 'running', attempts = j.attempts + 1, \
      locked_until = now() + make_interval(secs => $1) \
-     FROM (SELECT tenant_id, id FROM tenantry.tenantry_jobs \
+     FROM (SELECT tenant_id, id FROM ", schema_name!(), ".tenantry_jobs \
            WHERE tenant_id = $3 AND name = ANY($2) \
              AND ((state = 'queued' AND run_after <= now()) OR (state = 'running' AND locked_until < now())) \
            ORDER BY run_after LIMIT 1 FOR UPDATE SKIP LOCKED) due \
      WHERE j.tenant_id = $3 AND j.id = due.id \
-     RETURNING j.tenant_id, j.id, j.name, j.payload::text AS payload, j.attempts, j.max_attempts";
+     RETURNING j.tenant_id, j.id, j.name, j.payload::text AS payload, j.attempts, j.max_attempts");
 
 /// The run's failure, with attempts left: queued again after a backoff (2^attempt seconds, at
 /// most an hour). `$4` is the run's attempt, which the row must still have: the statement uses
 /// it rather than the column, since Citus refuses `now()` beside a column in an `UPDATE`.
-const RETRY: &str = "UPDATE tenantry.tenantry_jobs SET state = 'queued', \
+const RETRY: &str = concat!(
+    "UPDATE ",
+    schema_name!(),
+    ".tenantry_jobs SET state = 'queued', \
      run_after = now() + make_interval(secs => least(power(2, $4), 3600)), \
      last_error = left($3, 2000), locked_until = NULL \
      WHERE tenant_id = $1 AND id = $2 AND state = 'running' AND attempts = $4 \
-     RETURNING state";
+     RETURNING state"
+);
 
 /// The run's failure on its last attempt: failed (as [`RETRY`], without a `CASE`: Citus refuses
 /// `now()` in one).
-const GIVE_UP: &str = "UPDATE tenantry.tenantry_jobs SET state = 'failed', finished_at = now(), \
+const GIVE_UP: &str = concat!(
+    "UPDATE ",
+    schema_name!(),
+    ".tenantry_jobs SET state = 'failed', finished_at = now(), \
      last_error = left($3, 2000), locked_until = NULL \
      WHERE tenant_id = $1 AND id = $2 AND state = 'running' AND attempts = $4 \
-     RETURNING state";
+     RETURNING state"
+);
 
 /// Inside the job's own transaction, under row-level security: done, if this run still holds it.
-const DONE: &str = "UPDATE tenantry.tenantry_jobs SET state = 'done', finished_at = now(), \
+const DONE: &str = concat!(
+    "UPDATE ",
+    schema_name!(),
+    ".tenantry_jobs SET state = 'done', finished_at = now(), \
      locked_until = NULL, last_error = NULL \
-     WHERE tenant_id = $1 AND id = $2 AND state = 'running' AND attempts = $3";
+     WHERE tenant_id = $1 AND id = $2 AND state = 'running' AND attempts = $3"
+);
 
-const ENQUEUE: &str =
-    "INSERT INTO tenantry.tenantry_jobs (tenant_id, name, payload) VALUES ($1, $2, $3::jsonb) RETURNING id";
+const ENQUEUE: &str = concat!(
+    "INSERT INTO ",
+    schema_name!(),
+    ".tenantry_jobs (tenant_id, name, payload) VALUES ($1, $2, $3::jsonb) RETURNING id"
+);
 
 /// Filtered by the transaction's tenant as well as row-level security: on Citus, one shard.
-const LIST: &str = "SELECT id, name, payload::text AS payload, state, attempts, max_attempts, \
-     last_error, created_at, finished_at FROM tenantry.tenantry_jobs WHERE tenant_id = $1 \
-     ORDER BY created_at DESC LIMIT 100";
+const LIST: &str = concat!(
+    "SELECT id, name, payload::text AS payload, state, attempts, max_attempts, \
+     last_error, created_at, finished_at FROM ",
+    schema_name!(),
+    ".tenantry_jobs WHERE tenant_id = $1 \
+     ORDER BY created_at DESC LIMIT 100"
+);
 
 #[derive(QueryableByName)]
 struct ClaimedRow {

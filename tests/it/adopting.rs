@@ -81,7 +81,8 @@ struct Tenant {
 
 async fn tenantry_tenant(conn: &mut AsyncPgConnection, slug: &str) -> Uuid {
     let query = diesel::sql_query(format!(
-        "SELECT id FROM tenantry.tenants WHERE slug = '{slug}'"
+        "SELECT id FROM {}.tenants WHERE slug = '{slug}'",
+        tenantry::schema::NAME
     ));
     RunQueryDsl::get_result::<Tenant>(query, conn)
         .await
@@ -92,14 +93,14 @@ async fn tenantry_tenant(conn: &mut AsyncPgConnection, slug: &str) -> Uuid {
 /// One batch of the backfill (the guide's step 3): at most `batch` orders without a tenant get
 /// the tenantry tenant of their user's account. Returns how many were updated.
 async fn backfill_batch(conn: &mut AsyncPgConnection, batch: i64) -> usize {
-    let query = diesel::sql_query(
+    let query = diesel::sql_query(common::sql(
         "UPDATE orders o SET tenant_id = tt.id
          FROM users u
          JOIN tenants a ON a.id = u.account
          JOIN tenantry.tenants tt ON tt.slug = a.name
          WHERE u.id = o.user_id
            AND o.id IN (SELECT id FROM orders WHERE tenant_id IS NULL ORDER BY id LIMIT $1)",
-    )
+    ))
     .bind::<BigInt, _>(batch);
     RunQueryDsl::execute(query, conn)
         .await

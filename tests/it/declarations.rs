@@ -111,7 +111,9 @@ async fn a_table_declared_both_ways_in_one_list_is_refused_before_anything_is_ap
     let t = TestDb::new().await;
     t.admin()
         .await
-        .batch_execute("CREATE TABLE ledger (id int PRIMARY KEY, tenant_id uuid NOT NULL REFERENCES tenantry.tenants (id))")
+        .batch_execute(&crate::common::sql(
+            "CREATE TABLE ledger (id int PRIMARY KEY, tenant_id uuid NOT NULL REFERENCES tenantry.tenants (id))",
+        ))
         .await
         .unwrap();
     let err = tenantry::declare_tables(

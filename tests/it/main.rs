@@ -35,6 +35,7 @@ mod principal_cache;
 mod request_life;
 mod rls;
 mod role_names;
+mod schema_name;
 mod scoping;
 mod service_identities;
 mod sql_fragments;

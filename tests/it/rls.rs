@@ -77,7 +77,7 @@ async fn scoped_and_probe(t: &TestDb, tenant: Uuid) -> (Vec<Invoice>, Probe) {
         let mut probe: Vec<Probe> = conn
             .raw_load(
                 no_tenant_scope!(&t.jobs.job("test"), "probe the tenant setting"),
-                diesel::sql_query(PROBE_SQL),
+                diesel::sql_query(common::sql(PROBE_SQL)),
             )
             .await?;
         assert_eq!(probe.len(), 1);
@@ -151,11 +151,13 @@ mod raw {
         reason = "row-level security alone is under test: raw SQL is the probe"
     )]
     pub(crate) async fn tenant_setting(conn: &mut AsyncPgConnection) -> Option<String> {
-        diesel::sql_query("SELECT tenantry.tenantry_tenant()::text AS s")
-            .get_result::<Setting>(conn)
-            .await
-            .expect("read the setting")
-            .s
+        diesel::sql_query(crate::common::sql(
+            "SELECT tenantry.tenantry_tenant()::text AS s",
+        ))
+        .get_result::<Setting>(conn)
+        .await
+        .expect("read the setting")
+        .s
     }
 }
 
@@ -191,9 +193,10 @@ async fn raw_sql_in_a_tenant_transaction_sees_one_tenant_and_is_audited(route: R
     );
     for tenant in [w.acme, w.globex] {
         let sql = format!(
-            "SELECT count(*) AS n FROM tenantry.audit_log WHERE tenant_id = '{tenant}' \
+            "SELECT count(*) AS n FROM {}.audit_log WHERE tenant_id = '{tenant}' \
              AND actor_email = 'job:test' AND action = 'no_tenant_scope' \
-             AND reason = 'count invoices' AND location LIKE '%tests/it/rls.rs:%'"
+             AND reason = 'count invoices' AND location LIKE '%tests/it/rls.rs:%'",
+            tenantry::schema::NAME
         );
         assert_eq!(
             common::count(&mut admin, &sql).await,

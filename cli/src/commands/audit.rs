@@ -67,9 +67,10 @@ pub(super) async fn verify(
     target: &DbTarget,
     out: &mut impl Write,
 ) -> Result<(), CliError> {
-    let chained: bool = diesel::select(diesel::dsl::sql::<diesel::sql_types::Bool>(
-        "to_regclass('tenantry.audit_log_chain') IS NOT NULL",
-    ))
+    let chained: bool = diesel::select(diesel::dsl::sql::<diesel::sql_types::Bool>(&format!(
+        "to_regclass('{}.audit_log_chain') IS NOT NULL",
+        tenantry::schema::NAME
+    )))
     .get_result(conn)
     .await?;
     if !chained {

@@ -19,7 +19,7 @@ pub(super) async fn run(
     let report = tenantry::doctor::inspect_roles(conn, app_role, bypass_role).await?;
     print_report(&report, app_role, out)?;
     let mut problems = report.findings.len();
-    if citus && !report.findings.contains(&Finding::NotMigrated) {
+    if citus && migrated(&report) {
         let mut citus = tenantry::citus::check(conn).await?;
         citus
             .findings
@@ -32,6 +32,14 @@ pub(super) async fn run(
     } else {
         Err(CliError::Findings(problems))
     }
+}
+
+/// Whether tenantry's migrations are applied in this build's schema (`TENANTRY_SCHEMA`).
+fn migrated(report: &Report) -> bool {
+    !report
+        .findings
+        .iter()
+        .any(|f| matches!(f, Finding::NotMigrated | Finding::OtherSchema { .. }))
 }
 
 /// The Citus section: one `FAIL` line per broken rule, or one `ok` line.
@@ -54,9 +62,13 @@ pub(super) fn print_citus(
 }
 
 fn print_report(report: &Report, app_role: &str, out: &mut impl Write) -> Result<(), CliError> {
-    let not_migrated = report.findings.contains(&Finding::NotMigrated);
+    let not_migrated = !migrated(report);
     if !not_migrated {
-        writeln!(out, "ok    tenantry's migrations are applied")?;
+        writeln!(
+            out,
+            "ok    tenantry's migrations are applied (schema {})",
+            tenantry::schema::NAME
+        )?;
         for table in &report.tenant_tables {
             if !report.findings.iter().any(|f| table_of(f) == Some(table)) {
                 writeln!(
@@ -195,7 +207,8 @@ fn table_of(finding: &Finding) -> Option<&String> {
         | Finding::CreateAllowed { .. }
         | Finding::DefinerExecutable { .. }
         | Finding::DefinerSearchPath { .. }
-        | Finding::NotMigrated => None,
+        | Finding::NotMigrated
+        | Finding::OtherSchema { .. } => None,
     }
 }
 

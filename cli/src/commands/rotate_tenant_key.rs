@@ -26,9 +26,10 @@ pub(super) async fn run(
     grace: &str,
     out: &mut impl Write,
 ) -> Result<(), CliError> {
-    let rotated: Rotated = diesel::sql_query(
-        "SELECT tenantry.tenantry_rotate_tenant_key($1::interval) AS id, $1::interval::text AS grace",
-    )
+    let rotated: Rotated = diesel::sql_query(format!(
+        "SELECT {}.tenantry_rotate_tenant_key($1::interval) AS id, $1::interval::text AS grace",
+        tenantry::schema::NAME
+    ))
     .bind::<Text, _>(grace)
     .get_result(conn)
     .await

@@ -163,13 +163,17 @@ struct ConstraintRow {
     definition: Option<String>,
 }
 
-const DECLARED_SQL: &str = r#"
+const DECLARED_SQL: &str = concat!(
+    r#"
 SELECT d.table_schema || '.' || d.table_name AS "table", d.kind, d.tenant_column AS "column"
-FROM tenantry.tenantry_declared_tables d
+FROM "#,
+    schema_name!(),
+    r#".tenantry_declared_tables d
 JOIN pg_namespace n ON n.nspname = d.table_schema
 JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = d.table_name AND c.relkind IN ('r', 'p')
 ORDER BY 1
-"#;
+"#
+);
 
 const TABLES_SQL: &str = r#"
 SELECT n.nspname || '.' || c.relname AS "table"
@@ -236,14 +240,14 @@ pub async fn check(conn: &mut AsyncPgConnection) -> diesel::QueryResult<CitusRep
     for d in declared {
         let p = match (d.kind.as_str(), d.column) {
             ("tenant", Some(column)) => Placement::Distributed { column },
-            _ if d.table == "tenantry.audit_log" => Placement::CoordinatorLocal,
+            _ if d.table == concat!(schema_name!(), ".audit_log") => Placement::CoordinatorLocal,
             _ => Placement::Reference,
         };
         placement.insert(d.table, p);
     }
     // The seal's keys: the workers verify the seal too.
     for (table, p) in placement.iter_mut() {
-        if table == "tenantry.tenantry_tenant_keys" {
+        if table == concat!(schema_name!(), ".tenantry_tenant_keys") {
             *p = Placement::Reference;
         }
     }

@@ -59,8 +59,11 @@ impl ForeignKeyStep {
 
 /// The revocation `tenantry_citus_prepare()` does on the coordinator, on every worker (on the
 /// coordinator another session would wait for this transaction's own revocation).
-const REVOKE_EVERYWHERE: &str =
-    "SELECT run_command_on_workers($$SELECT tenantry.tenantry_citus_revoke_remote_commands()$$);";
+const REVOKE_EVERYWHERE: &str = concat!(
+    "SELECT run_command_on_workers($$SELECT ",
+    schema_name!(),
+    ".tenantry_citus_revoke_remote_commands()$$);"
+);
 
 pub(super) fn render(report: &CitusReport, app_role: &str) -> String {
     let mut out = String::from(
@@ -80,12 +83,14 @@ pub(super) fn render(report: &CitusReport, app_role: &str) -> String {
         "ALTER ROLE {} SET citus.propagate_set_commands = 'local';\n",
         quote_ident(app_role)
     ));
-    out.push_str(
+    out.push_str(concat!(
         "-- The seal bound to the distributed transaction, policies without subqueries, change\n\
          -- notifications from the coordinator only (migration 0012_citus); idempotent.\n\
-         SELECT tenantry.tenantry_citus_prepare();\n\
+         SELECT ",
+        schema_name!(),
+        ".tenantry_citus_prepare();\n\
          -- No SQL of the app role may run commands on other nodes in sessions of its own.\n",
-    );
+    ));
     out.push_str(REVOKE_EVERYWHERE);
     out.push('\n');
     if !report.foreign_keys.is_empty() {

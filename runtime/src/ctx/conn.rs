@@ -97,9 +97,11 @@ impl<'tx, A: Access> TenantConn<'tx, A> {
         let mut conn = self.conn;
         diesel::select(diesel::dsl::sql::<
             diesel::sql_types::Nullable<diesel::sql_types::Uuid>,
-        >(
-            "(SELECT tenant_id FROM tenantry.tenantry_current_tenant)"
-        ))
+        >(concat!(
+            "(SELECT tenant_id FROM ",
+            schema_name!(),
+            ".tenantry_current_tenant)"
+        )))
         .get_result(&mut conn)
         .await
     }

@@ -40,7 +40,11 @@ pub(crate) async fn fetch(pool: &PgPool) -> Result<Vec<KeyRow>, DbError> {
     })?;
     let mut conn: &diesel_async::AsyncPgConnection = &obj;
     diesel_async::RunQueryDsl::load::<KeyRow>(
-        diesel::sql_query("SELECT id, key FROM tenantry.tenantry_tenant_keys()"),
+        diesel::sql_query(concat!(
+            "SELECT id, key FROM ",
+            schema_name!(),
+            ".tenantry_tenant_keys()"
+        )),
         &mut conn,
     )
     .await

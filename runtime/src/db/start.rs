@@ -206,6 +206,7 @@ impl Db {
                 config.metrics_tenants,
             )),
         };
+        db.check_schema().await?;
         db.check_app_role().await?;
         db.check_bypass_role().await?;
         start_conn(&db.directory_pool, DIRECTORY_URL, pooler).await?;
@@ -248,6 +249,29 @@ impl Db {
                  read through the first does not verify on the second ({message})"
             ))),
             Err(e) => Err(e),
+        }
+    }
+
+    /// tenantry's objects must be in this build's schema (`TENANTRY_SCHEMA`): a database that a
+    /// CLI built with another name migrated stops the start, naming both schemas. On the
+    /// directory pool, whose connections prepare no statement of tenantry's (the tenant pool's
+    /// prepare the seal's, which would fail first, naming a missing schema). Only a mismatch
+    /// found stops the start here: a connection or query that fails is left to the checks that
+    /// follow, which name their setting.
+    pub(super) async fn check_schema(&self) -> Result<(), DbError> {
+        let Ok(conn) = start_conn(&self.directory_pool, DIRECTORY_URL, self.pooler).await else {
+            return Ok(());
+        };
+        let found = in_read_only_tx(&conn, async |c| {
+            crate::schema::placement::elsewhere(c).await
+        })
+        .await;
+        match found {
+            Ok(Some(found)) => Err(DbError::Config(format!(
+                "{APP_URL}: {}",
+                crate::schema::placement::mismatch(&found)
+            ))),
+            _ => Ok(()),
         }
     }
 

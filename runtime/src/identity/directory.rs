@@ -47,10 +47,11 @@ impl Query for PrincipalRows {
 
 impl QueryFragment<Pg> for PrincipalRows {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        out.push_sql(
-            "SELECT user_id, email, is_owner, cf_sub, tenant_id, role, slug, name \
-             FROM tenantry.tenantry_principal(",
-        );
+        out.push_sql(concat!(
+            "SELECT user_id, email, is_owner, cf_sub, tenant_id, role, slug, name FROM ",
+            schema_name!(),
+            ".tenantry_principal(",
+        ));
         out.push_bind_param::<Text, _>(&self.email)?;
         out.push_sql(", ");
         out.push_bind_param::<Text, _>(self.kind)?;
@@ -74,7 +75,11 @@ impl Query for OwnerTenant {
 
 impl QueryFragment<Pg> for OwnerTenant {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        out.push_sql("SELECT id, slug, name FROM tenantry.tenantry_owner_tenant(");
+        out.push_sql(concat!(
+            "SELECT id, slug, name FROM ",
+            schema_name!(),
+            ".tenantry_owner_tenant("
+        ));
         out.push_bind_param::<SqlUuid, _>(&self.owner)?;
         out.push_sql(", ");
         out.push_bind_param::<Nullable<SqlUuid>, _>(&self.id)?;
@@ -99,7 +104,7 @@ impl Query for RecordSub {
 
 impl QueryFragment<Pg> for RecordSub {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        out.push_sql("SELECT tenantry.tenantry_record_sub(");
+        out.push_sql(concat!("SELECT ", schema_name!(), ".tenantry_record_sub("));
         out.push_bind_param::<SqlUuid, _>(&self.user)?;
         out.push_sql(", ");
         out.push_bind_param::<Text, _>(&self.sub)?;

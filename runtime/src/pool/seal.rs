@@ -31,11 +31,19 @@ use uuid::Uuid;
 use crate::pool::{Anchor, Outcome, ServerError};
 
 /// The entry, prepared per connection (see the module docs).
-pub(crate) const ENTER_SQL: &str = "SELECT tenantry.tenantry_enter($1, $2, $3, $4, $5)";
+pub(crate) const ENTER_SQL: &str = concat!(
+    "SELECT ",
+    schema_name!(),
+    ".tenantry_enter($1, $2, $3, $4, $5)"
+);
 /// The assertion.
-pub(crate) const ASSERT_SQL: &str =
-    "SELECT ((SELECT tenant_id FROM tenantry.tenantry_current_tenant) \
-     IS NOT DISTINCT FROM $1)::tenantry.tenantry_tenant_check";
+pub(crate) const ASSERT_SQL: &str = concat!(
+    "SELECT ((SELECT tenant_id FROM ",
+    schema_name!(),
+    ".tenantry_current_tenant) IS NOT DISTINCT FROM $1)::",
+    schema_name!(),
+    ".tenantry_tenant_check"
+);
 /// Parameter types of [`ENTER_SQL`]: uuid, bool, int8, int4, bytea.
 pub(crate) const ENTER_TYPES: [tokio_postgres::types::Type; 5] = [
     tokio_postgres::types::Type::UUID,
@@ -186,12 +194,13 @@ impl KeySet {
             .map(|r| (r.id, hmac::Key::new(hmac::HMAC_SHA256, &r.key)))
             .collect();
         if keys.is_empty() {
-            return Err(
-                "the database has no tenant key (tenantry_tenant_keys is empty): run \
-                        tenantry's migrations, or `SELECT tenantry.tenantry_rotate_tenant_key()` as the \
-                        tables' owner"
-                    .into(),
-            );
+            return Err(concat!(
+                "the database has no tenant key (tenantry_tenant_keys is empty): run tenantry's \
+                 migrations, or `SELECT ",
+                schema_name!(),
+                ".tenantry_rotate_tenant_key()` as the tables' owner"
+            )
+            .into());
         }
         Ok(KeySet { keys })
     }
@@ -284,7 +293,7 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for EnterQuery {
     ) -> diesel::QueryResult<()> {
         use diesel::sql_types::{BigInt, Binary, Bool, Integer, Uuid as SqlUuid};
         let e = &self.0;
-        out.push_sql("SELECT tenantry.tenantry_enter(");
+        out.push_sql(concat!("SELECT ", schema_name!(), ".tenantry_enter("));
         out.push_bind_param::<SqlUuid, _>(&e.tenant)?;
         out.push_sql(", ");
         out.push_bind_param::<Bool, _>(&e.read_only)?;

@@ -17,25 +17,43 @@
 
 use std::error::Error as StdError;
 
+use crate::schema::render::{render, RenderedMigrations};
 use crate::schema::role_names::RoleNames;
+use crate::schema::tables::NAME;
 use diesel::migration::MigrationSource;
 use diesel::pg::Pg;
 use diesel::sql_types::{Array, Bool, Text};
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
-use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use diesel_migrations::MigrationHarness;
 use thiserror::Error;
 
 /// tenantry's own migrations (`tenants`, `users`, `memberships`, `audit_log`, declarations, the
-/// directory functions), in Diesel's layout under the crate's `migrations/`.
+/// directory functions), in Diesel's layout under the crate's `migrations/`, written for the
+/// schema `tenantry` and rendered for this build's ([`NAME`](crate::schema::tables::NAME)).
 ///
 /// [`migrate`] applies them (with the roles and grants around them); a harness of your own may
 /// too: `harness.run_pending_migrations(tenantry::FRAMEWORK_MIGRATIONS)`, as the tables' owner,
 /// after creating the roles (`tenantry migrate` does all of it).
-pub const FRAMEWORK_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+pub const FRAMEWORK_MIGRATIONS: RenderedMigrations = RenderedMigrations::new(include!(concat!(
+    env!("OUT_DIR"),
+    "/framework_migrations.rs"
+)));
 
-const ROLES_SQL: &str = include_str!("../../migrations/roles.sql");
-const GRANTS_SQL: &str = include_str!("../../migrations/grants.sql");
+/// The roles (shared by the databases of a server) and the grants, written for the schema
+/// `tenantry`: [`roles_sql`] and [`grants_sql`] render them.
+pub(crate) const ROLES_SQL: &str = include_str!("../../migrations/roles.sql");
+pub(crate) const GRANTS_SQL: &str = include_str!("../../migrations/grants.sql");
+
+/// The SQL that creates the roles, for this build's schema and `roles`.
+pub(crate) fn roles_sql(roles: &RoleNames) -> String {
+    roles.rewrite(&render(ROLES_SQL, NAME))
+}
+
+/// The SQL that grants the roles what they need, for this build's schema and `roles`.
+pub(crate) fn grants_sql(roles: &RoleNames) -> String {
+    roles.rewrite(&render(GRANTS_SQL, NAME))
+}
 
 /// One key for every runner on a database, the earlier one included: concurrent starts wait.
 const LOCK_SQL: &str = "SELECT pg_advisory_lock(hashtext('tenantry_migrations'))";
@@ -64,6 +82,13 @@ pub enum MigrateError {
         name: String,
         /// Diesel's error.
         source: Box<dyn StdError + Send + Sync>,
+    },
+    /// tenantry's objects are in another schema than this build's (`TENANTRY_SCHEMA`): a CLI
+    /// built with another name migrated the database. Nothing was changed.
+    #[error("{}", crate::schema::placement::mismatch(found))]
+    OtherSchema {
+        /// The schema that holds them.
+        found: String,
     },
     /// The earlier runner recorded the same version under several sets, so it cannot tell which
     /// of them these migrations are.
@@ -109,7 +134,7 @@ pub struct Migrated {
 /// Concurrent runs on one database wait for each other (an advisory lock); runs on several
 /// databases of one server proceed together.
 pub async fn migrate(conn: AsyncPgConnection) -> Result<Migrated, MigrateError> {
-    run(conn, None::<EmbeddedMigrations>, &RoleNames::default()).await
+    run(conn, None::<RenderedMigrations>, &RoleNames::default()).await
 }
 
 /// [`migrate`] with this deployment's role names (`TENANTRY_APP_ROLE`, `TENANTRY_BYPASS_ROLE`,
@@ -121,7 +146,7 @@ pub async fn migrate_roles(
     conn: AsyncPgConnection,
     roles: &RoleNames,
 ) -> Result<Migrated, MigrateError> {
-    run(conn, None::<EmbeddedMigrations>, roles).await
+    run(conn, None::<RenderedMigrations>, roles).await
 }
 
 /// [`migrate_with`] with this deployment's role names (see [`migrate_roles`]).
@@ -187,13 +212,20 @@ where
             .await,
     )?;
 
+    // A build with another TENANTRY_SCHEMA migrated this database: change nothing.
+    if let Some(found) = step(
+        "looking for tenantry's schema",
+        crate::schema::placement::migrated_elsewhere(&mut conn).await,
+    )? {
+        return Err(MigrateError::OtherSchema { found });
+    }
     adopt_legacy(&mut conn, &FRAMEWORK_MIGRATIONS, Legacy::Framework).await?;
     let (mut conn, mut applied) = run_pending(conn, FRAMEWORK_MIGRATIONS).await?;
     // Concurrent GRANTs on one object fail ("tuple concurrently updated"): the lock covers them.
     // The roles of this deployment, recorded for the declarations and doctor (the names are
     // checked identifiers: nothing to escape).
     let record = format!(
-        "INSERT INTO tenantry.tenantry_roles (purpose, role_name) VALUES ('app', '{}'), ('bypass', '{}'), \
+        "INSERT INTO {NAME}.tenantry_roles (purpose, role_name) VALUES ('app', '{}'), ('bypass', '{}'), \
          ('directory', '{}') ON CONFLICT (purpose) DO UPDATE SET role_name = EXCLUDED.role_name",
         roles.app, roles.bypass, roles.directory
     );
@@ -201,7 +233,7 @@ where
         "granting tenantry's roles",
         conn.batch_execute(&format!(
             "BEGIN;\n{record};\n{}\n;COMMIT",
-            roles.rewrite(GRANTS_SQL)
+            grants_sql(roles)
         ))
         .await,
     )?;
@@ -224,7 +256,7 @@ fn step<T>(step: &'static str, result: diesel::QueryResult<T>) -> Result<T, Migr
 }
 
 async fn ensure_roles(conn: &mut AsyncPgConnection, roles: &RoleNames) -> Result<(), MigrateError> {
-    let sql = roles.rewrite(ROLES_SQL);
+    let sql = roles_sql(roles);
     // Roles are shared by the databases of a server; concurrent runs may still collide on the
     // catalog ("tuple concurrently updated"), so retry a few times.
     let mut attempt = 0;

@@ -4,6 +4,10 @@
 pub mod audit_chain;
 pub(crate) mod inspect;
 pub(crate) mod migrate;
+#[cfg(test)]
+mod name_rule;
+pub(crate) mod placement;
+pub(crate) mod render;
 pub(crate) mod role_names;
 pub(crate) mod roles_check;
 pub mod tables;
@@ -13,5 +17,6 @@ pub use migrate::{
     migrate, migrate_roles, migrate_url, migrate_with, migrate_with_roles, MigrateError, Migrated,
     FRAMEWORK_MIGRATIONS,
 };
+pub use render::{render_sql, RenderedMigrations};
 pub use role_names::{RoleNameError, RoleNames};
 pub use roles_check::{RoleEscalation, RolePower};

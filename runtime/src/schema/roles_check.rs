@@ -146,7 +146,8 @@ impl fmt::Display for RoleEscalation {
 }
 
 /// The tables an app role must not own, as `guarded(owner, "table")`. `{declared}` is replaced
-/// by a condition on `tenantry_declared_tables`, or by nothing when the role may not read it.
+/// by a condition on `tenantry_declared_tables`, or by nothing when the role may not read it;
+/// `{schema}` by tenantry's schema.
 ///
 /// Then every role `$1` reaches through `pg_auth_members` (itself included, at depth 0), and
 /// for each the strongest power it holds (shortest path first), except the powers in `$2`.
@@ -170,7 +171,7 @@ guarded AS (
       AND (c.relrowsecurity
            OR EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid)
            OR (c.relnamespace = (SELECT t.relnamespace FROM pg_class t
-                                 WHERE t.oid = to_regclass('tenantry.tenantry_declared_tables'))
+                                 WHERE t.oid = to_regclass('{schema}.tenantry_declared_tables'))
                AND c.relname IN ('tenants', 'users', 'memberships', 'audit_log',
                                  'tenantry_declared_tables'))
            {declared})
@@ -194,8 +195,11 @@ powers AS (
 SELECT via, power, detail FROM powers ORDER BY cardinality(via), via, power
 "#;
 
-const DECLARED_SQL: &str = "OR EXISTS (SELECT 1 FROM tenantry.tenantry_declared_tables d \
-     WHERE d.table_schema = n.nspname AND d.table_name = c.relname)";
+const DECLARED_SQL: &str = concat!(
+    "OR EXISTS (SELECT 1 FROM ",
+    schema_name!(),
+    ".tenantry_declared_tables d WHERE d.table_schema = n.nspname AND d.table_name = c.relname)"
+);
 
 #[derive(QueryableByName)]
 struct EscalationRow {
@@ -220,12 +224,16 @@ pub(crate) async fn escalations(
 ) -> diesel::QueryResult<Vec<RoleEscalation>> {
     use diesel_async::RunQueryDsl;
     let mut conn = conn;
-    let declared: bool = diesel::select(diesel::dsl::sql::<Bool>(
-        "COALESCE(has_table_privilege(to_regclass('tenantry.tenantry_declared_tables'), 'SELECT'), false)",
-    ))
+    let declared: bool = diesel::select(diesel::dsl::sql::<Bool>(concat!(
+        "COALESCE(has_table_privilege(to_regclass('",
+        schema_name!(),
+        ".tenantry_declared_tables'), 'SELECT'), false)"
+    )))
     .get_result(&mut conn)
     .await?;
-    let sql = ESCALATIONS_SQL.replace("{declared}", if declared { DECLARED_SQL } else { "" });
+    let sql = ESCALATIONS_SQL
+        .replace("{declared}", if declared { DECLARED_SQL } else { "" })
+        .replace("{schema}", crate::schema::tables::NAME);
     let ignored: Vec<&str> = ignored.iter().map(RolePower::name).collect();
     let rows: Vec<EscalationRow> = diesel::sql_query(sql)
         .bind::<Text, _>(role)

@@ -8,7 +8,8 @@ use crate::scope::table::TableDecl;
 
 /// Applies each declaration to the database: for a tenant table, `ENABLE` and `FORCE ROW LEVEL
 /// SECURITY`, the policy `tenantry_tenant_isolation` (`USING` and `WITH CHECK` comparing the tenant
-/// column with `(SELECT tenant_id FROM tenantry.tenantry_current_tenant)`, the tenant seal), an index
+/// column with `(SELECT tenant_id FROM tenantry.tenantry_current_tenant)` (`tenantry`: the schema
+/// [`NAME`](crate::schema::tables::NAME)), the tenant seal), an index
 /// leading with the tenant
 /// column if none exists, and grants to `tenantry_app` and `tenantry_bypass`; for a global table,
 /// `SELECT` for the app role. Each table is recorded in `tenantry_declared_tables`, which
@@ -94,19 +95,25 @@ async fn declare_locked(
 async fn declare_one(conn: &mut AsyncPgConnection, decl: &TableDecl) -> diesel::QueryResult<()> {
     match decl.tenant_column() {
         Some(tenant_column) => {
-            diesel::sql_query(
-                "SELECT tenantry.tenantry_declare_tenant_table($1::regclass, $2::name)",
-            )
+            diesel::sql_query(concat!(
+                "SELECT ",
+                schema_name!(),
+                ".tenantry_declare_tenant_table($1::regclass, $2::name)"
+            ))
             .bind::<Text, _>(quote_ident(decl.table()))
             .bind::<Text, _>(tenant_column)
             .execute(conn)
             .await?;
         }
         None => {
-            diesel::sql_query("SELECT tenantry.tenantry_declare_global_table($1::regclass)")
-                .bind::<Text, _>(quote_ident(decl.table()))
-                .execute(conn)
-                .await?;
+            diesel::sql_query(concat!(
+                "SELECT ",
+                schema_name!(),
+                ".tenantry_declare_global_table($1::regclass)"
+            ))
+            .bind::<Text, _>(quote_ident(decl.table()))
+            .execute(conn)
+            .await?;
         }
     }
     Ok(())

@@ -233,7 +233,11 @@ BEGIN
         END IF;
     END LOOP;
 END $$"#,
-    "ALTER TABLE tenantry.tenants ALTER COLUMN id SET DEFAULT tenantry_test_tenant_id()",
+    concat!(
+        "ALTER TABLE ",
+        schema_name!(),
+        ".tenants ALTER COLUMN id SET DEFAULT tenantry_test_tenant_id()"
+    ),
 ];
 
 async fn exec(conn: &mut AsyncPgConnection, sql: &str) {

@@ -218,8 +218,9 @@ impl Fixture {
         assert!(
             security.policy,
             "{}: `{table}` lacks the policy tenantry_tenant_isolation: declare it \
-             (`SELECT tenantry.tenantry_declare_tenant_table('{table}')` in a migration)",
-            self.model
+             (`SELECT {schema}.tenantry_declare_tenant_table('{table}')` in a migration)",
+            self.model,
+            schema = crate::schema::tables::NAME,
         );
         let sql = format!("SELECT count(*) AS n FROM {}", quote_ident(table));
         let seen = diesel::sql_query(&sql)

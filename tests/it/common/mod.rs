@@ -149,12 +149,14 @@ impl TestDb {
     pub async fn tenant(&self, slug: &str) -> Uuid {
         use diesel_async::RunQueryDsl;
         let mut conn = self.admin().await;
-        diesel::sql_query("INSERT INTO tenantry.tenants (slug, name) VALUES ($1, $1) RETURNING id")
-            .bind::<diesel::sql_types::Text, _>(slug)
-            .get_result::<IdRow>(&mut conn)
-            .await
-            .expect("tenant")
-            .id
+        diesel::sql_query(sql(
+            "INSERT INTO tenantry.tenants (slug, name) VALUES ($1, $1) RETURNING id",
+        ))
+        .bind::<diesel::sql_types::Text, _>(slug)
+        .get_result::<IdRow>(&mut conn)
+        .await
+        .expect("tenant")
+        .id
     }
 }
 
@@ -228,7 +230,8 @@ pub async fn seed(
 )]
 pub async fn count(conn: &mut AsyncPgConnection, sql: &str) -> i64 {
     use diesel_async::RunQueryDsl;
-    diesel::sql_query(sql)
+    let sql = self::sql(sql);
+    diesel::sql_query(&sql)
         .get_result::<CountRow>(conn)
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
@@ -275,15 +278,18 @@ pub async fn app_backend_pid(admin: &mut AsyncPgConnection, db: &str) -> i32 {
     .pid
 }
 
-/// Runs `sql` (any statement) and panics naming it if it fails.
+/// Runs `sql` (any statement; `tenantry.` names rendered, see [`sql`]) and panics naming it if
+/// it fails.
 pub async fn exec(conn: &mut AsyncPgConnection, sql: &str) {
     use diesel_async::SimpleAsyncConnection;
-    conn.batch_execute(sql)
+    let sql = self::sql(sql);
+    conn.batch_execute(&sql)
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
 
-/// Runs `sql`, which returns at most one row with a nullable text column `v`.
+/// Runs `sql` (rendered, see [`sql`]), which returns at most one row with a nullable text
+/// column `v`.
 pub async fn try_text(
     conn: &mut AsyncPgConnection,
     sql: &str,
@@ -294,7 +300,7 @@ pub async fn try_text(
         #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
         v: Option<String>,
     }
-    let rows: Vec<V> = diesel::sql_query(sql).load(conn).await?;
+    let rows: Vec<V> = diesel::sql_query(self::sql(sql)).load(conn).await?;
     Ok(rows.into_iter().next().and_then(|r| r.v))
 }
 
@@ -306,4 +312,10 @@ pub fn framework_migrations() -> Vec<String> {
         .iter()
         .map(|m| m.name().to_string())
         .collect()
+}
+
+/// `text`, written for tenantry's default schema (`tenantry.tenants`), for the one this build
+/// names (`TENANTRY_SCHEMA`): the tests run with either.
+pub fn sql(text: &str) -> String {
+    tenantry::migrations::render_sql(text).into_owned()
 }

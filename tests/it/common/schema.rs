@@ -2,8 +2,8 @@
 //! declared by `tests/migrations/`.
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
-use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 use tenantry::bounds::Declared;
+use tenantry::migrations::RenderedMigrations;
 use tenantry::TableDecl;
 
 #[path = "../../ui/support/schema.rs"]
@@ -18,5 +18,15 @@ pub fn decls() -> Vec<TableDecl> {
     ]
 }
 
-/// The test schema's migrations (`tests/migrations/`), applied after tenantry's.
-pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("tests/migrations");
+/// The test schema's migrations (`tests/migrations/`), applied after tenantry's: written for the
+/// schema `tenantry`, rendered for the one this build names (`TENANTRY_SCHEMA`).
+pub const MIGRATIONS: RenderedMigrations = RenderedMigrations::new(&[
+    (
+        "0001_test_schema",
+        include_str!("../../migrations/0001_test_schema/up.sql"),
+    ),
+    (
+        "0002_citus_keys",
+        include_str!("../../migrations/0002_citus_keys/up.sql"),
+    ),
+]);

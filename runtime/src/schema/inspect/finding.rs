@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use crate::schema::tables::NAME;
 use crate::schema::RoleEscalation;
 
 use super::privileges::allowed_executors;
@@ -158,6 +159,14 @@ pub enum Finding {
     },
     /// tenantry's migrations have not been applied (no `tenantry_declared_tables`).
     NotMigrated,
+    /// tenantry's objects are in another schema than this build's
+    /// ([`schema::NAME`](crate::schema::tables::NAME), `TENANTRY_SCHEMA` at build time): a CLI
+    /// built with another `TENANTRY_SCHEMA` migrated the database (or, `public`, tenantry's
+    /// migrations before `00000000000013` did).
+    OtherSchema {
+        /// The schema that holds them.
+        found: String,
+    },
 }
 
 /// How a policy differs from the one tenantry generates.
@@ -289,7 +298,7 @@ impl fmt::Display for Finding {
             ),
             Finding::PolicyMissing { table } => write!(
                 f,
-                "{table}: no tenant policy (run tenantry.tenantry_declare_tenant_table('{table}'))"
+                "{table}: no tenant policy (run {NAME}.tenantry_declare_tenant_table('{table}'))"
             ),
             Finding::PolicyDiffers {
                 table,
@@ -298,7 +307,7 @@ impl fmt::Display for Finding {
             } => write!(
                 f,
                 "{table}: policy {policy} {difference}, so it may let a tenant see or write \
-                 another's rows (re-declare the table: tenantry.tenantry_declare_tenant_table('{table}', \
+                 another's rows (re-declare the table: {NAME}.tenantry_declare_tenant_table('{table}', \
                  <its tenant column>) re-creates the policy)"
             ),
             Finding::DirectoryPolicyMissing { table, policy } => write!(
@@ -328,7 +337,7 @@ impl fmt::Display for Finding {
             ),
             Finding::TenantReferenceWithoutPolicy { table, constraint } => write!(
                 f,
-                "{table}: references tenantry.tenants ({constraint}) but has no row-level security policy (declare it: tenantry.tenantry_declare_tenant_table('{table}', '<column>'))"
+                "{table}: references {NAME}.tenants ({constraint}) but has no row-level security policy (declare it: {NAME}.tenantry_declare_tenant_table('{table}', '<column>'))"
             ),
             Finding::AppRoleMissing { role } => write!(f, "role {role} does not exist"),
             Finding::AppRolePrivileged {
@@ -412,13 +421,16 @@ impl fmt::Display for Finding {
                     f,
                     "function {function} runs as its owner (SECURITY DEFINER) and {problem} \
                      (search_path: {shown}): a caller can plant an object it resolves to \
-                     (ALTER FUNCTION {function} SET search_path = <tenantry's schema>, pg_temp)"
+                     (ALTER FUNCTION {function} SET search_path = {NAME}, pg_temp)"
                 )
             }
             Finding::NotMigrated => write!(
                 f,
                 "tenantry's migrations have not been applied (run `tenantry migrate`)"
             ),
+            Finding::OtherSchema { found } => {
+                f.write_str(&crate::schema::placement::mismatch(found))
+            }
         }
     }
 }

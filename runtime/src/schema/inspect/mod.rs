@@ -78,7 +78,8 @@ struct RoleState {
     bypassrls: Option<bool>,
 }
 
-const TENANT_TABLES_SQL: &str = r#"
+const TENANT_TABLES_SQL: &str = concat!(
+    r#"
 SELECT d.table_schema || '.' || d.table_name AS "table",
        d.tenant_column AS "column",
        c.oid IS NOT NULL AS "exists",
@@ -90,14 +91,18 @@ SELECT d.table_schema || '.' || d.table_name AS "table",
          WHERE i.indrelid = c.oid AND a.attname = d.tenant_column
        ) AS "index",
        quote_ident(d.tenant_column) AS quoted_column
-FROM tenantry.tenantry_declared_tables d
+FROM "#,
+    schema_name!(),
+    r#".tenantry_declared_tables d
 LEFT JOIN pg_namespace n ON n.nspname = d.table_schema
 LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = d.table_name AND c.relkind IN ('r', 'p')
 WHERE d.kind = 'tenant'
 ORDER BY 1
-"#;
+"#
+);
 
-const UNDECLARED_SQL: &str = r#"
+const UNDECLARED_SQL: &str = concat!(
+    r#"
 SELECT n.nspname || '.' || c.relname AS "table"
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -105,24 +110,33 @@ JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.
 WHERE c.relkind IN ('r', 'p')
   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
   AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
-  AND NOT EXISTS (SELECT 1 FROM tenantry.tenantry_declared_tables d
+  AND NOT EXISTS (SELECT 1 FROM "#,
+    schema_name!(),
+    r#".tenantry_declared_tables d
                   WHERE d.table_schema = n.nspname AND d.table_name = c.relname)
 ORDER BY 1
-"#;
+"#
+);
 
 /// Tables with a foreign key to `tenants` that row-level security does not cover (declared tenant
 /// tables have their own, finer findings above).
-const UNCOVERED_REFERENCES_SQL: &str = r#"
+const UNCOVERED_REFERENCES_SQL: &str = concat!(
+    r#"
 SELECT DISTINCT ON (c.oid) n.nspname || '.' || c.relname AS "table", k.conname::text AS "constraint"
 FROM pg_constraint k
 JOIN pg_class c ON c.oid = k.conrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE k.contype = 'f' AND k.confrelid = to_regclass('tenantry.tenants')
+WHERE k.contype = 'f' AND k.confrelid = to_regclass('"#,
+    schema_name!(),
+    r#".tenants')
   AND NOT (c.relrowsecurity AND EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid))
-  AND NOT EXISTS (SELECT 1 FROM tenantry.tenantry_declared_tables d
+  AND NOT EXISTS (SELECT 1 FROM "#,
+    schema_name!(),
+    r#".tenantry_declared_tables d
                   WHERE d.kind = 'tenant' AND d.table_schema = n.nspname AND d.table_name = c.relname)
 ORDER BY c.oid, k.conname
-"#;
+"#
+);
 
 /// Inspects the database `conn` is connected to, with `app_role` as the app role and the bypass
 /// role the migrations recorded (`tenantry_bypass` unless `TENANTRY_BYPASS_ROLE` or
@@ -159,13 +173,18 @@ pub async fn inspect_roles(
 ) -> diesel::QueryResult<Report> {
     let mut report = Report::default();
 
-    let migrated: bool = diesel::select(diesel::dsl::sql::<Bool>(
-        "to_regclass('tenantry.tenantry_declared_tables') IS NOT NULL",
-    ))
+    let migrated: bool = diesel::select(diesel::dsl::sql::<Bool>(concat!(
+        "to_regclass('",
+        schema_name!(),
+        ".tenantry_declared_tables') IS NOT NULL"
+    )))
     .get_result(conn)
     .await?;
     if !migrated {
-        report.findings.push(Finding::NotMigrated);
+        match crate::schema::placement::elsewhere(conn).await? {
+            Some(found) => report.findings.push(Finding::OtherSchema { found }),
+            None => report.findings.push(Finding::NotMigrated),
+        }
     } else {
         let tables: Vec<TenantTableState> = diesel::sql_query(TENANT_TABLES_SQL).load(conn).await?;
         let mut present = Vec::new();

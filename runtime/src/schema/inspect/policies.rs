@@ -34,6 +34,7 @@ use diesel::QueryableByName;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 
 use super::finding::{Finding, PolicyDifference};
+use crate::schema::tables::NAME;
 
 /// The scratch table [`reference`] declares (and rolls back).
 const REFERENCE_TABLE: &str = "tenantry_doctor_reference";
@@ -79,14 +80,24 @@ ORDER BY 1, 2
 "#;
 
 /// The declared tenant tables that exist, and the directory's tables.
-const CHECKED_TABLES: &str = "c.oid IN (
-    SELECT c2.oid FROM tenantry.tenantry_declared_tables d
+const CHECKED_TABLES: &str = concat!(
+    "c.oid IN (
+    SELECT c2.oid FROM ",
+    schema_name!(),
+    ".tenantry_declared_tables d
     JOIN pg_namespace n2 ON n2.nspname = d.table_schema
     JOIN pg_class c2 ON c2.relnamespace = n2.oid AND c2.relname = d.table_name
     WHERE d.kind = 'tenant'
     UNION ALL
-    SELECT t FROM unnest(ARRAY[to_regclass('tenantry.tenants'), to_regclass('tenantry.users'),
-                               to_regclass('tenantry.memberships')]) AS t)";
+    SELECT t FROM unnest(ARRAY[to_regclass('",
+    schema_name!(),
+    ".tenants'), to_regclass('",
+    schema_name!(),
+    ".users'),
+                               to_regclass('",
+    schema_name!(),
+    ".memberships')]) AS t)"
+);
 
 fn policies_sql(tables: &str) -> String {
     POLICIES_SQL.replace("{tables}", tables)
@@ -135,8 +146,8 @@ pub(super) async fn reference(conn: &mut AsyncPgConnection) -> diesel::QueryResu
     let setup = format!(
         "SET LOCAL lock_timeout = '5s';
          SET LOCAL client_min_messages = warning;
-         CREATE TABLE {REFERENCE_TABLE} ({REFERENCE_COLUMN} uuid NOT NULL REFERENCES tenantry.tenants (id));
-         SELECT tenantry.tenantry_declare_tenant_table('{REFERENCE_TABLE}', '{REFERENCE_COLUMN}');"
+         CREATE TABLE {REFERENCE_TABLE} ({REFERENCE_COLUMN} uuid NOT NULL REFERENCES {NAME}.tenants (id));
+         SELECT {NAME}.tenantry_declare_tenant_table('{REFERENCE_TABLE}', '{REFERENCE_COLUMN}');"
     );
     let read = policies_sql(&format!("c.oid = '{REFERENCE_TABLE}'::regclass"));
     let ended = conn
@@ -214,7 +225,7 @@ const MEMBERS_EXPR: &str = "(EXISTS ( SELECT 1
 /// The tenant check of a database prepared for Citus (migration `00000000000012_citus`), and
 /// `users`' policy there: a function call, since Citus refuses subqueries in policies.
 const CITUS_TENANT: &str = "tenantry_citus_tenant()";
-const CITUS_MEMBERS_EXPR: &str = "tenantry.tenantry_citus_is_member(id)";
+const CITUS_MEMBERS_EXPR: &str = concat!(schema_name!(), ".tenantry_citus_is_member(id)");
 
 #[derive(QueryableByName)]
 struct DirectoryTable {
@@ -230,13 +241,21 @@ struct DirectoryTable {
     enabled: bool,
 }
 
-const DIRECTORY_TABLES_SQL: &str = r#"
+const DIRECTORY_TABLES_SQL: &str = concat!(
+    r#"
 SELECT n.nspname || '.' || c.relname AS "table", c.relname::text AS name,
        c.oid::regclass::text AS shown, c.relrowsecurity AS enabled
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.oid IN (to_regclass('tenantry.tenants'), to_regclass('tenantry.users'), to_regclass('tenantry.memberships'))
+WHERE c.oid IN (to_regclass('"#,
+    schema_name!(),
+    r#".tenants'), to_regclass('"#,
+    schema_name!(),
+    r#".users'), to_regclass('"#,
+    schema_name!(),
+    r#".memberships'))
 ORDER BY 1
-"#;
+"#
+);
 
 /// A declared tenant table that exists, with its tenant column as the deparser writes it.
 pub(super) struct TenantTable {

@@ -32,8 +32,11 @@ const DEFINER_GRANTEES: &[(&str, &[&str])] = &[
 /// as long as their body is exactly the one tenantry generates, which doctor checks by generating
 /// it again in a transaction it rolls back (`tenantry_reseal_enter`).
 const QUALIFIED_DEFINERS: &[(&str, &str)] = &[(
-    "tenantry.tenantry_enter(uuid,boolean,bigint,integer,bytea)",
-    "SELECT tenantry.tenantry_reseal_enter()",
+    concat!(
+        schema_name!(),
+        ".tenantry_enter(uuid,boolean,bigint,integer,bytea)"
+    ),
+    concat!("SELECT ", schema_name!(), ".tenantry_reseal_enter()"),
 )];
 
 #[derive(QueryableByName)]
@@ -90,10 +93,13 @@ pub(super) async fn recorded_roles(
     conn: &mut AsyncPgConnection,
 ) -> QueryResult<crate::schema::RoleNames> {
     let mut roles = crate::schema::RoleNames::default();
-    let rows: Vec<RecordedRole> = diesel::sql_query(
-        "SELECT purpose, role_name::text AS role_name FROM tenantry.tenantry_roles \
-         WHERE to_regclass('tenantry.tenantry_roles') IS NOT NULL",
-    )
+    let rows: Vec<RecordedRole> = diesel::sql_query(concat!(
+        "SELECT purpose, role_name::text AS role_name FROM ",
+        schema_name!(),
+        ".tenantry_roles WHERE to_regclass('",
+        schema_name!(),
+        ".tenantry_roles') IS NOT NULL"
+    ))
     .load(conn)
     .await
     .or_else(|e| match e {
@@ -209,7 +215,8 @@ struct Definer {
 /// The `SECURITY DEFINER` functions of tenantry's schema (where `tenantry_declared_tables`
 /// is) and of the application's (those of its declared tables): signature, pinned `search_path`, and who besides the owner may execute them (a `NULL`
 /// ACL is PostgreSQL's default: `EXECUTE` for `PUBLIC`).
-const DEFINERS_SQL: &str = r#"
+const DEFINERS_SQL: &str = concat!(
+    r#"
 SELECT p.oid::regprocedure::text AS function, p.proname::text AS name,
        (SELECT substr(s, length('search_path=') + 1) FROM unnest(p.proconfig) AS s
         WHERE s LIKE 'search\_path=%') AS search_path,
@@ -220,11 +227,16 @@ SELECT p.oid::regprocedure::text AS function, p.proname::text AS name,
 FROM pg_proc p
 WHERE p.prosecdef
   AND (p.pronamespace = (SELECT t.relnamespace FROM pg_class t
-                         WHERE t.oid = to_regclass('tenantry.tenantry_declared_tables'))
+                         WHERE t.oid = to_regclass('"#,
+    schema_name!(),
+    r#".tenantry_declared_tables'))
        OR p.pronamespace IN (SELECT n.oid FROM pg_namespace n
-                             JOIN tenantry.tenantry_declared_tables d ON d.table_schema = n.nspname))
+                             JOIN "#,
+    schema_name!(),
+    r#".tenantry_declared_tables d ON d.table_schema = n.nspname))
 ORDER BY 1
-"#;
+"#
+);
 
 #[derive(QueryableByName)]
 struct Exists {
@@ -320,9 +332,11 @@ pub(super) async fn check(
     }
 
     // Before tenantry's migrations there is no schema of tenantry's to look in.
-    let migrated = diesel::sql_query(
-        "SELECT to_regclass('tenantry.tenantry_declared_tables') IS NOT NULL AS exists",
-    )
+    let migrated = diesel::sql_query(concat!(
+        "SELECT to_regclass('",
+        schema_name!(),
+        ".tenantry_declared_tables') IS NOT NULL AS exists"
+    ))
     .get_result::<Exists>(conn)
     .await?
     .exists;
