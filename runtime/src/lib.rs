@@ -8,6 +8,7 @@
 // `tests/rooms.rs`, drawn in `docs/architecture.md`).
 #[cfg(feature = "citus")]
 pub mod citus;
+mod clock;
 pub mod ctx;
 pub mod db;
 pub mod error;
