@@ -18,6 +18,7 @@ macro_rules! schema_name {
 // `tests/rooms.rs`, drawn in `docs/architecture.md`).
 #[cfg(feature = "citus")]
 pub mod citus;
+mod clock;
 pub mod ctx;
 pub mod db;
 pub mod error;

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use tenantry::auth::cloudflare::{CloudflareConfig, CloudflareVerifier};
 use tenantry::auth::{AuthError, Identity};
-use tenantry::testing::{CertsServer, TestKey, TestToken, TokenMinter};
+use tenantry::testing::{CertsServer, TestClock, TestKey, TestToken, TokenMinter};
 
 /// The team domain every test uses.
 const TEAM: &str = "tenantry-test.cloudflareaccess.com";
@@ -24,10 +24,12 @@ const AUD: &str = "4714c1358e65fe4b408ad6d432a5f878d1a8ec4e3cbbdb6d7b1a3e1b8c0d9
 /// Longest any single verification may take in these tests: nothing may hang.
 const BOUND: Duration = Duration::from_secs(5);
 
-/// A certs server serving [`TestKey::A`], a verifier using it with short timings, and a minter.
+/// A certs server serving [`TestKey::A`], a verifier using it with short timings, the clock its
+/// key cache ages by, and a minter.
 struct Env {
     server: CertsServer,
     config: CloudflareConfig,
+    clock: TestClock,
     verifier: CloudflareVerifier,
     minter: TokenMinter,
 }
@@ -44,11 +46,14 @@ impl Env {
             .expect("certs server starts");
         let mut config = fast_config(&server.url());
         tune(&mut config);
-        let verifier = CloudflareVerifier::new(config.clone()).expect("valid config");
+        let clock = TestClock::new();
+        let verifier =
+            CloudflareVerifier::with_clock(config.clone(), clock.clone()).expect("valid config");
         let minter = TokenMinter::for_config(&config, &TestKey::A);
         Env {
             server,
             config,
+            clock,
             verifier,
             minter,
         }
@@ -80,19 +85,17 @@ impl Env {
         }
     }
 
-    /// Moves the clock past the refetch cooldown.
-    async fn after_cooldown(&self) {
-        pass(self.config.refetch_cooldown).await;
+    /// Moves the key cache's clock past the refetch cooldown.
+    fn after_cooldown(&self) {
+        self.pass(self.config.refetch_cooldown);
     }
-}
 
-/// `by` passes for the key cache at once, without a sleep: it reads tokio's clock, which this
-/// moves forward (a current-thread runtime, as `#[tokio::test]` makes; the clock runs on
-/// after). Only the clock moves: a fetch in flight is not hurried.
-async fn pass(by: Duration) {
-    tokio::time::pause();
-    tokio::time::advance(by).await;
-    tokio::time::resume();
+    /// `by` passes for the key cache at once, without a sleep: its clock stands still except
+    /// when a test moves it, so no TTL or cooldown runs out by itself on a slow machine. Only
+    /// that clock moves: a fetch in flight is not hurried.
+    fn pass(&self, by: Duration) {
+        self.clock.advance(by);
+    }
 }
 
 /// Short timings so the suite stays fast; every other setting is the default.

@@ -6,11 +6,15 @@
 //! `TENANTRY_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5440/citus_ci`), every scratch
 //! database is created on every node with citus in it and the nodes registered (Citus does not
 //! propagate `CREATE DATABASE`), and dropped on every node. A database made for a migration set
-//! ([`ScratchDatabase::from_template`](super::ScratchDatabase::from_template)) is not copied from
-//! a template there: it is migrated, then distributed by `tenantry citus-plan`'s script, applied
-//! as printed, and the tenants it gets without a given id alternate between the workers (so a
-//! test's `acme` and `globex` are on different workers). On plain PostgreSQL none of this
-//! happens.
+//! ([`ScratchDatabase::from_template`](super::ScratchDatabase::from_template)) is a copy of that
+//! set's template, and the template is a database of the whole cluster too: made once per set
+//! and test binary on every node, migrated, then distributed by `tenantry citus-plan`'s script,
+//! applied as printed, with the tenants it gets without a given id alternating between the
+//! workers (so a test's `acme` and `globex` are on different workers). Each test's database is
+//! then `CREATE DATABASE <name> TEMPLATE <template>` on every node, under one name: the
+//! coordinator's copy holds Citus's metadata (nodes, shards, placements) and each worker's copy
+//! the shards that metadata places there, so the copies form a cluster of their own. On plain
+//! PostgreSQL none of this happens.
 
 use std::sync::OnceLock;
 
@@ -170,6 +174,100 @@ pub(super) async fn drop_on_workers(name: &str, workers: &[Node]) {
                 .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                 .await;
         }
+    }
+}
+
+/// `template`, a database of the whole cluster: made on every node (what an interrupted build
+/// left dropped first), migrated by `prepare` and distributed ([`migrate_and_distribute`]),
+/// then closed to connections and marked a template on every node, the coordinator last (whose
+/// mark is what "ready" means). Called under the templates' exclusive lock.
+pub(super) async fn build_template<F, Fut>(template: &str, workers: &[Node], prepare: F)
+where
+    F: FnOnce(AsyncPgConnection) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut coordinator = connect_superuser("postgres").await;
+    drop_template(&mut coordinator, template).await;
+    for node in workers {
+        drop_template(&mut connect_node(node, "postgres").await, template).await;
+    }
+    exec(&mut coordinator, &format!("CREATE DATABASE {template}")).await;
+    spread(template, workers).await;
+    migrate_and_distribute(template, prepare).await;
+    // Nobody may be connected to a template while it is copied, and Citus keeps sessions of its
+    // own in every database it is in: the maintenance daemon of each node (started again by the
+    // next connection, hence no connections first), and the coordinator's daemon's connections
+    // to the workers (so the coordinator is closed first).
+    close(&mut coordinator, template, "ALLOW_CONNECTIONS false").await;
+    for node in workers {
+        let mut worker = connect_node(node, "postgres").await;
+        close(
+            &mut worker,
+            template,
+            "IS_TEMPLATE true ALLOW_CONNECTIONS false",
+        )
+        .await;
+    }
+    exec(
+        &mut coordinator,
+        &format!("ALTER DATABASE {template} WITH IS_TEMPLATE true"),
+    )
+    .await;
+}
+
+/// `ALTER DATABASE template WITH <with>`, then ends every session still in it (Citus's
+/// maintenance daemon among them), waiting for each to be gone.
+async fn close(admin: &mut AsyncPgConnection, template: &str, with: &str) {
+    exec(admin, &format!("ALTER DATABASE {template} WITH {with}")).await;
+    exec(
+        admin,
+        &format!(
+            "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity \
+             WHERE datname = '{template}' AND pid <> pg_backend_pid()"
+        ),
+    )
+    .await;
+}
+
+/// Drops `template` on the node `admin` is connected to (its `postgres` database), if it is
+/// there: a template must be unmarked before it can be dropped.
+pub(super) async fn drop_template(admin: &mut AsyncPgConnection, template: &str) {
+    exec(
+        admin,
+        &format!(
+            "DO $$ BEGIN IF EXISTS (SELECT FROM pg_database WHERE datname = '{template}') THEN \
+             ALTER DATABASE {template} WITH IS_TEMPLATE false; END IF; END $$"
+        ),
+    )
+    .await;
+    exec(
+        admin,
+        &format!("DROP DATABASE IF EXISTS {template} WITH (FORCE)"),
+    )
+    .await;
+}
+
+/// Drops `template` on every worker (the coordinator's is dropped by the caller).
+pub(super) async fn drop_template_on_workers(template: &str, workers: &[Node]) {
+    for node in workers {
+        drop_template(&mut connect_node(node, "postgres").await, template).await;
+    }
+}
+
+/// `name` on every worker, a copy of `template` there (after the coordinator made its copy):
+/// no extension to create and no node to register, the copies hold them.
+pub(super) async fn copy_to_workers(name: &str, template: &str, workers: &[Node]) {
+    for node in workers {
+        connect_node(node, "postgres")
+            .await
+            .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {template}"))
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "copying {template} to {name} on {}:{}: {e}",
+                    node.host, node.port
+                )
+            });
     }
 }
 

@@ -29,6 +29,7 @@
 //! minted token in the `Cf-Access-Jwt-Assertion` header.
 
 mod certs_server;
+mod clock;
 mod cluster;
 mod harness;
 #[doc(hidden)]
@@ -45,6 +46,7 @@ mod wire;
 pub use crate::assert_isolated;
 pub use crate::on_both_routes;
 pub use certs_server::{CertsBehaviour, CertsServer};
+pub use clock::TestClock;
 pub use cluster::on_citus;
 pub use harness::{
     begin_tenant, jobs_for_test, run_test, NoMigrations, TestDb, TestFn, TestTenant, TestUser,

@@ -65,8 +65,8 @@ impl ScratchDatabase {
         Self::create_from(prefix, None).await
     }
 
-    /// Creates `<prefix>_<pid>_<n>_<random>`, a copy of `template` if one is named (never on
-    /// Citus: see `from_template`).
+    /// Creates `<prefix>_<pid>_<n>_<random>`, a copy of `template` if one is named (on Citus a
+    /// copy on every node of the template made there by `from_template`).
     pub(super) async fn create_from(prefix: &str, template: Option<&str>) -> Self {
         let name = format!(
             "{prefix}_{}_{}_{}",
@@ -98,8 +98,10 @@ impl ScratchDatabase {
         }
         let workers = cluster::workers().await.unwrap_or_default();
         let db = ScratchDatabase { name, workers };
-        if !workers.is_empty() {
-            cluster::spread(&db.name, workers).await;
+        match template {
+            _ if workers.is_empty() => {}
+            Some(template) => cluster::copy_to_workers(&db.name, template, workers).await,
+            None => cluster::spread(&db.name, workers).await,
         }
         db
     }

@@ -8,6 +8,9 @@
 //! Its name is a hash of the set's name and of the test binary (its path, size and modification
 //! time): the binary embeds the migrations, so any change to them is a rebuild and a new
 //! template, never a stale copy. Only the newest few templates are kept.
+//!
+//! On a Citus coordinator the template is a database of the whole cluster, migrated and
+//! distributed once, and each copy is made on every node (`cluster.rs`).
 
 use std::future::Future;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -15,6 +18,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use diesel::sql_types::Text;
 use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 
+use super::cluster::{self, Node};
 use super::scratch::{connect_superuser, ScratchDatabase};
 
 /// The advisory lock (on the server's `postgres` database) that templates are made under.
@@ -35,19 +39,16 @@ impl ScratchDatabase {
     /// itself (`CONNECT`, `TEMPORARY`) and `ALTER DATABASE .. SET` settings. Apply those to the
     /// copy again (running the migrations again does: it applies nothing and grants).
     ///
-    /// On a Citus coordinator (`TENANTRY_TEST_DATABASE_URL`) there is no template: the database
-    /// is made on every node, `prepare` migrates it, and `tenantry citus-plan`'s script
-    /// distributes it, so the test runs with its rows on the workers.
+    /// On a Citus coordinator (`TENANTRY_TEST_DATABASE_URL`) the template is made on every
+    /// node, `prepare` migrates it and `tenantry citus-plan`'s script distributes it; each copy
+    /// is made from it on every node under one name, so the test runs with its rows on the
+    /// workers.
     pub async fn from_template<F, Fut>(prefix: &str, set: &str, prepare: F) -> Self
     where
         F: FnOnce(AsyncPgConnection) -> Fut,
         Fut: Future<Output = ()>,
     {
-        if super::cluster::on_citus().await {
-            let db = ScratchDatabase::create(prefix).await;
-            super::cluster::migrate_and_distribute(db.name(), prepare).await;
-            return db;
-        }
+        let workers = cluster::workers().await.unwrap_or_default();
         let template = template_name(set);
         let mut admin = connect_superuser("postgres").await;
         lock(&mut admin, "pg_advisory_lock_shared").await;
@@ -56,8 +57,12 @@ impl ScratchDatabase {
             lock(&mut admin, "pg_advisory_lock").await;
             // Whoever held the lock before may have made it.
             if !is_ready(&mut admin, &template).await {
-                build(&mut admin, &template, prepare).await;
-                drop_old_templates(&mut admin).await;
+                if workers.is_empty() {
+                    build(&mut admin, &template, prepare).await;
+                } else {
+                    cluster::build_template(&template, workers, prepare).await;
+                }
+                drop_old_templates(&mut admin, workers).await;
             }
             lock(&mut admin, "pg_advisory_unlock").await;
             lock(&mut admin, "pg_advisory_lock_shared").await;
@@ -149,12 +154,12 @@ where
 }
 
 /// Drops every template but the newest [`KEEP`], and what interrupted builds left (called under
-/// the exclusive lock: no copy is being made, no other build runs).
+/// the exclusive lock: no copy is being made, no other build runs); on Citus on every node.
 #[allow(
     clippy::disallowed_methods,
     reason = "the test server's catalog, read as the superuser; no input in the SQL"
 )]
-async fn drop_old_templates(admin: &mut AsyncPgConnection) {
+async fn drop_old_templates(admin: &mut AsyncPgConnection, workers: &[Node]) {
     let old = diesel::sql_query(format!(
         "SELECT datname FROM pg_database WHERE starts_with(datname, '{PREFIX}') \
          AND (NOT datistemplate OR oid NOT IN (SELECT oid FROM pg_database \
@@ -173,6 +178,7 @@ async fn drop_old_templates(admin: &mut AsyncPgConnection) {
                 .await
                 .unwrap_or_else(|e| panic!("{sql}: {e}"));
         }
+        cluster::drop_template_on_workers(&datname, workers).await;
     }
 }
 

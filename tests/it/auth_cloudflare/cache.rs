@@ -11,7 +11,7 @@ use serde_json::json;
 use tenantry::auth::Identity;
 use tenantry::testing::TestKey;
 
-use super::{bounded, pass, Env};
+use super::{bounded, Env};
 
 /// The clock the verifier reads (Unix seconds).
 fn now() -> u64 {
@@ -150,7 +150,7 @@ async fn a_cached_token_whose_key_rotated_out_is_refused() {
     assert_eq!(env.verifier.verification_count(), 1);
     // Key A retired: the first token of key B makes the verifier fetch the new set.
     env.server.serve_keys(&[&TestKey::B]);
-    env.after_cooldown().await;
+    env.after_cooldown();
     env.accepted(&new).await;
     assert_eq!(env.verifier.known_kids(), [TestKey::B.kid()]);
     let reason = env.refused(&old).await;
@@ -175,7 +175,7 @@ async fn a_cached_token_whose_kid_now_names_another_key_is_verified_again() {
         .serve_document(json!({"keys": [TestKey::B.jwk_with_kid(TestKey::A.kid())]}));
     // The clock passes the key set's TTL and the refetch cooldown (whichever is later), after
     // which a lookup refreshes in the background.
-    pass(ttl.max(env.config.refetch_cooldown)).await;
+    env.pass(ttl.max(env.config.refetch_cooldown));
     // Past the TTL the known key still answers while a refresh runs in the background.
     env.accepted(&token).await;
     // The refresh it started has ended, its keys in place. `fetches_ended` counts failed

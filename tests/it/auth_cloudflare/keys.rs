@@ -8,7 +8,7 @@ use tenantry::auth::cloudflare::CloudflareVerifier;
 use tenantry::auth::AuthError;
 use tenantry::testing::{certs_document, CertsBehaviour, CertsServer, TestKey, TokenMinter};
 
-use super::{bounded, fast_config, pass, Env};
+use super::{bounded, fast_config, Env};
 
 #[tokio::test]
 async fn known_kid_is_served_from_the_cache() {
@@ -28,7 +28,7 @@ async fn unknown_kid_causes_one_fetch_then_a_cooldown() {
     // refetch happens within it.
     let env = Env::with(|c| c.refetch_cooldown = Duration::from_secs(1)).await;
     env.accepted(&env.ada().sign()).await;
-    env.after_cooldown().await;
+    env.after_cooldown();
     let stranger = env
         .minter
         .with_key(&TestKey::C)
@@ -49,7 +49,7 @@ async fn unknown_kid_causes_one_fetch_then_a_cooldown() {
         2,
         "no refetch during the cooldown"
     );
-    env.after_cooldown().await;
+    env.after_cooldown();
     env.refused(&stranger).await;
     assert_eq!(env.server.request_count(), 3, "one more after the cooldown");
 }
@@ -67,7 +67,7 @@ async fn thousand_concurrent_unknown_kids_cause_at_most_one_fetch_per_cooldown()
     let mut rounds = Vec::new();
     for round in 0..3 {
         if round == 2 {
-            env.after_cooldown().await;
+            env.after_cooldown();
         }
         let started = Instant::now();
         let before = env.server.request_count();
@@ -109,7 +109,7 @@ async fn rotation_overlap_keeps_both_keys_valid() {
     let new = env.minter.with_key(&TestKey::B);
     env.accepted(&old.user("ada@example.com").sign()).await;
     env.server.serve_keys(&[&TestKey::A, &TestKey::B]);
-    env.after_cooldown().await;
+    env.after_cooldown();
     // The first token signed by the new key triggers exactly one refetch...
     env.accepted(&new.user("ada@example.com").sign()).await;
     assert_eq!(env.server.request_count(), 2);
@@ -134,7 +134,7 @@ async fn retired_key_stops_working_once_the_set_is_refreshed() {
     let env = Env::with(|c| c.cache_ttl = Duration::from_millis(400)).await;
     env.accepted(&env.ada().sign()).await;
     env.server.serve_keys(&[&TestKey::B]);
-    pass(Duration::from_millis(400)).await;
+    env.pass(Duration::from_millis(400));
     // Past the TTL, the known key still answers at once while a refresh runs in the background.
     env.accepted(&env.ada().sign()).await;
     wait_for(|| env.verifier.known_kids() == [TestKey::B.kid()]).await;
@@ -162,7 +162,7 @@ async fn known_keys_survive(behaviour: CertsBehaviour) {
     env.accepted(&a).await;
     env.server.serve_keys(&[&TestKey::A, &TestKey::B]);
     env.server.set_behaviour(behaviour.clone());
-    env.after_cooldown().await;
+    env.after_cooldown();
 
     let started = Instant::now();
     let reason = env.refused(&b).await;
@@ -186,7 +186,7 @@ async fn known_keys_survive(behaviour: CertsBehaviour) {
     );
 
     env.server.set_behaviour(CertsBehaviour::Serve);
-    env.after_cooldown().await;
+    env.after_cooldown();
     env.accepted(&b).await;
 }
 
@@ -232,13 +232,13 @@ async fn known_keys_expire_at_the_staleness_limit() {
     let token = env.ada().sign();
     env.accepted(&token).await;
     env.server.set_behaviour(CertsBehaviour::Down);
-    pass(Duration::from_millis(500)).await;
+    env.pass(Duration::from_millis(500));
     env.accepted(&token).await; // stale but within the limit
-    pass(Duration::from_millis(900)).await;
+    env.pass(Duration::from_millis(900));
     let reason = env.refused(&token).await;
     assert!(reason.contains("too old"), "{reason}");
     env.server.set_behaviour(CertsBehaviour::Serve);
-    env.after_cooldown().await;
+    env.after_cooldown();
     env.accepted(&token).await;
 }
 
@@ -253,7 +253,7 @@ async fn expired_cache_does_not_wait_for_a_slow_endpoint() {
     env.accepted(&token).await;
     env.server
         .set_behaviour(CertsBehaviour::Slow(Duration::from_secs(30)));
-    pass(Duration::from_millis(400)).await;
+    env.pass(Duration::from_millis(400));
     for _ in 0..3 {
         let started = Instant::now();
         env.accepted(&token).await;
@@ -317,7 +317,7 @@ async fn endpoint_down_from_the_start_then_recovering() {
         "failures are not retried within the cooldown"
     );
     env.server.set_behaviour(CertsBehaviour::Serve);
-    env.after_cooldown().await;
+    env.after_cooldown();
     env.accepted(&token).await;
 }
 

@@ -4,16 +4,14 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use jsonwebtoken::DecodingKey;
 use tokio::sync::{Mutex, OwnedMutexGuard};
-// Tokio's clock, which is the system's monotonic clock unless a test pauses and advances it
-// (`tokio::time::advance`): the tests age the key set without sleeping.
-use tokio::time::Instant;
 
 use super::fetch::{Fetcher, KeyMap};
 use super::{CloudflareConfig, CloudflareConfigError};
+use crate::clock::Clock;
 use crate::identity::auth::AuthError;
 
 /// What the cache holds between fetches.
@@ -30,6 +28,9 @@ struct CacheState {
 #[derive(Debug)]
 pub(crate) struct KeyCache {
     fetcher: Fetcher,
+    /// What the key set's age, the TTL and the cooldown are measured with (the system's clock;
+    /// a test's [`TestClock`](crate::testing::TestClock) under the `testing` feature).
+    clock: Clock,
     ttl: Duration,
     cooldown: Duration,
     max_staleness: Duration,
@@ -43,10 +44,14 @@ pub(crate) struct KeyCache {
 }
 
 impl KeyCache {
-    /// An empty cache for `config`; nothing is fetched until a key is needed.
-    pub(crate) fn new(config: &CloudflareConfig) -> Result<Self, CloudflareConfigError> {
+    /// An empty cache for `config`, aging by `clock`; nothing is fetched until a key is needed.
+    pub(crate) fn new(
+        config: &CloudflareConfig,
+        clock: Clock,
+    ) -> Result<Self, CloudflareConfigError> {
         Ok(KeyCache {
             fetcher: Fetcher::new(config)?,
+            clock,
             ttl: config.cache_ttl,
             cooldown: config.refetch_cooldown,
             max_staleness: config.max_staleness,
@@ -143,7 +148,7 @@ impl KeyCache {
         }
         self.fetches.fetch_add(1, Ordering::Relaxed);
         let result = self.fetcher.fetch().await;
-        let now = Instant::now();
+        let now = self.clock.now();
         let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
         state.attempted_at = Some(now);
         match result {
@@ -169,7 +174,7 @@ impl KeyCache {
     fn cooldown_over(&self) -> bool {
         self.read(|s| {
             s.attempted_at
-                .is_none_or(|at| at.elapsed() >= self.cooldown)
+                .is_none_or(|at| self.clock.since(at) >= self.cooldown)
         })
     }
 
@@ -178,7 +183,7 @@ impl KeyCache {
         self.read(|s| {
             (
                 s.keys.get(kid).cloned(),
-                s.fetched_at.map(|at| at.elapsed()),
+                s.fetched_at.map(|at| self.clock.since(at)),
             )
         })
     }

@@ -44,7 +44,10 @@ pub use config::{CloudflareConfig, CloudflareConfigError, DEFAULT_TOKEN_CACHE_CA
 pub use crypto::{install_crypto_provider, RING_PROVIDER};
 pub use extract::{token_from_headers, ASSERTION_HEADER, AUTHORIZATION_COOKIE};
 
+use crate::clock::Clock;
 use crate::identity::auth::{AuthError, Identity};
+#[cfg(feature = "testing")]
+use crate::testing::TestClock;
 use cache::{Lookup, TokenCache, Verified};
 use jwks::KeyCache;
 
@@ -72,9 +75,25 @@ impl CloudflareVerifier {
     /// Installs tenantry's ring provider as jsonwebtoken's crypto provider unless one is
     /// installed already (see [`install_crypto_provider`]).
     pub fn new(config: CloudflareConfig) -> Result<Self, CloudflareConfigError> {
+        Self::with(config, Clock::System)
+    }
+
+    /// Like [`CloudflareVerifier::new`], with a key cache that ages its key set by `clock`
+    /// instead of the system's clock: a test moves past the cache TTL, the refetch cooldown or
+    /// the staleness limit with [`TestClock::advance`] instead of sleeping. Only the key cache
+    /// reads it; `exp` and `nbf` are checked against the system's time as always.
+    #[cfg(feature = "testing")]
+    pub fn with_clock(
+        config: CloudflareConfig,
+        clock: TestClock,
+    ) -> Result<Self, CloudflareConfigError> {
+        Self::with(config, Clock::Test(clock))
+    }
+
+    fn with(config: CloudflareConfig, clock: Clock) -> Result<Self, CloudflareConfigError> {
         config.validate()?;
         install_crypto_provider();
-        let keys = Arc::new(KeyCache::new(&config)?);
+        let keys = Arc::new(KeyCache::new(&config, clock)?);
         Ok(CloudflareVerifier {
             inner: Arc::new(Inner {
                 issuer: config.issuer(),
