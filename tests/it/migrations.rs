@@ -99,11 +99,11 @@ async fn an_earlier_runners_database_is_adopted_once() {
     // After `diesel migration revert` of the application's migration, the next run applies it
     // again: the adoption happened once and is not repeated.
     let mut conn = again.conn;
-    conn.batch_execute(
+    conn.batch_execute(&common::sql(
         "DROP TABLE invoices, projects, currencies;
          DELETE FROM tenantry.tenantry_declared_tables WHERE table_name IN ('invoices', 'projects', 'currencies');
          DELETE FROM __diesel_schema_migrations WHERE version = '0001';",
-    )
+    ))
     .await
     .expect("reverted");
     let reapplied = tenantry::migrate_with(conn, MIGRATIONS)
@@ -253,11 +253,11 @@ async fn a_database_of_the_earlier_layout_moves_to_the_tenantry_schema() {
 
     // The functions name the new schema: the audit chain links a new row, a new declaration
     // works from an application's migration, and doctor finds nothing.
-    conn.batch_execute(
+    conn.batch_execute(&common::sql(
         "SELECT tenantry.tenantry_audit_write(NULL, 'job:upgrade', 'job', 'after the move', NULL, NULL, NULL);
          CREATE TABLE notes (tenant_id uuid NOT NULL REFERENCES tenantry.tenants (id), body text);
          SELECT tenantry.tenantry_declare_tenant_table('notes');",
-    )
+    ))
     .await
     .expect("tenantry's functions after the move");
     let chained = "SELECT count(*) AS n FROM tenantry.audit_log_chain";
