@@ -29,7 +29,6 @@
 //! minted token in the `Cf-Access-Jwt-Assertion` header.
 
 mod certs_server;
-mod clock;
 mod cluster;
 mod harness;
 #[doc(hidden)]
@@ -44,9 +43,9 @@ mod wire;
 
 #[doc(inline)]
 pub use crate::assert_isolated;
+pub use crate::clock::TestClock;
 pub use crate::on_both_routes;
 pub use certs_server::{CertsBehaviour, CertsServer};
-pub use clock::TestClock;
 pub use cluster::on_citus;
 pub use harness::{
     begin_tenant, jobs_for_test, run_test, NoMigrations, TestDb, TestFn, TestTenant, TestUser,

@@ -29,7 +29,7 @@ struct CacheState {
 pub(crate) struct KeyCache {
     fetcher: Fetcher,
     /// What the key set's age, the TTL and the cooldown are measured with (the system's clock;
-    /// a test's [`TestClock`](crate::testing::TestClock) under the `testing` feature).
+    /// a test's `testing::TestClock` under the `testing` feature).
     clock: Clock,
     ttl: Duration,
     cooldown: Duration,

@@ -45,9 +45,9 @@ pub use crypto::{install_crypto_provider, RING_PROVIDER};
 pub use extract::{token_from_headers, ASSERTION_HEADER, AUTHORIZATION_COOKIE};
 
 use crate::clock::Clock;
-use crate::identity::auth::{AuthError, Identity};
 #[cfg(feature = "testing")]
-use crate::testing::TestClock;
+use crate::clock::TestClock;
+use crate::identity::auth::{AuthError, Identity};
 use cache::{Lookup, TokenCache, Verified};
 use jwks::KeyCache;
 
