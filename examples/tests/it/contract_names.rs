@@ -6,7 +6,10 @@
 //! search path, after `public`. Checked on a database the example's migrations made (what the
 //! app does at start) and on the test kit's copy of one (what every other test gets).
 
-#![allow(clippy::disallowed_methods, reason = "the superuser inspects and seeds the database as the contract's tools do, outside any tenant")]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the superuser inspects and seeds the database as the contract's tools do, outside any tenant"
+)]
 
 use diesel::sql_types::{Bool, Text};
 use diesel::QueryableByName;

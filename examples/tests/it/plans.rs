@@ -2,7 +2,10 @@
 //! a status) needs no sort in PostgreSQL's generic plan (the one a prepared statement settles on,
 //! with the tenant and the limit as parameters), so a page costs its rows, not the tenant's.
 
-#![allow(clippy::disallowed_methods, reason = "the superuser reads plans, outside any tenant")]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the superuser reads plans, outside any tenant"
+)]
 
 use diesel::sql_types::Text;
 use diesel::QueryableByName;
