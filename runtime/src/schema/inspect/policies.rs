@@ -142,7 +142,8 @@ impl From<diesel::result::Error> for RolledBack {
 /// The policies `tenantry_declare_tenant_table` gives a table, read from a scratch table it
 /// declares inside a transaction that is always rolled back (see the module's docs).
 pub(super) async fn reference(conn: &mut AsyncPgConnection) -> diesel::QueryResult<Vec<Expected>> {
-    // Formatted from this module's two constants only; nothing from outside reaches the text.
+    // Formatted from this module's two constants and the schema's name (`NAME`, checked as an
+    // identifier when the crate is built) only; nothing from outside reaches the text.
     let setup = format!(
         "SET LOCAL lock_timeout = '5s';
          SET LOCAL client_min_messages = warning;
