@@ -10,6 +10,7 @@ mod common;
 
 mod browser;
 mod citus;
+mod citus_cluster;
 mod cloudflare;
 mod contract_names;
 mod directory_cache;

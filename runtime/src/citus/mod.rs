@@ -1,6 +1,6 @@
 //! Citus readiness, checked from the catalogs (of plain PostgreSQL, or of a coordinator): what
 //! `tenantry doctor --citus` reports and the script `tenantry citus-plan` prints, which applies
-//! as printed on Citus 13.2 (`examples/tests/citus_cluster.rs` applies it on a running cluster).
+//! as printed on Citus 13.2 (`examples/tests/it/citus_cluster.rs` applies it on a running cluster).
 //!
 //! Citus shards a multi-tenant database by the tenant column: each declared tenant table becomes
 //! a *distributed* table on `tenant_id`, all of them colocated, so that one tenant's rows of every
