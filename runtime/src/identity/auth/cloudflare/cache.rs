@@ -1,4 +1,4 @@
-//! The cache of verified tokens: tokens that passed every check, keyed by the SHA-256 of their
+//! The cache of verified tokens: tokens that passed every check, keyed by a keyed hash of their
 //! exact bytes, each kept no longer than its `exp` (with the leeway) and bounded in number.
 //!
 //! A browser sends the same token with every request of a session, so a hit saves the RSA check
@@ -6,7 +6,13 @@
 //!
 //! - only a token that passed every check is inserted, and the key is the digest of all of its
 //!   bytes, signature included: a token differing in any byte (a forged signature, an edited
-//!   claim) has another digest, misses, and goes through the full verification;
+//!   claim) has another digest, misses, and goes through the full verification. The digest is
+//!   SipHash-2-4 with a 128-bit output under a 128-bit key drawn from the operating system's
+//!   random source for each cache and never shown: SipHash is a pseudorandom function, so
+//!   without the key a token made to share a cached token's digest takes about 2^128 / (cached
+//!   tokens) tries, each a request. (SHA-256 needs no secret for that, but costs ten times as
+//!   much per request on a browser's 900-byte token: BENCHMARKS.md, issue 18.) If no random key
+//!   can be drawn, nothing is cached and every token is verified;
 //! - `exp` and `nbf` are checked again on every hit, against the clock of that moment, with the
 //!   verifier's leeway, exactly as jsonwebtoken checks them (so an entry dies at `exp + leeway`,
 //!   and a clock stepped back cannot make a hit out of a not-yet-valid token);
@@ -22,16 +28,8 @@ use quick_cache::sync::Cache;
 
 use crate::identity::auth::{AuthError, Identity};
 
-/// SHA-256 of a token's exact bytes.
-pub(crate) type TokenDigest = [u8; 32];
-
-/// The digest a token is cached under.
-pub(crate) fn digest(token: &str) -> TokenDigest {
-    let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
-    let mut out = [0; 32];
-    out.copy_from_slice(digest.as_ref());
-    out
-}
+/// SipHash-2-4-128 of a token's exact bytes under the cache's secret key.
+pub(crate) type TokenDigest = u128;
 
 /// What a successful verification leaves behind.
 #[derive(Debug)]
@@ -62,8 +60,11 @@ pub(crate) enum Lookup {
 /// Verified tokens by digest; at most `capacity` of them.
 #[derive(Debug)]
 pub(crate) struct TokenCache {
-    /// `None` when the configured capacity is 0: every token is verified.
+    /// `None` when the configured capacity is 0, or no key could be drawn: every token is
+    /// verified.
     entries: Option<Cache<TokenDigest, Arc<Verified>>>,
+    /// The digests' secret key.
+    key: [u8; 16],
     /// The verifier's leeway on `exp` and `nbf`, in seconds.
     leeway: u64,
 }
@@ -71,11 +72,25 @@ pub(crate) struct TokenCache {
 impl TokenCache {
     /// A cache of at most `capacity` tokens (0: no cache) for a verifier with `leeway`.
     pub(crate) fn new(capacity: usize, leeway: Duration) -> Self {
-        let entries = crate::identity::bounded::bounded_cache(capacity);
+        let key = ring::rand::generate::<[u8; 16]>(&ring::rand::SystemRandom::new())
+            .map(|key| key.expose())
+            .ok();
+        if key.is_none() && capacity > 0 {
+            tracing::warn!("no random key for the token cache: every token is verified");
+        }
+        let entries = key.and_then(|_| crate::identity::bounded::bounded_cache(capacity));
         TokenCache {
             entries,
+            key: key.unwrap_or_default(),
             leeway: leeway.as_secs(),
         }
+    }
+
+    /// The digest `token` is cached under.
+    pub(crate) fn digest(&self, token: &str) -> TokenDigest {
+        let mut hasher = siphasher::sip128::SipHasher24::new_with_key(&self.key);
+        std::hash::Hasher::write(&mut hasher, token.as_bytes());
+        siphasher::sip128::Hasher128::finish128(&hasher).as_u128()
     }
 
     /// Whether tokens are cached at all.
@@ -192,7 +207,7 @@ mod tests {
     #[test]
     fn an_entry_lives_until_exp_plus_the_leeway_and_not_one_second_more() {
         let cache = cache(100);
-        let d = digest("a.b.c");
+        let d = cache.digest("a.b.c");
         cache.insert(d, verified(T0, None));
         assert!(matches!(cache.lookup(&d, T0 - 600), Lookup::Hit(_)));
         assert!(matches!(cache.lookup(&d, T0 + LEEWAY), Lookup::Hit(_)));
@@ -205,7 +220,7 @@ mod tests {
     #[test]
     fn nbf_is_checked_again_on_every_hit() {
         let cache = cache(100);
-        let d = digest("a.b.c");
+        let d = cache.digest("a.b.c");
         cache.insert(d, verified(T0 + 3600, Some(T0)));
         assert!(matches!(cache.lookup(&d, T0 - LEEWAY), Lookup::Hit(_)));
         // A clock stepped back past the leeway: not valid yet, as a cold verification would say.
@@ -219,12 +234,15 @@ mod tests {
     #[test]
     fn the_key_is_the_digest_of_every_byte() {
         let cache = cache(100);
-        cache.insert(digest("h.p.sig"), verified(T0, None));
+        cache.insert(cache.digest("h.p.sig"), verified(T0, None));
         for other in ["h.p.siG", "h.p.sig ", "h.P.sig", "h.p.si"] {
-            assert!(matches!(cache.lookup(&digest(other), T0), Lookup::Miss));
+            assert!(matches!(
+                cache.lookup(&cache.digest(other), T0),
+                Lookup::Miss
+            ));
         }
         assert!(matches!(
-            cache.lookup(&digest("h.p.sig"), T0),
+            cache.lookup(&cache.digest("h.p.sig"), T0),
             Lookup::Hit(_)
         ));
     }
@@ -236,21 +254,32 @@ mod tests {
             assert!(cache.capacity() <= capacity, "{capacity}");
             assert!(cache.capacity() * 10 >= capacity * 9, "{capacity}");
             for i in 0..capacity * 3 {
-                cache.insert(digest(&i.to_string()), verified(T0, None));
+                cache.insert(cache.digest(&i.to_string()), verified(T0, None));
                 assert!(cache.len() <= capacity, "{capacity}: {}", cache.len());
             }
             // The newest entry survives the evictions.
-            let last = digest(&(capacity * 3 - 1).to_string());
+            let last = cache.digest(&(capacity * 3 - 1).to_string());
             assert!(matches!(cache.lookup(&last, T0), Lookup::Hit(_)));
         }
+    }
+
+    #[test]
+    fn each_cache_draws_its_own_key() {
+        // The digest is keyed: two caches (two verifiers, two processes) hash one token apart,
+        // so nothing outside a cache can compute the digest its entries are kept under.
+        let (a, b) = (cache(100), cache(100));
+        assert_ne!(a.key, [0; 16]);
+        assert_ne!(a.key, b.key);
+        assert_ne!(a.digest("h.p.sig"), b.digest("h.p.sig"));
+        assert_eq!(a.digest("h.p.sig"), a.digest("h.p.sig"));
     }
 
     #[test]
     fn capacity_zero_turns_the_cache_off() {
         let cache = cache(0);
         assert!(!cache.is_enabled());
-        cache.insert(digest("a"), verified(T0, None));
-        assert!(matches!(cache.lookup(&digest("a"), T0), Lookup::Miss));
+        cache.insert(cache.digest("a"), verified(T0, None));
+        assert!(matches!(cache.lookup(&cache.digest("a"), T0), Lookup::Miss));
         assert_eq!((cache.len(), cache.capacity()), (0, 0));
     }
 

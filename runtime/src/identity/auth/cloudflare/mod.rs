@@ -20,7 +20,8 @@
 //! The unsigned `Cf-Access-Authenticated-User-Email` header is never read.
 //!
 //! Signatures are checked with ring ([`install_crypto_provider`]). A token that passed every
-//! check is remembered by the SHA-256 of its exact bytes, so the same token sent again (a
+//! check is remembered by a keyed hash of its exact bytes (SipHash-2-4-128 under a random key
+//! per verifier: `cache.rs` says why that is safe), so the same token sent again (a
 //! browser sends one per session) skips the signature and claim checks: its `exp` and `nbf` are
 //! checked again with the leeway, and its key is looked up as for a new token and must still be
 //! the key that verified it. A token differing in any byte is verified in full. At most
@@ -124,7 +125,7 @@ impl CloudflareVerifier {
         let digest = (inner.tokens.is_enabled()
             && !token.is_empty()
             && token.len() <= token::MAX_TOKEN_BYTES)
-            .then(|| cache::digest(token));
+            .then(|| inner.tokens.digest(token));
         if let Some(digest) = &digest {
             match inner
                 .tokens
