@@ -138,7 +138,7 @@ pub fn token_verification(v: &Verifiers, minter: &TokenMinter) {
                 std::hint::black_box(d);
             },
         ),
-        Micro::new("SHA-256 of the token (the cache key)", || {
+        Micro::new("SHA-256 of the token (former cache key)", || {
             let d = ring::digest::digest(&ring::digest::SHA256, valid.as_bytes());
             std::hint::black_box(d);
         }),
