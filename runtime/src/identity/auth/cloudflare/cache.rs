@@ -10,7 +10,7 @@
 //!   SipHash-2-4 with a 128-bit output under a 128-bit key drawn from the operating system's
 //!   random source for each cache and never shown: SipHash is a pseudorandom function, so
 //!   without the key a token made to share a cached token's digest takes about 2^128 / (cached
-//!   tokens) tries, each a request. (SHA-256 needs no secret for that, but costs ten times as
+//!   tokens) tries, each a request. (SHA-256 needs no secret for that, but costs eight times as
 //!   much per request on a browser's 900-byte token: BENCHMARKS.md, issue 18.) If no random key
 //!   can be drawn, nothing is cached and every token is verified;
 //! - `exp` and `nbf` are checked again on every hit, against the clock of that moment, with the
@@ -30,6 +30,16 @@ use crate::identity::auth::{AuthError, Identity};
 
 /// SipHash-2-4-128 of a token's exact bytes under the cache's secret key.
 pub(crate) type TokenDigest = u128;
+
+/// The secret key of a cache's digests; its `Debug` shows no byte of it (the verifier, and so the
+/// cache, may be logged with `{:?}`).
+struct DigestKey([u8; 16]);
+
+impl std::fmt::Debug for DigestKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DigestKey(..)")
+    }
+}
 
 /// What a successful verification leaves behind.
 #[derive(Debug)]
@@ -64,7 +74,7 @@ pub(crate) struct TokenCache {
     /// verified.
     entries: Option<Cache<TokenDigest, Arc<Verified>>>,
     /// The digests' secret key.
-    key: [u8; 16],
+    key: DigestKey,
     /// The verifier's leeway on `exp` and `nbf`, in seconds.
     leeway: u64,
 }
@@ -81,14 +91,14 @@ impl TokenCache {
         let entries = key.and_then(|_| crate::identity::bounded::bounded_cache(capacity));
         TokenCache {
             entries,
-            key: key.unwrap_or_default(),
+            key: DigestKey(key.unwrap_or_default()),
             leeway: leeway.as_secs(),
         }
     }
 
     /// The digest `token` is cached under.
     pub(crate) fn digest(&self, token: &str) -> TokenDigest {
-        let mut hasher = siphasher::sip128::SipHasher24::new_with_key(&self.key);
+        let mut hasher = siphasher::sip128::SipHasher24::new_with_key(&self.key.0);
         std::hash::Hasher::write(&mut hasher, token.as_bytes());
         siphasher::sip128::Hasher128::finish128(&hasher).as_u128()
     }
@@ -268,10 +278,14 @@ mod tests {
         // The digest is keyed: two caches (two verifiers, two processes) hash one token apart,
         // so nothing outside a cache can compute the digest its entries are kept under.
         let (a, b) = (cache(100), cache(100));
-        assert_ne!(a.key, [0; 16]);
-        assert_ne!(a.key, b.key);
+        assert_ne!(a.key.0, [0; 16]);
+        assert_ne!(a.key.0, b.key.0);
         assert_ne!(a.digest("h.p.sig"), b.digest("h.p.sig"));
         assert_eq!(a.digest("h.p.sig"), a.digest("h.p.sig"));
+        // Never shown: not in the cache's `Debug`.
+        let shown = format!("{a:?}");
+        assert!(shown.contains("DigestKey(..)"), "{shown}");
+        assert!(!shown.contains(&format!("{:?}", a.key.0)), "{shown}");
     }
 
     #[test]
