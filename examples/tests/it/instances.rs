@@ -5,7 +5,7 @@
 
 use crate::common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use common::{admin, EMAIL_HEADER, OWNER};
@@ -33,29 +33,19 @@ impl Drop for Instance {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn spawn(scratch: &ScratchDatabase, bouncer: &PgBouncer) -> Instance {
-    let port = free_port();
-    let log = std::env::temp_dir().join(format!(
-        "tenantry-instance-{}-{port}.log",
-        std::process::id()
-    ));
+    // Named before the port is known: the process id and a counter.
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let log =
+        std::env::temp_dir().join(format!("tenantry-instance-{}-{n}.log", std::process::id()));
     let file = std::fs::File::create(&log).expect("log file");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tenantry-example"));
     for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("TENANTRY_")) {
         cmd.env_remove(k);
     }
-    let child = cmd
-        .env("TENANTRY_AUTH_MODE", "trusted_header")
+    cmd.env("TENANTRY_AUTH_MODE", "trusted_header")
         .env("TENANTRY_TRUSTED_PROXIES", "127.0.0.1/32")
-        .env("TENANTRY_BIND", format!("127.0.0.1:{port}"))
         // Migrations straight to PostgreSQL (advisory locks), requests through the pooler.
         .env("DATABASE_URL", scratch.url(None))
         .env(
@@ -69,14 +59,20 @@ fn spawn(scratch: &ScratchDatabase, bouncer: &PgBouncer) -> Instance {
         .env("TENANTRY_DB_POOLER", "transaction")
         .env("TENANTRY_DB_POOL_SIZE", "4")
         .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(file)
-        .spawn()
-        .expect("the example starts");
-    Instance { child, port, log }
+        .stderr(file);
+    // Both instances start before either is waited for: they migrate at once.
+    let child = common::start_example(&mut cmd);
+    Instance {
+        child,
+        port: 0,
+        log,
+    }
 }
 
 async fn healthy(client: &reqwest::Client, instance: &mut Instance) {
+    let (port, _, stdout) = common::listening(&mut instance.child).await;
+    common::drain(stdout);
+    instance.port = port;
     for _ in 0..600 {
         if let Some(status) = instance.child.try_wait().expect("wait") {
             panic!("the instance on {} exited: {status}", instance.port);

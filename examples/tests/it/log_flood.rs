@@ -15,17 +15,11 @@ async fn an_outage_logs_its_start_and_end_once_not_every_failure() {
     let proxy = FaultProxy::start(common::pg_upstream())
         .await
         .expect("proxy");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tenantry-example"));
     for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("TENANTRY_") || k == "RUST_LOG") {
         cmd.env_remove(k);
     }
-    let mut child = cmd
-        .env("TENANTRY_AUTH_MODE", "dev")
+    cmd.env("TENANTRY_AUTH_MODE", "dev")
         .env("TENANTRY_DEV_USER_EMAIL", "dev@example.com")
         .env("DATABASE_URL", scratch.url(None))
         .env(
@@ -36,13 +30,10 @@ async fn an_outage_logs_its_start_and_end_once_not_every_failure() {
             "TENANTRY_BYPASS_DATABASE_URL",
             proxy.url(&scratch.url(Some("tenantry_bypass"))),
         )
-        .env("TENANTRY_BIND", format!("127.0.0.1:{port}"))
         .env("TENANTRY_DB_STATEMENT_TIMEOUT", "1s")
         .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the example starts");
+        .stderr(Stdio::null());
+    let (mut child, port, started, mut stdout) = common::spawn_example(&mut cmd).await;
     let client = reqwest::Client::new();
     let url = |p: &str| format!("http://127.0.0.1:{port}{p}");
     let mut up = false;
@@ -89,13 +80,8 @@ async fn an_outage_logs_its_start_and_end_once_not_every_failure() {
         .arg("-TERM")
         .arg(child.id().to_string())
         .status();
-    let mut out = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
+    let mut out = started;
+    stdout.read_to_string(&mut out).unwrap();
     assert_eq!(child.wait().unwrap().code(), Some(0));
     let lines: Vec<&str> = out
         .lines()

@@ -19,27 +19,19 @@ impl Drop for Running {
 #[tokio::test]
 async fn the_first_command_serves_the_app_in_dev_mode() {
     let db = format!("tenantry_quickstart_{}", std::process::id());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let database_url = tenantry::testing::database_url(&db, None);
     // The README: TENANTRY_AUTH_MODE=dev TENANTRY_DEV_USER_EMAIL=dev@example.com cargo run -p tenantry-example
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tenantry-example"));
     for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("TENANTRY_")) {
         cmd.env_remove(k);
     }
-    let _app = Running(
-        cmd.env("TENANTRY_AUTH_MODE", "dev")
-            .env("TENANTRY_DEV_USER_EMAIL", "dev@example.com")
-            .env("DATABASE_URL", &database_url)
-            .env("TENANTRY_BIND", format!("127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the example starts"),
-    );
+    cmd.env("TENANTRY_AUTH_MODE", "dev")
+        .env("TENANTRY_DEV_USER_EMAIL", "dev@example.com")
+        .env("DATABASE_URL", &database_url)
+        .stderr(Stdio::null());
+    let (child, port, _, stdout) = common::spawn_example(&mut cmd).await;
+    common::drain(stdout);
+    let _app = Running(child);
     let client = reqwest::Client::new();
     let url = |p: &str| format!("http://127.0.0.1:{port}{p}");
     let mut healthy = None;

@@ -18,35 +18,24 @@ impl Drop for Running {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// The binary in dev mode on its own scratch database, up and healthy.
-async fn start(scratch: &ScratchDatabase, port: u16) -> Running {
+/// The binary in dev mode on its own scratch database, up and healthy, and its port.
+async fn start(scratch: &ScratchDatabase) -> (Running, u16) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tenantry-example"));
     for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("TENANTRY_")) {
         cmd.env_remove(k);
     }
-    let app = Running(
-        cmd.env("TENANTRY_AUTH_MODE", "dev")
-            .env("TENANTRY_DEV_USER_EMAIL", "dev@example.com")
-            .env("DATABASE_URL", scratch.url(None))
-            .env("TENANTRY_BIND", format!("127.0.0.1:{port}"))
-            .env("TENANTRY_DB_LOCK_TIMEOUT", "20s")
-            .env("TENANTRY_DB_STATEMENT_TIMEOUT", "20s")
-            // Every request of the one tenant gets a connection (16) rather than its fair share
-            // (8), so that each in-flight request shows as a session waiting for the lock.
-            .env("TENANTRY_TENANT_SHARE", "off")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the example starts"),
-    );
+    cmd.env("TENANTRY_AUTH_MODE", "dev")
+        .env("TENANTRY_DEV_USER_EMAIL", "dev@example.com")
+        .env("DATABASE_URL", scratch.url(None))
+        .env("TENANTRY_DB_LOCK_TIMEOUT", "20s")
+        .env("TENANTRY_DB_STATEMENT_TIMEOUT", "20s")
+        // Every request of the one tenant gets a connection (16) rather than its fair share
+        // (8), so that each in-flight request shows as a session waiting for the lock.
+        .env("TENANTRY_TENANT_SHARE", "off")
+        .stderr(Stdio::null());
+    let (child, port, _, stdout) = common::spawn_example(&mut cmd).await;
+    common::drain(stdout);
+    let app = Running(child);
     let client = reqwest::Client::new();
     for _ in 0..300 {
         if let Ok(r) = client
@@ -55,7 +44,7 @@ async fn start(scratch: &ScratchDatabase, port: u16) -> Running {
             .await
         {
             if r.status() == 200 {
-                return app;
+                return (app, port);
             }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -87,8 +76,7 @@ async fn exit_code(app: &mut Running, within: Duration) -> Option<i32> {
 #[tokio::test]
 async fn sigterm_under_load_drains_every_in_flight_request_and_exits_0() {
     let scratch = ScratchDatabase::create("tenantry_shutdown").await;
-    let port = free_port();
-    let mut app = start(&scratch, port).await;
+    let (mut app, port) = start(&scratch).await;
     // Hold the invoices so that requests are in flight when SIGTERM arrives.
     let mut locker = scratch.connect().await;
     locker
@@ -135,8 +123,7 @@ async fn sigterm_under_load_drains_every_in_flight_request_and_exits_0() {
 #[tokio::test]
 async fn ctrl_c_stops_an_idle_server_with_exit_0() {
     let scratch = ScratchDatabase::create("tenantry_shutdown").await;
-    let port = free_port();
-    let mut app = start(&scratch, port).await;
+    let (mut app, _) = start(&scratch).await;
     signal(&app, "INT");
     assert_eq!(exit_code(&mut app, Duration::from_secs(10)).await, Some(0));
 }

@@ -425,3 +425,70 @@ pub fn assert_error(body: &serde_json::Value, code: &str) {
         "{body}"
     );
 }
+
+/// The example binary, started from `cmd` on a port the kernel picks (`TENANTRY_BIND=
+/// 127.0.0.1:0`): a port a test picked and let go could be taken by another test's server before
+/// the binary binds it, and the test would then talk to that server. Returned once it listens:
+/// the child, its port, what it printed before, and the rest of its stdout ([`listening`]).
+pub async fn spawn_example(
+    cmd: &mut std::process::Command,
+) -> (
+    std::process::Child,
+    u16,
+    String,
+    std::io::BufReader<std::process::ChildStdout>,
+) {
+    let mut child = start_example(cmd);
+    let (port, before, stdout) = listening(&mut child).await;
+    (child, port, before, stdout)
+}
+
+/// Starts the example binary from `cmd` on a port the kernel picks, its stdout piped for
+/// [`listening`], without waiting for it.
+pub fn start_example(cmd: &mut std::process::Command) -> std::process::Child {
+    cmd.env("TENANTRY_BIND", "127.0.0.1:0")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("the example starts")
+}
+
+/// Reads a started example's stdout up to the line `main.rs` prints once it listens: its port,
+/// what it printed before that line, and the rest of its stdout (read it, or [`drain`] it so the
+/// binary never blocks on a full pipe). Panics, with its output, if it exits first.
+pub async fn listening(
+    child: &mut std::process::Child,
+) -> (u16, String, std::io::BufReader<std::process::ChildStdout>) {
+    use std::io::BufRead;
+    let stdout = std::io::BufReader::new(child.stdout.take().expect("piped stdout"));
+    let (port, before, stdout) = tokio::task::spawn_blocking(move || {
+        let mut stdout = stdout;
+        let mut before = String::new();
+        loop {
+            let mut line = String::new();
+            if stdout.read_line(&mut line).expect("the example's stdout") == 0 {
+                return (None, before, stdout);
+            }
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                let addr: SocketAddr = rest
+                    .split_whitespace()
+                    .next()
+                    .and_then(|a| a.parse().ok())
+                    .unwrap_or_else(|| panic!("an address in {line:?}"));
+                return (Some(addr.port()), before, stdout);
+            }
+            before.push_str(&line);
+        }
+    })
+    .await
+    .expect("reading the example's stdout");
+    let Some(port) = port else {
+        let status = child.wait();
+        panic!("the example exited before it listened ({status:?}); its output:\n{before}");
+    };
+    (port, before, stdout)
+}
+
+/// Reads and drops the rest of a child's stdout on a thread of its own.
+pub fn drain(mut stdout: std::io::BufReader<std::process::ChildStdout>) {
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+}
