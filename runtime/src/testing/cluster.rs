@@ -158,6 +158,36 @@ pub(super) async fn spread(name: &str, workers: &[Node]) {
     exec(&mut lock, &format!("SELECT pg_advisory_unlock({LOCK})")).await;
 }
 
+/// The lock the test kit sets a Citus database up under, held by a test that sets one up by
+/// itself (made, given citus and its nodes, migrated, or given `tenantry citus-plan`'s script),
+/// beside the kit's own databases: roles are shared by every database of the cluster, and two
+/// such setups at once fail with "tuple concurrently updated". Taken by
+/// [`lock_citus_setup`]; released when this value is dropped (its session ends).
+#[must_use = "the lock is held only while this value lives"]
+pub struct CitusSetupLock {
+    _session: AsyncPgConnection,
+}
+
+impl std::fmt::Debug for CitusSetupLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CitusSetupLock")
+    }
+}
+
+/// Waits for the test kit's Citus setup lock on the coordinator at `coordinator_url` (any of its
+/// databases: the lock lives in its `postgres` database) and holds it until the returned value
+/// is dropped. Panics when the coordinator does not answer.
+pub async fn lock_citus_setup(coordinator_url: &str) -> CitusSetupLock {
+    let mut url = url::Url::parse(coordinator_url)
+        .unwrap_or_else(|e| panic!("the coordinator's URL {coordinator_url}: {e}"));
+    url.set_path("postgres");
+    let mut session = crate::pool::tls::establish(url.as_str())
+        .await
+        .unwrap_or_else(|e| panic!("the Citus coordinator ({e})"));
+    exec(&mut session, &format!("SELECT pg_advisory_lock({LOCK})")).await;
+    CitusSetupLock { _session: session }
+}
+
 /// A session on the coordinator's `postgres` database holding [`LOCK`] (released with
 /// `pg_advisory_unlock`, or when the session ends).
 async fn locked() -> AsyncPgConnection {
@@ -166,15 +196,56 @@ async fn locked() -> AsyncPgConnection {
     lock
 }
 
-/// Drops `name` on the workers (the coordinator's copy is dropped by the caller).
-pub(super) async fn drop_on_workers(name: &str, workers: &[Node]) {
+/// Drops `name` on every node, the coordinator (`coordinator_url`, its `postgres` database)
+/// first, after closing it to new connections on every node. Each node's copy has a Citus
+/// maintenance daemon (a background worker) with connections to the other nodes' copies: when
+/// one copy goes, the others' daemons lose those connections, exit, and are started again about
+/// five seconds later; a `DROP DATABASE .. WITH (FORCE)` that runs while one comes back waits
+/// five seconds for it and fails ("being accessed by other users"). Closed first everywhere, no
+/// daemon can come back. Errors are ignored, as a drop on the way out cannot report them.
+pub(super) async fn drop_everywhere(coordinator_url: &str, name: &str, workers: &[Node]) {
+    let mut admins = Vec::with_capacity(workers.len() + 1);
+    if let Ok(c) = crate::pool::tls::establish(coordinator_url).await {
+        admins.push(c);
+    }
     for node in workers {
-        if let Ok(mut c) = crate::pool::tls::establish(&node_url(node, "postgres")).await {
-            let _ = c
-                .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .await;
+        if let Ok(c) = crate::pool::tls::establish(&node_url(node, "postgres")).await {
+            admins.push(c);
         }
     }
+    for admin in &mut admins {
+        let _ = admin.batch_execute(&close_to_connections(name)).await;
+    }
+    for admin in &mut admins {
+        let _ = admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .await;
+    }
+}
+
+/// Closes `name` to new connections on the coordinator (`coordinator`, its `postgres` database)
+/// and every worker, before it is dropped anywhere ([`drop_everywhere`] says why).
+pub(super) async fn close_everywhere(
+    coordinator: &mut AsyncPgConnection,
+    name: &str,
+    workers: &[Node],
+) {
+    exec(coordinator, &close_to_connections(name)).await;
+    for node in workers {
+        exec(
+            &mut connect_node(node, "postgres").await,
+            &close_to_connections(name),
+        )
+        .await;
+    }
+}
+
+/// `ALTER DATABASE name WITH ALLOW_CONNECTIONS false`, if `name` exists.
+fn close_to_connections(name: &str) -> String {
+    format!(
+        "DO $$ BEGIN IF EXISTS (SELECT FROM pg_database WHERE datname = '{name}') THEN \
+         ALTER DATABASE {name} WITH ALLOW_CONNECTIONS false; END IF; END $$"
+    )
 }
 
 /// `template`, a database of the whole cluster: made on every node (what an interrupted build
@@ -187,10 +258,9 @@ where
     Fut: std::future::Future<Output = ()>,
 {
     let mut coordinator = connect_superuser("postgres").await;
+    close_everywhere(&mut coordinator, template, workers).await;
     drop_template(&mut coordinator, template).await;
-    for node in workers {
-        drop_template(&mut connect_node(node, "postgres").await, template).await;
-    }
+    drop_template_on_workers(template, workers).await;
     exec(&mut coordinator, &format!("CREATE DATABASE {template}")).await;
     spread(template, workers).await;
     migrate_and_distribute(template, prepare).await;

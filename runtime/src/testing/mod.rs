@@ -46,7 +46,7 @@ pub use crate::assert_isolated;
 pub use crate::clock::TestClock;
 pub use crate::on_both_routes;
 pub use certs_server::{CertsBehaviour, CertsServer};
-pub use cluster::on_citus;
+pub use cluster::{lock_citus_setup, on_citus, CitusSetupLock};
 pub use harness::{
     begin_tenant, jobs_for_test, run_test, NoMigrations, TestDb, TestFn, TestTenant, TestUser,
 };

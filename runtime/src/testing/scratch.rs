@@ -135,14 +135,15 @@ impl Drop for ScratchDatabase {
                 return;
             };
             rt.block_on(async {
-                if let Ok(mut c) =
-                    crate::pool::tls::establish(&database_url("postgres", None)).await
-                {
+                let admin = database_url("postgres", None);
+                if !workers.is_empty() {
+                    return cluster::drop_everywhere(&admin, &name, workers).await;
+                }
+                if let Ok(mut c) = crate::pool::tls::establish(&admin).await {
                     let _ = c
                         .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                         .await;
                 }
-                cluster::drop_on_workers(&name, workers).await;
             });
         })
         .join();

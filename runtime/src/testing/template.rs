@@ -169,6 +169,8 @@ async fn drop_old_templates(admin: &mut AsyncPgConnection, workers: &[Node]) {
     .await
     .unwrap_or_else(|e| panic!("reading pg_database: {e}"));
     for Name { datname } in old {
+        // What an interrupted build left still takes connections: closed on every node first.
+        cluster::close_everywhere(admin, &datname, workers).await;
         for sql in [
             format!("ALTER DATABASE {datname} WITH IS_TEMPLATE false"),
             format!("DROP DATABASE IF EXISTS {datname} WITH (FORCE)"),
