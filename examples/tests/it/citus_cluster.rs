@@ -79,9 +79,13 @@ fn with_db(url: &url::Url, host: &str, port: u16, db: &str) -> String {
     u.to_string()
 }
 
-/// One migration and plan at a time: roles are shared by every database of the cluster (ALTER
-/// ROLE, the migrations' GRANTs).
-static PLAN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// One setup at a time on the cluster, this file's and the test kit's (the isolation suites'
+/// databases, made in this same binary): roles are shared by every database of the cluster
+/// (`citus_add_node`, the migrations' GRANTs, the plan's ALTER ROLE), and two at once fail with
+/// "tuple concurrently updated". A lock of this process alone did not hold the kit off.
+async fn setup_lock(base: &url::Url) -> tenantry::testing::CitusSetupLock {
+    tenantry::testing::lock_citus_setup(base.as_str()).await
+}
 
 /// A database of its own on every node of the cluster, with citus and the nodes registered.
 struct ClusterDb {
@@ -119,8 +123,24 @@ impl ClusterDb {
         let name = format!("tenantry_citus_{tag}");
         let mut nodes = vec![(host.clone(), port)];
         nodes.extend(workers.iter().map(|w| (w.host.clone(), w.port as u16)));
+        let _one = setup_lock(&base).await;
+        // An earlier run's copies, closed to new connections on every node before any is
+        // dropped: each copy's Citus maintenance daemon holds connections to the other nodes'
+        // copies, exits when one of them goes and starts again about five seconds later, and a
+        // `DROP DATABASE .. WITH (FORCE)` that meets it coming back fails ("being accessed by
+        // other users"). Closed everywhere first, none comes back.
+        let mut admins = Vec::with_capacity(nodes.len());
         for (h, p) in &nodes {
             let mut c = connect(&with_db(&base, h, *p, "postgres")).await;
+            c.batch_execute(&format!(
+                "DO $$ BEGIN IF EXISTS (SELECT FROM pg_database WHERE datname = '{name}') THEN \
+                 ALTER DATABASE {name} WITH ALLOW_CONNECTIONS false; END IF; END $$"
+            ))
+            .await
+            .expect("closing an earlier run's database");
+            admins.push(c);
+        }
+        for ((h, p), c) in nodes.iter().zip(&mut admins) {
             for sql in [
                 format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
                 format!("CREATE DATABASE {name}"),
@@ -172,7 +192,7 @@ impl ClusterDb {
     /// one tenant on each worker with a project and three invoices, and the example's users.
     #[allow(clippy::disallowed_methods, reason = "test setup as the superuser")]
     async fn migrated_and_planned(&self) -> HashMap<&'static str, Uuid> {
-        let _one = PLAN.lock().await;
+        let _one = setup_lock(&self.base).await;
         self.migrate().await;
         let mut admin = self.admin().await;
         if let Err(e) = self.apply_plan(&mut admin).await {
@@ -731,7 +751,7 @@ async fn the_seal_holds_on_the_workers_against_sql_of_the_app_role() {
 #[allow(clippy::disallowed_methods, reason = "schema changes as the superuser")]
 async fn each_doctor_finding_is_what_citus_refuses() {
     let db = ClusterDb::create("doctor").await;
-    let _one = PLAN.lock().await;
+    let _one = setup_lock(&db.base).await;
     db.migrate().await;
     let mut admin = db.admin().await;
     admin
